@@ -1,0 +1,57 @@
+//! Typed errors of model loading, validation, shape inference and execution.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong between an ONNX file on disk and a forward result.
+///
+/// Messages say what is wrong, where (file, node, tensor) and, where there is one, what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid ONNX model ({detail}); is the file complete and really an .onnx export?")]
+    Decode { path: PathBuf, detail: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "node '{node}' uses operator '{op}'{domain}, which Prism does not support; supported operators: {supported}"
+    )]
+    UnsupportedOp {
+        node: String,
+        op: String,
+        domain: String,
+        supported: String,
+    },
+    #[error("node '{node}' ({op}): {detail}")]
+    Node {
+        node: String,
+        op: String,
+        detail: String,
+    },
+    #[error("tensor '{name}': {detail}")]
+    Tensor { name: String, detail: String },
+    #[error("input '{name}': {detail}")]
+    Input { name: String, detail: String },
+}
+
+impl ModelError {
+    pub(crate) fn node(node: &str, op: &str, detail: impl Into<String>) -> Self {
+        ModelError::Node {
+            node: node.to_string(),
+            op: op.to_string(),
+            detail: detail.into(),
+        }
+    }
+    pub(crate) fn tensor(name: &str, detail: impl Into<String>) -> Self {
+        ModelError::Tensor {
+            name: name.to_string(),
+            detail: detail.into(),
+        }
+    }
+}
+
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;

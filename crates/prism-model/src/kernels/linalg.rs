@@ -1,0 +1,116 @@
+//! Matrix products on the `gemm` crate.
+
+use gemm::Parallelism;
+
+use crate::tensor::Float;
+
+/// A strided matrix view: element (i, j) is at `ptr[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+pub struct Mat<T> {
+    pub ptr: *const T,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+impl<T> Mat<T> {
+    /// A row-major matrix with `cols` columns.
+    pub fn rows(data: &[T], cols: usize) -> Self {
+        Mat {
+            ptr: data.as_ptr(),
+            rs: cols as isize,
+            cs: 1,
+        }
+    }
+    /// The transpose of a row-major matrix with `cols` columns.
+    pub fn rows_t(data: &[T], cols: usize) -> Self {
+        Mat {
+            ptr: data.as_ptr(),
+            rs: 1,
+            cs: cols as isize,
+        }
+    }
+}
+
+/// `dst (m×n, row stride dst_rs) (+)= lhs (m×k) · rhs (k×n)`.
+///
+/// # Safety
+/// The views must cover m×k, k×n and m×n elements inside live allocations, and `dst` must not
+/// alias the operands or be written concurrently in the same region.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_raw<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    dst_rs: usize,
+    lhs: Mat<T>,
+    rhs: Mat<T>,
+    accumulate: bool,
+    threads: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                std::slice::from_raw_parts_mut(dst.add(i * dst_rs), n).fill(T::zero());
+            }
+        }
+        return;
+    }
+    let par = if threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        lhs.ptr,
+        lhs.cs,
+        lhs.rs,
+        rhs.ptr,
+        rhs.cs,
+        rhs.rs,
+        T::one(),
+        T::one(),
+        false,
+        false,
+        false,
+        par,
+    );
+}
+
+/// `c (+)= a · b` for row-major slices: a is m×k, b is k×n, c is m×n.
+pub fn matmul<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+    accumulate: bool,
+    threads: usize,
+) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: sizes checked above; c is a distinct &mut borrow.
+    unsafe {
+        gemm_raw(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            n,
+            Mat::rows(a, k),
+            Mat::rows(b, n),
+            accumulate,
+            threads,
+        )
+    }
+}

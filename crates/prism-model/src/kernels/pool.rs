@@ -1,0 +1,168 @@
+//! Max and average pooling over 2-D windows (1-D as height 1), and their input-gradients.
+
+use rayon::prelude::*;
+
+use crate::tensor::{Float, Tensor};
+
+/// Fully resolved geometry of a 2-D pooling window over N × C × H × W.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolGeom {
+    pub batch: usize,
+    pub channels: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    pub pt: usize,
+    pub pl: usize,
+    /// Bottom/right padding (matters for `count_include_pad`).
+    pub pb: usize,
+    pub pr: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl PoolGeom {
+    pub fn output_shape(&self) -> [usize; 4] {
+        [self.batch, self.channels, self.ho, self.wo]
+    }
+    /// Input positions (iy, ix) of the window of output (oy, ox), inside the input.
+    fn window(&self, oy: usize, ox: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let y0 = (oy * self.sh) as isize - self.pt as isize;
+        let x0 = (ox * self.sw) as isize - self.pl as isize;
+        (0..self.kh).flat_map(move |ky| {
+            let iy = y0 + (ky * self.dh) as isize;
+            (0..self.kw).filter_map(move |kx| {
+                let ix = x0 + (kx * self.dw) as isize;
+                (iy >= 0 && ix >= 0 && iy < self.h as isize && ix < self.w as isize)
+                    .then_some((iy as usize, ix as usize))
+            })
+        })
+    }
+}
+
+/// Max pooling; windows that lie entirely in the padding yield −∞ like ONNX Runtime.
+pub fn max_pool<T: Float>(x: &[T], g: &PoolGeom) -> Tensor<T> {
+    let (pi, po) = (g.h * g.w, g.ho * g.wo);
+    let mut y = vec![T::zero(); g.batch * g.channels * po];
+    y.par_chunks_mut(po.max(1)).enumerate().for_each(|(p, out)| {
+        let xp = &x[p * pi..][..pi];
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
+                out[oy * g.wo + ox] = g
+                    .window(oy, ox)
+                    .map(|(iy, ix)| xp[iy * g.w + ix])
+                    .fold(T::neg_infinity(), |a, b| if b > a || b.is_nan() { b } else { a });
+            }
+        }
+    });
+    Tensor::from_parts(g.output_shape().to_vec(), y)
+}
+
+/// Gradient of max pooling: each output's gradient goes to the first maximal input of its
+/// window (winner takes all, like PyTorch).
+pub fn max_pool_input_grad<T: Float>(x: &[T], dy: &[T], g: &PoolGeom) -> Tensor<T> {
+    let (pi, po) = (g.h * g.w, g.ho * g.wo);
+    let mut dx = vec![T::zero(); g.batch * g.channels * pi];
+    dx.par_chunks_mut(pi.max(1)).enumerate().for_each(|(p, din)| {
+        let xp = &x[p * pi..][..pi];
+        let gp = &dy[p * po..][..po];
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
+                let mut best: Option<(usize, T)> = None;
+                for (iy, ix) in g.window(oy, ox) {
+                    let v = xp[iy * g.w + ix];
+                    if best.is_none_or(|(_, b)| v > b) {
+                        best = Some((iy * g.w + ix, v));
+                    }
+                }
+                if let Some((i, _)) = best {
+                    din[i] += gp[oy * g.wo + ox];
+                }
+            }
+        }
+    });
+    Tensor::from_parts(vec![g.batch, g.channels, g.h, g.w], dx)
+}
+
+/// The divisor of each average-pooling window.
+fn divisor(g: &PoolGeom, oy: usize, ox: usize, count_include_pad: bool) -> usize {
+    if count_include_pad {
+        // Window clipped to the padded input (not to the ceil-mode overhang).
+        let y0 = (oy * g.sh) as isize - g.pt as isize;
+        let x0 = (ox * g.sw) as isize - g.pl as isize;
+        let y1 = (y0 + ((g.kh - 1) * g.dh + 1) as isize).min((g.h + g.pb) as isize);
+        let x1 = (x0 + ((g.kw - 1) * g.dw + 1) as isize).min((g.w + g.pr) as isize);
+        let ny = (y0..y1).step_by(g.dh).count();
+        let nx = (x0..x1).step_by(g.dw).count();
+        ny * nx
+    } else {
+        g.window(oy, ox).count()
+    }
+}
+
+/// Average pooling.
+pub fn avg_pool<T: Float>(x: &[T], g: &PoolGeom, count_include_pad: bool) -> Tensor<T> {
+    let (pi, po) = (g.h * g.w, g.ho * g.wo);
+    let mut y = vec![T::zero(); g.batch * g.channels * po];
+    y.par_chunks_mut(po.max(1)).enumerate().for_each(|(p, out)| {
+        let xp = &x[p * pi..][..pi];
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
+                let s: T = g.window(oy, ox).map(|(iy, ix)| xp[iy * g.w + ix]).sum();
+                let d = divisor(g, oy, ox, count_include_pad).max(1);
+                out[oy * g.wo + ox] = s / T::of(d as f64);
+            }
+        }
+    });
+    Tensor::from_parts(g.output_shape().to_vec(), y)
+}
+
+/// Gradient of average pooling: each output's gradient spread evenly over its window.
+pub fn avg_pool_input_grad<T: Float>(dy: &[T], g: &PoolGeom, count_include_pad: bool) -> Tensor<T> {
+    let (pi, po) = (g.h * g.w, g.ho * g.wo);
+    let mut dx = vec![T::zero(); g.batch * g.channels * pi];
+    dx.par_chunks_mut(pi.max(1)).enumerate().for_each(|(p, din)| {
+        let gp = &dy[p * po..][..po];
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
+                let d = divisor(g, oy, ox, count_include_pad).max(1);
+                let v = gp[oy * g.wo + ox] / T::of(d as f64);
+                for (iy, ix) in g.window(oy, ox) {
+                    din[iy * g.w + ix] += v;
+                }
+            }
+        }
+    });
+    Tensor::from_parts(vec![g.batch, g.channels, g.h, g.w], dx)
+}
+
+/// Mean over each plane of an N × C × (spatial…) tensor, keeping singleton spatial dims.
+pub fn global_avg_pool<T: Float>(x: &Tensor<T>) -> Tensor<T> {
+    global_reduce(x, |p| p.iter().copied().sum::<T>() / T::of(p.len().max(1) as f64))
+}
+
+/// Max over each plane of an N × C × (spatial…) tensor, keeping singleton spatial dims.
+pub fn global_max_pool<T: Float>(x: &Tensor<T>) -> Tensor<T> {
+    global_reduce(x, |p| p.iter().copied().fold(T::neg_infinity(), T::max))
+}
+
+fn global_reduce<T: Float>(x: &Tensor<T>, f: impl Fn(&[T]) -> T + Sync) -> Tensor<T> {
+    let s = x.shape();
+    let planes = s[0] * s.get(1).copied().unwrap_or(1);
+    let plane = x.len() / planes.max(1);
+    let data: Vec<T> = if plane == 0 {
+        vec![T::zero(); planes]
+    } else {
+        x.data().par_chunks(plane).map(&f).collect()
+    };
+    let mut shape = s.to_vec();
+    for d in shape.iter_mut().skip(2) {
+        *d = 1;
+    }
+    Tensor::from_parts(shape, data)
+}

@@ -1,0 +1,301 @@
+//! The operators Prism understands, as a Rust enum with typed attributes.
+//!
+//! Attributes that ONNX passes as constant *inputs* in newer opsets (Clip's min/max, Pad's pads,
+//! Squeeze's axes, Reshape's shape, …) are resolved into these fields when a graph is
+//! specialised to concrete input shapes; after that the node keeps only its data inputs and
+//! parameters (weights, biases, BatchNorm statistics).
+
+use crate::tensor::{Constant, DType};
+
+/// Geometry of an N-d convolution or pooling window (N = 1 or 2 spatial dimensions).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Window {
+    /// Kernel size per spatial dimension; empty until known (Conv infers it from the weight).
+    pub kernel: Vec<usize>,
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    /// ONNX order: begin of every axis, then end of every axis. Empty means zeros.
+    pub pads: Vec<usize>,
+    pub auto_pad: AutoPad,
+    pub ceil_mode: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoPad {
+    NotSet,
+    SameUpper,
+    SameLower,
+    Valid,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PadMode {
+    Constant,
+    Reflect,
+    Edge,
+}
+
+/// Element-wise binary arithmetic with numpy-style broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+/// Element-wise unary maps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    Relu,
+    LeakyRelu { alpha: f64 },
+    /// Clamp to [min, max]; ReLU6 exports as Clip(0, 6).
+    Clip { min: f64, max: f64 },
+    Sigmoid,
+    /// max(0, min(1, alpha·x + beta))
+    HardSigmoid { alpha: f64, beta: f64 },
+    /// x · HardSigmoid(x) with alpha = 1/6, beta = 1/2
+    HardSwish,
+    Tanh,
+    Exp,
+    Sqrt,
+    Neg,
+    Abs,
+}
+
+/// One operator with its attributes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Inputs: X, W, optional B.
+    Conv { window: Window, group: usize },
+    /// Inputs: X, W (C_in × C_out/group × k…), optional B.
+    ConvTranspose {
+        window: Window,
+        group: usize,
+        output_padding: Vec<usize>,
+        output_shape: Vec<usize>,
+    },
+    /// Y = alpha · A' B' + beta · C
+    Gemm {
+        alpha: f64,
+        beta: f64,
+        trans_a: bool,
+        trans_b: bool,
+    },
+    MatMul,
+    Binary(BinaryOp),
+    Unary(UnaryOp),
+    /// Resolved from Clip's optional inputs at specialisation.
+    ClipInputs,
+    Softmax {
+        axis: i64,
+        /// Opset < 13: softmax over the flattened dimensions from `axis` on.
+        flatten: bool,
+    },
+    MaxPool { window: Window },
+    AveragePool {
+        window: Window,
+        count_include_pad: bool,
+    },
+    GlobalAveragePool,
+    GlobalMaxPool,
+    ReduceMean {
+        axes: Option<Vec<i64>>,
+        keepdims: bool,
+        noop_with_empty_axes: bool,
+    },
+    ReduceSum {
+        axes: Option<Vec<i64>>,
+        keepdims: bool,
+        noop_with_empty_axes: bool,
+    },
+    /// Inference-mode batch normalisation. Inputs: X, scale, B, mean, var.
+    BatchNormalization { epsilon: f64 },
+    Concat { axis: i64 },
+    Flatten { axis: i64 },
+    /// Target shape, resolved from the shape input at specialisation.
+    Reshape {
+        shape: Option<Vec<i64>>,
+        allowzero: bool,
+    },
+    Squeeze { axes: Option<Vec<i64>> },
+    Unsqueeze { axes: Option<Vec<i64>> },
+    Transpose { perm: Option<Vec<usize>> },
+    Identity,
+    Dropout,
+    Pad {
+        mode: PadMode,
+        pads: Option<Vec<i64>>,
+        value: f64,
+        axes: Option<Vec<i64>>,
+    },
+    Constant(Constant),
+    Shape { start: i64, end: Option<i64> },
+    /// Indices resolved from a constant input at specialisation.
+    Gather {
+        axis: i64,
+        indices: Option<std::sync::Arc<crate::tensor::Tensor<i64>>>,
+    },
+    Cast { to: DType },
+    Slice {
+        starts: Option<Vec<i64>>,
+        ends: Option<Vec<i64>>,
+        axes: Option<Vec<i64>>,
+        steps: Option<Vec<i64>>,
+    },
+    ConstantOfShape { value: Constant },
+    Expand { shape: Option<Vec<i64>> },
+}
+
+/// Names of every ONNX operator type Prism accepts (for error messages and `inspect`).
+pub const SUPPORTED_OPS: &[&str] = &[
+    "Abs",
+    "Add",
+    "AveragePool",
+    "BatchNormalization",
+    "Cast",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "ConvTranspose",
+    "Div",
+    "Dropout",
+    "Exp",
+    "Expand",
+    "Flatten",
+    "Gather",
+    "Gemm",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "HardSigmoid",
+    "HardSwish",
+    "Identity",
+    "LeakyRelu",
+    "MatMul",
+    "MaxPool",
+    "Mul",
+    "Neg",
+    "Pad",
+    "ReduceMean",
+    "ReduceSum",
+    "Relu",
+    "Reshape",
+    "Shape",
+    "Sigmoid",
+    "Slice",
+    "Softmax",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
+];
+
+/// Coarse families of operators, the vocabulary that composites match on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpGroup {
+    /// Conv, ConvTranspose
+    Convolution,
+    /// Gemm, MatMul with a parameter
+    Dense,
+    /// Element-wise non-linearities (ReLU, Sigmoid, …)
+    Activation,
+    AveragePool,
+    MaxPool,
+    BatchNorm,
+    /// Add/Sub of two computed tensors (e.g. a residual connection)
+    Sum,
+    Concat,
+    /// Reshape-like ops that move no values (Flatten, Reshape, Squeeze, Identity, Dropout, …)
+    Shape,
+    Softmax,
+    Other,
+}
+
+impl Op {
+    /// The ONNX operator type name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Op::Conv { .. } => "Conv",
+            Op::ConvTranspose { .. } => "ConvTranspose",
+            Op::Gemm { .. } => "Gemm",
+            Op::MatMul => "MatMul",
+            Op::Binary(b) => match b {
+                BinaryOp::Add => "Add",
+                BinaryOp::Sub => "Sub",
+                BinaryOp::Mul => "Mul",
+                BinaryOp::Div => "Div",
+            },
+            Op::Unary(u) => match u {
+                UnaryOp::Relu => "Relu",
+                UnaryOp::LeakyRelu { .. } => "LeakyRelu",
+                UnaryOp::Clip { .. } => "Clip",
+                UnaryOp::Sigmoid => "Sigmoid",
+                UnaryOp::HardSigmoid { .. } => "HardSigmoid",
+                UnaryOp::HardSwish => "HardSwish",
+                UnaryOp::Tanh => "Tanh",
+                UnaryOp::Exp => "Exp",
+                UnaryOp::Sqrt => "Sqrt",
+                UnaryOp::Neg => "Neg",
+                UnaryOp::Abs => "Abs",
+            },
+            Op::ClipInputs => "Clip",
+            Op::Softmax { .. } => "Softmax",
+            Op::MaxPool { .. } => "MaxPool",
+            Op::AveragePool { .. } => "AveragePool",
+            Op::GlobalAveragePool => "GlobalAveragePool",
+            Op::GlobalMaxPool => "GlobalMaxPool",
+            Op::ReduceMean { .. } => "ReduceMean",
+            Op::ReduceSum { .. } => "ReduceSum",
+            Op::BatchNormalization { .. } => "BatchNormalization",
+            Op::Concat { .. } => "Concat",
+            Op::Flatten { .. } => "Flatten",
+            Op::Reshape { .. } => "Reshape",
+            Op::Squeeze { .. } => "Squeeze",
+            Op::Unsqueeze { .. } => "Unsqueeze",
+            Op::Transpose { .. } => "Transpose",
+            Op::Identity => "Identity",
+            Op::Dropout => "Dropout",
+            Op::Pad { .. } => "Pad",
+            Op::Constant(_) => "Constant",
+            Op::Shape { .. } => "Shape",
+            Op::Gather { .. } => "Gather",
+            Op::Cast { .. } => "Cast",
+            Op::Slice { .. } => "Slice",
+            Op::ConstantOfShape { .. } => "ConstantOfShape",
+            Op::Expand { .. } => "Expand",
+        }
+    }
+
+    /// The family this operator belongs to (composites match on it).
+    pub fn group(&self) -> OpGroup {
+        match self {
+            Op::Conv { .. } | Op::ConvTranspose { .. } => OpGroup::Convolution,
+            Op::Gemm { .. } | Op::MatMul => OpGroup::Dense,
+            Op::Unary(_) | Op::ClipInputs => OpGroup::Activation,
+            Op::AveragePool { .. } | Op::GlobalAveragePool | Op::ReduceMean { .. } => {
+                OpGroup::AveragePool
+            }
+            Op::MaxPool { .. } | Op::GlobalMaxPool => OpGroup::MaxPool,
+            Op::BatchNormalization { .. } => OpGroup::BatchNorm,
+            Op::Binary(BinaryOp::Add | BinaryOp::Sub) | Op::ReduceSum { .. } => OpGroup::Sum,
+            Op::Concat { .. } => OpGroup::Concat,
+            Op::Flatten { .. }
+            | Op::Reshape { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Identity
+            | Op::Dropout => OpGroup::Shape,
+            Op::Softmax { .. } => OpGroup::Softmax,
+            _ => OpGroup::Other,
+        }
+    }
+
+    /// Whether the op only reinterprets the shape of its first input (no value changes).
+    pub fn is_reshape(&self) -> bool {
+        self.group() == OpGroup::Shape
+    }
+}

@@ -1,0 +1,557 @@
+//! Shape inference and operator geometry for concrete input shapes.
+
+use crate::error::{ModelError, Result};
+use crate::kernels::conv::ConvGeom;
+use crate::kernels::elementwise::broadcast_shape;
+use crate::kernels::movement::{slice_spec, SliceSpec};
+use crate::kernels::pool::PoolGeom;
+use crate::op::{AutoPad, Op, Window};
+
+/// Normalises a possibly negative axis against a rank.
+pub fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    (0..r).contains(&a).then_some(a as usize)
+}
+
+/// Spatial geometry along one axis: (pad_begin, pad_end, output size).
+fn axis_geometry(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pads: (usize, usize),
+    auto_pad: AutoPad,
+    ceil_mode: bool,
+) -> Option<(usize, usize, usize)> {
+    let eff = (kernel.checked_sub(1)?) * dilation + 1;
+    let (pb, pe) = match auto_pad {
+        AutoPad::NotSet => pads,
+        AutoPad::Valid => (0, 0),
+        AutoPad::SameUpper | AutoPad::SameLower => {
+            let out = input.div_ceil(stride);
+            let total = ((out.saturating_sub(1)) * stride + eff).saturating_sub(input);
+            let small = total / 2;
+            if auto_pad == AutoPad::SameUpper {
+                (small, total - small)
+            } else {
+                (total - small, small)
+            }
+        }
+    };
+    let span = (input + pb + pe).checked_sub(eff)?;
+    let mut out = if ceil_mode { span.div_ceil(stride) + 1 } else { span / stride + 1 };
+    // In ceil mode the last window must start inside the input or its left padding.
+    if ceil_mode && (out - 1) * stride >= input + pb {
+        out -= 1;
+    }
+    Some((pb, pe, out))
+}
+
+/// Window parameters for 2 spatial axes, lifting 1-D windows to height 1.
+struct Axes2 {
+    k: [usize; 2],
+    s: [usize; 2],
+    d: [usize; 2],
+    p: [(usize, usize); 2],
+}
+
+fn lift(window: &Window, kernel: &[usize], spatial: usize) -> Option<Axes2> {
+    let get = |v: &[usize], i: usize, default: usize| -> usize {
+        if v.is_empty() {
+            default
+        } else {
+            v[i]
+        }
+    };
+    if kernel.len() != spatial
+        || (!window.strides.is_empty() && window.strides.len() != spatial)
+        || (!window.dilations.is_empty() && window.dilations.len() != spatial)
+        || (!window.pads.is_empty() && window.pads.len() != 2 * spatial)
+    {
+        return None;
+    }
+    let mut a = Axes2 {
+        k: [1, 1],
+        s: [1, 1],
+        d: [1, 1],
+        p: [(0, 0), (0, 0)],
+    };
+    let off = 2 - spatial;
+    for i in 0..spatial {
+        a.k[off + i] = kernel[i];
+        a.s[off + i] = get(&window.strides, i, 1).max(1);
+        a.d[off + i] = get(&window.dilations, i, 1).max(1);
+        let pb = get(&window.pads, i, 0);
+        let pe = if window.pads.is_empty() { 0 } else { window.pads[spatial + i] };
+        a.p[off + i] = (pb, pe);
+    }
+    Some(a)
+}
+
+fn spatial_hw(x: &[usize]) -> Option<(usize, usize)> {
+    match x.len() {
+        3 => Some((1, x[2])),
+        4 => Some((x[2], x[3])),
+        _ => None,
+    }
+}
+
+/// Output shape with the same rank as the input (1-D stays 1-D).
+fn out_shape(x: &[usize], c: usize, ho: usize, wo: usize) -> Vec<usize> {
+    if x.len() == 3 {
+        vec![x[0], c, wo]
+    } else {
+        vec![x[0], c, ho, wo]
+    }
+}
+
+/// Geometry of a Conv node for input shape `x` and weight shape `w`.
+pub fn conv_geom(node: &str, window: &Window, group: usize, x: &[usize], w: &[usize]) -> Result<(ConvGeom, Vec<usize>)> {
+    let err = |d: String| ModelError::node(node, "Conv", d);
+    let (h, wd) = spatial_hw(x).ok_or_else(|| err(format!("expects a 3-D or 4-D input (N×C×L or N×C×H×W), got shape {x:?}")))?;
+    if w.len() != x.len() {
+        return Err(err(format!("weight shape {w:?} does not fit input shape {x:?}")));
+    }
+    let kernel = if window.kernel.is_empty() { w[2..].to_vec() } else { window.kernel.clone() };
+    let a = lift(window, &kernel, x.len() - 2).ok_or_else(|| err("inconsistent kernel/strides/dilations/pads attributes".into()))?;
+    if group == 0 || x[1] % group != 0 || w[0] % group != 0 || w[1] * group != x[1] {
+        return Err(err(format!(
+            "input has {} channels but the weight {w:?} with group={group} expects {}",
+            x[1],
+            w[1] * group
+        )));
+    }
+    let (pt, _, ho) = axis_geometry(h, a.k[0], a.s[0], a.d[0], a.p[0], window.auto_pad, false)
+        .ok_or_else(|| err(format!("kernel larger than the padded input {x:?}")))?;
+    let (pl, _, wo) = axis_geometry(wd, a.k[1], a.s[1], a.d[1], a.p[1], window.auto_pad, false)
+        .ok_or_else(|| err(format!("kernel larger than the padded input {x:?}")))?;
+    let g = ConvGeom {
+        batch: x[0],
+        c_in: x[1],
+        h,
+        w: wd,
+        c_out: w[0],
+        kh: a.k[0],
+        kw: a.k[1],
+        sh: a.s[0],
+        sw: a.s[1],
+        dh: a.d[0],
+        dw: a.d[1],
+        pt,
+        pl,
+        ho,
+        wo,
+        group,
+    };
+    let out = out_shape(x, g.c_out, ho, wo);
+    Ok((g, out))
+}
+
+/// Geometry of a ConvTranspose node: the returned [`ConvGeom`] is that of the forward
+/// convolution whose input-gradient the transposed convolution computes.
+pub fn conv_transpose_geom(
+    node: &str,
+    window: &Window,
+    group: usize,
+    output_padding: &[usize],
+    output_shape: &[usize],
+    x: &[usize],
+    w: &[usize],
+) -> Result<(ConvGeom, Vec<usize>)> {
+    let err = |d: String| ModelError::node(node, "ConvTranspose", d);
+    let (h, wd) = spatial_hw(x).ok_or_else(|| err(format!("expects a 3-D or 4-D input, got shape {x:?}")))?;
+    if w.len() != x.len() || w[0] != x[1] || group == 0 || x[1] % group != 0 {
+        return Err(err(format!("weight shape {w:?} does not fit input shape {x:?} with group={group}")));
+    }
+    let spatial = x.len() - 2;
+    let kernel = if window.kernel.is_empty() { w[2..].to_vec() } else { window.kernel.clone() };
+    let a = lift(window, &kernel, spatial).ok_or_else(|| err("inconsistent attributes".into()))?;
+    let off = 2 - spatial;
+    let mut op = [0usize; 2];
+    let mut target = [None, None];
+    for i in 0..spatial {
+        op[off + i] = output_padding.get(i).copied().unwrap_or(0);
+        if !output_shape.is_empty() {
+            target[off + i] = output_shape.get(output_shape.len() - spatial + i).copied();
+        }
+    }
+    let inputs = [h, wd];
+    let mut outs = [0usize; 2];
+    let mut begins = [0usize; 2];
+    for i in 0..2 {
+        let eff = (a.k[i] - 1) * a.d[i] + 1;
+        let full = a.s[i] * (inputs[i] - 1) + op[i] + eff;
+        let (pb, pe) = if let Some(t) = target[i] {
+            let total = full.checked_sub(t).ok_or_else(|| err("output_shape larger than possible".into()))?;
+            match window.auto_pad {
+                AutoPad::SameUpper => (total / 2, total - total / 2),
+                _ => (total - total / 2, total / 2),
+            }
+        } else {
+            match window.auto_pad {
+                AutoPad::SameUpper | AutoPad::SameLower => {
+                    let t = inputs[i] * a.s[i];
+                    let total = full.saturating_sub(t);
+                    if window.auto_pad == AutoPad::SameUpper {
+                        (total / 2, total - total / 2)
+                    } else {
+                        (total - total / 2, total / 2)
+                    }
+                }
+                AutoPad::Valid => (0, 0),
+                AutoPad::NotSet => a.p[i],
+            }
+        };
+        outs[i] = full
+            .checked_sub(pb + pe)
+            .filter(|&o| o > 0)
+            .ok_or_else(|| err("padding removes the whole output".into()))?;
+        begins[i] = pb;
+    }
+    let c_out = w[1] * group;
+    let g = ConvGeom {
+        batch: x[0],
+        c_in: c_out,
+        h: outs[0],
+        w: outs[1],
+        c_out: x[1],
+        kh: a.k[0],
+        kw: a.k[1],
+        sh: a.s[0],
+        sw: a.s[1],
+        dh: a.d[0],
+        dw: a.d[1],
+        pt: begins[0],
+        pl: begins[1],
+        ho: h,
+        wo: wd,
+        group,
+    };
+    Ok((g, out_shape(x, c_out, outs[0], outs[1])))
+}
+
+/// Geometry of a MaxPool/AveragePool node.
+pub fn pool_geom(node: &str, op: &str, window: &Window, x: &[usize]) -> Result<(PoolGeom, Vec<usize>)> {
+    let err = |d: String| ModelError::node(node, op, d);
+    let (h, wd) = spatial_hw(x).ok_or_else(|| err(format!("expects a 3-D or 4-D input, got shape {x:?}")))?;
+    let a = lift(window, &window.kernel, x.len() - 2).ok_or_else(|| err("kernel_shape missing or inconsistent with the input rank".into()))?;
+    let (pt, pb, ho) = axis_geometry(h, a.k[0], a.s[0], a.d[0], a.p[0], window.auto_pad, window.ceil_mode)
+        .ok_or_else(|| err(format!("window larger than the padded input {x:?}")))?;
+    let (pl, pr, wo) = axis_geometry(wd, a.k[1], a.s[1], a.d[1], a.p[1], window.auto_pad, window.ceil_mode)
+        .ok_or_else(|| err(format!("window larger than the padded input {x:?}")))?;
+    let g = PoolGeom {
+        batch: x[0],
+        channels: x[1],
+        h,
+        w: wd,
+        kh: a.k[0],
+        kw: a.k[1],
+        sh: a.s[0],
+        sw: a.s[1],
+        dh: a.d[0],
+        dw: a.d[1],
+        pt,
+        pl,
+        pb,
+        pr,
+        ho,
+        wo,
+    };
+    Ok((g, out_shape(x, x[1], ho, wo)))
+}
+
+/// Matrix dimensions of a Gemm: (M, K, N) after the transposition flags.
+pub fn gemm_dims(a: &[usize], b: &[usize], trans_a: bool, trans_b: bool) -> Option<(usize, usize, usize)> {
+    if a.len() != 2 || b.len() != 2 {
+        return None;
+    }
+    let (m, k) = if trans_a { (a[1], a[0]) } else { (a[0], a[1]) };
+    let (k2, n) = if trans_b { (b[1], b[0]) } else { (b[0], b[1]) };
+    (k == k2).then_some((m, k, n))
+}
+
+/// numpy matmul shapes: returns (batch shape, M, K, N, output shape).
+pub fn matmul_dims(a: &[usize], b: &[usize]) -> Option<(Vec<usize>, usize, usize, usize, Vec<usize>)> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    let a2: Vec<usize> = if a.len() == 1 { vec![1, a[0]] } else { a.to_vec() };
+    let b2: Vec<usize> = if b.len() == 1 { vec![b[0], 1] } else { b.to_vec() };
+    let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
+    let (k2, n) = (b2[b2.len() - 2], b2[b2.len() - 1]);
+    if k != k2 {
+        return None;
+    }
+    let batch = broadcast_shape(&a2[..a2.len() - 2], &b2[..b2.len() - 2])?;
+    let mut out = batch.clone();
+    if a.len() > 1 {
+        out.push(m);
+    }
+    if b.len() > 1 {
+        out.push(n);
+    }
+    Some((batch, m, k, n, out))
+}
+
+/// Resolves a Reshape target (`0` copies the input dim unless `allowzero`, `-1` is inferred).
+pub fn reshape_target(input: &[usize], target: &[i64], allowzero: bool) -> Option<Vec<usize>> {
+    let total: usize = input.iter().product();
+    let mut out = Vec::with_capacity(target.len());
+    let mut infer = None;
+    for (i, &t) in target.iter().enumerate() {
+        match t {
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                out.push(1);
+            }
+            0 if !allowzero => out.push(*input.get(i)?),
+            t if t >= 0 => out.push(t as usize),
+            _ => return None,
+        }
+    }
+    let known: usize = out.iter().product();
+    if let Some(i) = infer {
+        if known == 0 || total % known != 0 {
+            return None;
+        }
+        out[i] = total / known;
+    }
+    (out.iter().product::<usize>() == total).then_some(out)
+}
+
+/// Normalises a list of axes (deduplicated, sorted) against a rank.
+pub fn norm_axes(axes: &[i64], rank: usize) -> Option<Vec<usize>> {
+    let mut v: Vec<usize> = axes.iter().map(|&a| norm_axis(a, rank)).collect::<Option<_>>()?;
+    v.sort_unstable();
+    v.dedup();
+    Some(v)
+}
+
+/// Resolved Slice for an input shape.
+pub fn slice_for(op: &Op, x: &[usize]) -> Option<SliceSpec> {
+    let Op::Slice { starts: Some(starts), ends: Some(ends), axes, steps } = op else {
+        return None;
+    };
+    let axes: Vec<usize> = match axes {
+        Some(a) => a.iter().map(|&a| norm_axis(a, x.len())).collect::<Option<_>>()?,
+        None => (0..starts.len()).collect(),
+    };
+    if starts.len() != ends.len() || axes.len() != starts.len() {
+        return None;
+    }
+    let steps = steps.clone().unwrap_or_else(|| vec![1; starts.len()]);
+    slice_spec(x, starts, ends, &axes, &steps)
+}
+
+/// Output shapes of a resolved node from its input shapes. `inputs` holds the shapes of the
+/// node's present inputs in order (after specialisation removed parameter inputs).
+pub fn infer(node: &str, op: &Op, inputs: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
+    let t = op.type_name();
+    let err = |d: String| ModelError::node(node, t, d);
+    let need = |n: usize| -> Result<()> {
+        if inputs.len() < n {
+            Err(err(format!("needs {n} inputs, has {}", inputs.len())))
+        } else {
+            Ok(())
+        }
+    };
+    need(1)?;
+    let x = inputs[0];
+    let one = |s: Vec<usize>| Ok(vec![s]);
+    match op {
+        Op::Conv { window, group } => {
+            need(2)?;
+            let (_, out) = conv_geom(node, window, *group, x, inputs[1])?;
+            if let Some(b) = inputs.get(2) {
+                if b.iter().product::<usize>() != inputs[1][0] {
+                    return Err(err(format!("bias shape {b:?} does not match {} output channels", inputs[1][0])));
+                }
+            }
+            one(out)
+        }
+        Op::ConvTranspose { window, group, output_padding, output_shape } => {
+            need(2)?;
+            let (_, out) = conv_transpose_geom(node, window, *group, output_padding, output_shape, x, inputs[1])?;
+            one(out)
+        }
+        Op::Gemm { trans_a, trans_b, .. } => {
+            need(2)?;
+            let (m, _, n) = gemm_dims(x, inputs[1], *trans_a, *trans_b)
+                .ok_or_else(|| err(format!("cannot multiply shapes {x:?} and {:?} (transA={}, transB={})", inputs[1], *trans_a as u8, *trans_b as u8)))?;
+            if let Some(c) = inputs.get(2) {
+                if broadcast_shape(c, &[m, n]).as_deref() != Some(&[m, n][..]) {
+                    return Err(err(format!("bias shape {c:?} does not broadcast to [{m}, {n}]")));
+                }
+            }
+            one(vec![m, n])
+        }
+        Op::MatMul => {
+            need(2)?;
+            let (.., out) = matmul_dims(x, inputs[1]).ok_or_else(|| err(format!("cannot multiply shapes {x:?} and {:?}", inputs[1])))?;
+            one(out)
+        }
+        Op::Binary(_) => {
+            need(2)?;
+            one(broadcast_shape(x, inputs[1]).ok_or_else(|| err(format!("shapes {x:?} and {:?} do not broadcast", inputs[1])))?)
+        }
+        Op::Unary(_) | Op::Identity | Op::Dropout | Op::Cast { .. } => one(x.to_vec()),
+        Op::ClipInputs => one(x.to_vec()),
+        Op::Softmax { axis, .. } => {
+            norm_axis(*axis, x.len()).ok_or_else(|| err(format!("axis {axis} out of range for shape {x:?}")))?;
+            one(x.to_vec())
+        }
+        Op::MaxPool { window } | Op::AveragePool { window, .. } => one(pool_geom(node, t, window, x)?.1),
+        Op::GlobalAveragePool | Op::GlobalMaxPool => {
+            if x.len() < 3 {
+                return Err(err(format!("expects N×C×spatial input, got {x:?}")));
+            }
+            let mut s = x.to_vec();
+            s[2..].iter_mut().for_each(|d| *d = 1);
+            one(s)
+        }
+        Op::ReduceMean { axes, keepdims, noop_with_empty_axes } | Op::ReduceSum { axes, keepdims, noop_with_empty_axes } => {
+            let axes = reduce_axes(axes.as_deref(), *noop_with_empty_axes, x.len()).ok_or_else(|| err(format!("axes out of range for shape {x:?}")))?;
+            let s = if *keepdims {
+                x.iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect()
+            } else {
+                x.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
+            };
+            one(s)
+        }
+        Op::BatchNormalization { .. } => {
+            need(5)?;
+            if x.len() < 2 {
+                return Err(err(format!("expects N×C(×…) input, got {x:?}")));
+            }
+            for p in &inputs[1..5] {
+                if p.iter().product::<usize>() != x[1] {
+                    return Err(err(format!("parameter shape {p:?} does not match {} channels", x[1])));
+                }
+            }
+            one(x.to_vec())
+        }
+        Op::Concat { axis } => {
+            let a = norm_axis(*axis, x.len()).ok_or_else(|| err(format!("axis {axis} out of range for shape {x:?}")))?;
+            let mut s = x.to_vec();
+            for other in &inputs[1..] {
+                if other.len() != x.len() || (0..x.len()).any(|i| i != a && other[i] != x[i]) {
+                    return Err(err(format!("cannot concatenate {x:?} and {other:?} along axis {a}")));
+                }
+                s[a] += other[a];
+            }
+            one(s)
+        }
+        Op::Flatten { axis } => {
+            let a = if *axis < 0 { *axis + x.len() as i64 } else { *axis };
+            if a < 0 || a as usize > x.len() {
+                return Err(err(format!("axis {axis} out of range for shape {x:?}")));
+            }
+            let a = a as usize;
+            one(vec![x[..a].iter().product(), x[a..].iter().product()])
+        }
+        Op::Reshape { shape: Some(target), allowzero } => one(
+            reshape_target(x, target, *allowzero).ok_or_else(|| err(format!("cannot reshape {x:?} to {target:?}")))?,
+        ),
+        Op::Squeeze { axes } => {
+            let s = match axes {
+                Some(a) => {
+                    let a = norm_axes(a, x.len()).ok_or_else(|| err(format!("axes {a:?} out of range for {x:?}")))?;
+                    if a.iter().any(|&i| x[i] != 1) {
+                        return Err(err(format!("cannot squeeze non-singleton axes {a:?} of {x:?}")));
+                    }
+                    x.iter().enumerate().filter(|(i, _)| !a.contains(i)).map(|(_, &d)| d).collect()
+                }
+                None => x.iter().copied().filter(|&d| d != 1).collect(),
+            };
+            one(s)
+        }
+        Op::Unsqueeze { axes: Some(axes) } => {
+            let r = x.len() + axes.len();
+            let a = norm_axes(axes, r).filter(|a| a.len() == axes.len()).ok_or_else(|| err(format!("axes {axes:?} invalid for {x:?}")))?;
+            let mut it = x.iter();
+            one((0..r).map(|i| if a.contains(&i) { 1 } else { *it.next().unwrap_or(&1) }).collect())
+        }
+        Op::Transpose { perm } => {
+            let p = transpose_perm(perm.as_deref(), x.len()).ok_or_else(|| err(format!("perm {perm:?} invalid for {x:?}")))?;
+            one(p.iter().map(|&i| x[i]).collect())
+        }
+        Op::Pad { pads: Some(pads), axes, .. } => {
+            let full = full_pads(pads, axes.as_deref(), x.len()).ok_or_else(|| err(format!("pads {pads:?} do not fit {x:?}")))?;
+            let r = x.len();
+            let s: Option<Vec<usize>> = (0..r).map(|i| usize::try_from(x[i] as i64 + full[i] + full[i + r]).ok()).collect();
+            one(s.ok_or_else(|| err(format!("pads {pads:?} crop {x:?} below zero")))?)
+        }
+        Op::Shape { start, end } => {
+            let (s, e) = shape_range(*start, *end, x.len());
+            one(vec![e.saturating_sub(s)])
+        }
+        Op::Gather { axis, indices: Some(idx) } => {
+            let a = norm_axis(*axis, x.len()).ok_or_else(|| err(format!("axis {axis} out of range for {x:?}")))?;
+            let mut s = x[..a].to_vec();
+            s.extend_from_slice(idx.shape());
+            s.extend_from_slice(&x[a + 1..]);
+            one(s)
+        }
+        Op::Slice { .. } => one(slice_for(op, x).ok_or_else(|| err(format!("invalid slice of {x:?}")))?.len),
+        Op::Expand { shape: Some(s) } => {
+            let target: Vec<usize> = s.iter().map(|&d| d.max(0) as usize).collect();
+            one(broadcast_shape(x, &target).ok_or_else(|| err(format!("cannot expand {x:?} to {s:?}")))?)
+        }
+        Op::Constant(c) => one(c.shape().to_vec()),
+        Op::ConstantOfShape { .. }
+        | Op::Reshape { shape: None, .. }
+        | Op::Unsqueeze { axes: None }
+        | Op::Pad { pads: None, .. }
+        | Op::Gather { indices: None, .. }
+        | Op::Expand { shape: None } => Err(err("a parameter input is not constant; Prism needs shapes and parameters that do not depend on the input values".into())),
+    }
+}
+
+/// Axes of a reduction, or `None` if out of range. Empty axes reduce everything unless
+/// `noop_with_empty_axes`.
+pub fn reduce_axes(axes: Option<&[i64]>, noop: bool, rank: usize) -> Option<Vec<usize>> {
+    match axes {
+        Some(a) if !a.is_empty() => norm_axes(a, rank),
+        _ if noop => Some(vec![]),
+        _ => Some((0..rank).collect()),
+    }
+}
+
+/// Transpose permutation (default: reverse).
+pub fn transpose_perm(perm: Option<&[usize]>, rank: usize) -> Option<Vec<usize>> {
+    match perm {
+        Some(p) => {
+            let mut seen = vec![false; rank];
+            if p.len() != rank || p.iter().any(|&i| i >= rank || std::mem::replace(&mut seen[i], true)) {
+                return None;
+            }
+            Some(p.to_vec())
+        }
+        None => Some((0..rank).rev().collect()),
+    }
+}
+
+/// Expands Pad's `pads` (for `axes`, or all axes) to begin/end over every axis.
+pub fn full_pads(pads: &[i64], axes: Option<&[i64]>, rank: usize) -> Option<Vec<i64>> {
+    let axes: Vec<usize> = match axes {
+        Some(a) => a.iter().map(|&a| norm_axis(a, rank)).collect::<Option<_>>()?,
+        None => (0..rank).collect(),
+    };
+    if pads.len() != 2 * axes.len() {
+        return None;
+    }
+    let mut full = vec![0i64; 2 * rank];
+    for (i, &a) in axes.iter().enumerate() {
+        full[a] = pads[i];
+        full[a + rank] = pads[i + axes.len()];
+    }
+    Some(full)
+}
+
+/// Range of dims a Shape node returns.
+pub fn shape_range(start: i64, end: Option<i64>, rank: usize) -> (usize, usize) {
+    let r = rank as i64;
+    let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+    (clamp(start), clamp(end.unwrap_or(r)))
+}
