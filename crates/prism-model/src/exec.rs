@@ -10,7 +10,12 @@ use crate::shape::{self, norm_axis};
 use crate::tensor::{Float, Tensor};
 
 /// Runs one resolved node on float inputs. `outs` are the inferred output shapes.
-pub fn run_node<T: Float>(node: &Node, op: &Op, inputs: &[&Tensor<T>], outs: &[Vec<usize>]) -> Result<Vec<Tensor<T>>> {
+pub fn run_node<T: Float>(
+    node: &Node,
+    op: &Op,
+    inputs: &[&Tensor<T>],
+    outs: &[Vec<usize>],
+) -> Result<Vec<Tensor<T>>> {
     let name = &node.name;
     let t = op.type_name();
     let err = |d: String| ModelError::node(name, t, d);
@@ -22,14 +27,42 @@ pub fn run_node<T: Float>(node: &Node, op: &Op, inputs: &[&Tensor<T>], outs: &[V
             let b = inputs.get(2).map(|b| b.data());
             conv::conv2d(x.data(), inputs[1].data(), b, &g).reshape(shape)?
         }
-        Op::ConvTranspose { window, group, output_padding, output_shape } => {
-            let (g, shape) = shape::conv_transpose_geom(name, window, *group, output_padding, output_shape, x.shape(), inputs[1].shape())?;
+        Op::ConvTranspose {
+            window,
+            group,
+            output_padding,
+            output_shape,
+        } => {
+            let (g, shape) = shape::conv_transpose_geom(
+                name,
+                window,
+                *group,
+                output_padding,
+                output_shape,
+                x.shape(),
+                inputs[1].shape(),
+            )?;
             let b = inputs.get(2).map(|b| b.data());
             conv::conv_transpose2d(x.data(), inputs[1].data(), b, &g).reshape(shape)?
         }
-        Op::Gemm { alpha, beta, trans_a, trans_b } => gemm(x, inputs[1], inputs.get(2).copied(), *alpha, *beta, *trans_a, *trans_b, &out0())?,
+        Op::Gemm {
+            alpha,
+            beta,
+            trans_a,
+            trans_b,
+        } => gemm(
+            x,
+            inputs[1],
+            inputs.get(2).copied(),
+            *alpha,
+            *beta,
+            *trans_a,
+            *trans_b,
+            &out0(),
+        )?,
         Op::MatMul => matmul(x, inputs[1]).ok_or_else(|| err("shapes do not multiply".into()))?,
-        Op::Binary(b) => elementwise::binary(*b, x, inputs[1]).ok_or_else(|| err("shapes do not broadcast".into()))?,
+        Op::Binary(b) => elementwise::binary(*b, x, inputs[1])
+            .ok_or_else(|| err("shapes do not broadcast".into()))?,
         Op::Unary(u) => elementwise::unary(*u, x),
         Op::Softmax { axis, flatten } => {
             let a = norm_axis(*axis, x.rank()).ok_or_else(|| err("axis out of range".into()))?;
@@ -45,80 +78,174 @@ pub fn run_node<T: Float>(node: &Node, op: &Op, inputs: &[&Tensor<T>], outs: &[V
             let (g, shape) = shape::pool_geom(name, t, window, x.shape())?;
             pool::max_pool(x.data(), &g).reshape(shape)?
         }
-        Op::AveragePool { window, count_include_pad } => {
+        Op::AveragePool {
+            window,
+            count_include_pad,
+        } => {
             let (g, shape) = shape::pool_geom(name, t, window, x.shape())?;
             pool::avg_pool(x.data(), &g, *count_include_pad).reshape(shape)?
         }
         Op::GlobalAveragePool => pool::global_avg_pool(x),
         Op::GlobalMaxPool => pool::global_max_pool(x),
-        Op::ReduceMean { axes, keepdims, noop_with_empty_axes } | Op::ReduceSum { axes, keepdims, noop_with_empty_axes } => {
-            let a = shape::reduce_axes(axes.as_deref(), *noop_with_empty_axes, x.rank()).ok_or_else(|| err("axes out of range".into()))?;
+        Op::ReduceMean {
+            axes,
+            keepdims,
+            noop_with_empty_axes,
+        }
+        | Op::ReduceSum {
+            axes,
+            keepdims,
+            noop_with_empty_axes,
+        } => {
+            let a = shape::reduce_axes(axes.as_deref(), *noop_with_empty_axes, x.rank())
+                .ok_or_else(|| err("axes out of range".into()))?;
             reduce::reduce(x, &a, *keepdims, matches!(op, Op::ReduceMean { .. }))
         }
         Op::BatchNormalization { epsilon } => {
-            let (a, b) = reduce::batchnorm_coefficients(inputs[1].data(), inputs[2].data(), inputs[3].data(), inputs[4].data(), *epsilon);
+            let (a, b) = reduce::batchnorm_coefficients(
+                inputs[1].data(),
+                inputs[2].data(),
+                inputs[3].data(),
+                inputs[4].data(),
+                *epsilon,
+            );
             reduce::channel_affine(x, &a, &b)
         }
         Op::Concat { axis } => {
             let a = norm_axis(*axis, x.rank()).ok_or_else(|| err("axis out of range".into()))?;
             movement::concat(inputs, a)
         }
-        Op::Flatten { .. } | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Identity | Op::Dropout | Op::Cast { .. } => {
-            Tensor::from_parts(out0(), x.data().to_vec())
-        }
+        Op::Flatten { .. }
+        | Op::Reshape { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Identity
+        | Op::Dropout
+        | Op::Cast { .. } => Tensor::from_parts(out0(), x.data().to_vec()),
         Op::Transpose { perm } => {
-            let p = shape::transpose_perm(perm.as_deref(), x.rank()).ok_or_else(|| err("bad perm".into()))?;
+            let p = shape::transpose_perm(perm.as_deref(), x.rank())
+                .ok_or_else(|| err("bad perm".into()))?;
             movement::transpose(x, &p)
         }
-        Op::Pad { mode, pads: Some(pads), value, axes } => {
-            let full = shape::full_pads(pads, axes.as_deref(), x.rank()).ok_or_else(|| err("bad pads".into()))?;
-            movement::pad(x, &full, *mode, T::of(*value)).ok_or_else(|| err("cannot pad an empty axis in this mode".into()))?
+        Op::Pad {
+            mode,
+            pads: Some(pads),
+            value,
+            axes,
+        } => {
+            let full = shape::full_pads(pads, axes.as_deref(), x.rank())
+                .ok_or_else(|| err("bad pads".into()))?;
+            movement::pad(x, &full, *mode, T::of(*value))
+                .ok_or_else(|| err("cannot pad an empty axis in this mode".into()))?
         }
-        Op::Gather { axis, indices: Some(idx) } => {
+        Op::Gather {
+            axis,
+            indices: Some(idx),
+        } => {
             let a = norm_axis(*axis, x.rank()).ok_or_else(|| err("axis out of range".into()))?;
             movement::gather(x, idx, a).ok_or_else(|| err("index out of range".into()))?
         }
-        Op::Slice { .. } => movement::slice(x, &shape::slice_for(op, x.shape()).ok_or_else(|| err("invalid slice".into()))?),
+        Op::Slice { .. } => movement::slice(
+            x,
+            &shape::slice_for(op, x.shape()).ok_or_else(|| err("invalid slice".into()))?,
+        ),
         Op::Expand { .. } => movement::expand(x, &outs[0]),
         Op::Shape { start, end } => {
             let (s, e) = shape::shape_range(*start, *end, x.rank());
-            Tensor::from_parts(vec![e - s], x.shape()[s..e].iter().map(|&d| T::of(d as f64)).collect())
+            Tensor::from_parts(
+                vec![e - s],
+                x.shape()[s..e].iter().map(|&d| T::of(d as f64)).collect(),
+            )
         }
         Op::Constant(c) => (*c.to_float::<T>()).clone(),
-        Op::ConstantOfShape { .. } | Op::ClipInputs | Op::Pad { pads: None, .. } | Op::Gather { indices: None, .. } => {
-            return Err(err("unresolved parameter input (internal: the graph was not specialised)".into()))
+        Op::ConstantOfShape { .. }
+        | Op::ClipInputs
+        | Op::Pad { pads: None, .. }
+        | Op::Gather { indices: None, .. } => {
+            return Err(err(
+                "unresolved parameter input (internal: the graph was not specialised)".into(),
+            ))
         }
     };
     if y.shape() != outs[0].as_slice() {
-        return Err(err(format!("computed shape {:?} differs from the inferred {:?}", y.shape(), outs[0])));
+        return Err(err(format!(
+            "computed shape {:?} differs from the inferred {:?}",
+            y.shape(),
+            outs[0]
+        )));
     }
     Ok(vec![y])
 }
 
 #[allow(clippy::too_many_arguments)]
-fn gemm<T: Float>(a: &Tensor<T>, b: &Tensor<T>, c: Option<&Tensor<T>>, alpha: f64, beta: f64, ta: bool, tb: bool, out: &[usize]) -> Result<Tensor<T>> {
-    let (m, k, n) = shape::gemm_dims(a.shape(), b.shape(), ta, tb).ok_or_else(|| ModelError::Invalid("gemm shapes".into()))?;
+fn gemm<T: Float>(
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    c: Option<&Tensor<T>>,
+    alpha: f64,
+    beta: f64,
+    ta: bool,
+    tb: bool,
+    out: &[usize],
+) -> Result<Tensor<T>> {
+    let (m, k, n) = shape::gemm_dims(a.shape(), b.shape(), ta, tb)
+        .ok_or_else(|| ModelError::Invalid("gemm shapes".into()))?;
     let mut y = match c {
         Some(c) if beta != 0.0 => {
             let mut y = movement::expand(c, out);
             if beta != 1.0 {
-                y.data_mut().iter_mut().for_each(|v| *v = *v * T::of(beta));
+                y.data_mut().iter_mut().for_each(|v| *v *= T::of(beta));
             }
             y
         }
         _ => Tensor::zeros(out),
     };
-    let lhs = if ta { linalg::Mat::rows_t(a.data(), m) } else { linalg::Mat::rows(a.data(), k) };
-    let rhs = if tb { linalg::Mat::rows_t(b.data(), k) } else { linalg::Mat::rows(b.data(), n) };
+    let lhs = if ta {
+        linalg::Mat::rows_t(a.data(), m)
+    } else {
+        linalg::Mat::rows(a.data(), k)
+    };
+    let rhs = if tb {
+        linalg::Mat::rows_t(b.data(), k)
+    } else {
+        linalg::Mat::rows(b.data(), n)
+    };
     if alpha == 1.0 {
         // SAFETY: operand views match the checked shapes; y is a fresh buffer of m×n.
-        unsafe { linalg::gemm_raw(m, n, k, y.data_mut().as_mut_ptr(), n, lhs, rhs, true, threads()) };
+        unsafe {
+            linalg::gemm_raw(
+                m,
+                n,
+                k,
+                y.data_mut().as_mut_ptr(),
+                n,
+                lhs,
+                rhs,
+                true,
+                threads(),
+            )
+        };
     } else {
         let mut p = Tensor::<T>::zeros(out);
         // SAFETY: as above.
-        unsafe { linalg::gemm_raw(m, n, k, p.data_mut().as_mut_ptr(), n, lhs, rhs, false, threads()) };
+        unsafe {
+            linalg::gemm_raw(
+                m,
+                n,
+                k,
+                p.data_mut().as_mut_ptr(),
+                n,
+                lhs,
+                rhs,
+                false,
+                threads(),
+            )
+        };
         let al = T::of(alpha);
-        y.data_mut().iter_mut().zip(p.data()).for_each(|(v, &q)| *v += al * q);
+        y.data_mut()
+            .iter_mut()
+            .zip(p.data())
+            .for_each(|(v, &q)| *v += al * q);
     }
     Ok(y)
 }
@@ -127,8 +254,16 @@ fn gemm<T: Float>(a: &Tensor<T>, b: &Tensor<T>, c: Option<&Tensor<T>>, alpha: f6
 pub fn matmul<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Option<Tensor<T>> {
     let (batch, m, k, n, out) = shape::matmul_dims(a.shape(), b.shape())?;
     let nb: usize = batch.iter().product();
-    let a_batch: Vec<usize> = if a.rank() > 2 { a.shape()[..a.rank() - 2].to_vec() } else { vec![] };
-    let b_batch: Vec<usize> = if b.rank() > 2 { b.shape()[..b.rank() - 2].to_vec() } else { vec![] };
+    let a_batch: Vec<usize> = if a.rank() > 2 {
+        a.shape()[..a.rank() - 2].to_vec()
+    } else {
+        vec![]
+    };
+    let b_batch: Vec<usize> = if b.rank() > 2 {
+        b.shape()[..b.rank() - 2].to_vec()
+    } else {
+        vec![]
+    };
     let sa = elementwise::broadcast_strides(&a_batch, &batch);
     let sb = elementwise::broadcast_strides(&b_batch, &batch);
     let mut y = vec![T::zero(); nb * m * n];
@@ -155,17 +290,39 @@ pub fn run_node_i64(op: &Op, inputs: &[&Tensor<i64>], outs: &[Vec<usize>]) -> Op
     Some(match op {
         Op::Binary(b) => elementwise::binary_i64(*b, x, inputs.get(1)?)?,
         Op::Concat { axis } => movement::concat(inputs, norm_axis(*axis, x.rank())?),
-        Op::Flatten { .. } | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Identity | Op::Cast { .. } => {
-            Tensor::from_parts(outs[0].clone(), x.data().to_vec())
+        Op::Flatten { .. }
+        | Op::Reshape { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Identity
+        | Op::Cast { .. } => Tensor::from_parts(outs[0].clone(), x.data().to_vec()),
+        Op::Transpose { perm } => {
+            movement::transpose(x, &shape::transpose_perm(perm.as_deref(), x.rank())?)
         }
-        Op::Transpose { perm } => movement::transpose(x, &shape::transpose_perm(perm.as_deref(), x.rank())?),
-        Op::Gather { axis, indices: Some(idx) } => movement::gather(x, idx, norm_axis(*axis, x.rank())?)?,
+        Op::Gather {
+            axis,
+            indices: Some(idx),
+        } => movement::gather(x, idx, norm_axis(*axis, x.rank())?)?,
         Op::Slice { .. } => movement::slice(x, &shape::slice_for(op, x.shape())?),
         Op::Expand { .. } => movement::expand(x, &outs[0]),
-        Op::Pad { pads: Some(p), axes, value, mode } => movement::pad(x, &shape::full_pads(p, axes.as_deref(), x.rank())?, *mode, *value as i64)?,
+        Op::Pad {
+            pads: Some(p),
+            axes,
+            value,
+            mode,
+        } => movement::pad(
+            x,
+            &shape::full_pads(p, axes.as_deref(), x.rank())?,
+            *mode,
+            *value as i64,
+        )?,
         Op::Unary(UnaryOp::Neg) => x.map(|v| -v),
         Op::Unary(UnaryOp::Abs) => x.map(|v| v.abs()),
-        Op::ReduceSum { axes, keepdims, noop_with_empty_axes } => {
+        Op::ReduceSum {
+            axes,
+            keepdims,
+            noop_with_empty_axes,
+        } => {
             let a = shape::reduce_axes(axes.as_deref(), *noop_with_empty_axes, x.rank())?;
             let f = reduce::reduce(&x.map(|&v| v as f64), &a, *keepdims, false);
             f.map(|&v| v as i64)
@@ -214,7 +371,9 @@ impl<T: Float> Executor<T> {
     /// Prepares a specialised graph for execution in `T`.
     pub fn new(graph: Arc<Graph>) -> Result<Self> {
         if !graph.specialized {
-            return Err(ModelError::Invalid("the executor needs a specialised graph (call Graph::specialize)".into()));
+            return Err(ModelError::Invalid(
+                "the executor needs a specialised graph (call Graph::specialize)".into(),
+            ));
         }
         let consts = graph
             .values
@@ -233,7 +392,11 @@ impl<T: Float> Executor<T> {
         for o in &graph.outputs {
             readers[o.0] += 1;
         }
-        Ok(Executor { graph, consts, readers })
+        Ok(Executor {
+            graph,
+            consts,
+            readers,
+        })
     }
 
     pub fn graph(&self) -> &Arc<Graph> {
@@ -249,7 +412,11 @@ impl<T: Float> Executor<T> {
     pub fn run(&self, inputs: Vec<Tensor<T>>, keep: &Keep) -> Result<Trace<T>> {
         let g = &*self.graph;
         if inputs.len() != g.inputs.len() {
-            return Err(ModelError::Invalid(format!("the model takes {} input(s), got {}", g.inputs.len(), inputs.len())));
+            return Err(ModelError::Invalid(format!(
+                "the model takes {} input(s), got {}",
+                g.inputs.len(),
+                inputs.len()
+            )));
         }
         let mut vals: Vec<Option<Arc<Tensor<T>>>> = vec![None; g.values.len()];
         let mut keep_mask = vec![false; g.values.len()];
@@ -287,10 +454,20 @@ impl<T: Float> Executor<T> {
                     self.consts[v.0]
                         .as_deref()
                         .or(vals[v.0].as_deref())
-                        .ok_or_else(|| ModelError::node(&node.name, node.op.type_name(), format!("input '{}' was not computed", g.value(*v).name)))
+                        .ok_or_else(|| {
+                            ModelError::node(
+                                &node.name,
+                                node.op.type_name(),
+                                format!("input '{}' was not computed", g.value(*v).name),
+                            )
+                        })
                 })
                 .collect::<Result<_>>()?;
-            let outs: Vec<Vec<usize>> = node.outputs.iter().map(|o| g.shape(*o).unwrap_or_default().to_vec()).collect();
+            let outs: Vec<Vec<usize>> = node
+                .outputs
+                .iter()
+                .map(|o| g.shape(*o).unwrap_or_default().to_vec())
+                .collect();
             let ys = run_node(node, &node.op, &ins, &outs)?;
             drop(ins);
             for (o, y) in node.outputs.iter().zip(ys) {
@@ -310,7 +487,12 @@ impl<T: Float> Executor<T> {
                 self.consts[o.0]
                     .clone()
                     .or_else(|| vals[o.0].clone())
-                    .ok_or_else(|| ModelError::Invalid(format!("output '{}' was not computed", g.value(*o).name)))
+                    .ok_or_else(|| {
+                        ModelError::Invalid(format!(
+                            "output '{}' was not computed",
+                            g.value(*o).name
+                        ))
+                    })
             })
             .collect::<Result<_>>()?;
         for (i, v) in vals.iter_mut().enumerate() {
@@ -318,7 +500,9 @@ impl<T: Float> Executor<T> {
                 *v = None;
             }
         }
-        Ok(Trace { values: vals, outputs })
+        Ok(Trace {
+            values: vals,
+            outputs,
+        })
     }
 }
-

@@ -164,7 +164,11 @@ impl Graph {
         for (i, n) in self.nodes.iter().enumerate() {
             for v in n.inputs.iter().flatten() {
                 if v.0 >= self.values.len() {
-                    return Err(ModelError::node(&n.name, n.op.type_name(), "input out of range"));
+                    return Err(ModelError::node(
+                        &n.name,
+                        n.op.type_name(),
+                        "input out of range",
+                    ));
                 }
                 if let Source::Node { node, .. } = self.values[v.0].source {
                     if node.0 >= i {

@@ -54,7 +54,10 @@ pub struct Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("path", &self.path).field("nodes", &self.graph.nodes.len()).finish()
+        f.debug_struct("Model")
+            .field("path", &self.path)
+            .field("nodes", &self.graph.nodes.len())
+            .finish()
     }
 }
 
@@ -91,7 +94,10 @@ impl Model {
     pub fn executor<T: Float>(&self, input_shapes: &[Vec<usize>]) -> Result<Arc<Executor<T>>> {
         let key = (input_shapes.to_vec(), T::DTYPE);
         let mut cache = self.executors.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = cache.get(&key).and_then(|e| e.clone().downcast::<Executor<T>>().ok()) {
+        if let Some(e) = cache
+            .get(&key)
+            .and_then(|e| e.clone().downcast::<Executor<T>>().ok())
+        {
             return Ok(e);
         }
         // Reuse a specialisation made for another dtype.

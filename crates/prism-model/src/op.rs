@@ -48,12 +48,20 @@ pub enum BinaryOp {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UnaryOp {
     Relu,
-    LeakyRelu { alpha: f64 },
+    LeakyRelu {
+        alpha: f64,
+    },
     /// Clamp to [min, max]; ReLU6 exports as Clip(0, 6).
-    Clip { min: f64, max: f64 },
+    Clip {
+        min: f64,
+        max: f64,
+    },
     Sigmoid,
     /// max(0, min(1, alpha·x + beta))
-    HardSigmoid { alpha: f64, beta: f64 },
+    HardSigmoid {
+        alpha: f64,
+        beta: f64,
+    },
     /// x · HardSigmoid(x) with alpha = 1/6, beta = 1/2
     HardSwish,
     Tanh,
@@ -67,7 +75,10 @@ pub enum UnaryOp {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// Inputs: X, W, optional B.
-    Conv { window: Window, group: usize },
+    Conv {
+        window: Window,
+        group: usize,
+    },
     /// Inputs: X, W (C_in × C_out/group × k…), optional B.
     ConvTranspose {
         window: Window,
@@ -92,7 +103,9 @@ pub enum Op {
         /// Opset < 13: softmax over the flattened dimensions from `axis` on.
         flatten: bool,
     },
-    MaxPool { window: Window },
+    MaxPool {
+        window: Window,
+    },
     AveragePool {
         window: Window,
         count_include_pad: bool,
@@ -110,17 +123,29 @@ pub enum Op {
         noop_with_empty_axes: bool,
     },
     /// Inference-mode batch normalisation. Inputs: X, scale, B, mean, var.
-    BatchNormalization { epsilon: f64 },
-    Concat { axis: i64 },
-    Flatten { axis: i64 },
+    BatchNormalization {
+        epsilon: f64,
+    },
+    Concat {
+        axis: i64,
+    },
+    Flatten {
+        axis: i64,
+    },
     /// Target shape, resolved from the shape input at specialisation.
     Reshape {
         shape: Option<Vec<i64>>,
         allowzero: bool,
     },
-    Squeeze { axes: Option<Vec<i64>> },
-    Unsqueeze { axes: Option<Vec<i64>> },
-    Transpose { perm: Option<Vec<usize>> },
+    Squeeze {
+        axes: Option<Vec<i64>>,
+    },
+    Unsqueeze {
+        axes: Option<Vec<i64>>,
+    },
+    Transpose {
+        perm: Option<Vec<usize>>,
+    },
     Identity,
     Dropout,
     Pad {
@@ -130,21 +155,30 @@ pub enum Op {
         axes: Option<Vec<i64>>,
     },
     Constant(Constant),
-    Shape { start: i64, end: Option<i64> },
+    Shape {
+        start: i64,
+        end: Option<i64>,
+    },
     /// Indices resolved from a constant input at specialisation.
     Gather {
         axis: i64,
         indices: Option<std::sync::Arc<crate::tensor::Tensor<i64>>>,
     },
-    Cast { to: DType },
+    Cast {
+        to: DType,
+    },
     Slice {
         starts: Option<Vec<i64>>,
         ends: Option<Vec<i64>>,
         axes: Option<Vec<i64>>,
         steps: Option<Vec<i64>>,
     },
-    ConstantOfShape { value: Constant },
-    Expand { shape: Option<Vec<i64>> },
+    ConstantOfShape {
+        value: Constant,
+    },
+    Expand {
+        shape: Option<Vec<i64>>,
+    },
 }
 
 /// Names of every ONNX operator type Prism accepts (for error messages and `inspect`).

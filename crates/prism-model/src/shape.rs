@@ -40,7 +40,11 @@ fn axis_geometry(
         }
     };
     let span = (input + pb + pe).checked_sub(eff)?;
-    let mut out = if ceil_mode { span.div_ceil(stride) + 1 } else { span / stride + 1 };
+    let mut out = if ceil_mode {
+        span.div_ceil(stride) + 1
+    } else {
+        span / stride + 1
+    };
     // In ceil mode the last window must start inside the input or its left padding.
     if ceil_mode && (out - 1) * stride >= input + pb {
         out -= 1;
@@ -78,12 +82,16 @@ fn lift(window: &Window, kernel: &[usize], spatial: usize) -> Option<Axes2> {
         p: [(0, 0), (0, 0)],
     };
     let off = 2 - spatial;
-    for i in 0..spatial {
-        a.k[off + i] = kernel[i];
+    for (i, &k) in kernel.iter().enumerate() {
+        a.k[off + i] = k;
         a.s[off + i] = get(&window.strides, i, 1).max(1);
         a.d[off + i] = get(&window.dilations, i, 1).max(1);
         let pb = get(&window.pads, i, 0);
-        let pe = if window.pads.is_empty() { 0 } else { window.pads[spatial + i] };
+        let pe = if window.pads.is_empty() {
+            0
+        } else {
+            window.pads[spatial + i]
+        };
         a.p[off + i] = (pb, pe);
     }
     Some(a)
@@ -107,14 +115,31 @@ fn out_shape(x: &[usize], c: usize, ho: usize, wo: usize) -> Vec<usize> {
 }
 
 /// Geometry of a Conv node for input shape `x` and weight shape `w`.
-pub fn conv_geom(node: &str, window: &Window, group: usize, x: &[usize], w: &[usize]) -> Result<(ConvGeom, Vec<usize>)> {
+pub fn conv_geom(
+    node: &str,
+    window: &Window,
+    group: usize,
+    x: &[usize],
+    w: &[usize],
+) -> Result<(ConvGeom, Vec<usize>)> {
     let err = |d: String| ModelError::node(node, "Conv", d);
-    let (h, wd) = spatial_hw(x).ok_or_else(|| err(format!("expects a 3-D or 4-D input (N×C×L or N×C×H×W), got shape {x:?}")))?;
+    let (h, wd) = spatial_hw(x).ok_or_else(|| {
+        err(format!(
+            "expects a 3-D or 4-D input (N×C×L or N×C×H×W), got shape {x:?}"
+        ))
+    })?;
     if w.len() != x.len() {
-        return Err(err(format!("weight shape {w:?} does not fit input shape {x:?}")));
+        return Err(err(format!(
+            "weight shape {w:?} does not fit input shape {x:?}"
+        )));
     }
-    let kernel = if window.kernel.is_empty() { w[2..].to_vec() } else { window.kernel.clone() };
-    let a = lift(window, &kernel, x.len() - 2).ok_or_else(|| err("inconsistent kernel/strides/dilations/pads attributes".into()))?;
+    let kernel = if window.kernel.is_empty() {
+        w[2..].to_vec()
+    } else {
+        window.kernel.clone()
+    };
+    let a = lift(window, &kernel, x.len() - 2)
+        .ok_or_else(|| err("inconsistent kernel/strides/dilations/pads attributes".into()))?;
     if group == 0 || x[1] % group != 0 || w[0] % group != 0 || w[1] * group != x[1] {
         return Err(err(format!(
             "input has {} channels but the weight {w:?} with group={group} expects {}",
@@ -160,12 +185,19 @@ pub fn conv_transpose_geom(
     w: &[usize],
 ) -> Result<(ConvGeom, Vec<usize>)> {
     let err = |d: String| ModelError::node(node, "ConvTranspose", d);
-    let (h, wd) = spatial_hw(x).ok_or_else(|| err(format!("expects a 3-D or 4-D input, got shape {x:?}")))?;
+    let (h, wd) =
+        spatial_hw(x).ok_or_else(|| err(format!("expects a 3-D or 4-D input, got shape {x:?}")))?;
     if w.len() != x.len() || w[0] != x[1] || group == 0 || x[1] % group != 0 {
-        return Err(err(format!("weight shape {w:?} does not fit input shape {x:?} with group={group}")));
+        return Err(err(format!(
+            "weight shape {w:?} does not fit input shape {x:?} with group={group}"
+        )));
     }
     let spatial = x.len() - 2;
-    let kernel = if window.kernel.is_empty() { w[2..].to_vec() } else { window.kernel.clone() };
+    let kernel = if window.kernel.is_empty() {
+        w[2..].to_vec()
+    } else {
+        window.kernel.clone()
+    };
     let a = lift(window, &kernel, spatial).ok_or_else(|| err("inconsistent attributes".into()))?;
     let off = 2 - spatial;
     let mut op = [0usize; 2];
@@ -183,7 +215,9 @@ pub fn conv_transpose_geom(
         let eff = (a.k[i] - 1) * a.d[i] + 1;
         let full = a.s[i] * (inputs[i] - 1) + op[i] + eff;
         let (pb, pe) = if let Some(t) = target[i] {
-            let total = full.checked_sub(t).ok_or_else(|| err("output_shape larger than possible".into()))?;
+            let total = full
+                .checked_sub(t)
+                .ok_or_else(|| err("output_shape larger than possible".into()))?;
             match window.auto_pad {
                 AutoPad::SameUpper => (total / 2, total - total / 2),
                 _ => (total - total / 2, total / 2),
@@ -232,14 +266,37 @@ pub fn conv_transpose_geom(
 }
 
 /// Geometry of a MaxPool/AveragePool node.
-pub fn pool_geom(node: &str, op: &str, window: &Window, x: &[usize]) -> Result<(PoolGeom, Vec<usize>)> {
+pub fn pool_geom(
+    node: &str,
+    op: &str,
+    window: &Window,
+    x: &[usize],
+) -> Result<(PoolGeom, Vec<usize>)> {
     let err = |d: String| ModelError::node(node, op, d);
-    let (h, wd) = spatial_hw(x).ok_or_else(|| err(format!("expects a 3-D or 4-D input, got shape {x:?}")))?;
-    let a = lift(window, &window.kernel, x.len() - 2).ok_or_else(|| err("kernel_shape missing or inconsistent with the input rank".into()))?;
-    let (pt, pb, ho) = axis_geometry(h, a.k[0], a.s[0], a.d[0], a.p[0], window.auto_pad, window.ceil_mode)
-        .ok_or_else(|| err(format!("window larger than the padded input {x:?}")))?;
-    let (pl, pr, wo) = axis_geometry(wd, a.k[1], a.s[1], a.d[1], a.p[1], window.auto_pad, window.ceil_mode)
-        .ok_or_else(|| err(format!("window larger than the padded input {x:?}")))?;
+    let (h, wd) =
+        spatial_hw(x).ok_or_else(|| err(format!("expects a 3-D or 4-D input, got shape {x:?}")))?;
+    let a = lift(window, &window.kernel, x.len() - 2)
+        .ok_or_else(|| err("kernel_shape missing or inconsistent with the input rank".into()))?;
+    let (pt, pb, ho) = axis_geometry(
+        h,
+        a.k[0],
+        a.s[0],
+        a.d[0],
+        a.p[0],
+        window.auto_pad,
+        window.ceil_mode,
+    )
+    .ok_or_else(|| err(format!("window larger than the padded input {x:?}")))?;
+    let (pl, pr, wo) = axis_geometry(
+        wd,
+        a.k[1],
+        a.s[1],
+        a.d[1],
+        a.p[1],
+        window.auto_pad,
+        window.ceil_mode,
+    )
+    .ok_or_else(|| err(format!("window larger than the padded input {x:?}")))?;
     let g = PoolGeom {
         batch: x[0],
         channels: x[1],
@@ -262,7 +319,12 @@ pub fn pool_geom(node: &str, op: &str, window: &Window, x: &[usize]) -> Result<(
 }
 
 /// Matrix dimensions of a Gemm: (M, K, N) after the transposition flags.
-pub fn gemm_dims(a: &[usize], b: &[usize], trans_a: bool, trans_b: bool) -> Option<(usize, usize, usize)> {
+pub fn gemm_dims(
+    a: &[usize],
+    b: &[usize],
+    trans_a: bool,
+    trans_b: bool,
+) -> Option<(usize, usize, usize)> {
     if a.len() != 2 || b.len() != 2 {
         return None;
     }
@@ -271,13 +333,24 @@ pub fn gemm_dims(a: &[usize], b: &[usize], trans_a: bool, trans_b: bool) -> Opti
     (k == k2).then_some((m, k, n))
 }
 
+/// (batch shape, M, K, N, output shape) of a numpy matmul.
+pub type MatMulDims = (Vec<usize>, usize, usize, usize, Vec<usize>);
+
 /// numpy matmul shapes: returns (batch shape, M, K, N, output shape).
-pub fn matmul_dims(a: &[usize], b: &[usize]) -> Option<(Vec<usize>, usize, usize, usize, Vec<usize>)> {
+pub fn matmul_dims(a: &[usize], b: &[usize]) -> Option<MatMulDims> {
     if a.is_empty() || b.is_empty() {
         return None;
     }
-    let a2: Vec<usize> = if a.len() == 1 { vec![1, a[0]] } else { a.to_vec() };
-    let b2: Vec<usize> = if b.len() == 1 { vec![b[0], 1] } else { b.to_vec() };
+    let a2: Vec<usize> = if a.len() == 1 {
+        vec![1, a[0]]
+    } else {
+        a.to_vec()
+    };
+    let b2: Vec<usize> = if b.len() == 1 {
+        vec![b[0], 1]
+    } else {
+        b.to_vec()
+    };
     let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
     let (k2, n) = (b2[b2.len() - 2], b2[b2.len() - 1]);
     if k != k2 {
@@ -322,7 +395,10 @@ pub fn reshape_target(input: &[usize], target: &[i64], allowzero: bool) -> Optio
 
 /// Normalises a list of axes (deduplicated, sorted) against a rank.
 pub fn norm_axes(axes: &[i64], rank: usize) -> Option<Vec<usize>> {
-    let mut v: Vec<usize> = axes.iter().map(|&a| norm_axis(a, rank)).collect::<Option<_>>()?;
+    let mut v: Vec<usize> = axes
+        .iter()
+        .map(|&a| norm_axis(a, rank))
+        .collect::<Option<_>>()?;
     v.sort_unstable();
     v.dedup();
     Some(v)
@@ -330,11 +406,20 @@ pub fn norm_axes(axes: &[i64], rank: usize) -> Option<Vec<usize>> {
 
 /// Resolved Slice for an input shape.
 pub fn slice_for(op: &Op, x: &[usize]) -> Option<SliceSpec> {
-    let Op::Slice { starts: Some(starts), ends: Some(ends), axes, steps } = op else {
+    let Op::Slice {
+        starts: Some(starts),
+        ends: Some(ends),
+        axes,
+        steps,
+    } = op
+    else {
         return None;
     };
     let axes: Vec<usize> = match axes {
-        Some(a) => a.iter().map(|&a| norm_axis(a, x.len())).collect::<Option<_>>()?,
+        Some(a) => a
+            .iter()
+            .map(|&a| norm_axis(a, x.len()))
+            .collect::<Option<_>>()?,
         None => (0..starts.len()).collect(),
     };
     if starts.len() != ends.len() || axes.len() != starts.len() {
@@ -523,7 +608,10 @@ pub fn transpose_perm(perm: Option<&[usize]>, rank: usize) -> Option<Vec<usize>>
     match perm {
         Some(p) => {
             let mut seen = vec![false; rank];
-            if p.len() != rank || p.iter().any(|&i| i >= rank || std::mem::replace(&mut seen[i], true)) {
+            if p.len() != rank
+                || p.iter()
+                    .any(|&i| i >= rank || std::mem::replace(&mut seen[i], true))
+            {
                 return None;
             }
             Some(p.to_vec())
@@ -535,7 +623,10 @@ pub fn transpose_perm(perm: Option<&[usize]>, rank: usize) -> Option<Vec<usize>>
 /// Expands Pad's `pads` (for `axes`, or all axes) to begin/end over every axis.
 pub fn full_pads(pads: &[i64], axes: Option<&[i64]>, rank: usize) -> Option<Vec<i64>> {
     let axes: Vec<usize> = match axes {
-        Some(a) => a.iter().map(|&a| norm_axis(a, rank)).collect::<Option<_>>()?,
+        Some(a) => a
+            .iter()
+            .map(|&a| norm_axis(a, rank))
+            .collect::<Option<_>>()?,
         None => (0..rank).collect(),
     };
     if pads.len() != 2 * axes.len() {

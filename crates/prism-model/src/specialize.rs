@@ -23,7 +23,11 @@ impl Graph {
             return Err(ModelError::Invalid(format!(
                 "the model takes {} input(s) ({}), got {}",
                 self.inputs.len(),
-                self.inputs.iter().map(|i| self.value(*i).name.as_str()).collect::<Vec<_>>().join(", "),
+                self.inputs
+                    .iter()
+                    .map(|i| self.value(*i).name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 input_shapes.len()
             )));
         }
@@ -32,7 +36,11 @@ impl Graph {
         for (i, (id, shape)) in self.inputs.iter().zip(input_shapes).enumerate() {
             let dims = self.input_dims(i);
             let name = &self.value(*id).name;
-            let declared = dims.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            let declared = dims
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
             let mismatch = || ModelError::Input {
                 name: name.clone(),
                 detail: format!("expects shape [{declared}], got {shape:?}"),
@@ -43,10 +51,10 @@ impl Graph {
             for (d, &s) in dims.iter().zip(shape) {
                 match d {
                     Dim::Fixed(f) if *f != s => return Err(mismatch()),
-                    Dim::Symbolic(sym) if sym != "?" => {
-                        if *symbols.entry(sym.clone()).or_insert(s) != s {
-                            return Err(mismatch());
-                        }
+                    Dim::Symbolic(sym)
+                        if sym != "?" && *symbols.entry(sym.clone()).or_insert(s) != s =>
+                    {
+                        return Err(mismatch());
                     }
                     _ => {}
                 }
@@ -76,7 +84,11 @@ impl Graph {
                 .iter()
                 .map(|v| {
                     values[v.0].shape.as_deref().ok_or_else(|| {
-                        ModelError::node(&node.name, t, format!("shape of input '{}' is unknown", values[v.0].name))
+                        ModelError::node(
+                            &node.name,
+                            t,
+                            format!("shape of input '{}' is unknown", values[v.0].name),
+                        )
                     })
                 })
                 .collect::<Result<_>>()?;
@@ -86,7 +98,9 @@ impl Graph {
                     .input(0)
                     .and_then(&constant)
                     .and_then(|c| c.to_i64())
-                    .ok_or_else(|| ModelError::node(&node.name, t, "shape input must be constant"))?;
+                    .ok_or_else(|| {
+                        ModelError::node(&node.name, t, "shape input must be constant")
+                    })?;
                 let dims: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
                 let fill = value.to_f64().data().first().copied().unwrap_or(0.0);
                 let n = dims.iter().product();
@@ -102,7 +116,11 @@ impl Graph {
             if let Op::Shape { start, end } = &op {
                 let (s, e) = crate::shape::shape_range(*start, *end, shapes[0].len());
                 let dims: Vec<i64> = shapes[0][s..e].iter().map(|&d| d as i64).collect();
-                set_constant(&mut values, node.outputs[0], Constant::i64(Tensor::from_parts(vec![dims.len()], dims)));
+                set_constant(
+                    &mut values,
+                    node.outputs[0],
+                    Constant::i64(Tensor::from_parts(vec![dims.len()], dims)),
+                );
                 continue;
             }
             if fold_all {
@@ -115,7 +133,10 @@ impl Graph {
             }
             let pos = NodeId(nodes.len());
             for (k, (o, s)) in node.outputs.iter().zip(&outs).enumerate() {
-                values[o.0].source = Source::Node { node: pos, index: k };
+                values[o.0].source = Source::Node {
+                    node: pos,
+                    index: k,
+                };
                 values[o.0].shape = Some(s.clone());
             }
             nodes.push(Node {
@@ -125,7 +146,13 @@ impl Graph {
                 outputs: node.outputs.clone(),
             });
         }
-        compact(values, nodes, self.inputs.clone(), self.outputs.clone(), self.opset)
+        compact(
+            values,
+            nodes,
+            self.inputs.clone(),
+            self.outputs.clone(),
+            self.opset,
+        )
     }
 }
 
@@ -135,7 +162,10 @@ fn set_constant(values: &mut [Value], id: ValueId, c: Constant) {
 }
 
 /// Resolves parameter inputs into attributes; returns the op and the data inputs it keeps.
-fn resolve(node: &Node, constant: &dyn Fn(ValueId) -> Option<Constant>) -> Result<(Op, Vec<ValueId>)> {
+fn resolve(
+    node: &Node,
+    constant: &dyn Fn(ValueId) -> Option<Constant>,
+) -> Result<(Op, Vec<ValueId>)> {
     let t = node.op.type_name();
     let param = |i: usize, what: &str| -> Result<Option<Constant>> {
         match node.input(i) {
@@ -152,7 +182,10 @@ fn resolve(node: &Node, constant: &dyn Fn(ValueId) -> Option<Constant>) -> Resul
     let ints = |i: usize, what: &str| -> Result<Option<Vec<i64>>> {
         match param(i, what)? {
             None => Ok(None),
-            Some(c) => c.to_i64().map(Some).ok_or_else(|| ModelError::node(&node.name, t, format!("{what} must be integers"))),
+            Some(c) => c
+                .to_i64()
+                .map(Some)
+                .ok_or_else(|| ModelError::node(&node.name, t, format!("{what} must be integers"))),
         }
     };
     let first = || -> Result<Vec<ValueId>> {
@@ -162,32 +195,62 @@ fn resolve(node: &Node, constant: &dyn Fn(ValueId) -> Option<Constant>) -> Resul
     };
     let op = match &node.op {
         Op::ClipInputs => {
-            let min = param(1, "min")?.and_then(|c| c.scalar_f64()).unwrap_or(f64::NEG_INFINITY);
-            let max = param(2, "max")?.and_then(|c| c.scalar_f64()).unwrap_or(f64::INFINITY);
+            let min = param(1, "min")?
+                .and_then(|c| c.scalar_f64())
+                .unwrap_or(f64::NEG_INFINITY);
+            let max = param(2, "max")?
+                .and_then(|c| c.scalar_f64())
+                .unwrap_or(f64::INFINITY);
             Op::Unary(UnaryOp::Clip { min, max })
         }
-        Op::Reshape { shape: None, allowzero } => Op::Reshape {
-            shape: Some(ints(1, "shape")?.ok_or_else(|| ModelError::node(&node.name, t, "missing shape input"))?),
+        Op::Reshape {
+            shape: None,
+            allowzero,
+        } => Op::Reshape {
+            shape: Some(
+                ints(1, "shape")?
+                    .ok_or_else(|| ModelError::node(&node.name, t, "missing shape input"))?,
+            ),
             allowzero: *allowzero,
         },
-        Op::Squeeze { axes: None } => Op::Squeeze { axes: ints(1, "axes")? },
+        Op::Squeeze { axes: None } => Op::Squeeze {
+            axes: ints(1, "axes")?,
+        },
         Op::Unsqueeze { axes: None } => Op::Unsqueeze {
-            axes: Some(ints(1, "axes")?.ok_or_else(|| ModelError::node(&node.name, t, "missing axes input"))?),
+            axes: Some(
+                ints(1, "axes")?
+                    .ok_or_else(|| ModelError::node(&node.name, t, "missing axes input"))?,
+            ),
         },
-        Op::ReduceMean { axes: None, keepdims, noop_with_empty_axes } => Op::ReduceMean {
+        Op::ReduceMean {
+            axes: None,
+            keepdims,
+            noop_with_empty_axes,
+        } => Op::ReduceMean {
             axes: ints(1, "axes")?,
             keepdims: *keepdims,
             noop_with_empty_axes: *noop_with_empty_axes,
         },
-        Op::ReduceSum { axes: None, keepdims, noop_with_empty_axes } => Op::ReduceSum {
+        Op::ReduceSum {
+            axes: None,
+            keepdims,
+            noop_with_empty_axes,
+        } => Op::ReduceSum {
             axes: ints(1, "axes")?,
             keepdims: *keepdims,
             noop_with_empty_axes: *noop_with_empty_axes,
         },
-        Op::Pad { mode, pads: None, .. } => Op::Pad {
+        Op::Pad {
+            mode, pads: None, ..
+        } => Op::Pad {
             mode: *mode,
-            pads: Some(ints(1, "pads")?.ok_or_else(|| ModelError::node(&node.name, t, "missing pads input"))?),
-            value: param(2, "constant_value")?.and_then(|c| c.scalar_f64()).unwrap_or(0.0),
+            pads: Some(
+                ints(1, "pads")?
+                    .ok_or_else(|| ModelError::node(&node.name, t, "missing pads input"))?,
+            ),
+            value: param(2, "constant_value")?
+                .and_then(|c| c.scalar_f64())
+                .unwrap_or(0.0),
             axes: ints(3, "axes")?,
         },
         Op::Slice { starts: None, .. } => Op::Slice {
@@ -196,19 +259,30 @@ fn resolve(node: &Node, constant: &dyn Fn(ValueId) -> Option<Constant>) -> Resul
             axes: ints(3, "axes")?,
             steps: ints(4, "steps")?,
         },
-        Op::Expand { shape: None } => Op::Expand { shape: ints(2 - 1, "shape")? },
-        Op::Gather { axis, indices: None } => {
-            let idx = param(1, "indices")?.ok_or_else(|| ModelError::node(&node.name, t, "missing indices input"))?;
-            let data = idx.to_i64().ok_or_else(|| ModelError::node(&node.name, t, "indices must be integers"))?;
+        Op::Expand { shape: None } => Op::Expand {
+            shape: ints(2 - 1, "shape")?,
+        },
+        Op::Gather {
+            axis,
+            indices: None,
+        } => {
+            let idx = param(1, "indices")?
+                .ok_or_else(|| ModelError::node(&node.name, t, "missing indices input"))?;
+            let data = idx
+                .to_i64()
+                .ok_or_else(|| ModelError::node(&node.name, t, "indices must be integers"))?;
             Op::Gather {
                 axis: *axis,
                 indices: Some(Arc::new(Tensor::from_parts(idx.shape().to_vec(), data))),
             }
         }
         Op::ConstantOfShape { .. } => return Ok((node.op.clone(), vec![])),
-        op @ (Op::Dropout | Op::Cast { .. } | Op::Identity | Op::Shape { .. } | Op::Flatten { .. } | Op::Transpose { .. }) => {
-            return Ok((op.clone(), first()?))
-        }
+        op @ (Op::Dropout
+        | Op::Cast { .. }
+        | Op::Identity
+        | Op::Shape { .. }
+        | Op::Flatten { .. }
+        | Op::Transpose { .. }) => return Ok((op.clone(), first()?)),
         op => {
             let mut kept = Vec::new();
             let mut gap = false;
@@ -218,7 +292,9 @@ fn resolve(node: &Node, constant: &dyn Fn(ValueId) -> Option<Constant>) -> Resul
                         return Err(ModelError::node(
                             &node.name,
                             t,
-                            format!("omits an optional input before '{v:?}', which is not supported"),
+                            format!(
+                                "omits an optional input before '{v:?}', which is not supported"
+                            ),
                         ))
                     }
                     Some(v) => kept.push(*v),
@@ -254,15 +330,27 @@ fn fold(node: &Node, op: &Op, ins: &[Constant], outs: &[Vec<usize>]) -> Result<V
             return Ok(vec![Constant::i64(y)]);
         }
     }
-    fn float<T: Float>(node: &Node, op: &Op, ins: &[Constant], outs: &[Vec<usize>]) -> Result<Vec<Constant>> {
+    fn float<T: Float>(
+        node: &Node,
+        op: &Op,
+        ins: &[Constant],
+        outs: &[Vec<usize>],
+    ) -> Result<Vec<Constant>> {
         let ts: Vec<Arc<Tensor<T>>> = ins.iter().map(|c| c.to_float::<T>()).collect();
         let refs: Vec<&Tensor<T>> = ts.iter().map(|t| &**t).collect();
-        Ok(run_node(node, op, &refs, outs)?.into_iter().map(T::into_constant).collect())
+        Ok(run_node(node, op, &refs, outs)?
+            .into_iter()
+            .map(T::into_constant)
+            .collect())
     }
     let any_f64 = ins.iter().any(|c| c.dtype() == DType::F64);
     let any_float = ins.iter().any(|c| c.dtype() != DType::I64);
     if !any_float {
-        return Err(ModelError::node(&node.name, t, "cannot be evaluated on integer tensors"));
+        return Err(ModelError::node(
+            &node.name,
+            t,
+            "cannot be evaluated on integer tensors",
+        ));
     }
     if any_f64 {
         float::<f64>(node, op, ins, outs)
@@ -272,7 +360,13 @@ fn fold(node: &Node, op: &Op, ins: &[Constant], outs: &[Vec<usize>]) -> Result<V
 }
 
 /// Drops dead nodes and unused values, renumbering what is left.
-fn compact(values: Vec<Value>, nodes: Vec<Node>, inputs: Vec<ValueId>, outputs: Vec<ValueId>, opset: i64) -> Result<Graph> {
+fn compact(
+    values: Vec<Value>,
+    nodes: Vec<Node>,
+    inputs: Vec<ValueId>,
+    outputs: Vec<ValueId>,
+    opset: i64,
+) -> Result<Graph> {
     let mut needed = vec![false; values.len()];
     for o in &outputs {
         needed[o.0] = true;
@@ -308,7 +402,10 @@ fn compact(values: Vec<Value>, nodes: Vec<Node>, inputs: Vec<ValueId>, outputs: 
         }
         let pos = NodeId(new_nodes.len());
         for (k, o) in n.outputs.iter().enumerate() {
-            new_values[remap[o.0]].source = Source::Node { node: pos, index: k };
+            new_values[remap[o.0]].source = Source::Node {
+                node: pos,
+                index: k,
+            };
         }
         new_nodes.push(Node {
             name: n.name,

@@ -15,7 +15,10 @@ fn manifest() -> serde_json::Value {
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -26,24 +29,37 @@ fn every_fixture_matches_onnxruntime_in_f32_and_f64() {
     for entry in models {
         let name = entry["name"].as_str().unwrap();
         let dir = fixtures();
-        let model = Model::load(&dir.join(entry["onnx"].as_str().unwrap())).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let model = Model::load(&dir.join(entry["onnx"].as_str().unwrap()))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let x: Tensor<f32> = npy::read_float(&dir.join(entry["input"].as_str().unwrap())).unwrap();
-        let want: Tensor<f32> = npy::read_float(&dir.join(entry["output"].as_str().unwrap())).unwrap();
-        let y = model.forward(vec![x.clone()]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let want: Tensor<f32> =
+            npy::read_float(&dir.join(entry["output"].as_str().unwrap())).unwrap();
+        let y = model
+            .forward(vec![x.clone()])
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(y[0].shape(), want.shape(), "{name}: output shape");
         let err = max_abs_diff(y[0].data(), want.data());
         eprintln!("{name}: max abs error {err:e} over {} values", want.len());
         assert!(err <= 1e-4, "{name}: max abs error {err} vs onnxruntime");
 
-        let y64 = model.forward(vec![x.cast::<f64>()]).unwrap_or_else(|e| panic!("{name} f64: {e}"));
-        let scale = y64[0].data().iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-12);
+        let y64 = model
+            .forward(vec![x.cast::<f64>()])
+            .unwrap_or_else(|e| panic!("{name} f64: {e}"));
+        let scale = y64[0]
+            .data()
+            .iter()
+            .fold(0f64, |m, v| m.max(v.abs()))
+            .max(1e-12);
         let rel = y64[0]
             .data()
             .iter()
             .zip(y[0].data())
             .map(|(a, b)| (a - *b as f64).abs() / scale)
             .fold(0.0, f64::max);
-        assert!(rel <= 1e-4, "{name}: f64 and f32 disagree by {rel} (relative)");
+        assert!(
+            rel <= 1e-4,
+            "{name}: f64 and f32 disagree by {rel} (relative)"
+        );
     }
 }
 
@@ -67,12 +83,19 @@ fn keep_node_inputs_keeps_every_read_tensor_and_outputs_only_keeps_outputs() {
     let dir = fixtures();
     let model = Model::load(&dir.join("tiny_vgg_bn.onnx")).unwrap();
     let x: Tensor<f32> = npy::read_float(&dir.join("tiny_vgg_bn.input.npy")).unwrap();
-    let t = model.trace(vec![x.clone()], &prism_model::Keep::NodeInputs).unwrap();
+    let t = model
+        .trace(vec![x.clone()], &prism_model::Keep::NodeInputs)
+        .unwrap();
     let g = model.specialize(&[x.shape().to_vec()]).unwrap();
     for n in &g.nodes {
         for v in n.inputs.iter().flatten() {
             if g.constant(*v).is_none() {
-                assert!(t.get(*v).is_some(), "input {} of {} not kept", g.value(*v).name, n.name);
+                assert!(
+                    t.get(*v).is_some(),
+                    "input {} of {} not kept",
+                    g.value(*v).name,
+                    n.name
+                );
             }
         }
     }
@@ -85,11 +108,18 @@ fn keep_node_inputs_keeps_every_read_tensor_and_outputs_only_keeps_outputs() {
 fn specialisation_folds_the_exporters_shape_arithmetic() {
     let dir = fixtures();
     let model = Model::load(&dir.join("tiny_vgg_bn.onnx")).unwrap();
-    assert!(model.graph().nodes.iter().any(|n| n.op.type_name() == "Shape"));
+    assert!(model
+        .graph()
+        .nodes
+        .iter()
+        .any(|n| n.op.type_name() == "Shape"));
     let g = model.specialize(&[vec![2, 3, 16, 16]]).unwrap();
     for n in &g.nodes {
         assert!(
-            !matches!(n.op.type_name(), "Shape" | "Gather" | "Unsqueeze" | "Constant" | "Concat"),
+            !matches!(
+                n.op.type_name(),
+                "Shape" | "Gather" | "Unsqueeze" | "Constant" | "Concat"
+            ),
             "{} ({}) should have been folded",
             n.name,
             n.op.type_name()
@@ -108,7 +138,10 @@ fn load_err(file: &str) -> String {
 #[test]
 fn truncated_and_non_onnx_files_give_a_clear_error() {
     let e = load_err("errors/truncated.onnx");
-    assert!(e.contains("truncated.onnx") && e.contains("not a valid ONNX model"), "{e}");
+    assert!(
+        e.contains("truncated.onnx") && e.contains("not a valid ONNX model"),
+        "{e}"
+    );
     let e = load_err("errors/not_onnx.onnx");
     assert!(e.contains("not a valid ONNX model"), "{e}");
     assert!(!e.contains('\n'));
@@ -117,7 +150,10 @@ fn truncated_and_non_onnx_files_give_a_clear_error() {
 #[test]
 fn unsupported_op_error_names_op_node_and_supported_list() {
     let e = load_err("errors/unsupported_op.onnx");
-    assert!(e.contains("Einsum") && e.contains("my_einsum") && e.contains("Conv"), "{e}");
+    assert!(
+        e.contains("Einsum") && e.contains("my_einsum") && e.contains("Conv"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -142,4 +178,44 @@ fn wrong_input_shape_is_an_error_naming_the_input() {
 fn missing_file_is_an_io_error() {
     let e = Model::load(Path::new("/nonexistent/model.onnx")).unwrap_err();
     assert!(matches!(e, ModelError::Io { .. }));
+}
+
+/// torchvision VGG16, ResNet50, DenseNet121, MobileNetV2 and EfficientNet-B0 with random
+/// weights, exported by `scripts/export_torchvision.py` into target/torchvision/ (550 MB+, so
+/// not committed and not run in CI): `cargo test --release -p prism-model -- --ignored`.
+#[test]
+#[ignore = "needs target/torchvision from scripts/export_torchvision.py"]
+fn torchvision_models_match_onnxruntime() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/torchvision");
+    for name in [
+        "vgg16",
+        "resnet50",
+        "densenet121",
+        "mobilenet_v2",
+        "efficientnet_b0",
+    ] {
+        let path = dir.join(format!("{name}.onnx"));
+        if !path.exists() {
+            panic!(
+                "{} is missing: run scripts/export_torchvision.py",
+                path.display()
+            );
+        }
+        let t0 = std::time::Instant::now();
+        let model = Model::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let load = t0.elapsed();
+        let x: Tensor<f32> = npy::read_float(&dir.join(format!("{name}.input.npy"))).unwrap();
+        let want: Tensor<f32> = npy::read_float(&dir.join(format!("{name}.output.npy"))).unwrap();
+        let t0 = std::time::Instant::now();
+        let y = model
+            .forward(vec![x])
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let err = max_abs_diff(y[0].data(), want.data());
+        let scale = want.data().iter().fold(0f32, |m, v| m.max(v.abs()));
+        eprintln!(
+            "{name}: load {load:?}, forward {:?}, max abs error {err:e} (max |y| {scale})",
+            t0.elapsed()
+        );
+        assert!(err <= 1e-3, "{name}: max abs error {err}");
+    }
 }

@@ -99,7 +99,11 @@ fn im2col<T: Float>(g: &ConvGeom, x: &[T], oy0: usize, rows: usize, col: &mut [T
                     } else {
                         for (ox, v) in seg.iter_mut().enumerate() {
                             let ix = (ox * g.sw) as isize + dx;
-                            *v = if ix >= 0 && ix < w { src[ix as usize] } else { T::zero() };
+                            *v = if ix >= 0 && ix < w {
+                                src[ix as usize]
+                            } else {
+                                T::zero()
+                            };
                         }
                     }
                 }
@@ -163,7 +167,11 @@ pub fn conv2d_into<T: Float>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeom,
     let plane_out = g.ho * g.wo;
     assert_eq!(x.len(), g.batch * g.c_in * g.h * g.w, "conv2d: input size");
     assert_eq!(w.len(), g.c_out * g.k(), "conv2d: weight size");
-    assert_eq!(y.len(), g.batch * g.c_out * plane_out, "conv2d: output size");
+    assert_eq!(
+        y.len(),
+        g.batch * g.c_out * plane_out,
+        "conv2d: output size"
+    );
     // Start from the bias (or zero); the GEMMs accumulate onto it.
     for (o, chunk) in y.chunks_mut(plane_out).enumerate() {
         let b = bias.map_or(T::zero(), |b| b[o % g.c_out]);
@@ -223,7 +231,9 @@ pub fn conv2d_into<T: Float>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeom,
         let mut col = Vec::new();
         (0..jobs).for_each(|j| job(j, &mut col));
     } else {
-        (0..jobs).into_par_iter().for_each_init(Vec::new, |col, j| job(j, col));
+        (0..jobs)
+            .into_par_iter()
+            .for_each_init(Vec::new, |col, j| job(j, col));
     }
 }
 
@@ -232,32 +242,34 @@ fn depthwise<T: Float>(x: &[T], w: &[T], g: &ConvGeom, y: &mut [T]) {
     let plane_in = g.h * g.w;
     let plane_out = g.ho * g.wo;
     let mult = g.cout_g();
-    y.par_chunks_mut(plane_out).enumerate().for_each(|(o, out)| {
-        let (n, co) = (o / g.c_out, o % g.c_out);
-        let ci = co / mult;
-        let xp = &x[(n * g.c_in + ci) * plane_in..][..plane_in];
-        let wk = &w[co * g.kh * g.kw..][..g.kh * g.kw];
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let wv = wk[ky * g.kw + kx];
-                let dx = (kx * g.dw) as isize - g.pl as isize;
-                for oy in 0..g.ho {
-                    let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
-                    if iy < 0 || iy >= g.h as isize {
-                        continue;
-                    }
-                    let src = &xp[iy as usize * g.w..][..g.w];
-                    let dst = &mut out[oy * g.wo..][..g.wo];
-                    for (ox, d) in dst.iter_mut().enumerate() {
-                        let ix = (ox * g.sw) as isize + dx;
-                        if ix >= 0 && ix < g.w as isize {
-                            *d += wv * src[ix as usize];
+    y.par_chunks_mut(plane_out)
+        .enumerate()
+        .for_each(|(o, out)| {
+            let (n, co) = (o / g.c_out, o % g.c_out);
+            let ci = co / mult;
+            let xp = &x[(n * g.c_in + ci) * plane_in..][..plane_in];
+            let wk = &w[co * g.kh * g.kw..][..g.kh * g.kw];
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let wv = wk[ky * g.kw + kx];
+                    let dx = (kx * g.dw) as isize - g.pl as isize;
+                    for oy in 0..g.ho {
+                        let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
+                        if iy < 0 || iy >= g.h as isize {
+                            continue;
+                        }
+                        let src = &xp[iy as usize * g.w..][..g.w];
+                        let dst = &mut out[oy * g.wo..][..g.wo];
+                        for (ox, d) in dst.iter_mut().enumerate() {
+                            let ix = (ox * g.sw) as isize + dx;
+                            if ix >= 0 && ix < g.w as isize {
+                                *d += wv * src[ix as usize];
+                            }
                         }
                     }
                 }
             }
-        }
-    });
+        });
 }
 
 /// Input-gradient of [`conv2d`]: `dx = col2im(Wᵀ · dy)` for an output gradient `dy`.
@@ -272,9 +284,17 @@ pub fn conv2d_input_grad<T: Float>(dy: &[T], w: &[T], g: &ConvGeom) -> Tensor<T>
 pub fn conv2d_input_grad_into<T: Float>(dy: &[T], w: &[T], g: &ConvGeom, dx: &mut [T]) {
     let plane_in = g.h * g.w;
     let plane_out = g.ho * g.wo;
-    assert_eq!(dy.len(), g.batch * g.c_out * plane_out, "conv2d_input_grad: gradient size");
+    assert_eq!(
+        dy.len(),
+        g.batch * g.c_out * plane_out,
+        "conv2d_input_grad: gradient size"
+    );
     assert_eq!(w.len(), g.c_out * g.k(), "conv2d_input_grad: weight size");
-    assert_eq!(dx.len(), g.batch * g.c_in * plane_in, "conv2d_input_grad: input size");
+    assert_eq!(
+        dx.len(),
+        g.batch * g.c_in * plane_in,
+        "conv2d_input_grad: input size"
+    );
     dx.fill(T::zero());
     if plane_out == 0 {
         return;
@@ -297,7 +317,8 @@ pub fn conv2d_input_grad_into<T: Float>(dy: &[T], w: &[T], g: &ConvGeom, dx: &mu
         let dyg = &dy[(n * g.c_out + gi * g.cout_g()) * plane_out..][..g.cout_g() * plane_out];
         let off = (n * g.c_in + gi * g.cin_g()) * plane_in;
         // SAFETY: job j owns the input channels of its (sample, group).
-        let dxg = unsafe { std::slice::from_raw_parts_mut(dxp.get().add(off), g.cin_g() * plane_in) };
+        let dxg =
+            unsafe { std::slice::from_raw_parts_mut(dxp.get().add(off), g.cin_g() * plane_in) };
         for t in 0..tiles {
             let oy0 = t * rows;
             let nrows = rows.min(g.ho - oy0);
@@ -310,12 +331,34 @@ pub fn conv2d_input_grad_into<T: Float>(dy: &[T], w: &[T], g: &ConvGeom, dx: &mu
             if g.is_pointwise() {
                 // SAFETY: writes the tile's columns of dxg, within bounds.
                 unsafe {
-                    gemm_raw(k, ncols, g.cout_g(), dxg[oy0 * g.wo..].as_mut_ptr(), plane_in, Mat::rows_t(wg, k), rhs, true, inner)
+                    gemm_raw(
+                        k,
+                        ncols,
+                        g.cout_g(),
+                        dxg[oy0 * g.wo..].as_mut_ptr(),
+                        plane_in,
+                        Mat::rows_t(wg, k),
+                        rhs,
+                        true,
+                        inner,
+                    )
                 }
             } else {
                 col.resize(k * ncols, T::zero());
                 // SAFETY: col is a private buffer of k × ncols.
-                unsafe { gemm_raw(k, ncols, g.cout_g(), col.as_mut_ptr(), ncols, Mat::rows_t(wg, k), rhs, false, inner) }
+                unsafe {
+                    gemm_raw(
+                        k,
+                        ncols,
+                        g.cout_g(),
+                        col.as_mut_ptr(),
+                        ncols,
+                        Mat::rows_t(wg, k),
+                        rhs,
+                        false,
+                        inner,
+                    )
+                }
                 col2im(g, col, oy0, nrows, dxg);
             }
         }
@@ -324,7 +367,9 @@ pub fn conv2d_input_grad_into<T: Float>(dy: &[T], w: &[T], g: &ConvGeom, dx: &mu
         let mut col = Vec::new();
         (0..jobs).for_each(|j| job(j, &mut col));
     } else {
-        (0..jobs).into_par_iter().for_each_init(Vec::new, |col, j| job(j, col));
+        (0..jobs)
+            .into_par_iter()
+            .for_each_init(Vec::new, |col, j| job(j, col));
     }
 }
 
@@ -332,34 +377,36 @@ fn depthwise_input_grad<T: Float>(dy: &[T], w: &[T], g: &ConvGeom, dx: &mut [T])
     let plane_in = g.h * g.w;
     let plane_out = g.ho * g.wo;
     let mult = g.cout_g();
-    dx.par_chunks_mut(plane_in).enumerate().for_each(|(o, xin)| {
-        let (n, ci) = (o / g.c_in, o % g.c_in);
-        for m in 0..mult {
-            let co = ci * mult + m;
-            let gp = &dy[(n * g.c_out + co) * plane_out..][..plane_out];
-            let wk = &w[co * g.kh * g.kw..][..g.kh * g.kw];
-            for ky in 0..g.kh {
-                for kx in 0..g.kw {
-                    let wv = wk[ky * g.kw + kx];
-                    let dx0 = (kx * g.dw) as isize - g.pl as isize;
-                    for oy in 0..g.ho {
-                        let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
-                        if iy < 0 || iy >= g.h as isize {
-                            continue;
-                        }
-                        let dst = &mut xin[iy as usize * g.w..][..g.w];
-                        let src = &gp[oy * g.wo..][..g.wo];
-                        for (ox, &v) in src.iter().enumerate() {
-                            let ix = (ox * g.sw) as isize + dx0;
-                            if ix >= 0 && ix < g.w as isize {
-                                dst[ix as usize] += wv * v;
+    dx.par_chunks_mut(plane_in)
+        .enumerate()
+        .for_each(|(o, xin)| {
+            let (n, ci) = (o / g.c_in, o % g.c_in);
+            for m in 0..mult {
+                let co = ci * mult + m;
+                let gp = &dy[(n * g.c_out + co) * plane_out..][..plane_out];
+                let wk = &w[co * g.kh * g.kw..][..g.kh * g.kw];
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let wv = wk[ky * g.kw + kx];
+                        let dx0 = (kx * g.dw) as isize - g.pl as isize;
+                        for oy in 0..g.ho {
+                            let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
+                            if iy < 0 || iy >= g.h as isize {
+                                continue;
+                            }
+                            let dst = &mut xin[iy as usize * g.w..][..g.w];
+                            let src = &gp[oy * g.wo..][..g.wo];
+                            for (ox, &v) in src.iter().enumerate() {
+                                let ix = (ox * g.sw) as isize + dx0;
+                                if ix >= 0 && ix < g.w as isize {
+                                    dst[ix as usize] += wv * v;
+                                }
                             }
                         }
                     }
                 }
             }
-        }
-    });
+        });
 }
 
 /// Transposed convolution: `y = convᵀ(x, w) + b` with ONNX's weight layout

@@ -12,8 +12,16 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -37,7 +45,12 @@ pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
 }
 
 /// Applies `f` element-wise over the broadcast of `a` and `b` into a new tensor.
-pub fn broadcast_map<T, U, V>(a: &Tensor<T>, b: &Tensor<U>, out_shape: &[usize], f: impl Fn(T, U) -> V + Sync) -> Tensor<V>
+pub fn broadcast_map<T, U, V>(
+    a: &Tensor<T>,
+    b: &Tensor<U>,
+    out_shape: &[usize],
+    f: impl Fn(T, U) -> V + Sync,
+) -> Tensor<V>
 where
     T: Copy + Sync,
     U: Copy + Sync,
@@ -52,7 +65,9 @@ where
     if a.shape() == out_shape && b.shape() == out_shape {
         let run = |(o, (x, y)): (&mut V, (&T, &U))| *o = f(*x, *y);
         if n >= PAR_MIN {
-            out.par_iter_mut().zip(ad.par_iter().zip(bd.par_iter())).for_each(run);
+            out.par_iter_mut()
+                .zip(ad.par_iter().zip(bd.par_iter()))
+                .for_each(run);
         } else {
             out.iter_mut().zip(ad.iter().zip(bd.iter())).for_each(run);
         }
@@ -136,7 +151,9 @@ pub fn unary_fn<T: Float>(op: UnaryOp) -> impl Fn(T) -> T + Sync + Send + Copy {
             }
         }
         UnaryOp::Sigmoid => T::one() / (T::one() + (-x).exp()),
-        UnaryOp::HardSigmoid { alpha, beta } => (T::of(alpha) * x + T::of(beta)).max(T::zero()).min(T::one()),
+        UnaryOp::HardSigmoid { alpha, beta } => (T::of(alpha) * x + T::of(beta))
+            .max(T::zero())
+            .min(T::one()),
         UnaryOp::HardSwish => x * (x / T::of(6.0) + T::of(0.5)).max(T::zero()).min(T::one()),
         UnaryOp::Tanh => x.tanh(),
         UnaryOp::Exp => x.exp(),

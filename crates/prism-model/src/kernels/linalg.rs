@@ -88,6 +88,7 @@ pub unsafe fn gemm_raw<T: Float>(
 }
 
 /// `c (+)= a · b` for row-major slices: a is m×k, b is k×n, c is m×n.
+#[allow(clippy::too_many_arguments)]
 pub fn matmul<T: Float>(
     m: usize,
     n: usize,

@@ -69,7 +69,13 @@ pub struct SliceSpec {
 }
 
 /// Resolves ONNX Slice parameters against a shape (clamping like the ONNX reference).
-pub fn slice_spec(shape: &[usize], starts: &[i64], ends: &[i64], axes: &[usize], steps: &[i64]) -> Option<SliceSpec> {
+pub fn slice_spec(
+    shape: &[usize],
+    starts: &[i64],
+    ends: &[i64],
+    axes: &[usize],
+    steps: &[i64],
+) -> Option<SliceSpec> {
     let r = shape.len();
     let mut spec = SliceSpec {
         start: vec![0; r],
@@ -155,7 +161,7 @@ pub fn pad<T: Copy>(x: &Tensor<T>, pads: &[i64], mode: PadMode, value: T) -> Opt
     let shape: Vec<usize> = (0..r)
         .map(|i| usize::try_from(s[i] as i64 + pads[i] + pads[i + r]).ok())
         .collect::<Option<_>>()?;
-    if mode != PadMode::Constant && s.iter().any(|&d| d == 0) {
+    if mode != PadMode::Constant && s.contains(&0) {
         return None;
     }
     let st = strides(s);

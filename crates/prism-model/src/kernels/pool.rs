@@ -49,17 +49,19 @@ impl PoolGeom {
 pub fn max_pool<T: Float>(x: &[T], g: &PoolGeom) -> Tensor<T> {
     let (pi, po) = (g.h * g.w, g.ho * g.wo);
     let mut y = vec![T::zero(); g.batch * g.channels * po];
-    y.par_chunks_mut(po.max(1)).enumerate().for_each(|(p, out)| {
-        let xp = &x[p * pi..][..pi];
-        for oy in 0..g.ho {
-            for ox in 0..g.wo {
-                out[oy * g.wo + ox] = g
-                    .window(oy, ox)
-                    .map(|(iy, ix)| xp[iy * g.w + ix])
-                    .fold(T::neg_infinity(), |a, b| if b > a || b.is_nan() { b } else { a });
+    y.par_chunks_mut(po.max(1))
+        .enumerate()
+        .for_each(|(p, out)| {
+            let xp = &x[p * pi..][..pi];
+            for oy in 0..g.ho {
+                for ox in 0..g.wo {
+                    out[oy * g.wo + ox] = g.window(oy, ox).map(|(iy, ix)| xp[iy * g.w + ix]).fold(
+                        T::neg_infinity(),
+                        |a, b| if b > a || b.is_nan() { b } else { a },
+                    );
+                }
             }
-        }
-    });
+        });
     Tensor::from_parts(g.output_shape().to_vec(), y)
 }
 
@@ -68,24 +70,26 @@ pub fn max_pool<T: Float>(x: &[T], g: &PoolGeom) -> Tensor<T> {
 pub fn max_pool_input_grad<T: Float>(x: &[T], dy: &[T], g: &PoolGeom) -> Tensor<T> {
     let (pi, po) = (g.h * g.w, g.ho * g.wo);
     let mut dx = vec![T::zero(); g.batch * g.channels * pi];
-    dx.par_chunks_mut(pi.max(1)).enumerate().for_each(|(p, din)| {
-        let xp = &x[p * pi..][..pi];
-        let gp = &dy[p * po..][..po];
-        for oy in 0..g.ho {
-            for ox in 0..g.wo {
-                let mut best: Option<(usize, T)> = None;
-                for (iy, ix) in g.window(oy, ox) {
-                    let v = xp[iy * g.w + ix];
-                    if best.is_none_or(|(_, b)| v > b) {
-                        best = Some((iy * g.w + ix, v));
+    dx.par_chunks_mut(pi.max(1))
+        .enumerate()
+        .for_each(|(p, din)| {
+            let xp = &x[p * pi..][..pi];
+            let gp = &dy[p * po..][..po];
+            for oy in 0..g.ho {
+                for ox in 0..g.wo {
+                    let mut best: Option<(usize, T)> = None;
+                    for (iy, ix) in g.window(oy, ox) {
+                        let v = xp[iy * g.w + ix];
+                        if best.is_none_or(|(_, b)| v > b) {
+                            best = Some((iy * g.w + ix, v));
+                        }
+                    }
+                    if let Some((i, _)) = best {
+                        din[i] += gp[oy * g.wo + ox];
                     }
                 }
-                if let Some((i, _)) = best {
-                    din[i] += gp[oy * g.wo + ox];
-                }
             }
-        }
-    });
+        });
     Tensor::from_parts(vec![g.batch, g.channels, g.h, g.w], dx)
 }
 
@@ -109,16 +113,18 @@ fn divisor(g: &PoolGeom, oy: usize, ox: usize, count_include_pad: bool) -> usize
 pub fn avg_pool<T: Float>(x: &[T], g: &PoolGeom, count_include_pad: bool) -> Tensor<T> {
     let (pi, po) = (g.h * g.w, g.ho * g.wo);
     let mut y = vec![T::zero(); g.batch * g.channels * po];
-    y.par_chunks_mut(po.max(1)).enumerate().for_each(|(p, out)| {
-        let xp = &x[p * pi..][..pi];
-        for oy in 0..g.ho {
-            for ox in 0..g.wo {
-                let s: T = g.window(oy, ox).map(|(iy, ix)| xp[iy * g.w + ix]).sum();
-                let d = divisor(g, oy, ox, count_include_pad).max(1);
-                out[oy * g.wo + ox] = s / T::of(d as f64);
+    y.par_chunks_mut(po.max(1))
+        .enumerate()
+        .for_each(|(p, out)| {
+            let xp = &x[p * pi..][..pi];
+            for oy in 0..g.ho {
+                for ox in 0..g.wo {
+                    let s: T = g.window(oy, ox).map(|(iy, ix)| xp[iy * g.w + ix]).sum();
+                    let d = divisor(g, oy, ox, count_include_pad).max(1);
+                    out[oy * g.wo + ox] = s / T::of(d as f64);
+                }
             }
-        }
-    });
+        });
     Tensor::from_parts(g.output_shape().to_vec(), y)
 }
 
@@ -126,24 +132,28 @@ pub fn avg_pool<T: Float>(x: &[T], g: &PoolGeom, count_include_pad: bool) -> Ten
 pub fn avg_pool_input_grad<T: Float>(dy: &[T], g: &PoolGeom, count_include_pad: bool) -> Tensor<T> {
     let (pi, po) = (g.h * g.w, g.ho * g.wo);
     let mut dx = vec![T::zero(); g.batch * g.channels * pi];
-    dx.par_chunks_mut(pi.max(1)).enumerate().for_each(|(p, din)| {
-        let gp = &dy[p * po..][..po];
-        for oy in 0..g.ho {
-            for ox in 0..g.wo {
-                let d = divisor(g, oy, ox, count_include_pad).max(1);
-                let v = gp[oy * g.wo + ox] / T::of(d as f64);
-                for (iy, ix) in g.window(oy, ox) {
-                    din[iy * g.w + ix] += v;
+    dx.par_chunks_mut(pi.max(1))
+        .enumerate()
+        .for_each(|(p, din)| {
+            let gp = &dy[p * po..][..po];
+            for oy in 0..g.ho {
+                for ox in 0..g.wo {
+                    let d = divisor(g, oy, ox, count_include_pad).max(1);
+                    let v = gp[oy * g.wo + ox] / T::of(d as f64);
+                    for (iy, ix) in g.window(oy, ox) {
+                        din[iy * g.w + ix] += v;
+                    }
                 }
             }
-        }
-    });
+        });
     Tensor::from_parts(vec![g.batch, g.channels, g.h, g.w], dx)
 }
 
 /// Mean over each plane of an N × C × (spatial…) tensor, keeping singleton spatial dims.
 pub fn global_avg_pool<T: Float>(x: &Tensor<T>) -> Tensor<T> {
-    global_reduce(x, |p| p.iter().copied().sum::<T>() / T::of(p.len().max(1) as f64))
+    global_reduce(x, |p| {
+        p.iter().copied().sum::<T>() / T::of(p.len().max(1) as f64)
+    })
 }
 
 /// Max over each plane of an N × C × (spatial…) tensor, keeping singleton spatial dims.

@@ -97,9 +97,11 @@ fn build_graph(g: &proto::GraphProto, opset: i64, base: &Path) -> Result<Graph> 
     let mut used_names: HashMap<String, usize> = HashMap::new();
     for (i, n) in g.node.iter().enumerate() {
         let op_type = n.op_type.clone().unwrap_or_default();
-        let mut name = n.name.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| {
-            format!("{}_{}", op_type, i)
-        });
+        let mut name = n
+            .name
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("{}_{}", op_type, i));
         // Node names must be unique for rule matching and messages.
         let count = used_names.entry(name.clone()).or_insert(0);
         *count += 1;
@@ -265,15 +267,18 @@ fn tensor_from_proto(t: &proto::TensorProto, base: &Path) -> Result<Constant> {
         .iter()
         .map(|&d| usize::try_from(d))
         .collect::<std::result::Result<_, _>>()
-        .map_err(|_| ModelError::tensor(&name, format!("has a negative dimension: {:?}", t.dims)))?;
+        .map_err(|_| {
+            ModelError::tensor(&name, format!("has a negative dimension: {:?}", t.dims))
+        })?;
     let n: usize = dims.iter().product();
     let external;
-    let raw: Option<&[u8]> = if t.data_location == Some(proto::tensor_proto::DataLocation::External as i32) {
-        external = read_external(t, &name, base)?;
-        Some(&external)
-    } else {
-        t.raw_data.as_deref()
-    };
+    let raw: Option<&[u8]> =
+        if t.data_location == Some(proto::tensor_proto::DataLocation::External as i32) {
+            external = read_external(t, &name, base)?;
+            Some(&external)
+        } else {
+            t.raw_data.as_deref()
+        };
     let dt = t.data_type.unwrap_or(0);
     let bad_len = |got: usize| {
         ModelError::tensor(
@@ -320,9 +325,13 @@ fn tensor_from_proto(t: &proto::TensorProto, base: &Path) -> Result<Constant> {
                 t.int32_data.iter().map(|&v| v as u16).collect()
             };
             let v = if dt == DataType::Float16 as i32 {
-                bits.iter().map(|&b| half::f16::from_bits(b).to_f32()).collect()
+                bits.iter()
+                    .map(|&b| half::f16::from_bits(b).to_f32())
+                    .collect()
             } else {
-                bits.iter().map(|&b| half::bf16::from_bits(b).to_f32()).collect()
+                bits.iter()
+                    .map(|&b| half::bf16::from_bits(b).to_f32())
+                    .collect()
             };
             Constant::f32(Tensor::from_parts(dims, v))
         }
@@ -335,7 +344,12 @@ fn tensor_from_proto(t: &proto::TensorProto, base: &Path) -> Result<Constant> {
             };
             Constant::i64(Tensor::from_parts(dims, v))
         }
-        DataType::Int32 | DataType::Int16 | DataType::Int8 | DataType::Uint8 | DataType::Uint16 | DataType::Bool => {
+        DataType::Int32
+        | DataType::Int16
+        | DataType::Int8
+        | DataType::Uint8
+        | DataType::Uint16
+        | DataType::Bool => {
             let v: Vec<i64> = if let Some(raw) = raw {
                 let size = match DataType::try_from(dt).unwrap_or(DataType::Undefined) {
                     DataType::Int32 => 4,
@@ -348,7 +362,9 @@ fn tensor_from_proto(t: &proto::TensorProto, base: &Path) -> Result<Constant> {
                 raw.chunks_exact(size)
                     .map(|c| match (size, dt) {
                         (4, _) => i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64,
-                        (2, x) if x == DataType::Int16 as i32 => i16::from_le_bytes([c[0], c[1]]) as i64,
+                        (2, x) if x == DataType::Int16 as i32 => {
+                            i16::from_le_bytes([c[0], c[1]]) as i64
+                        }
                         (2, _) => u16::from_le_bytes([c[0], c[1]]) as i64,
                         (_, x) if x == DataType::Int8 as i32 => c[0] as i8 as i64,
                         _ => c[0] as i64,
@@ -363,7 +379,10 @@ fn tensor_from_proto(t: &proto::TensorProto, base: &Path) -> Result<Constant> {
         _ => {
             return Err(ModelError::tensor(
                 &name,
-                format!("has element type {}, which Prism does not read", data_type_name(dt)),
+                format!(
+                    "has element type {}, which Prism does not read",
+                    data_type_name(dt)
+                ),
             ))
         }
     };
@@ -386,7 +405,11 @@ fn read_external(t: &proto::TensorProto, name: &str, base: &Path) -> Result<Vec<
     let location = location
         .ok_or_else(|| ModelError::tensor(name, "is stored externally but names no file"))?;
     let rel = PathBuf::from(&location);
-    if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
         return Err(ModelError::tensor(
             name,
             format!("external data location '{location}' must be a relative path inside the model's folder"),
@@ -434,7 +457,11 @@ impl<'a> Attrs<'a> {
         self.int(k).unwrap_or(d)
     }
     fn float_or(&self, k: &str, d: f64) -> f64 {
-        self.map.get(k).and_then(|a| a.f).map(f64::from).unwrap_or(d)
+        self.map
+            .get(k)
+            .and_then(|a| a.f)
+            .map(f64::from)
+            .unwrap_or(d)
     }
     fn ints(&self, k: &str) -> Option<Vec<i64>> {
         self.map.get(k).map(|a| a.ints.clone())
@@ -443,7 +470,10 @@ impl<'a> Attrs<'a> {
         self.ints(k)
             .unwrap_or_default()
             .into_iter()
-            .map(|v| usize::try_from(v).map_err(|_| self.err(format!("attribute {k} must be non-negative, got {v}"))))
+            .map(|v| {
+                usize::try_from(v)
+                    .map_err(|_| self.err(format!("attribute {k} must be non-negative, got {v}")))
+            })
             .collect()
     }
     fn string(&self, k: &str) -> Option<String> {
@@ -477,7 +507,13 @@ impl<'a> Attrs<'a> {
     }
 }
 
-fn parse_op(n: &proto::NodeProto, name: &str, op_type: &str, opset: i64, base: &Path) -> Result<Op> {
+fn parse_op(
+    n: &proto::NodeProto,
+    name: &str,
+    op_type: &str,
+    opset: i64,
+    base: &Path,
+) -> Result<Op> {
     let domain = n.domain.clone().unwrap_or_default();
     let unsupported = || ModelError::UnsupportedOp {
         node: name.to_string(),
@@ -561,7 +597,9 @@ fn parse_op(n: &proto::NodeProto, name: &str, op_type: &str, opset: i64, base: &
             if a.int_or("storage_order", 0) != 0 {
                 return Err(a.err("storage_order=1 is not supported"));
             }
-            Ok(Op::MaxPool { window: a.window()? })
+            Ok(Op::MaxPool {
+                window: a.window()?,
+            })
         }
         "AveragePool" => Ok(Op::AveragePool {
             window: a.window()?,
@@ -576,13 +614,23 @@ fn parse_op(n: &proto::NodeProto, name: &str, op_type: &str, opset: i64, base: &
             let keepdims = a.int_or("keepdims", 1) != 0;
             let noop = a.int_or("noop_with_empty_axes", 0) != 0;
             Ok(if op_type == "ReduceMean" {
-                Op::ReduceMean { axes, keepdims, noop_with_empty_axes: noop }
+                Op::ReduceMean {
+                    axes,
+                    keepdims,
+                    noop_with_empty_axes: noop,
+                }
             } else {
-                Op::ReduceSum { axes, keepdims, noop_with_empty_axes: noop }
+                Op::ReduceSum {
+                    axes,
+                    keepdims,
+                    noop_with_empty_axes: noop,
+                }
             })
         }
         "BatchNormalization" => {
-            if n.output.iter().filter(|o| !o.is_empty()).count() > 1 || a.int_or("training_mode", 0) != 0 {
+            if n.output.iter().filter(|o| !o.is_empty()).count() > 1
+                || a.int_or("training_mode", 0) != 0
+            {
                 return Err(a.err("training-mode BatchNormalization is not supported; export the model in eval mode"));
             }
             Ok(Op::BatchNormalization {
@@ -590,7 +638,9 @@ fn parse_op(n: &proto::NodeProto, name: &str, op_type: &str, opset: i64, base: &
             })
         }
         "Concat" => Ok(Op::Concat {
-            axis: a.int("axis").ok_or_else(|| a.err("missing attribute axis"))?,
+            axis: a
+                .int("axis")
+                .ok_or_else(|| a.err("missing attribute axis"))?,
         }),
         "Flatten" => Ok(Op::Flatten {
             axis: a.int_or("axis", 1),
@@ -615,12 +665,20 @@ fn parse_op(n: &proto::NodeProto, name: &str, op_type: &str, opset: i64, base: &
                 None | Some("constant") => PadMode::Constant,
                 Some("reflect") => PadMode::Reflect,
                 Some("edge") => PadMode::Edge,
-                Some(other) => return Err(a.err(format!("pad mode '{other}' is not supported (constant, reflect, edge are)"))),
+                Some(other) => {
+                    return Err(a.err(format!(
+                        "pad mode '{other}' is not supported (constant, reflect, edge are)"
+                    )))
+                }
             };
             Ok(Op::Pad {
                 mode,
                 pads: if opset < 11 { a.ints("pads") } else { None },
-                value: if opset < 11 { a.float_or("value", 0.0) } else { 0.0 },
+                value: if opset < 11 {
+                    a.float_or("value", 0.0)
+                } else {
+                    0.0
+                },
                 axes: None,
             })
         }
@@ -636,7 +694,9 @@ fn parse_op(n: &proto::NodeProto, name: &str, op_type: &str, opset: i64, base: &
             } else if let Some(v) = a.ints("value_ints") {
                 Constant::i64(Tensor::from_parts(vec![v.len()], v))
             } else {
-                return Err(a.err("has no supported value attribute (value, value_float(s), value_int(s))"));
+                return Err(a.err(
+                    "has no supported value attribute (value, value_float(s), value_int(s))",
+                ));
             };
             Ok(Op::Constant(c))
         }
@@ -653,8 +713,18 @@ fn parse_op(n: &proto::NodeProto, name: &str, op_type: &str, opset: i64, base: &
             let to = match DataType::try_from(to as i32).unwrap_or(DataType::Undefined) {
                 DataType::Float | DataType::Float16 | DataType::Bfloat16 => DType::F32,
                 DataType::Double => DType::F64,
-                DataType::Int64 | DataType::Int32 | DataType::Int16 | DataType::Int8 | DataType::Uint8 | DataType::Bool => DType::I64,
-                _ => return Err(a.err(format!("cast to {} is not supported", data_type_name(to as i32)))),
+                DataType::Int64
+                | DataType::Int32
+                | DataType::Int16
+                | DataType::Int8
+                | DataType::Uint8
+                | DataType::Bool => DType::I64,
+                _ => {
+                    return Err(a.err(format!(
+                        "cast to {} is not supported",
+                        data_type_name(to as i32)
+                    )))
+                }
             };
             Ok(Op::Cast { to })
         }
@@ -666,7 +736,12 @@ fn parse_op(n: &proto::NodeProto, name: &str, op_type: &str, opset: i64, base: &
                 steps: None,
             }
         } else {
-            Op::Slice { starts: None, ends: None, axes: None, steps: None }
+            Op::Slice {
+                starts: None,
+                ends: None,
+                axes: None,
+                steps: None,
+            }
         }),
         "ConstantOfShape" => Ok(Op::ConstantOfShape {
             value: a

@@ -1,0 +1,345 @@
+//! `prism analyze`: SpRAy over an attribution file, written as a ViRelAy analysis file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::{bail, Context};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use prism_analysis::config::{AffinityKind, EigenSolver, UmapMetric, Variant};
+use prism_analysis::{AnalysisConfig, Cache, Progress, RunOptions};
+
+/// Spectral relevance analysis (SpRAy) of every class of an attribution file.
+///
+/// Reads a ViRelAy attribution file (`attribution` N×C×H×W, `prediction`, `label`, optional
+/// `index`) class by class, builds each class's kNN graph, takes the smallest eigenpairs of its
+/// normalised Laplacian, clusters them (k-means and Ward for k = 2..30, DBSCAN, HDBSCAN) and
+/// embeds them in 2-D (t-SNE, UMAP). Writes a ViRelAy analysis file; each category also gets
+/// an eigengap score and a suggested number of clusters (`eigengap_suggested_k` attribute).
+///
+/// Results of every stage are cached next to the output (`ANALYSIS.h5.cache/`), keyed by the
+/// exact input bytes and every parameter, so a rerun with a changed clustering parameter only
+/// recomputes the clustering.
+///
+/// Example:
+///
+///   prism analyze attribution.h5 --output analysis.h5 --label-map label-map.json
+///
+///   prism analyze attribution.h5 --output analysis.h5 --variant absspectral \
+///       --neighbors 16 --eigenvalues 16 --classes 0,3 --no-tsne --force
+///
+///   prism analyze attribution.h5 --output analysis.h5 --config spray.toml
+///
+/// Print the full configuration with defaults (a starting point for --config) with
+/// `prism analyze --print-config`.
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct AnalyzeArgs {
+    /// Attribution file (ViRelAy layout).
+    #[arg(required_unless_present = "print_config")]
+    pub attribution: Option<PathBuf>,
+    /// Analysis file to write (ViRelAy layout).
+    #[arg(long, short, required_unless_present = "print_config")]
+    pub output: Option<PathBuf>,
+    /// TOML configuration; flags given on the command line override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    pub force: bool,
+    /// Only these classes (comma-separated class numbers).
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<u32>>,
+    /// ViRelAy label map (JSON); categories are then named by WordNet id.
+    #[arg(long)]
+    pub label_map: Option<PathBuf>,
+    /// Cache directory [default: OUTPUT.cache next to the output].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not read or write the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Preprocessing: spectral, absspectral, fullspectral or histogram [default: spectral].
+    #[arg(long, short = 'V')]
+    pub variant: Option<Variant>,
+    /// Sum-pool attributions over P×P windows first [default: 1 = none].
+    #[arg(long)]
+    pub pool: Option<usize>,
+    /// Neighbours of the kNN graph [default: 32].
+    #[arg(long, short = 'n')]
+    pub neighbors: Option<usize>,
+    /// Use RBF weights exp(-d²/2σ²) with this σ instead of binary edges.
+    #[arg(long)]
+    pub rbf_sigma: Option<f64>,
+    /// Eigenpairs to keep [default: 32].
+    #[arg(long, short = 'e')]
+    pub eigenvalues: Option<usize>,
+    /// Eigensolver: auto, dense or sparse [default: auto].
+    #[arg(long, value_parser = parse_solver)]
+    pub eigen_solver: Option<EigenSolver>,
+    /// Smallest and largest k of k-means and agglomerative clustering [default: 2 30].
+    #[arg(long, num_args = 2, value_names = ["MIN", "MAX"])]
+    pub k_range: Option<Vec<usize>>,
+    /// DBSCAN radii [default: 0.2,0.3,…,3.0].
+    #[arg(long, value_delimiter = ',')]
+    pub dbscan_eps: Option<Vec<f64>>,
+    /// HDBSCAN minimum cluster size [default: 5].
+    #[arg(long)]
+    pub hdbscan_min_cluster_size: Option<usize>,
+    /// t-SNE perplexity [default: 30].
+    #[arg(long)]
+    pub perplexity: Option<f64>,
+    /// UMAP neighbours [default: 15].
+    #[arg(long)]
+    pub umap_neighbors: Option<usize>,
+    /// UMAP metric: correlation or euclidean [default: correlation].
+    #[arg(long, value_parser = parse_metric)]
+    pub umap_metric: Option<UmapMetric>,
+    /// Seed of every random choice [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Skip k-means.
+    #[arg(long)]
+    pub no_kmeans: bool,
+    /// Skip agglomerative clustering.
+    #[arg(long)]
+    pub no_agglomerative: bool,
+    /// Skip DBSCAN.
+    #[arg(long)]
+    pub no_dbscan: bool,
+    /// Skip HDBSCAN.
+    #[arg(long)]
+    pub no_hdbscan: bool,
+    /// Skip t-SNE.
+    #[arg(long)]
+    pub no_tsne: bool,
+    /// Skip UMAP.
+    #[arg(long)]
+    pub no_umap: bool,
+}
+
+fn parse_solver(s: &str) -> Result<EigenSolver, String> {
+    match s {
+        "auto" => Ok(EigenSolver::Auto),
+        "dense" => Ok(EigenSolver::Dense),
+        "sparse" => Ok(EigenSolver::Sparse),
+        _ => Err(format!("unknown solver `{s}` (auto, dense, sparse)")),
+    }
+}
+
+fn parse_metric(s: &str) -> Result<UmapMetric, String> {
+    match s {
+        "correlation" => Ok(UmapMetric::Correlation),
+        "euclidean" => Ok(UmapMetric::Euclidean),
+        _ => Err(format!("unknown metric `{s}` (correlation, euclidean)")),
+    }
+}
+
+impl AnalyzeArgs {
+    /// The configuration: file (if any), then command-line overrides.
+    pub fn config(&self) -> anyhow::Result<AnalysisConfig> {
+        let mut cfg = match &self.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read configuration `{}`", p.display()))?;
+                AnalysisConfig::from_toml(&text)
+                    .with_context(|| format!("in configuration `{}`", p.display()))?
+            }
+            None => AnalysisConfig::default(),
+        };
+        if let Some(v) = self.variant {
+            cfg.preprocess.variant = v;
+        }
+        if let Some(p) = self.pool {
+            cfg.preprocess.pool = p;
+        }
+        if let Some(k) = self.neighbors {
+            cfg.knn.k = k;
+        }
+        if let Some(s) = self.rbf_sigma {
+            cfg.affinity.kind = AffinityKind::Rbf;
+            cfg.affinity.sigma = s;
+        }
+        if let Some(e) = self.eigenvalues {
+            cfg.eigen.n_eigval = e;
+        }
+        if let Some(s) = self.eigen_solver {
+            cfg.eigen.solver = s;
+        }
+        if let Some(r) = &self.k_range {
+            if let [lo, hi] = r[..] {
+                cfg.kmeans.k_min = lo;
+                cfg.kmeans.k_max = hi;
+                cfg.agglomerative.k_min = lo;
+                cfg.agglomerative.k_max = hi;
+            }
+        }
+        if let Some(eps) = &self.dbscan_eps {
+            cfg.dbscan.eps = eps.clone();
+        }
+        if let Some(m) = self.hdbscan_min_cluster_size {
+            cfg.hdbscan.min_cluster_size = m;
+        }
+        if let Some(p) = self.perplexity {
+            cfg.tsne.perplexity = p;
+        }
+        if let Some(k) = self.umap_neighbors {
+            cfg.umap.n_neighbors = k;
+        }
+        if let Some(m) = self.umap_metric {
+            cfg.umap.metric = m;
+        }
+        if let Some(s) = self.seed {
+            cfg.seed = s;
+        }
+        cfg.kmeans.enabled &= !self.no_kmeans;
+        cfg.agglomerative.enabled &= !self.no_agglomerative;
+        cfg.dbscan.enabled &= !self.no_dbscan;
+        cfg.hdbscan.enabled &= !self.no_hdbscan;
+        cfg.tsne.enabled &= !self.no_tsne;
+        cfg.umap.enabled &= !self.no_umap;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Progress bars: one for categories, one line per running category showing its stage.
+struct Bars {
+    multi: MultiProgress,
+    total: Mutex<Option<ProgressBar>>,
+    lines: Mutex<BTreeMap<String, ProgressBar>>,
+}
+
+impl Progress for Bars {
+    fn run_started(&self, n: usize) {
+        let bar = self.multi.add(ProgressBar::new(n as u64));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} categories")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_prefix("analyze");
+        if let Ok(mut t) = self.total.lock() {
+            *t = Some(bar);
+        }
+    }
+    fn class_started(&self, category: &str, n: usize) {
+        let line = self.multi.add(ProgressBar::new_spinner());
+        line.set_style(
+            ProgressStyle::with_template("  {spinner} {prefix}: {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        line.set_prefix(format!("{category} ({n} samples)"));
+        line.enable_steady_tick(std::time::Duration::from_millis(200));
+        if let Ok(mut l) = self.lines.lock() {
+            l.insert(category.to_string(), line);
+        }
+    }
+    fn stage(&self, category: &str, stage: &'static str, cached: bool) {
+        if let Ok(l) = self.lines.lock() {
+            if let Some(line) = l.get(category) {
+                line.set_message(if cached { format!("{stage} (cached)") } else { stage.to_string() });
+            }
+        }
+        tracing::debug!(category, stage, cached, "stage");
+    }
+    fn class_finished(&self, category: &str) {
+        if let Ok(mut l) = self.lines.lock() {
+            if let Some(line) = l.remove(category) {
+                line.finish_and_clear();
+                self.multi.remove(&line);
+            }
+        }
+        if let Ok(t) = self.total.lock() {
+            if let Some(bar) = t.as_ref() {
+                bar.inc(1);
+            }
+        }
+    }
+}
+
+/// Runs `prism analyze`.
+pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
+    let cfg = args.config()?;
+    if args.print_config {
+        print!("{}", cfg.to_toml());
+        return Ok(());
+    }
+    let (Some(input), Some(output)) = (&args.attribution, &args.output) else {
+        bail!("ATTRIBUTION and --output are required");
+    };
+    if input == output {
+        bail!("--output must differ from the attribution file");
+    }
+    let mut category_names = BTreeMap::new();
+    if let Some(p) = &args.label_map {
+        for e in prism_store::read_label_map(p)? {
+            category_names.insert(e.index, e.word_net_id);
+        }
+    }
+    let cache = if args.no_cache {
+        Cache::disabled()
+    } else {
+        let dir = args.cache_dir.clone().unwrap_or_else(|| {
+            let mut s = output.as_os_str().to_owned();
+            s.push(".cache");
+            PathBuf::from(s)
+        });
+        Cache::at(dir)
+    };
+    let opts = RunOptions {
+        classes: args.classes.clone(),
+        category_names,
+        cache,
+        force: args.force,
+        ..RunOptions::default()
+    };
+    let bars = Bars {
+        multi: MultiProgress::new(),
+        total: Mutex::new(None),
+        lines: Mutex::new(BTreeMap::new()),
+    };
+    let work = || prism_analysis::analyze_file(input, output, &cfg, &opts, &bars);
+    let reports = match args.threads {
+        Some(t) => rayon::ThreadPoolBuilder::new()
+            .num_threads(t.max(1))
+            .build()
+            .context("cannot start the worker threads")?
+            .install(work),
+        None => work(),
+    }?;
+    if let Ok(t) = bars.total.lock() {
+        if let Some(bar) = t.as_ref() {
+            bar.finish();
+        }
+    }
+    for r in &reports {
+        tracing::info!(
+            category = r.name.as_str(),
+            n = r.n,
+            suggested_k = r.suggested_k,
+            cached = r.cached.join(",").as_str(),
+            seconds = format!("{:.2}", r.seconds).as_str(),
+            "category done"
+        );
+    }
+    eprintln!(
+        "wrote {} ({} categories; eigengap suggests k = {})",
+        output.display(),
+        reports.len(),
+        reports
+            .iter()
+            .map(|r| format!("{}:{}", r.name, r.suggested_k))
+            .take(10)
+            .collect::<Vec<_>>()
+            .join(" ")
+            + if reports.len() > 10 { " …" } else { "" }
+    );
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! One module per `prism` subcommand: its arguments (clap) and its `run` function.
+
+pub mod demo;
+pub mod heatmap;
+pub mod inspect;
+pub mod predict;

@@ -1,0 +1,148 @@
+//! `prism predict`: run a model on a .npy batch; logits to .npy and the top-k classes.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use prism_model::{npy, Float, Model, Tensor};
+
+/// Run an ONNX model on inputs from a .npy file and report the top-k classes per sample.
+///
+/// INPUT is a float32/float64 .npy array in the model's layout (N×C×H×W for images, N×F for
+/// vectors), already preprocessed. Samples are processed in chunks of --batch-size; the logits
+/// (N × classes) are written to --output if given.
+///
+/// Examples:
+///
+///   prism predict resnet50.onnx images.npy --top-k 5
+///
+///   prism predict model.onnx inputs.npy --output logits.npy --dtype f64
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct PredictArgs {
+    /// The ONNX model file.
+    pub model: PathBuf,
+    /// Input array (.npy), first axis = samples.
+    pub input: PathBuf,
+    /// Where to write the logits (.npy, N × classes, in --dtype).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// How many classes to print per sample (0: none).
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    /// Computation precision.
+    #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
+    pub dtype: DTypeArg,
+    /// Samples per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DTypeArg {
+    F32,
+    F64,
+}
+
+pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
+    match args.dtype {
+        DTypeArg::F32 => run_typed::<f32>(args),
+        DTypeArg::F64 => run_typed::<f64>(args),
+    }
+}
+
+/// Splits `x` along the first axis into chunks of at most `size` samples.
+pub(crate) fn chunks<T: Float>(x: &Tensor<T>, size: usize) -> Vec<Tensor<T>> {
+    let n = x.shape()[0];
+    let per = x.len() / n.max(1);
+    (0..n)
+        .step_by(size.max(1))
+        .map(|s| {
+            let e = (s + size.max(1)).min(n);
+            let mut shape = x.shape().to_vec();
+            shape[0] = e - s;
+            Tensor::new(shape, x.data()[s * per..e * per].to_vec())
+                .expect("chunk sizes are consistent")
+        })
+        .collect()
+}
+
+fn run_typed<T: Float + npyz::AutoSerialize>(args: &PredictArgs) -> anyhow::Result<()> {
+    let model =
+        Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
+    if model.graph().inputs.len() != 1 {
+        bail!(
+            "{} has {} inputs; `prism predict` feeds single-input models",
+            args.model.display(),
+            model.graph().inputs.len()
+        );
+    }
+    let x: Tensor<T> = npy::read_float(&args.input)
+        .with_context(|| format!("reading {}", args.input.display()))?;
+    if x.rank() == 0 || x.shape()[0] == 0 {
+        bail!(
+            "{}: expected a batch of samples (first axis = samples), got shape {:?}",
+            args.input.display(),
+            x.shape()
+        );
+    }
+    let n = x.shape()[0];
+    let parts = chunks(&x, args.batch_size);
+    let bar = if parts.len() > 1 {
+        let b = ProgressBar::new(n as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} samples  {per_sec}  eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut logits: Vec<T> = Vec::new();
+    let mut out_shape: Vec<usize> = Vec::new();
+    for part in parts {
+        let k = part.shape()[0];
+        let y = model.forward(vec![part]).with_context(|| {
+            format!(
+                "running {} on {}",
+                args.model.display(),
+                args.input.display()
+            )
+        })?;
+        let y = &y[0];
+        if y.rank() == 0 || y.shape()[0] != k {
+            bail!(
+                "the model's output has shape {:?}, which is not per sample",
+                y.shape()
+            );
+        }
+        out_shape = y.shape().to_vec();
+        logits.extend_from_slice(y.data());
+        bar.inc(k as u64);
+    }
+    bar.finish_and_clear();
+    out_shape[0] = n;
+    let logits = Tensor::new(out_shape, logits)?;
+    if let Some(out) = &args.output {
+        npy::write_float(out, &logits).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("wrote logits {:?} to {}", logits.shape(), out.display());
+    }
+    if args.top_k > 0 {
+        let classes = logits.len() / n;
+        for (i, row) in logits.data().chunks(classes.max(1)).enumerate() {
+            let mut idx: Vec<usize> = (0..row.len()).collect();
+            idx.sort_by(|&a, &b| {
+                row[b]
+                    .partial_cmp(&row[a])
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+            let top: Vec<String> = idx
+                .iter()
+                .take(args.top_k)
+                .map(|&c| format!("{c} ({:.4})", row[c].f64()))
+                .collect();
+            println!("sample {i}: {}", top.join(", "));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! End-to-end checks of the `prism` binary: exit codes, one-line errors, outputs.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn prism() -> Command {
+    Command::cargo_bin("prism").expect("binary")
+}
+
+/// Runs prism expecting failure; returns stderr, checking it is one `error:` line.
+fn fails(args: &[&str]) -> String {
+    let out = prism().args(args).output().expect("run");
+    assert!(!out.status.success(), "expected failure for {args:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected a one-line error, got:\n{err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn path(p: &str) -> String {
+    fixtures().join(p).to_string_lossy().into_owned()
+}
+
+#[test]
+fn truncated_model_is_a_one_line_error() {
+    let e = fails(&["inspect", &path("errors/truncated.onnx")]);
+    assert!(e.contains("not a valid ONNX model"), "{e}");
+}
+
+#[test]
+fn non_onnx_file_is_a_one_line_error() {
+    let e = fails(&[
+        "predict",
+        &path("errors/not_onnx.onnx"),
+        &path("mlp.input.npy"),
+    ]);
+    assert!(e.contains("not a valid ONNX model"), "{e}");
+}
+
+#[test]
+fn unsupported_op_is_a_one_line_error_naming_it() {
+    let e = fails(&["inspect", &path("errors/unsupported_op.onnx")]);
+    assert!(e.contains("Einsum") && e.contains("my_einsum"), "{e}");
+}
+
+#[test]
+fn wrong_input_shape_is_a_one_line_error() {
+    let e = fails(&[
+        "predict",
+        &path("tiny_vgg.onnx"),
+        &path("errors/wrong_shape.input.npy"),
+    ]);
+    assert!(
+        e.contains("expects shape") && e.contains("[2, 1, 7, 5]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_input_file_is_a_one_line_error() {
+    let e = fails(&["predict", &path("tiny_vgg.onnx"), "/nonexistent/x.npy"]);
+    assert!(e.contains("/nonexistent/x.npy"), "{e}");
+}
+
+#[test]
+fn predict_writes_logits_matching_onnxruntime_and_prints_top_k() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("logits.npy");
+    let res = prism()
+        .args([
+            "predict",
+            &path("tiny_resnet.onnx"),
+            &path("tiny_resnet.input.npy"),
+            "--top-k",
+            "2",
+            "--batch-size",
+            "1",
+            "--output",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stdout.starts_with("sample 0: "));
+    let got: prism_model::Tensor<f32> = prism_model::npy::read_float(&out).unwrap();
+    let want: prism_model::Tensor<f32> =
+        prism_model::npy::read_float(&fixtures().join("tiny_resnet.output.npy")).unwrap();
+    assert_eq!(got.shape(), want.shape());
+    let err = got
+        .data()
+        .iter()
+        .zip(want.data())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(err < 1e-4, "{err}");
+}
+
+#[test]
+fn predict_in_f64_writes_float64_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("logits.npy");
+    let res = prism()
+        .args([
+            "predict",
+            &path("mlp.onnx"),
+            &path("mlp.input.npy"),
+            "--dtype",
+            "f64",
+            "--top-k",
+            "0",
+            "--output",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    assert!(String::from_utf8_lossy(&bytes[..80]).contains("<f8"));
+}
+
+#[test]
+fn inspect_reports_inputs_outputs_and_parameters() {
+    let res = prism()
+        .args([
+            "inspect",
+            &path("tiny_resnet.onnx"),
+            "--shapes",
+            "--batch",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    assert!(res.status.success());
+    let s = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        s.contains("parameters") && s.contains("[4, 10]") && s.contains("Conv"),
+        "{s}"
+    );
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for cmd in ["inspect", "predict", "heatmap", "demo"] {
+        let res = prism().args([cmd, "--help"]).output().unwrap();
+        assert!(res.status.success(), "{cmd}");
+        let s = String::from_utf8_lossy(&res.stdout);
+        assert!(
+            s.contains(&format!("prism {cmd}")),
+            "{cmd} --help has no example:\n{s}"
+        );
+    }
+}

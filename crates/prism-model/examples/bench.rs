@@ -1,0 +1,122 @@
+//! Timing harness used by `bench/model_bench.py` (which runs PyTorch side by side).
+//!
+//! ```text
+//! cargo run --release -p prism-model --example bench -- conv
+//! cargo run --release -p prism-model --example bench -- model target/torchvision/vgg16.onnx 8
+//! ```
+//! Prints one JSON object per measurement. Threads: `RAYON_NUM_THREADS`.
+
+use std::time::Instant;
+
+use prism_model::kernels::conv::{conv2d, conv2d_input_grad, ConvGeom};
+use prism_model::{Model, Tensor};
+
+/// 1 warm-up, then repeat until 2 s have passed (at least 3, at most 20 runs).
+fn time(mut f: impl FnMut()) -> (f64, f64) {
+    f();
+    let mut t = Vec::new();
+    let start = Instant::now();
+    while t.len() < 3 || (start.elapsed().as_secs_f64() < 2.0 && t.len() < 20) {
+        let s = Instant::now();
+        f();
+        t.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    t.sort_by(f64::total_cmp);
+    (t[t.len() / 2], t[0])
+}
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("conv") => {
+            for batch in [1usize, 8] {
+                for (c, h) in [
+                    (64usize, 224usize),
+                    (128, 112),
+                    (256, 56),
+                    (512, 28),
+                    (512, 14),
+                ] {
+                    let g = ConvGeom {
+                        batch,
+                        c_in: c,
+                        h,
+                        w: h,
+                        c_out: c,
+                        kh: 3,
+                        kw: 3,
+                        sh: 1,
+                        sw: 1,
+                        dh: 1,
+                        dw: 1,
+                        pt: 1,
+                        pl: 1,
+                        ho: h,
+                        wo: h,
+                        group: 1,
+                    };
+                    let x = random(batch * c * h * h, 1);
+                    let w = random(c * c * 9, 2);
+                    let b = random(c, 3);
+                    let (med, min) = time(|| {
+                        std::hint::black_box(conv2d(&x, &w, Some(&b), &g));
+                    });
+                    println!(
+                        r#"{{"kind":"conv_fwd","batch":{batch},"c":{c},"h":{h},"median_ms":{med:.3},"min_ms":{min:.3}}}"#
+                    );
+                    let (med, min) = time(|| {
+                        std::hint::black_box(conv2d_input_grad(&x, &w, &g));
+                    });
+                    println!(
+                        r#"{{"kind":"conv_grad","batch":{batch},"c":{c},"h":{h},"median_ms":{med:.3},"min_ms":{min:.3}}}"#
+                    );
+                }
+            }
+        }
+        Some("model") if args.len() >= 3 => {
+            let path = std::path::Path::new(&args[1]);
+            let batch: usize = args[2].parse().unwrap_or(1);
+            let model = match Model::load(path) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    std::process::exit(1);
+                }
+            };
+            let x = Tensor::new(vec![batch, 3, 224, 224], random(batch * 3 * 224 * 224, 4))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let (med, min) = time(|| {
+                std::hint::black_box(
+                    model
+                        .forward(vec![x.clone()])
+                        .unwrap_or_else(|e| panic!("{e}")),
+                );
+            });
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            println!(
+                r#"{{"kind":"model","model":"{name}","batch":{batch},"median_ms":{med:.3},"min_ms":{min:.3}}}"#
+            );
+        }
+        _ => {
+            eprintln!("usage: bench conv | bench model MODEL.onnx BATCH");
+            std::process::exit(2);
+        }
+    }
+}
