@@ -101,6 +101,17 @@ def init_weights(model: nn.Module, seed: int) -> None:
                     m.bias.copy_((torch.rand(m.bias.shape, generator=g) - 0.5) * 0.4)
 
 
+def prepare_torch_model(model: nn.Module, seed: int) -> nn.Module:
+    """Eval mode plus the fixture's deterministic weights (init_weights, randomize_bn).
+
+    Used by Fixtures.torch_model and by scripts/make_reference.py, which rebuilds the same models
+    (construct under torch.manual_seed(seed), then this) to compute Zennit references."""
+    model.eval()
+    init_weights(model, seed + 500)
+    randomize_bn(model, seed + 1000)
+    return model
+
+
 def make_input(shape, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
@@ -180,9 +191,7 @@ class Fixtures:
 
     def torch_model(self, name, model, input_shape, note, *, seed, opset=DEFAULT_OPSET,
                     constant_folding=True, must_have=()):
-        model.eval()
-        init_weights(model, seed + 500)
-        randomize_bn(model, seed + 1000)
+        prepare_torch_model(model, seed)
         x = make_input(input_shape, seed + 2000)
         with torch.no_grad():
             ref = model(torch.from_numpy(x)).numpy()

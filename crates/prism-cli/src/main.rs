@@ -19,6 +19,8 @@ use clap::{Parser, Subcommand};
 ///   prism inspect model.onnx
 ///
 ///   prism predict model.onnx inputs.npy --output logits.npy --top-k 3
+///
+///   prism explain model.onnx inputs.npy --output relevance.npy --composite epsilon-plus-flat
 #[derive(Parser, Debug)]
 #[command(
     name = "prism",
@@ -41,6 +43,7 @@ struct Cli {
 enum Command {
     Inspect(cmd::inspect::InspectArgs),
     Predict(cmd::predict::PredictArgs),
+    Explain(cmd::explain::ExplainArgs),
     Heatmap(cmd::heatmap::HeatmapArgs),
     Demo(cmd::demo::DemoArgs),
 }
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Predict(a) => cmd::predict::run(a),
+        Command::Explain(a) => cmd::explain::run(a),
         Command::Heatmap(a) => cmd::heatmap::run(a),
         Command::Demo(a) => cmd::demo::run(a),
     };

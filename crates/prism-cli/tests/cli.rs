@@ -157,7 +157,7 @@ fn inspect_reports_inputs_outputs_and_parameters() {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for cmd in ["inspect", "predict", "heatmap", "demo"] {
+    for cmd in ["inspect", "predict", "explain", "heatmap", "demo"] {
         let res = prism().args([cmd, "--help"]).output().unwrap();
         assert!(res.status.success(), "{cmd}");
         let s = String::from_utf8_lossy(&res.stdout);
@@ -166,4 +166,93 @@ fn every_command_has_help_with_an_example() {
             "{cmd} --help has no example:\n{s}"
         );
     }
+}
+
+#[test]
+fn explain_matches_the_zennit_reference_in_f64() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.npy");
+    let res = prism()
+        .args([
+            "explain",
+            &path("tiny_resnet.onnx"),
+            &path("tiny_resnet.input.npy"),
+            "--composite",
+            "epsilon-plus-flat",
+            "--dtype",
+            "f64",
+            "--batch-size",
+            "1",
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let got: prism_model::Tensor<f64> = prism_model::npy::read_float(&out).unwrap();
+    let want: prism_model::Tensor<f64> = prism_model::npy::read_float(
+        &fixtures().join("reference/tiny_resnet__epsilon-plus-flat__float64.npy"),
+    )
+    .unwrap();
+    let scale = want.data().iter().fold(0f64, |a, v| a.max(v.abs()));
+    let err = got
+        .data()
+        .iter()
+        .zip(want.data())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f64, f64::max);
+    assert!(err <= 1e-6 * scale, "{err} vs scale {scale}");
+}
+
+#[test]
+fn explain_rejects_bad_configuration_with_one_line_errors() {
+    let m = path("tiny_resnet.onnx");
+    let x = path("tiny_resnet.input.npy");
+    let e = fails(&[
+        "explain",
+        &m,
+        &x,
+        "-o",
+        "/tmp/never.npy",
+        "--composite",
+        "epsilon-magic",
+    ]);
+    assert!(e.contains("unknown composite"), "{e}");
+    let e = fails(&[
+        "explain",
+        &m,
+        &x,
+        "-o",
+        "/tmp/never.npy",
+        "--composite",
+        "epsilon-alpha2-beta1",
+        "--alpha",
+        "3",
+    ]);
+    assert!(e.contains("alpha − beta must be 1"), "{e}");
+    let e = fails(&["explain", &m, &x, "-o", "/tmp/never.npy", "--target", "10"]);
+    assert!(e.contains("out of range"), "{e}");
+    let e = fails(&[
+        "explain",
+        &m,
+        &path("errors/wrong_shape.input.npy"),
+        "-o",
+        "/tmp/never.npy",
+    ]);
+    assert!(e.contains("expects shape"), "{e}");
+    let e = fails(&[
+        "explain",
+        &m,
+        &x,
+        "-o",
+        "/tmp/never.npy",
+        "--attributor",
+        "lime",
+    ]);
+    assert!(e.contains("unknown attributor"), "{e}");
+    assert!(!Path::new("/tmp/never.npy").exists());
 }

@@ -309,6 +309,7 @@ impl Op {
         match self {
             Op::Conv { .. } | Op::ConvTranspose { .. } => OpGroup::Convolution,
             Op::Gemm { .. } | Op::MatMul => OpGroup::Dense,
+            Op::Unary(UnaryOp::Exp | UnaryOp::Sqrt | UnaryOp::Neg | UnaryOp::Abs) => OpGroup::Other,
             Op::Unary(_) | Op::ClipInputs => OpGroup::Activation,
             Op::AveragePool { .. } | Op::GlobalAveragePool | Op::ReduceMean { .. } => {
                 OpGroup::AveragePool

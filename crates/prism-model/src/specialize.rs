@@ -156,6 +156,22 @@ impl Graph {
     }
 }
 
+impl Graph {
+    /// Rebuilds a graph from edited parts (used by graph passes such as canonizers): node
+    /// outputs get their sources from the node order, values no node or output needs are
+    /// dropped, ids are renumbered, and the result is validated. `nodes` must be in
+    /// topological order.
+    pub fn from_parts(
+        values: Vec<Value>,
+        nodes: Vec<Node>,
+        inputs: Vec<ValueId>,
+        outputs: Vec<ValueId>,
+        opset: i64,
+    ) -> Result<Graph> {
+        compact(values, nodes, inputs, outputs, opset)
+    }
+}
+
 fn set_constant(values: &mut [Value], id: ValueId, c: Constant) {
     values[id.0].shape = Some(c.shape().to_vec());
     values[id.0].source = Source::Constant(c);

@@ -221,8 +221,10 @@ impl Progress for Bars {
     fn run_started(&self, n: usize) {
         let bar = self.multi.add(ProgressBar::new(n as u64));
         bar.set_style(
-            ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} categories")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} categories",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_prefix("analyze");
         if let Ok(mut t) = self.total.lock() {
@@ -244,7 +246,11 @@ impl Progress for Bars {
     fn stage(&self, category: &str, stage: &'static str, cached: bool) {
         if let Ok(l) = self.lines.lock() {
             if let Some(line) = l.get(category) {
-                line.set_message(if cached { format!("{stage} (cached)") } else { stage.to_string() });
+                line.set_message(if cached {
+                    format!("{stage} (cached)")
+                } else {
+                    stage.to_string()
+                });
             }
         }
         tracing::debug!(category, stage, cached, "stage");
@@ -320,12 +326,18 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
         }
     }
     for r in &reports {
+        let stages: Vec<String> = r
+            .stage_seconds
+            .iter()
+            .map(|(s, t)| format!("{s}={t:.2}s"))
+            .collect();
         tracing::info!(
             category = r.name.as_str(),
             n = r.n,
             suggested_k = r.suggested_k,
             cached = r.cached.join(",").as_str(),
             seconds = format!("{:.2}", r.seconds).as_str(),
+            stages = stages.join(" ").as_str(),
             "category done"
         );
     }

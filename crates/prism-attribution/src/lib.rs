@@ -1,0 +1,402 @@
+//! # prism-attribution
+//!
+//! Zennit's attribution methods on Prism's ONNX graph IR: every LRP rule ([`Rule`]), the
+//! built-in composites and user composites from TOML ([`Composite`]), canonizers as graph
+//! passes ([`canonize`]), and the attributors Gradient, SmoothGrad, IntegratedGradients and
+//! Occlusion ([`Attributor`]), numerically matching Zennit.
+//!
+//! Unlike Zennit, rules attach to graph nodes rather than PyTorch modules, so functional
+//! operations (residual additions, means, concatenations) are visible and any supported graph
+//! works; the user's model is never mutated (canonizers build a new graph); the forward pass's
+//! outputs are reused where a rule allows (Epsilon's `z`, Gamma's sign of `y`).
+//!
+//! It knows nothing of files: inputs and relevance are [`prism_model::Tensor`]s.
+//!
+//! ```no_run
+//! use prism_attribution::{Attributor, Composite, CompositeParams, Explainer, SeedMode, Target};
+//! use prism_model::{Model, Tensor};
+//!
+//! let model = Model::load("vgg16.onnx".as_ref())?;
+//! let composite = Composite::builtin("epsilon-plus-flat", &CompositeParams::default())?;
+//! let explainer = Explainer::new(&model).with_composite(composite);
+//! let x = Tensor::<f32>::zeros(&[1, 3, 224, 224]);
+//! let a = explainer.attribute(&x, &Target::Predicted, SeedMode::OneHot, &Attributor::Gradient)?;
+//! println!("relevance {:?} for classes {:?}", a.relevance.shape(), a.targets);
+//! # Ok::<(), prism_attribution::AttributionError>(())
+//! ```
+
+pub mod attributor;
+pub mod canonize;
+pub mod composite;
+pub mod error;
+pub mod linear;
+pub mod propagate;
+pub mod rule;
+pub mod vjp;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use prism_model::{Executor, Float, Graph, Keep, Model, Tensor};
+
+pub use attributor::{Attributor, AttributorParams, ATTRIBUTORS};
+pub use composite::{Composite, CompositeParams, Group, Matcher, COMPOSITES};
+pub use error::{AttributionError, Result};
+pub use rule::{Bound, Rule, Stabilizer};
+
+/// Which output class receives the initial relevance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The same class for every sample.
+    Class(usize),
+    /// Each sample's predicted (arg-max) class.
+    Predicted,
+    /// One class per sample (e.g. the labels).
+    PerSample(Vec<usize>),
+}
+
+/// How the initial relevance is formed from the output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SeedMode {
+    /// 1 at the target class, 0 elsewhere (Zennit's convention).
+    #[default]
+    OneHot,
+    /// The target class's output value (`output ⊙ one_hot`).
+    Logit,
+}
+
+/// The result of attributing a batch.
+#[derive(Clone, Debug)]
+pub struct Attribution<T> {
+    /// Relevance (or gradient) with the input's shape.
+    pub relevance: Tensor<T>,
+    /// The model's output on the (unperturbed) input.
+    pub output: Tensor<T>,
+    /// The target class of each sample.
+    pub targets: Vec<usize>,
+}
+
+type PreparedKey = (Vec<usize>, prism_model::DType);
+
+struct Prepared<T> {
+    graph: Arc<Graph>,
+    exec: Executor<T>,
+    rules: Vec<Option<Rule>>,
+}
+
+/// Attributes a model's decisions: a model, an optional composite and the canonizer switch.
+pub struct Explainer<'m> {
+    model: &'m Model,
+    composite: Option<Composite>,
+    canonize: bool,
+    cache: Mutex<HashMap<PreparedKey, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl<'m> Explainer<'m> {
+    /// An explainer giving plain gradients until a composite is set; canonizers on.
+    pub fn new(model: &'m Model) -> Self {
+        Explainer {
+            model,
+            composite: None,
+            canonize: true,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Attribute with LRP rules assigned by `composite`.
+    pub fn with_composite(mut self, composite: Composite) -> Self {
+        self.composite = Some(composite);
+        self
+    }
+
+    /// Turn canonizers (BatchNorm merging, explicit residual sums) on or off.
+    pub fn with_canonizers(mut self, on: bool) -> Self {
+        self.canonize = on;
+        self
+    }
+
+    fn prepared<T: Float>(&self, shape: &[usize]) -> Result<Arc<Prepared<T>>> {
+        let key = (shape.to_vec(), T::DTYPE);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache
+            .get(&key)
+            .and_then(|p| p.clone().downcast::<Prepared<T>>().ok())
+        {
+            return Ok(p);
+        }
+        let spec = self.model.specialize(&[shape.to_vec()])?;
+        if spec.inputs.len() != 1 {
+            return Err(AttributionError::Invalid(format!(
+                "attribution needs a single-input model; this one has {} inputs",
+                spec.inputs.len()
+            )));
+        }
+        let graph = if self.canonize {
+            Arc::new(canonize::merge_batchnorm(&spec, T::DTYPE)?.0)
+        } else {
+            spec
+        };
+        let rules = match &self.composite {
+            Some(c) => c.assign(&graph, self.canonize),
+            None => vec![None; graph.nodes.len()],
+        };
+        let exec = Executor::<T>::new(graph.clone())?;
+        let p = Arc::new(Prepared { graph, exec, rules });
+        cache.insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// The rule each node of the (specialised, canonized) graph gets for this input shape:
+    /// `(node name, operator, rule name)`; `gradient` where no composite entry matched.
+    pub fn rule_table(&self, shape: &[usize]) -> Result<Vec<(String, String, String)>> {
+        let p = self.prepared::<f32>(shape)?;
+        Ok(p.graph
+            .nodes
+            .iter()
+            .zip(&p.rules)
+            .map(|(n, r)| {
+                (
+                    n.name.clone(),
+                    n.op.type_name().to_string(),
+                    r.as_ref().map_or("gradient", Rule::name).to_string(),
+                )
+            })
+            .collect())
+    }
+
+    /// Runs the model forward (on the canonized graph).
+    pub fn forward<T: Float>(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        let p = self.prepared::<T>(x.shape())?;
+        let t = p.exec.run(vec![x.clone()], &Keep::Outputs)?;
+        Ok((*t.outputs[0]).clone())
+    }
+
+    /// Attributes the batch `x` (first axis = samples).
+    pub fn attribute<T: Float>(
+        &self,
+        x: &Tensor<T>,
+        target: &Target,
+        seed: SeedMode,
+        attributor: &Attributor,
+    ) -> Result<Attribution<T>> {
+        self.attribute_with_noise(x, target, seed, attributor, None)
+    }
+
+    /// Like [`attribute`](Self::attribute), with SmoothGrad's noise given instead of drawn
+    /// (one tensor per iteration; used to compare with other implementations exactly).
+    pub fn attribute_with_noise<T: Float>(
+        &self,
+        x: &Tensor<T>,
+        target: &Target,
+        seed: SeedMode,
+        attributor: &Attributor,
+        noise: Option<&[Tensor<T>]>,
+    ) -> Result<Attribution<T>> {
+        if x.rank() == 0 || x.shape()[0] == 0 {
+            return Err(AttributionError::Invalid(format!(
+                "expected a batch of samples, got shape {:?}",
+                x.shape()
+            )));
+        }
+        let p = self.prepared::<T>(x.shape())?;
+        let output = (*p.exec.run(vec![x.clone()], &Keep::Outputs)?.outputs[0]).clone();
+        let targets = resolve_targets(&output, target)?;
+        let relevance = match attributor {
+            Attributor::Gradient => self.sweep(&p, x.clone(), &targets, seed)?,
+            Attributor::SmoothGrad {
+                noise_level,
+                n_iter,
+                seed: rng_seed,
+            } => {
+                let drawn;
+                let noise = match noise {
+                    Some(n) => n,
+                    None => {
+                        drawn = attributor::smoothgrad_noise(x, *noise_level, *n_iter, *rng_seed);
+                        &drawn
+                    }
+                };
+                let mut acc = Tensor::<T>::zeros(x.shape());
+                for n in noise {
+                    if n.shape() != x.shape() {
+                        return Err(AttributionError::Invalid(format!(
+                            "noise shape {:?} differs from the input's {:?}",
+                            n.shape(),
+                            x.shape()
+                        )));
+                    }
+                    let xn = zip(x, n, |a, b| a + b);
+                    let g = self.sweep(&p, xn, &targets, seed)?;
+                    acc.data_mut()
+                        .iter_mut()
+                        .zip(g.data())
+                        .for_each(|(a, &b)| *a += b);
+                }
+                let k = T::of(noise.len().max(1) as f64);
+                acc.map(|&v| v / k)
+            }
+            Attributor::IntegratedGradients { n_iter, baseline } => {
+                let b = T::of(*baseline);
+                let mut acc = Tensor::<T>::zeros(x.shape());
+                for k in 1..=*n_iter {
+                    let a = T::of(k as f64 / *n_iter as f64);
+                    let g = self.sweep(&p, x.map(|&v| b + (v - b) * a), &targets, seed)?;
+                    acc.data_mut()
+                        .iter_mut()
+                        .zip(g.data())
+                        .for_each(|(s, &gv)| *s += gv);
+                }
+                let n = T::of(*n_iter as f64);
+                zip(&acc, x, |g, xv| g / n * (xv - b))
+            }
+            Attributor::Occlusion {
+                window,
+                stride,
+                invert,
+            } => {
+                let masks = attributor::occlusion_masks(x.shape(), window, stride)?;
+                let n = x.shape()[0];
+                let per = x.len() / n;
+                let mut acc = vec![T::zero(); x.len()];
+                for m in &masks {
+                    let data: Vec<T> = x
+                        .data()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &v)| if m[i % per] != *invert { v } else { T::zero() })
+                        .collect();
+                    let out = p
+                        .exec
+                        .run(vec![Tensor::new(x.shape().to_vec(), data)?], &Keep::Outputs)?;
+                    let scores = target_scores(&out.outputs[0], &targets);
+                    for (i, a) in acc.iter_mut().enumerate() {
+                        if m[i % per] {
+                            *a += scores[i / per];
+                        }
+                    }
+                }
+                Tensor::new(x.shape().to_vec(), acc)?
+            }
+        };
+        Ok(Attribution {
+            relevance,
+            output,
+            targets,
+        })
+    }
+
+    /// One forward + backward sweep from the seed at the targets.
+    fn sweep<T: Float>(
+        &self,
+        p: &Prepared<T>,
+        x: Tensor<T>,
+        targets: &[usize],
+        seed: SeedMode,
+    ) -> Result<Tensor<T>> {
+        let trace = p.exec.run(vec![x], &Keep::NodeInputs)?;
+        let out = &trace.outputs[0];
+        let seed_t = seed_tensor(out, targets, seed);
+        let mut r = propagate::propagate(
+            &p.graph,
+            &p.exec,
+            &trace,
+            &p.rules,
+            vec![(p.graph.outputs[0], seed_t)],
+        )?;
+        Ok(r.remove(0))
+    }
+}
+
+fn zip<T: Float>(a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T) -> Tensor<T> {
+    let data = a
+        .data()
+        .iter()
+        .zip(b.data())
+        .map(|(&x, &y)| f(x, y))
+        .collect();
+    Tensor::new(a.shape().to_vec(), data).unwrap_or_else(|_| Tensor::zeros(a.shape()))
+}
+
+/// Number of classes (axis 1) and positions per class (axes 2..) of an output.
+fn class_layout(shape: &[usize]) -> (usize, usize, usize) {
+    let n = shape.first().copied().unwrap_or(1);
+    let c = shape.get(1).copied().unwrap_or(1);
+    let inner: usize = shape.iter().skip(2).product();
+    (n, c, inner)
+}
+
+fn resolve_targets<T: Float>(output: &Tensor<T>, target: &Target) -> Result<Vec<usize>> {
+    let (n, c, inner) = class_layout(output.shape());
+    if output.rank() < 2 {
+        return Err(AttributionError::Target(format!(
+            "the model's output has shape {:?}; expected N × classes",
+            output.shape()
+        )));
+    }
+    let check = |t: usize| {
+        if t < c {
+            Ok(t)
+        } else {
+            Err(AttributionError::Target(format!(
+                "class {t} is out of range: the model has {c} classes (0..{})",
+                c - 1
+            )))
+        }
+    };
+    match target {
+        Target::Class(t) => Ok(vec![check(*t)?; n]),
+        Target::PerSample(ts) => {
+            if ts.len() != n {
+                return Err(AttributionError::Target(format!(
+                    "{} labels for {n} samples",
+                    ts.len()
+                )));
+            }
+            ts.iter().map(|&t| check(t)).collect()
+        }
+        Target::Predicted => Ok((0..n)
+            .map(|i| {
+                let row = &output.data()[i * c * inner..(i + 1) * c * inner];
+                let score = |k: usize| {
+                    (0..inner)
+                        .map(|j| row[k * inner + j])
+                        .fold(T::zero(), |a, b| a + b)
+                };
+                (0..c).fold(0, |best, k| if score(k) > score(best) { k } else { best })
+            })
+            .collect()),
+    }
+}
+
+fn seed_tensor<T: Float>(out: &Tensor<T>, targets: &[usize], mode: SeedMode) -> Tensor<T> {
+    let (_, c, inner) = class_layout(out.shape());
+    let data = out
+        .data()
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let (s, k) = (i / (c * inner), (i / inner) % c);
+            if targets[s] != k {
+                T::zero()
+            } else if mode == SeedMode::Logit {
+                v
+            } else {
+                T::one()
+            }
+        })
+        .collect();
+    Tensor::new(out.shape().to_vec(), data).unwrap_or_else(|_| Tensor::zeros(out.shape()))
+}
+
+/// Each sample's score for occlusion: the target class's output (summed over positions).
+fn target_scores<T: Float>(out: &Tensor<T>, targets: &[usize]) -> Vec<T> {
+    let (n, c, inner) = class_layout(out.shape());
+    (0..n)
+        .map(|s| {
+            (0..inner)
+                .map(|j| out.data()[(s * c + targets[s]) * inner + j])
+                .fold(T::zero(), |a, b| a + b)
+        })
+        .collect()
+}

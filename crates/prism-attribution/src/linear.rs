@@ -1,0 +1,441 @@
+//! Linear nodes (convolution, transposed convolution, dense) as `z = L_W(x) + b`, with the
+//! forward and input-gradient that rules evaluate under modified inputs and parameters, and the
+//! application of every weight-modifying rule.
+
+use prism_model::kernels::conv::{self, ConvGeom};
+use prism_model::kernels::elementwise::broadcast_map;
+use prism_model::kernels::{linalg, movement};
+use prism_model::op::Op;
+use prism_model::{shape, Float, Node, Tensor};
+
+use crate::error::{AttributionError, Result};
+use crate::rule::{Bound, Rule, Stabilizer};
+
+enum Kind {
+    Conv(ConvGeom),
+    ConvTranspose(ConvGeom),
+    /// rows × k input, k × n weight
+    Dense {
+        rows: usize,
+        k: usize,
+        n: usize,
+    },
+}
+
+/// A node of the form `z = L_W(x) + b`, with its weight in a canonical layout.
+pub struct Linear<T> {
+    kind: Kind,
+    x_shape: Vec<usize>,
+    y_shape: Vec<usize>,
+    /// Conv/ConvTranspose: ONNX layout; dense: k × n row-major (alpha folded in).
+    pub weight: Tensor<T>,
+    /// Conv: [C_out]; dense: broadcastable to the output (beta folded in).
+    pub bias: Option<Tensor<T>>,
+}
+
+impl<T: Float> Linear<T> {
+    /// Recognises a linear node; `ins` are its inputs (data, weight, bias).
+    pub fn from_node(node: &Node, ins: &[&Tensor<T>]) -> Result<Option<Self>> {
+        let x = ins[0];
+        Ok(Some(match &node.op {
+            Op::Conv { window, group } => {
+                let (g, y) =
+                    shape::conv_geom(&node.name, window, *group, x.shape(), ins[1].shape())?;
+                Linear {
+                    kind: Kind::Conv(g),
+                    x_shape: x.shape().to_vec(),
+                    y_shape: y,
+                    weight: ins[1].clone(),
+                    bias: ins.get(2).map(|b| (*b).clone()),
+                }
+            }
+            Op::ConvTranspose {
+                window,
+                group,
+                output_padding,
+                output_shape,
+            } => {
+                let (g, y) = shape::conv_transpose_geom(
+                    &node.name,
+                    window,
+                    *group,
+                    output_padding,
+                    output_shape,
+                    x.shape(),
+                    ins[1].shape(),
+                )?;
+                Linear {
+                    kind: Kind::ConvTranspose(g),
+                    x_shape: x.shape().to_vec(),
+                    y_shape: y,
+                    weight: ins[1].clone(),
+                    bias: ins.get(2).map(|b| (*b).clone()),
+                }
+            }
+            Op::Gemm {
+                alpha,
+                beta,
+                trans_a: false,
+                trans_b,
+            } if ins.len() >= 2 => {
+                let (m, k, n) = shape::gemm_dims(x.shape(), ins[1].shape(), false, *trans_b)
+                    .ok_or_else(|| {
+                        AttributionError::Invalid(format!("node '{}': gemm shapes", node.name))
+                    })?;
+                let mut w = if *trans_b {
+                    movement::transpose(ins[1], &[1, 0])
+                } else {
+                    ins[1].clone()
+                };
+                if *alpha != 1.0 {
+                    w.data_mut().iter_mut().for_each(|v| *v *= T::of(*alpha));
+                }
+                let bias = ins.get(2).map(|c| {
+                    let mut c = (*c).clone();
+                    if *beta != 1.0 {
+                        c.data_mut().iter_mut().for_each(|v| *v *= T::of(*beta));
+                    }
+                    c
+                });
+                Linear {
+                    kind: Kind::Dense { rows: m, k, n },
+                    x_shape: x.shape().to_vec(),
+                    y_shape: vec![m, n],
+                    weight: w,
+                    bias,
+                }
+            }
+            Op::MatMul if ins[1].rank() == 2 && x.rank() >= 2 => {
+                let (k, n) = (ins[1].shape()[0], ins[1].shape()[1]);
+                if x.shape()[x.rank() - 1] != k {
+                    return Ok(None);
+                }
+                let mut y = x.shape().to_vec();
+                *y.last_mut().unwrap_or(&mut 0) = n;
+                Linear {
+                    kind: Kind::Dense {
+                        rows: x.len() / k.max(1),
+                        k,
+                        n,
+                    },
+                    x_shape: x.shape().to_vec(),
+                    y_shape: y,
+                    weight: ins[1].clone(),
+                    bias: None,
+                }
+            }
+            _ => return Ok(None),
+        }))
+    }
+
+    /// `L_w(x) + b`.
+    pub fn forward(&self, x: &[T], w: &[T], b: Option<&Tensor<T>>) -> Tensor<T> {
+        match &self.kind {
+            Kind::Conv(g) => Tensor::new(
+                self.y_shape.clone(),
+                conv::conv2d(x, w, b.map(|b| b.data()), g).into_data(),
+            )
+            .unwrap_or_else(|_| Tensor::zeros(&self.y_shape)),
+            Kind::ConvTranspose(g) => Tensor::new(
+                self.y_shape.clone(),
+                conv::conv_transpose2d(x, w, b.map(|b| b.data()), g).into_data(),
+            )
+            .unwrap_or_else(|_| Tensor::zeros(&self.y_shape)),
+            Kind::Dense { rows, k, n } => {
+                let mut y = vec![T::zero(); rows * n];
+                linalg::matmul(
+                    *rows,
+                    *n,
+                    *k,
+                    x,
+                    w,
+                    &mut y,
+                    false,
+                    prism_model::kernels::threads(),
+                );
+                let y = Tensor::new(self.y_shape.clone(), y)
+                    .unwrap_or_else(|_| Tensor::zeros(&self.y_shape));
+                match b {
+                    Some(b) => broadcast_map(&y, b, &self.y_shape, |a, c| a + c),
+                    None => y,
+                }
+            }
+        }
+    }
+
+    /// Input-gradient of `L_w` for output-gradient `g`.
+    pub fn vjp(&self, g: &[T], w: &[T]) -> Tensor<T> {
+        let data = match &self.kind {
+            Kind::Conv(geom) => conv::conv2d_input_grad(g, w, geom).into_data(),
+            Kind::ConvTranspose(geom) => conv::conv2d(g, w, None, geom).into_data(),
+            Kind::Dense { rows, k, n } => {
+                let mut dx = vec![T::zero(); rows * k];
+                // dx = g · wᵀ (w is k×n row-major; its transpose is a strided view)
+                // SAFETY: sizes match the shapes above; dx is a fresh buffer.
+                unsafe {
+                    linalg::gemm_raw(
+                        *rows,
+                        *k,
+                        *n,
+                        dx.as_mut_ptr(),
+                        *k,
+                        linalg::Mat::rows(g, *n),
+                        linalg::Mat::rows_t(w, *n),
+                        false,
+                        prism_model::kernels::threads(),
+                    );
+                }
+                dx
+            }
+        };
+        Tensor::new(self.x_shape.clone(), data).unwrap_or_else(|_| Tensor::zeros(&self.x_shape))
+    }
+
+    fn ones_weight(&self) -> Vec<T> {
+        vec![T::one(); self.weight.len()]
+    }
+}
+
+fn map<T: Float>(t: &Tensor<T>, f: impl Fn(T) -> T) -> Tensor<T> {
+    t.map(|&v| f(v))
+}
+fn pos<T: Float>(t: &Tensor<T>) -> Tensor<T> {
+    map(t, |v| if v > T::zero() { v } else { T::zero() })
+}
+fn neg<T: Float>(t: &Tensor<T>) -> Tensor<T> {
+    map(t, |v| if v < T::zero() { v } else { T::zero() })
+}
+fn zip<T: Float>(a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T) -> Tensor<T> {
+    let data = a
+        .data()
+        .iter()
+        .zip(b.data())
+        .map(|(&x, &y)| f(x, y))
+        .collect();
+    Tensor::new(a.shape().to_vec(), data).unwrap_or_else(|_| Tensor::zeros(a.shape()))
+}
+fn add<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
+    zip(a, b, |x, y| x + y)
+}
+fn mul<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
+    zip(a, b, |x, y| x * y)
+}
+
+/// Zennit's stabilised denominator.
+pub fn stabilize<T: Float>(z: &Tensor<T>, s: &Stabilizer) -> Tensor<T> {
+    let n = z.shape().first().copied().unwrap_or(1).max(1);
+    let per = z.len() / n;
+    let mut out = z.data().to_vec();
+    for (i, chunk) in out.chunks_mut(per.max(1)).enumerate() {
+        let mut eps = T::of(s.epsilon);
+        if s.norm_scale {
+            let zs = &z.data()[i * per..(i + 1) * per];
+            let ms: T = zs.iter().map(|&v| v * v).sum::<T>() / T::of(per.max(1) as f64);
+            eps *= ms.sqrt();
+        }
+        for v in chunk.iter_mut() {
+            let sign = if *v < T::zero() { -T::one() } else { T::one() };
+            *v = if s.clip {
+                sign * v.abs().max(eps)
+            } else {
+                *v + sign * eps
+            };
+        }
+    }
+    Tensor::new(z.shape().to_vec(), out).unwrap_or_else(|_| Tensor::zeros(z.shape()))
+}
+
+/// `R / stab(z)`.
+pub fn ratio<T: Float>(r: &Tensor<T>, z: &Tensor<T>, s: &Stabilizer) -> Tensor<T> {
+    zip(r, &stabilize(z, s), |a, b| a / b)
+}
+
+fn bound<T: Float>(b: &Bound, shape: &[usize]) -> Result<Tensor<T>> {
+    match b {
+        Bound::Scalar(v) => Ok(Tensor::new(
+            shape.to_vec(),
+            vec![T::of(*v); shape.iter().product()],
+        )?),
+        Bound::PerChannel(vs) => {
+            if shape.len() < 2 || shape[1] != vs.len() {
+                return Err(AttributionError::Rule(format!("ZBox bound has {} values but the input has shape {shape:?} (one per channel expected)", vs.len())));
+            }
+            let plane: usize = shape[2..].iter().product();
+            let data = (0..shape.iter().product::<usize>())
+                .map(|i| T::of(vs[(i / plane.max(1)) % vs.len()]))
+                .collect();
+            Ok(Tensor::new(shape.to_vec(), data)?)
+        }
+    }
+}
+
+/// Applies a weight-modifying rule to a linear node: relevance `r` at the output, the node's
+/// input `x` and its (forward-pass) output `y`. Returns the relevance at the input.
+pub fn apply<T: Float>(
+    rule: &Rule,
+    lin: &Linear<T>,
+    x: &Tensor<T>,
+    y: &Tensor<T>,
+    r: &Tensor<T>,
+) -> Result<Tensor<T>> {
+    let w = &lin.weight;
+    let bias = |zero: bool, f: &dyn Fn(&Tensor<T>) -> Tensor<T>| {
+        if zero {
+            None
+        } else {
+            lin.bias.as_ref().map(f)
+        }
+    };
+    Ok(match rule {
+        Rule::Epsilon { epsilon, zero_bias } => {
+            // Reuse the forward's z unless the bias must go.
+            let z = if *zero_bias && lin.bias.is_some() {
+                lin.forward(x.data(), w.data(), None)
+            } else {
+                y.clone()
+            };
+            let s = ratio(r, &z, epsilon);
+            mul(x, &lin.vjp(s.data(), w.data()))
+        }
+        Rule::ZPlus {
+            stabilizer,
+            zero_bias,
+        } => {
+            let (xp, xn, wp, wn) = (pos(x), neg(x), pos(w), neg(w));
+            let bp = bias(*zero_bias, &|b| pos(b));
+            let z = add(
+                &lin.forward(xp.data(), wp.data(), bp.as_ref()),
+                &lin.forward(xn.data(), wn.data(), None),
+            );
+            let s = ratio(r, &z, stabilizer);
+            add(
+                &mul(&xp, &lin.vjp(s.data(), wp.data())),
+                &mul(&xn, &lin.vjp(s.data(), wn.data())),
+            )
+        }
+        Rule::AlphaBeta {
+            alpha,
+            beta,
+            stabilizer,
+            zero_bias,
+        } => {
+            let (xp, xn, wp, wn) = (pos(x), neg(x), pos(w), neg(w));
+            let bp = bias(*zero_bias, &|b| pos(b));
+            let bn = bias(*zero_bias, &|b| neg(b));
+            let za = add(
+                &lin.forward(xp.data(), wp.data(), bp.as_ref()),
+                &lin.forward(xn.data(), wn.data(), None),
+            );
+            let zb = add(
+                &lin.forward(xp.data(), wn.data(), bn.as_ref()),
+                &lin.forward(xn.data(), wp.data(), None),
+            );
+            let sa = ratio(r, &za, stabilizer);
+            let sb = ratio(r, &zb, stabilizer);
+            let ra = add(
+                &mul(&xp, &lin.vjp(sa.data(), wp.data())),
+                &mul(&xn, &lin.vjp(sa.data(), wn.data())),
+            );
+            let rb = add(
+                &mul(&xp, &lin.vjp(sb.data(), wn.data())),
+                &mul(&xn, &lin.vjp(sb.data(), wp.data())),
+            );
+            let (a, b) = (T::of(*alpha), T::of(*beta));
+            zip(&ra, &rb, |p, q| a * p - b * q)
+        }
+        Rule::Gamma {
+            gamma,
+            stabilizer,
+            zero_bias,
+        } => {
+            let g = T::of(*gamma);
+            let (xp, xn) = (pos(x), neg(x));
+            // W + γW⁺ and W + γW⁻ (same for the bias)
+            let up = |t: &Tensor<T>| map(t, |v| v + g * if v > T::zero() { v } else { T::zero() });
+            let dn = |t: &Tensor<T>| map(t, |v| v + g * if v < T::zero() { v } else { T::zero() });
+            let (wa, wb) = (up(w), dn(w));
+            let ba = bias(*zero_bias, &up);
+            let bb = bias(*zero_bias, &dn);
+            let zp = add(
+                &lin.forward(xp.data(), wa.data(), ba.as_ref()),
+                &lin.forward(xn.data(), wb.data(), None),
+            );
+            let zn = add(
+                &lin.forward(xp.data(), wb.data(), bb.as_ref()),
+                &lin.forward(xn.data(), wa.data(), None),
+            );
+            // Route by the sign of the unmodified output (the forward's y; no fifth pass).
+            let sp = zip(&ratio(r, &zp, stabilizer), y, |s, yv| {
+                if yv > T::zero() {
+                    s
+                } else {
+                    T::zero()
+                }
+            });
+            let sn = zip(&ratio(r, &zn, stabilizer), y, |s, yv| {
+                if yv < T::zero() {
+                    s
+                } else {
+                    T::zero()
+                }
+            });
+            let a = add(
+                &mul(&xp, &lin.vjp(sp.data(), wa.data())),
+                &mul(&xn, &lin.vjp(sp.data(), wb.data())),
+            );
+            let b = add(
+                &mul(&xp, &lin.vjp(sn.data(), wb.data())),
+                &mul(&xn, &lin.vjp(sn.data(), wa.data())),
+            );
+            add(&a, &b)
+        }
+        Rule::ZBox {
+            low,
+            high,
+            stabilizer,
+            zero_bias,
+        } => {
+            let l = bound::<T>(low, x.shape())?;
+            let h = bound::<T>(high, x.shape())?;
+            let (wp, wn) = (pos(w), neg(w));
+            let b0 = bias(*zero_bias, &|b| b.clone());
+            let bp = bias(*zero_bias, &|b| pos(b));
+            let bn = bias(*zero_bias, &|b| neg(b));
+            let o0 = lin.forward(x.data(), w.data(), b0.as_ref());
+            let o1 = lin.forward(l.data(), wp.data(), bp.as_ref());
+            let o2 = lin.forward(h.data(), wn.data(), bn.as_ref());
+            let z = zip(&o0, &add(&o1, &o2), |a, b| a - b);
+            let s = ratio(r, &z, stabilizer);
+            let pos_part = mul(x, &lin.vjp(s.data(), w.data()));
+            let neg_part = add(
+                &mul(&l, &lin.vjp(s.data(), wp.data())),
+                &mul(&h, &lin.vjp(s.data(), wn.data())),
+            );
+            zip(&pos_part, &neg_part, |a, b| a - b)
+        }
+        Rule::Flat { stabilizer } => {
+            let ones_x = vec![T::one(); x.len()];
+            let ones_w = lin.ones_weight();
+            let z = lin.forward(&ones_x, &ones_w, None);
+            let s = ratio(r, &z, stabilizer);
+            lin.vjp(s.data(), &ones_w)
+        }
+        Rule::WSquare {
+            stabilizer,
+            zero_bias,
+        } => {
+            let ones_x = vec![T::one(); x.len()];
+            let w2 = map(w, |v| v * v);
+            let b2 = bias(*zero_bias, &|b| map(b, |v| v * v));
+            let z = lin.forward(&ones_x, w2.data(), b2.as_ref());
+            let s = ratio(r, &z, stabilizer);
+            lin.vjp(s.data(), w2.data())
+        }
+        other => {
+            return Err(AttributionError::Rule(format!(
+                "{} is not a rule for linear nodes",
+                other.name()
+            )))
+        }
+    })
+}

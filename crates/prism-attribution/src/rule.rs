@@ -1,0 +1,181 @@
+//! LRP rules as small declarative values, and the one mechanism that applies them.
+//!
+//! Every rule for a linear node `z = f(x; W, b)` (convolution, transposed convolution, dense)
+//! is Zennit's modified gradient: evaluate `f` on modified inputs with modified parameters
+//! (one *pass* each), map the upper relevance `R` through a stabilised division, take the
+//! input-gradient of each pass and combine (`reduce`) with the modified inputs. Notation below:
+//! `x⁺ = max(x, 0)`, `x⁻ = min(x, 0)`, `W⁺`, `W⁻` likewise, `stab` the [`Stabilizer`].
+
+use serde::Deserialize;
+
+use crate::error::{AttributionError, Result};
+
+/// Zennit's stabiliser: `z + sign(z)·ε` with `sign(0) = +1`; with `clip`, `sign(z)·max(|z|, ε)`;
+/// with `norm_scale`, ε is scaled per sample by `√mean(z²)`.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stabilizer {
+    pub epsilon: f64,
+    #[serde(default)]
+    pub clip: bool,
+    #[serde(default)]
+    pub norm_scale: bool,
+}
+
+impl Default for Stabilizer {
+    fn default() -> Self {
+        Stabilizer::eps(1e-6)
+    }
+}
+
+impl Stabilizer {
+    pub fn eps(epsilon: f64) -> Self {
+        Stabilizer {
+            epsilon,
+            clip: false,
+            norm_scale: false,
+        }
+    }
+}
+
+/// Lower/upper input bound of the ZBox rule: a scalar, or one value per input channel.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Bound {
+    Scalar(f64),
+    PerChannel(Vec<f64>),
+}
+
+/// A propagation rule. Parameters and defaults are Zennit's.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rule {
+    /// LRP-ε: `R_in = x ⊙ Wᵀ(R / stab_ε(z))`, `z = Wx + b` (taken from the forward pass).
+    Epsilon {
+        epsilon: Stabilizer,
+        zero_bias: bool,
+    },
+    /// LRP-z⁺ (α=1, β=0 with negative inputs): `z = W⁺x⁺ + W⁻x⁻ + b⁺`,
+    /// `R_in = x⁺ ⊙ W⁺ᵀs + x⁻ ⊙ W⁻ᵀs`, `s = R / stab(z)`.
+    ZPlus {
+        stabilizer: Stabilizer,
+        zero_bias: bool,
+    },
+    /// LRP-αβ (α − β = 1): positive part as z⁺ scaled by α, minus β times the negative part
+    /// `z_β = W⁻x⁺ + W⁺x⁻ + b⁻`.
+    AlphaBeta {
+        alpha: f64,
+        beta: f64,
+        stabilizer: Stabilizer,
+        zero_bias: bool,
+    },
+    /// Generalised LRP-γ (Montavon 2019; Andéol 2021): weights `W + γW⁺` / `W + γW⁻` on the
+    /// positive and negative input parts, routed by the sign of the unmodified output.
+    Gamma {
+        gamma: f64,
+        stabilizer: Stabilizer,
+        zero_bias: bool,
+    },
+    /// LRP-z^B for bounded inputs `low ≤ x ≤ high`: `z = Wx − W⁺l − W⁻h`,
+    /// `R_in = x ⊙ Wᵀs − l ⊙ W⁺ᵀs − h ⊙ W⁻ᵀs`.
+    ZBox {
+        low: Bound,
+        high: Bound,
+        stabilizer: Stabilizer,
+        zero_bias: bool,
+    },
+    /// LRP-flat: relevance spread uniformly over the receptive field (`R_in = 1ᵀ(R / stab(1·1))`).
+    Flat { stabilizer: Stabilizer },
+    /// LRP-w²: `R_in = (W²)ᵀ(R / stab(W²·1 + b²))`.
+    WSquare {
+        stabilizer: Stabilizer,
+        zero_bias: bool,
+    },
+    /// Proportional redistribution for parameter-free nodes (sums, average pooling):
+    /// `R_in = x ⊙ J_fᵀ(R / stab(f(x)))`.
+    Norm { stabilizer: Stabilizer },
+    /// Pass relevance through unchanged (activations, unmerged batch norm).
+    Pass,
+    /// DeconvNet ReLU: `R_in = max(R, 0)`.
+    ReluDeconvNet,
+    /// Guided backprop ReLU: the ReLU gradient, where the upper gradient is positive.
+    ReluGuidedBackprop,
+    /// ReLU with the softplus gradient `sigmoid(β x) ⊙ R` (Dombrowski 2019).
+    ReluBetaSmooth { beta: f64 },
+    /// The true gradient (vector-Jacobian product).
+    Gradient,
+}
+
+impl Rule {
+    /// Checks parameters the way Zennit does at construction (e.g. α − β = 1).
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Rule::AlphaBeta { alpha, beta, .. } => {
+                if *alpha < 0.0 || *beta < 0.0 {
+                    return Err(AttributionError::Rule(format!(
+                        "alpha ({alpha}) and beta ({beta}) must be non-negative"
+                    )));
+                }
+                if (alpha - beta - 1.0).abs() > 1e-12 {
+                    return Err(AttributionError::Rule(format!(
+                        "alpha − beta must be 1 (got alpha={alpha}, beta={beta})"
+                    )));
+                }
+                Ok(())
+            }
+            Rule::Gamma { gamma, .. } if *gamma < 0.0 => Err(AttributionError::Rule(format!(
+                "gamma must be non-negative, got {gamma}"
+            ))),
+            Rule::ReluBetaSmooth { beta } if !beta.is_finite() => {
+                Err(AttributionError::Rule("beta_smooth must be finite".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the rule modifies a linear node's weights (needs a parameterised node).
+    pub fn needs_linear(&self) -> bool {
+        matches!(
+            self,
+            Rule::Epsilon { .. }
+                | Rule::ZPlus { .. }
+                | Rule::AlphaBeta { .. }
+                | Rule::Gamma { .. }
+                | Rule::ZBox { .. }
+                | Rule::Flat { .. }
+                | Rule::WSquare { .. }
+        )
+    }
+
+    /// Short name for messages and provenance.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Rule::Epsilon { .. } => "epsilon",
+            Rule::ZPlus { .. } => "zplus",
+            Rule::AlphaBeta { .. } => "alpha-beta",
+            Rule::Gamma { .. } => "gamma",
+            Rule::ZBox { .. } => "zbox",
+            Rule::Flat { .. } => "flat",
+            Rule::WSquare { .. } => "wsquare",
+            Rule::Norm { .. } => "norm",
+            Rule::Pass => "pass",
+            Rule::ReluDeconvNet => "relu-deconvnet",
+            Rule::ReluGuidedBackprop => "relu-guided-backprop",
+            Rule::ReluBetaSmooth { .. } => "relu-beta-smooth",
+            Rule::Gradient => "gradient",
+        }
+    }
+
+    /// A copy with the bias zeroed in every pass (Zennit's `zero_params='bias'`).
+    pub fn with_zero_bias(mut self) -> Self {
+        match &mut self {
+            Rule::Epsilon { zero_bias, .. }
+            | Rule::ZPlus { zero_bias, .. }
+            | Rule::AlphaBeta { zero_bias, .. }
+            | Rule::Gamma { zero_bias, .. }
+            | Rule::ZBox { zero_bias, .. }
+            | Rule::WSquare { zero_bias, .. } => *zero_bias = true,
+            _ => {}
+        }
+        self
+    }
+}
