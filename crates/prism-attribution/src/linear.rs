@@ -269,6 +269,122 @@ fn bound<T: Float>(b: &Bound, shape: &[usize]) -> Result<Tensor<T>> {
     }
 }
 
+/// The rules whose passes simplify for an input without negative values (`x⁻ = 0`).
+#[allow(clippy::type_complexity)]
+fn apply_nonnegative<T: Float>(
+    rule: &Rule,
+    lin: &Linear<T>,
+    x: &Tensor<T>,
+    y: &Tensor<T>,
+    r: &Tensor<T>,
+    bias: &dyn Fn(bool, &dyn Fn(&Tensor<T>) -> Tensor<T>) -> Option<Tensor<T>>,
+) -> Result<Option<Tensor<T>>> {
+    let w = &lin.weight;
+    Ok(Some(match rule {
+        Rule::ZPlus {
+            stabilizer,
+            zero_bias,
+        } => {
+            let wp = pos(w);
+            let z = lin.forward(x.data(), wp.data(), bias(*zero_bias, &|b| pos(b)).as_ref());
+            mul(x, &lin.vjp(ratio(r, &z, stabilizer).data(), wp.data()))
+        }
+        Rule::AlphaBeta {
+            alpha,
+            beta,
+            stabilizer,
+            zero_bias,
+        } => {
+            let (wp, wn) = (pos(w), neg(w));
+            let za = lin.forward(x.data(), wp.data(), bias(*zero_bias, &|b| pos(b)).as_ref());
+            let zb = lin.forward(x.data(), wn.data(), bias(*zero_bias, &|b| neg(b)).as_ref());
+            let ra = lin.vjp(ratio(r, &za, stabilizer).data(), wp.data());
+            let rb = lin.vjp(ratio(r, &zb, stabilizer).data(), wn.data());
+            let (a, b) = (T::of(*alpha), T::of(*beta));
+            mul(x, &zip(&ra, &rb, |p, q| a * p - b * q))
+        }
+        Rule::Gamma {
+            gamma,
+            stabilizer,
+            zero_bias,
+        } => {
+            // With W_a = W + γW⁺ and W_b = W + γW⁻ = (1+γ)W − γW⁺, and L_W(x) = y − b from the
+            // forward pass, one convolution (u = L_{W⁺}(x)) gives both denominators:
+            //   z⁺ = L_W(x) + γu + b_a,   z⁻ = (1+γ)L_W(x) − γu + b_b,
+            // and two input-gradients give the relevance:
+            //   R_in = x ⊙ [Wᵀ(s⁺ + (1+γ)s⁻) + γW⁺ᵀ(s⁺ − s⁻)].
+            let g = T::of(*gamma);
+            let wp = pos(w);
+            let u = lin.forward(x.data(), wp.data(), None);
+            let lw = match &lin.bias {
+                Some(b) => sub_bias(lin, y, b),
+                None => y.clone(),
+            };
+            let up = |t: &Tensor<T>| map(t, |v| v + g * if v > T::zero() { v } else { T::zero() });
+            let dn = |t: &Tensor<T>| map(t, |v| v + g * if v < T::zero() { v } else { T::zero() });
+            let mut zp = zip(&lw, &u, |l, uv| l + g * uv);
+            let mut zn = zip(&lw, &u, |l, uv| (T::one() + g) * l - g * uv);
+            if let Some(ba) = bias(*zero_bias, &up) {
+                zp = add_bias(lin, &zp, &ba);
+            }
+            if let Some(bb) = bias(*zero_bias, &dn) {
+                zn = add_bias(lin, &zn, &bb);
+            }
+            let sp = zip(&ratio(r, &zp, stabilizer), y, |s, yv| {
+                if yv > T::zero() {
+                    s
+                } else {
+                    T::zero()
+                }
+            });
+            let sn = zip(&ratio(r, &zn, stabilizer), y, |s, yv| {
+                if yv < T::zero() {
+                    s
+                } else {
+                    T::zero()
+                }
+            });
+            let s_w = zip(&sp, &sn, |a, b| a + (T::one() + g) * b);
+            let s_wp = zip(&sp, &sn, |a, b| g * (a - b));
+            let total = add(
+                &lin.vjp(s_w.data(), w.data()),
+                &lin.vjp(s_wp.data(), wp.data()),
+            );
+            mul(x, &total)
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// Adds a bias the way the node's forward does (per output channel for convolutions,
+/// broadcast for dense layers).
+fn add_bias<T: Float>(lin: &Linear<T>, z: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
+    match lin.kind {
+        Kind::Dense { .. } => broadcast_map(z, b, z.shape(), |a, c| a + c),
+        _ => channel_map(z, b, |a, c| a + c),
+    }
+}
+
+fn sub_bias<T: Float>(lin: &Linear<T>, y: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
+    match lin.kind {
+        Kind::Dense { .. } => broadcast_map(y, b, y.shape(), |a, c| a - c),
+        _ => channel_map(y, b, |a, c| a - c),
+    }
+}
+
+/// `f(z[n, c, …], b[c])` over the channel axis 1.
+fn channel_map<T: Float>(z: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T) -> Tensor<T> {
+    let c = z.shape().get(1).copied().unwrap_or(1).max(1);
+    let plane = z.len() / (z.shape()[0].max(1) * c).max(1);
+    let data = z
+        .data()
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| f(v, b.data()[(i / plane.max(1)) % c]))
+        .collect();
+    Tensor::new(z.shape().to_vec(), data).unwrap_or_else(|_| Tensor::zeros(z.shape()))
+}
+
 /// Applies a weight-modifying rule to a linear node: relevance `r` at the output, the node's
 /// input `x` and its (forward-pass) output `y`. Returns the relevance at the input.
 pub fn apply<T: Float>(
@@ -286,6 +402,13 @@ pub fn apply<T: Float>(
             lin.bias.as_ref().map(f)
         }
     };
+    // After a ReLU the input has no negative part: every pass on x⁻ contributes exactly zero
+    // (those passes carry no bias), so they are skipped. Zennit always runs them.
+    if x.data().iter().all(|&v| v >= T::zero()) {
+        if let Some(r) = apply_nonnegative(rule, lin, x, y, r, &bias)? {
+            return Ok(r);
+        }
+    }
     Ok(match rule {
         Rule::Epsilon { epsilon, zero_bias } => {
             // Reuse the forward's z unless the bias must go.
