@@ -2,11 +2,14 @@
 //! forward and input-gradient that rules evaluate under modified inputs and parameters, and the
 //! application of every weight-modifying rule.
 
+use std::borrow::Cow;
+
 use prism_model::kernels::conv::{self, ConvGeom};
 use prism_model::kernels::elementwise::broadcast_map;
-use prism_model::kernels::{linalg, movement};
+use prism_model::kernels::linalg;
 use prism_model::op::Op;
 use prism_model::{shape, Float, Node, Tensor};
+use rayon::prelude::*;
 
 use crate::error::{AttributionError, Result};
 use crate::rule::{Bound, Rule, Stabilizer};
@@ -14,28 +17,30 @@ use crate::rule::{Bound, Rule, Stabilizer};
 enum Kind {
     Conv(ConvGeom),
     ConvTranspose(ConvGeom),
-    /// rows × k input, k × n weight
+    /// rows × k input; weight k × n, or n × k when `trans` (Gemm's transB, PyTorch's Linear)
     Dense {
         rows: usize,
         k: usize,
         n: usize,
+        trans: bool,
     },
 }
 
-/// A node of the form `z = L_W(x) + b`, with its weight in a canonical layout.
-pub struct Linear<T> {
+/// A node of the form `z = L_W(x) + b`. The weight and bias are borrowed from the graph (a
+/// copy is made only when Gemm's alpha/beta must be folded in).
+pub struct Linear<'a, T: Clone> {
     kind: Kind,
     x_shape: Vec<usize>,
     y_shape: Vec<usize>,
-    /// Conv/ConvTranspose: ONNX layout; dense: k × n row-major (alpha folded in).
-    pub weight: Tensor<T>,
+    /// Conv/ConvTranspose: ONNX layout; dense: see [`Kind::Dense`] (alpha folded in).
+    pub weight: Cow<'a, Tensor<T>>,
     /// Conv: [C_out]; dense: broadcastable to the output (beta folded in).
-    pub bias: Option<Tensor<T>>,
+    pub bias: Option<Cow<'a, Tensor<T>>>,
 }
 
-impl<T: Float> Linear<T> {
+impl<'a, T: Float> Linear<'a, T> {
     /// Recognises a linear node; `ins` are its inputs (data, weight, bias).
-    pub fn from_node(node: &Node, ins: &[&Tensor<T>]) -> Result<Option<Self>> {
+    pub fn from_node(node: &Node, ins: &[&'a Tensor<T>]) -> Result<Option<Self>> {
         let x = ins[0];
         Ok(Some(match &node.op {
             Op::Conv { window, group } => {
@@ -45,8 +50,8 @@ impl<T: Float> Linear<T> {
                     kind: Kind::Conv(g),
                     x_shape: x.shape().to_vec(),
                     y_shape: y,
-                    weight: ins[1].clone(),
-                    bias: ins.get(2).map(|b| (*b).clone()),
+                    weight: Cow::Borrowed(ins[1]),
+                    bias: ins.get(2).map(|b| Cow::Borrowed(*b)),
                 }
             }
             Op::ConvTranspose {
@@ -68,8 +73,8 @@ impl<T: Float> Linear<T> {
                     kind: Kind::ConvTranspose(g),
                     x_shape: x.shape().to_vec(),
                     y_shape: y,
-                    weight: ins[1].clone(),
-                    bias: ins.get(2).map(|b| (*b).clone()),
+                    weight: Cow::Borrowed(ins[1]),
+                    bias: ins.get(2).map(|b| Cow::Borrowed(*b)),
                 }
             }
             Op::Gemm {
@@ -82,23 +87,22 @@ impl<T: Float> Linear<T> {
                     .ok_or_else(|| {
                         AttributionError::Invalid(format!("node '{}': gemm shapes", node.name))
                     })?;
-                let mut w = if *trans_b {
-                    movement::transpose(ins[1], &[1, 0])
-                } else {
-                    ins[1].clone()
-                };
-                if *alpha != 1.0 {
-                    w.data_mut().iter_mut().for_each(|v| *v *= T::of(*alpha));
-                }
-                let bias = ins.get(2).map(|c| {
-                    let mut c = (*c).clone();
-                    if *beta != 1.0 {
-                        c.data_mut().iter_mut().for_each(|v| *v *= T::of(*beta));
+                let scaled = |t: &'a Tensor<T>, f: f64| {
+                    if f == 1.0 {
+                        Cow::Borrowed(t)
+                    } else {
+                        Cow::Owned(t.map(|&v| v * T::of(f)))
                     }
-                    c
-                });
+                };
+                let w = scaled(ins[1], *alpha);
+                let bias = ins.get(2).map(|c| scaled(c, *beta));
                 Linear {
-                    kind: Kind::Dense { rows: m, k, n },
+                    kind: Kind::Dense {
+                        rows: m,
+                        k,
+                        n,
+                        trans: *trans_b,
+                    },
                     x_shape: x.shape().to_vec(),
                     y_shape: vec![m, n],
                     weight: w,
@@ -117,10 +121,11 @@ impl<T: Float> Linear<T> {
                         rows: x.len() / k.max(1),
                         k,
                         n,
+                        trans: false,
                     },
                     x_shape: x.shape().to_vec(),
                     y_shape: y,
-                    weight: ins[1].clone(),
+                    weight: Cow::Borrowed(ins[1]),
                     bias: None,
                 }
             }
@@ -141,18 +146,27 @@ impl<T: Float> Linear<T> {
                 conv::conv_transpose2d(x, w, b.map(|b| b.data()), g).into_data(),
             )
             .unwrap_or_else(|_| Tensor::zeros(&self.y_shape)),
-            Kind::Dense { rows, k, n } => {
+            Kind::Dense { rows, k, n, trans } => {
                 let mut y = vec![T::zero(); rows * n];
-                linalg::matmul(
-                    *rows,
-                    *n,
-                    *k,
-                    x,
-                    w,
-                    &mut y,
-                    false,
-                    prism_model::kernels::threads(),
-                );
+                let rhs = if *trans {
+                    linalg::Mat::rows_t(w, *k)
+                } else {
+                    linalg::Mat::rows(w, *n)
+                };
+                // SAFETY: x is rows×k, the weight view k×n, y a fresh rows×n buffer.
+                unsafe {
+                    linalg::gemm_raw(
+                        *rows,
+                        *n,
+                        *k,
+                        y.as_mut_ptr(),
+                        *n,
+                        linalg::Mat::rows(x, *k),
+                        rhs,
+                        false,
+                        prism_model::kernels::threads(),
+                    );
+                }
                 let y = Tensor::new(self.y_shape.clone(), y)
                     .unwrap_or_else(|_| Tensor::zeros(&self.y_shape));
                 match b {
@@ -168,10 +182,15 @@ impl<T: Float> Linear<T> {
         let data = match &self.kind {
             Kind::Conv(geom) => conv::conv2d_input_grad(g, w, geom).into_data(),
             Kind::ConvTranspose(geom) => conv::conv2d(g, w, None, geom).into_data(),
-            Kind::Dense { rows, k, n } => {
+            Kind::Dense { rows, k, n, trans } => {
                 let mut dx = vec![T::zero(); rows * k];
-                // dx = g · wᵀ (w is k×n row-major; its transpose is a strided view)
-                // SAFETY: sizes match the shapes above; dx is a fresh buffer.
+                // dx = g · Wᵀ, with Wᵀ a strided view of the stored weight
+                let wt = if *trans {
+                    linalg::Mat::rows(w, *k)
+                } else {
+                    linalg::Mat::rows_t(w, *n)
+                };
+                // SAFETY: g is rows×n, the view n×k, dx a fresh rows×k buffer.
                 unsafe {
                     linalg::gemm_raw(
                         *rows,
@@ -180,7 +199,7 @@ impl<T: Float> Linear<T> {
                         dx.as_mut_ptr(),
                         *k,
                         linalg::Mat::rows(g, *n),
-                        linalg::Mat::rows_t(w, *n),
+                        wt,
                         false,
                         prism_model::kernels::threads(),
                     );
@@ -196,8 +215,21 @@ impl<T: Float> Linear<T> {
     }
 }
 
-fn map<T: Float>(t: &Tensor<T>, f: impl Fn(T) -> T) -> Tensor<T> {
-    t.map(|&v| f(v))
+/// Element-wise maps run on all threads for large tensors: the rules' arithmetic between the
+/// convolutions would otherwise dominate on big activations.
+const PAR_MIN: usize = 1 << 14;
+
+fn map<T: Float>(t: &Tensor<T>, f: impl Fn(T) -> T + Sync + Send) -> Tensor<T> {
+    let data: Vec<T> = if t.len() >= PAR_MIN {
+        t.data()
+            .par_iter()
+            .with_min_len(4096)
+            .map(|&v| f(v))
+            .collect()
+    } else {
+        t.data().iter().map(|&v| f(v)).collect()
+    };
+    Tensor::new(t.shape().to_vec(), data).unwrap_or_else(|_| Tensor::zeros(t.shape()))
 }
 fn pos<T: Float>(t: &Tensor<T>) -> Tensor<T> {
     map(t, |v| if v > T::zero() { v } else { T::zero() })
@@ -205,13 +237,21 @@ fn pos<T: Float>(t: &Tensor<T>) -> Tensor<T> {
 fn neg<T: Float>(t: &Tensor<T>) -> Tensor<T> {
     map(t, |v| if v < T::zero() { v } else { T::zero() })
 }
-fn zip<T: Float>(a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T) -> Tensor<T> {
-    let data = a
-        .data()
-        .iter()
-        .zip(b.data())
-        .map(|(&x, &y)| f(x, y))
-        .collect();
+fn zip<T: Float>(a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T + Sync + Send) -> Tensor<T> {
+    let data: Vec<T> = if a.len() >= PAR_MIN {
+        a.data()
+            .par_iter()
+            .with_min_len(4096)
+            .zip(b.data().par_iter())
+            .map(|(&x, &y)| f(x, y))
+            .collect()
+    } else {
+        a.data()
+            .iter()
+            .zip(b.data())
+            .map(|(&x, &y)| f(x, y))
+            .collect()
+    };
     Tensor::new(a.shape().to_vec(), data).unwrap_or_else(|_| Tensor::zeros(a.shape()))
 }
 fn add<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
@@ -219,6 +259,11 @@ fn add<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
 }
 fn mul<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
     zip(a, b, |x, y| x * y)
+}
+
+/// Element-wise product of two tensors of the same shape (parallel for large tensors).
+pub fn product<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
+    mul(a, b)
 }
 
 /// Zennit's stabilised denominator.
@@ -247,7 +292,18 @@ pub fn stabilize<T: Float>(z: &Tensor<T>, s: &Stabilizer) -> Tensor<T> {
 
 /// `R / stab(z)`.
 pub fn ratio<T: Float>(r: &Tensor<T>, z: &Tensor<T>, s: &Stabilizer) -> Tensor<T> {
-    zip(r, &stabilize(z, s), |a, b| a / b)
+    if s.norm_scale {
+        return zip(r, &stabilize(z, s), |a, b| a / b);
+    }
+    let (eps, clip) = (T::of(s.epsilon), s.clip);
+    zip(r, z, move |rv, zv| {
+        let sign = if zv < T::zero() { -T::one() } else { T::one() };
+        rv / if clip {
+            sign * zv.abs().max(eps)
+        } else {
+            zv + sign * eps
+        }
+    })
 }
 
 fn bound<T: Float>(b: &Bound, shape: &[usize]) -> Result<Tensor<T>> {
@@ -273,7 +329,7 @@ fn bound<T: Float>(b: &Bound, shape: &[usize]) -> Result<Tensor<T>> {
 #[allow(clippy::type_complexity)]
 fn apply_nonnegative<T: Float>(
     rule: &Rule,
-    lin: &Linear<T>,
+    lin: &Linear<'_, T>,
     x: &Tensor<T>,
     y: &Tensor<T>,
     r: &Tensor<T>,
@@ -316,7 +372,7 @@ fn apply_nonnegative<T: Float>(
             let g = T::of(*gamma);
             let wp = pos(w);
             let u = lin.forward(x.data(), wp.data(), None);
-            let lw = match &lin.bias {
+            let lw = match lin.bias.as_deref() {
                 Some(b) => sub_bias(lin, y, b),
                 None => y.clone(),
             };
@@ -358,14 +414,14 @@ fn apply_nonnegative<T: Float>(
 
 /// Adds a bias the way the node's forward does (per output channel for convolutions,
 /// broadcast for dense layers).
-fn add_bias<T: Float>(lin: &Linear<T>, z: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
+fn add_bias<T: Float>(lin: &Linear<'_, T>, z: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
     match lin.kind {
         Kind::Dense { .. } => broadcast_map(z, b, z.shape(), |a, c| a + c),
         _ => channel_map(z, b, |a, c| a + c),
     }
 }
 
-fn sub_bias<T: Float>(lin: &Linear<T>, y: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
+fn sub_bias<T: Float>(lin: &Linear<'_, T>, y: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
     match lin.kind {
         Kind::Dense { .. } => broadcast_map(y, b, y.shape(), |a, c| a - c),
         _ => channel_map(y, b, |a, c| a - c),
@@ -373,12 +429,17 @@ fn sub_bias<T: Float>(lin: &Linear<T>, y: &Tensor<T>, b: &Tensor<T>) -> Tensor<T
 }
 
 /// `f(z[n, c, …], b[c])` over the channel axis 1.
-fn channel_map<T: Float>(z: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T) -> Tensor<T> {
+fn channel_map<T: Float>(
+    z: &Tensor<T>,
+    b: &Tensor<T>,
+    f: impl Fn(T, T) -> T + Sync + Send,
+) -> Tensor<T> {
     let c = z.shape().get(1).copied().unwrap_or(1).max(1);
     let plane = z.len() / (z.shape()[0].max(1) * c).max(1);
-    let data = z
+    let data: Vec<T> = z
         .data()
-        .iter()
+        .par_iter()
+        .with_min_len(4096)
         .enumerate()
         .map(|(i, &v)| f(v, b.data()[(i / plane.max(1)) % c]))
         .collect();
@@ -389,7 +450,7 @@ fn channel_map<T: Float>(z: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T) ->
 /// input `x` and its (forward-pass) output `y`. Returns the relevance at the input.
 pub fn apply<T: Float>(
     rule: &Rule,
-    lin: &Linear<T>,
+    lin: &Linear<'_, T>,
     x: &Tensor<T>,
     y: &Tensor<T>,
     r: &Tensor<T>,
@@ -399,12 +460,16 @@ pub fn apply<T: Float>(
         if zero {
             None
         } else {
-            lin.bias.as_ref().map(f)
+            lin.bias.as_deref().map(f)
         }
     };
     // After a ReLU the input has no negative part: every pass on x⁻ contributes exactly zero
     // (those passes carry no bias), so they are skipped. Zennit always runs them.
-    if x.data().iter().all(|&v| v >= T::zero()) {
+    if x.data()
+        .par_iter()
+        .with_min_len(4096)
+        .all(|&v| v >= T::zero())
+    {
         if let Some(r) = apply_nonnegative(rule, lin, x, y, r, &bias)? {
             return Ok(r);
         }

@@ -58,7 +58,13 @@ pub fn propagate<T: Float>(
             .map(|v| fetch(*v))
             .collect::<Result<_>>()?;
         let y = fetch(node.outputs[0])?;
-        let grads = apply(node, rules[ni].as_ref(), &ins, y, &r)?;
+        let wanted: Vec<bool> = node
+            .inputs
+            .iter()
+            .flatten()
+            .map(|v| exec.constant(*v).is_none())
+            .collect();
+        let grads = apply(node, rules[ni].as_ref(), &ins, y, &r, &wanted)?;
         for (v, g) in node.inputs.iter().flatten().zip(grads) {
             if let Some(g) = g {
                 if exec.constant(*v).is_none() {
@@ -93,9 +99,10 @@ fn apply<T: Float>(
     ins: &[&Tensor<T>],
     y: &Tensor<T>,
     r: &Tensor<T>,
+    wanted: &[bool],
 ) -> Result<Vec<Option<Tensor<T>>>> {
     let Some(rule) = rule else {
-        return vjp(node, ins, y, r);
+        return vjp(node, ins, y, r, wanted);
     };
     let x = ins[0];
     let first = |t: Tensor<T>| {
@@ -104,7 +111,7 @@ fn apply<T: Float>(
         Ok(v)
     };
     match rule {
-        Rule::Gradient => vjp(node, ins, y, r),
+        Rule::Gradient => vjp(node, ins, y, r, wanted),
         Rule::Pass => {
             if x.shape() != r.shape() {
                 return Err(node_err(
@@ -118,9 +125,17 @@ fn apply<T: Float>(
             }
             first(r.clone())
         }
+        Rule::Norm { stabilizer }
+            if matches!(node.op, Op::Binary(prism_model::op::BinaryOp::Add))
+                && ins.iter().all(|t| t.shape() == y.shape()) =>
+        {
+            // Residual sum without broadcasting: R_i = x_i · R / stab(Σ x) in one pass each.
+            let s = linear::ratio(r, y, stabilizer);
+            Ok(ins.iter().map(|x| Some(linear::product(x, &s))).collect())
+        }
         Rule::Norm { stabilizer } => {
             let s = linear::ratio(r, y, stabilizer);
-            let grads = vjp(node, ins, y, &s)?;
+            let grads = vjp(node, ins, y, &s, wanted)?;
             Ok(grads
                 .into_iter()
                 .zip(ins)

@@ -4,7 +4,7 @@
 //! gives plain gradients, and the modified-gradient rules call into these for the linear part.
 
 use prism_model::kernels::elementwise::{broadcast_map, broadcast_strides};
-use prism_model::kernels::{conv, movement, pool, reduce};
+use prism_model::kernels::{conv, linalg, movement, pool, reduce};
 use prism_model::op::{BinaryOp, Op, PadMode, UnaryOp};
 use prism_model::shape::{self, norm_axis};
 use prism_model::{Float, Node, Tensor};
@@ -45,13 +45,14 @@ fn err(node: &Node, detail: impl Into<String>) -> AttributionError {
 }
 
 /// Input-gradients of `node` for output-gradient `g`. `ins` are the node's inputs (data and
-/// parameters, in order), `y` its output. Returns one gradient per input (`None` where the
-/// gradient is not needed: parameters).
+/// parameters, in order), `y` its output, `wanted[i]` whether input i needs a gradient (it is
+/// computed, not a parameter). Returns one gradient per input (`None` where not computed).
 pub fn vjp<T: Float>(
     node: &Node,
     ins: &[&Tensor<T>],
     y: &Tensor<T>,
     g: &Tensor<T>,
+    wanted: &[bool],
 ) -> Result<Vec<Option<Tensor<T>>>> {
     let x = ins[0];
     let one = |t: Tensor<T>| Ok(vec![Some(t)]);
@@ -88,34 +89,73 @@ pub fn vjp<T: Float>(
         } => {
             let (m, k, n) = shape::gemm_dims(x.shape(), ins[1].shape(), *trans_a, *trans_b)
                 .ok_or_else(|| err(node, "gemm shapes"))?;
-            // dA' = alpha · g · B'ᵀ ; dB' = alpha · A'ᵀ · g
+            // dA' = alpha · g · B'ᵀ ; dB' = alpha · A'ᵀ · g, with transposes as strided views
+            // (weights of dense layers can be hundreds of MB: never copy them).
+            let threads = prism_model::kernels::threads();
+            let b = ins[1].data();
+            // B'ᵀ (n×k): B' is B (k×n) or Bᵀ (B stored n×k)
             let bt = if *trans_b {
-                ins[1].clone()
+                linalg::Mat::rows(b, k)
             } else {
-                movement::transpose(ins[1], &[1, 0])
-            }; // n×k
-            let mut da = matmul(g.data(), bt.data(), m, n, k);
+                linalg::Mat::rows_t(b, n)
+            };
+            let mut da = vec![T::zero(); m * k];
+            // SAFETY: g is m×n, the view n×k, da a fresh m×k buffer.
+            unsafe {
+                linalg::gemm_raw(
+                    m,
+                    k,
+                    n,
+                    da.as_mut_ptr(),
+                    k,
+                    linalg::Mat::rows(g.data(), n),
+                    bt,
+                    false,
+                    threads,
+                )
+            };
             scale(&mut da, *alpha);
+            let da = Tensor::new(vec![m, k], da)?;
             let da = if *trans_a {
-                movement::transpose(&Tensor::new(vec![m, k], da)?, &[1, 0])
+                movement::transpose(&da, &[1, 0])
             } else {
-                Tensor::new(vec![m, k], da)?
+                da
             };
             let mut out = vec![Some(da)];
             if ins.len() > 1 {
-                let at = if *trans_a {
-                    ins[0].clone()
+                out.push(if wanted.get(1).copied().unwrap_or(false) {
+                    let a = ins[0].data();
+                    // A'ᵀ (k×m): A' is A (m×k) or Aᵀ (A stored k×m)
+                    let at = if *trans_a {
+                        linalg::Mat::rows(a, m)
+                    } else {
+                        linalg::Mat::rows_t(a, k)
+                    };
+                    let mut db = vec![T::zero(); k * n];
+                    // SAFETY: the view is k×m, g m×n, db a fresh k×n buffer.
+                    unsafe {
+                        linalg::gemm_raw(
+                            k,
+                            n,
+                            m,
+                            db.as_mut_ptr(),
+                            n,
+                            at,
+                            linalg::Mat::rows(g.data(), n),
+                            false,
+                            threads,
+                        )
+                    };
+                    scale(&mut db, *alpha);
+                    let db = Tensor::new(vec![k, n], db)?;
+                    Some(if *trans_b {
+                        movement::transpose(&db, &[1, 0])
+                    } else {
+                        db
+                    })
                 } else {
-                    movement::transpose(ins[0], &[1, 0])
-                }; // k×m
-                let mut db = matmul(at.data(), g.data(), k, m, n);
-                scale(&mut db, *alpha);
-                let db = Tensor::new(vec![k, n], db)?;
-                out.push(Some(if *trans_b {
-                    movement::transpose(&db, &[1, 0])
-                } else {
-                    db
-                }));
+                    None
+                });
             }
             if ins.len() > 2 {
                 out.push(None);
@@ -133,11 +173,14 @@ pub fn vjp<T: Float>(
             let bt = swap_last(b);
             let at = swap_last(a);
             let da = prism_model::exec::matmul(g, &bt).ok_or_else(|| err(node, "matmul shapes"))?;
-            let db = prism_model::exec::matmul(&at, g).ok_or_else(|| err(node, "matmul shapes"))?;
-            Ok(vec![
-                Some(reduce_to_shape(&da, a.shape())),
-                Some(reduce_to_shape(&db, b.shape())),
-            ])
+            let db = if wanted.get(1).copied().unwrap_or(false) {
+                let db =
+                    prism_model::exec::matmul(&at, g).ok_or_else(|| err(node, "matmul shapes"))?;
+                Some(reduce_to_shape(&db, b.shape()))
+            } else {
+                None
+            };
+            Ok(vec![Some(reduce_to_shape(&da, a.shape())), db])
         }
         Op::Binary(op) => {
             let (a, b) = (ins[0], ins[1]);
@@ -345,21 +388,6 @@ fn scale<T: Float>(v: &mut [T], alpha: f64) {
     }
 }
 
-fn matmul<T: Float>(a: &[T], b: &[T], m: usize, k: usize, n: usize) -> Vec<T> {
-    let mut c = vec![T::zero(); m * n];
-    prism_model::kernels::linalg::matmul(
-        m,
-        n,
-        k,
-        a,
-        b,
-        &mut c,
-        false,
-        prism_model::kernels::threads(),
-    );
-    c
-}
-
 fn swap_last<T: Float>(t: &Tensor<T>) -> Tensor<T> {
     let r = t.rank();
     let mut p: Vec<usize> = (0..r).collect();
@@ -467,51 +495,12 @@ fn scatter_slice<T: Float>(
 }
 
 fn pad_vjp<T: Float>(shape: &[usize], pads: &[i64], mode: PadMode, g: &Tensor<T>) -> Tensor<T> {
-    let r = shape.len();
-    let mut st = vec![1usize; r];
-    for i in (0..r.saturating_sub(1)).rev() {
-        st[i] = st[i + 1] * shape[i + 1];
-    }
-    let out = g.shape().to_vec();
     let mut dx = vec![T::zero(); shape.iter().product()];
-    let mut idx = vec![0usize; r];
-    for &v in g.data() {
-        let mut pos = 0usize;
-        let mut inside = true;
-        for d in 0..r {
-            let len = shape[d] as i64;
-            let mut i = idx[d] as i64 - pads[d];
-            if i < 0 || i >= len {
-                match mode {
-                    PadMode::Constant => {
-                        inside = false;
-                        break;
-                    }
-                    PadMode::Edge => i = i.clamp(0, len - 1),
-                    PadMode::Reflect => {
-                        if len == 1 {
-                            i = 0;
-                        } else {
-                            let period = 2 * (len - 1);
-                            i = i.rem_euclid(period);
-                            if i >= len {
-                                i = period - i;
-                            }
-                        }
-                    }
-                }
+    if let Some((_, sources)) = movement::pad_sources(shape, pads, mode) {
+        for (src, &v) in sources.iter().zip(g.data()) {
+            if let Some(i) = src {
+                dx[*i] += v;
             }
-            pos += i as usize * st[d];
-        }
-        if inside {
-            dx[pos] += v;
-        }
-        for d in (0..r).rev() {
-            idx[d] += 1;
-            if idx[d] < out[d] {
-                break;
-            }
-            idx[d] = 0;
         }
     }
     Tensor::new(shape.to_vec(), dx).unwrap_or_else(|_| Tensor::zeros(shape))

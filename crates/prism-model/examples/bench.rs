@@ -87,6 +87,47 @@ fn main() {
                 }
             }
         }
+        Some("pointwise") => {
+            // ResNet50's 1×1 convolutions (bottleneck in/out), batch 8
+            for (ci, co, h) in [
+                (256usize, 64usize, 56usize),
+                (64, 256, 56),
+                (512, 128, 28),
+                (1024, 256, 14),
+                (2048, 512, 7),
+            ] {
+                let g = ConvGeom {
+                    batch: 8,
+                    c_in: ci,
+                    h,
+                    w: h,
+                    c_out: co,
+                    kh: 1,
+                    kw: 1,
+                    sh: 1,
+                    sw: 1,
+                    dh: 1,
+                    dw: 1,
+                    pt: 0,
+                    pl: 0,
+                    ho: h,
+                    wo: h,
+                    group: 1,
+                };
+                let x = random(8 * ci * h * h, 1);
+                let w = random(co * ci, 2);
+                let gy = random(8 * co * h * h, 3);
+                let (f, _) = time(|| {
+                    std::hint::black_box(conv2d(&x, &w, None, &g));
+                });
+                let (b, _) = time(|| {
+                    std::hint::black_box(conv2d_input_grad(&gy, &w, &g));
+                });
+                println!(
+                    r#"{{"kind":"pointwise","ci":{ci},"co":{co},"h":{h},"fwd_ms":{f:.2},"grad_ms":{b:.2}}}"#
+                );
+            }
+        }
         Some("model") if args.len() >= 3 => {
             let path = std::path::Path::new(&args[1]);
             let batch: usize = args[2].parse().unwrap_or(1);

@@ -3,13 +3,12 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 use prism_attribution::{
     Attributor, AttributorParams, Bound, Composite, CompositeParams, Explainer, SeedMode, Target,
 };
 use prism_model::{npy, Float, Model, Tensor};
 
-use super::predict::{chunks, DTypeArg};
+use super::predict::{chunks, sample_progress, DTypeArg};
 
 /// Explain a model's decisions: relevance (or gradient) of each input for a target class.
 ///
@@ -230,16 +229,7 @@ fn run_typed<T: Float + npyz::AutoSerialize>(args: &ExplainArgs) -> anyhow::Resu
             println!("{node:<50} {op:<20} {rule}");
         }
     }
-    let bar = if parts.len() > 1 {
-        let b = ProgressBar::new(n as u64);
-        b.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} samples  {per_sec}  eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = sample_progress(n, parts.len());
     let mut relevance: Vec<T> = Vec::with_capacity(x.len());
     let mut offset = 0;
     for part in parts {

@@ -51,6 +51,19 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     }
 }
 
+/// A progress bar over `n` samples, shown only when there is more than one chunk.
+pub(crate) fn sample_progress(n: usize, chunks: usize) -> ProgressBar {
+    if chunks <= 1 {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(n as u64);
+    b.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} samples  {per_sec}  eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b
+}
+
 /// Splits `x` along the first axis into chunks of at most `size` samples.
 pub(crate) fn chunks<T: Float>(x: &Tensor<T>, size: usize) -> Vec<Tensor<T>> {
     let n = x.shape()[0];
@@ -88,16 +101,7 @@ fn run_typed<T: Float + npyz::AutoSerialize>(args: &PredictArgs) -> anyhow::Resu
     }
     let n = x.shape()[0];
     let parts = chunks(&x, args.batch_size);
-    let bar = if parts.len() > 1 {
-        let b = ProgressBar::new(n as u64);
-        b.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} samples  {per_sec}  eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = sample_progress(n, parts.len());
     let mut logits: Vec<T> = Vec::new();
     let mut out_shape: Vec<usize> = Vec::new();
     for part in parts {

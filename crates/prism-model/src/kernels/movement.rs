@@ -154,58 +154,69 @@ pub fn gather<T: Copy>(x: &Tensor<T>, indices: &Tensor<i64>, axis: usize) -> Opt
     Some(Tensor::from_parts(shape, data))
 }
 
-/// Pads with `pads` = [begin_0, …, begin_r, end_0, …, end_r] (negative values crop).
-pub fn pad<T: Copy>(x: &Tensor<T>, pads: &[i64], mode: PadMode, value: T) -> Option<Tensor<T>> {
-    let s = x.shape();
-    let r = s.len();
-    let shape: Vec<usize> = (0..r)
-        .map(|i| usize::try_from(s[i] as i64 + pads[i] + pads[i + r]).ok())
+/// For a padding of a tensor of shape `shape` with `pads` = [begin_0, …, begin_r, end_0, …,
+/// end_r] (negative values crop): the output shape and, per output element, the input element
+/// it copies (`None` for constant padding). Shared by [`pad`] and its gradient.
+pub fn pad_sources(
+    shape: &[usize],
+    pads: &[i64],
+    mode: PadMode,
+) -> Option<(Vec<usize>, Vec<Option<usize>>)> {
+    let r = shape.len();
+    let out: Vec<usize> = (0..r)
+        .map(|i| usize::try_from(shape[i] as i64 + pads[i] + pads[i + r]).ok())
         .collect::<Option<_>>()?;
-    if mode != PadMode::Constant && s.contains(&0) {
+    if mode != PadMode::Constant && shape.contains(&0) {
         return None;
     }
-    let st = strides(s);
-    let n: usize = shape.iter().product();
-    let mut out = Vec::with_capacity(n);
+    let st = strides(shape);
+    let n: usize = out.iter().product();
+    let mut sources = Vec::with_capacity(n);
     let mut idx = vec![0usize; r];
     for _ in 0..n {
-        let mut pos = 0usize;
-        let mut inside = true;
+        let mut pos = Some(0usize);
         for d in 0..r {
+            let len = shape[d] as i64;
             let mut i = idx[d] as i64 - pads[d];
-            let len = s[d] as i64;
             if i < 0 || i >= len {
                 match mode {
                     PadMode::Constant => {
-                        inside = false;
+                        pos = None;
                         break;
                     }
                     PadMode::Edge => i = i.clamp(0, len - 1),
+                    PadMode::Reflect if len == 1 => i = 0,
                     PadMode::Reflect => {
-                        if len == 1 {
-                            i = 0;
-                        } else {
-                            let period = 2 * (len - 1);
-                            i = i.rem_euclid(period);
-                            if i >= len {
-                                i = period - i;
-                            }
+                        let period = 2 * (len - 1);
+                        i = i.rem_euclid(period);
+                        if i >= len {
+                            i = period - i;
                         }
                     }
                 }
             }
-            pos += i as usize * st[d];
+            pos = pos.map(|p| p + i as usize * st[d]);
         }
-        out.push(if inside { x.data()[pos] } else { value });
+        sources.push(pos);
         for d in (0..r).rev() {
             idx[d] += 1;
-            if idx[d] < shape[d] {
+            if idx[d] < out[d] {
                 break;
             }
             idx[d] = 0;
         }
     }
-    Some(Tensor::from_parts(shape, out))
+    Some((out, sources))
+}
+
+/// Pads with `pads` = [begin_0, …, begin_r, end_0, …, end_r] (negative values crop).
+pub fn pad<T: Copy>(x: &Tensor<T>, pads: &[i64], mode: PadMode, value: T) -> Option<Tensor<T>> {
+    let (shape, sources) = pad_sources(x.shape(), pads, mode)?;
+    let data = sources
+        .iter()
+        .map(|s| s.map_or(value, |i| x.data()[i]))
+        .collect();
+    Some(Tensor::from_parts(shape, data))
 }
 
 /// Broadcasts `x` to `shape` (which must be a valid broadcast target).
