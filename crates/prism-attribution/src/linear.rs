@@ -372,6 +372,9 @@ fn apply_nonnegative<T: Float>(
             let g = T::of(*gamma);
             let wp = pos(w);
             let u = lin.forward(x.data(), wp.data(), None);
+            if let Some(out) = gamma_fused(lin, x, y, r, &u, w, &wp, g, stabilizer, *zero_bias) {
+                return Ok(Some(out));
+            }
             let lw = match lin.bias.as_deref() {
                 Some(b) => sub_bias(lin, y, b),
                 None => y.clone(),
@@ -410,6 +413,91 @@ fn apply_nonnegative<T: Float>(
         }
         _ => return Ok(None),
     }))
+}
+
+/// Gamma after a ReLU in two passes over the activations instead of a dozen: the routed,
+/// stabilised ratios for both input-gradients in one pass, then `x ⊙ (v₁ + v₂)` in another.
+/// `None` when the bias is not one value per output channel (conv) or column (dense), or the
+/// stabiliser is norm-scaled; the caller then takes the general path.
+#[allow(clippy::too_many_arguments)]
+fn gamma_fused<T: Float>(
+    lin: &Linear<'_, T>,
+    x: &Tensor<T>,
+    y: &Tensor<T>,
+    r: &Tensor<T>,
+    u: &Tensor<T>,
+    w: &Tensor<T>,
+    wp: &Tensor<T>,
+    g: T,
+    stab: &Stabilizer,
+    zero_bias: bool,
+) -> Option<Tensor<T>> {
+    if stab.norm_scale {
+        return None;
+    }
+    // Per-element channel index of the bias.
+    let (channels, plane) = match lin.kind {
+        Kind::Conv(_) | Kind::ConvTranspose(_) => {
+            let c = y.shape().get(1).copied().unwrap_or(1).max(1);
+            (c, y.len() / (y.shape()[0].max(1) * c).max(1))
+        }
+        Kind::Dense { n, .. } => (n, 1),
+    };
+    let zero = vec![T::zero(); channels];
+    let b: Vec<T> = match lin.bias.as_deref() {
+        Some(b) if b.len() == channels => b.data().to_vec(),
+        Some(_) => return None,
+        None => zero.clone(),
+    };
+    let (ba, bb): (Vec<T>, Vec<T>) = if zero_bias {
+        (zero.clone(), zero)
+    } else {
+        b.iter()
+            .map(|&v| (v + g * v.max(T::zero()), v + g * v.min(T::zero())))
+            .unzip()
+    };
+    let (eps, clip) = (T::of(stab.epsilon), stab.clip);
+    let st = move |z: T| {
+        let sign = if z < T::zero() { -T::one() } else { T::one() };
+        if clip {
+            sign * z.abs().max(eps)
+        } else {
+            z + sign * eps
+        }
+    };
+    let one_g = T::one() + g;
+    let n = y.len();
+    let mut s_w = vec![T::zero(); n];
+    let mut s_wp = vec![T::zero(); n];
+    let (yd, ud, rd) = (y.data(), u.data(), r.data());
+    s_w.par_iter_mut()
+        .zip(s_wp.par_iter_mut())
+        .enumerate()
+        .with_min_len(4096)
+        .for_each(|(i, (sw, swp))| {
+            let c = (i / plane) % channels;
+            let yv = yd[i];
+            let lw = yv - b[c];
+            let (sp, sn) = if yv > T::zero() {
+                (rd[i] / st(lw + g * ud[i] + ba[c]), T::zero())
+            } else if yv < T::zero() {
+                (T::zero(), rd[i] / st(one_g * lw - g * ud[i] + bb[c]))
+            } else {
+                (T::zero(), T::zero())
+            };
+            *sw = sp + one_g * sn;
+            *swp = g * (sp - sn);
+        });
+    let mut v1 = lin.vjp(&s_w, w.data());
+    drop(s_w);
+    let v2 = lin.vjp(&s_wp, wp.data());
+    v1.data_mut()
+        .par_iter_mut()
+        .with_min_len(4096)
+        .zip(v2.data().par_iter())
+        .zip(x.data().par_iter())
+        .for_each(|((a, &b2), &xv)| *a = xv * (*a + b2));
+    Some(v1)
 }
 
 /// Adds a bias the way the node's forward does (per output channel for convolutions,

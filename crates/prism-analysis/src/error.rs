@@ -1,0 +1,34 @@
+//! Typed errors of the analysis: what failed, for which category and stage, and what to do.
+
+use std::path::PathBuf;
+
+/// Errors of the SpRAy pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    /// Reading the attribution file or writing the analysis file failed.
+    #[error(transparent)]
+    Store(#[from] prism_store::StoreError),
+    /// A parameter is out of range or the configuration file is invalid.
+    #[error("{message}")]
+    Config { message: String },
+    /// A numerical stage failed (e.g. the eigensolver did not converge).
+    #[error("category `{category}`, stage `{stage}`: {message}")]
+    Numerical {
+        category: String,
+        stage: &'static str,
+        message: String,
+    },
+    /// The output exists and overwriting was not asked for.
+    #[error("`{path}` already exists; pass --force to overwrite it")]
+    OutputExists { path: PathBuf },
+    /// The cache directory could not be used.
+    #[error("cache `{path}`: {source}; pass a writable --cache-dir or --no-cache")]
+    Cache {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Short alias used throughout the crate.
+pub type Result<T, E = AnalysisError> = std::result::Result<T, E>;

@@ -1,0 +1,32 @@
+//! Prism's file formats: the HDF5 attribution and analysis files that ViRelAy reads and writes.
+//!
+//! This crate knows layouts, not algorithms. It reads ViRelAy attribution files
+//! (`attribution`, `prediction`, `label`, optional `index`) row block by row block, so a
+//! dataset never has to fit in memory; it writes attribution files (for `prism attribute`) and
+//! analysis files (one group per category with `index`, `embedding/<name>`, `cluster/<name>`),
+//! each under a temporary name that is renamed into place only when complete. Prism's own
+//! metadata (parameters, versions, eigengap) goes into HDF5 attributes, which ViRelAy ignores.
+//! It does not compute anything (see `prism-analysis`) nor serve files (see the viewer).
+//!
+//! Where ViRelAy's documentation and its code disagree, the code is the contract; see
+//! `docs/formats.md`. Errors name the file and dataset and say what to do.
+//!
+//! HDF5 is the bundled C library (hdf5-metno's `static` feature), so no system HDF5 is needed;
+//! building it needs CMake ≥ 3.26 (`pip install cmake`).
+
+pub mod analysis;
+pub mod attribution;
+pub mod error;
+mod h5util;
+pub mod label_map;
+
+pub use analysis::{AnalysisFile, AnalysisWriter, Category, Clustering, Embedding};
+pub use attribution::{
+    AttributionFile, AttributionLayout, AttributionWriter, BatchLabels, LabelLayout, Labels,
+};
+pub use error::{Result, StoreError};
+pub use h5util::{row_runs, AttrValue};
+pub use label_map::{read_label_map, LabelEntry};
+
+/// Version of the files Prism writes; stored as the root attribute `prism_format_version`.
+pub const FORMAT_VERSION: i64 = 1;
