@@ -8,7 +8,7 @@ use prism_attribution::{
 };
 use prism_model::{npy, Float, Model, Tensor};
 
-use super::predict::{chunks, sample_progress, DTypeArg};
+use super::predict::{chunks, read_batch, sample_progress, DTypeArg};
 
 /// Explain a model's decisions: relevance (or gradient) of each input for a target class.
 ///
@@ -179,15 +179,7 @@ fn run_typed<T: Float + npyz::AutoSerialize>(args: &ExplainArgs) -> anyhow::Resu
     )?;
     let model =
         Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
-    let x: Tensor<T> = npy::read_float(&args.input)
-        .with_context(|| format!("reading {}", args.input.display()))?;
-    if x.rank() == 0 || x.shape()[0] == 0 {
-        bail!(
-            "{}: expected a batch of samples (first axis = samples), got shape {:?}",
-            args.input.display(),
-            x.shape()
-        );
-    }
+    let x: Tensor<T> = read_batch(&args.input)?;
     let n = x.shape()[0];
     let target = match args.target.as_str() {
         "predicted" => Target::Predicted,

@@ -51,6 +51,20 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Reads a batch of samples (.npy, first axis = samples) as `T`.
+pub(crate) fn read_batch<T: Float>(path: &std::path::Path) -> anyhow::Result<Tensor<T>> {
+    let x: Tensor<T> =
+        npy::read_float(path).with_context(|| format!("reading {}", path.display()))?;
+    if x.rank() == 0 || x.shape()[0] == 0 {
+        bail!(
+            "{}: expected a batch of samples (first axis = samples), got shape {:?}",
+            path.display(),
+            x.shape()
+        );
+    }
+    Ok(x)
+}
+
 /// A progress bar over `n` samples, shown only when there is more than one chunk.
 pub(crate) fn sample_progress(n: usize, chunks: usize) -> ProgressBar {
     if chunks <= 1 {
@@ -90,15 +104,7 @@ fn run_typed<T: Float + npyz::AutoSerialize>(args: &PredictArgs) -> anyhow::Resu
             model.graph().inputs.len()
         );
     }
-    let x: Tensor<T> = npy::read_float(&args.input)
-        .with_context(|| format!("reading {}", args.input.display()))?;
-    if x.rank() == 0 || x.shape()[0] == 0 {
-        bail!(
-            "{}: expected a batch of samples (first axis = samples), got shape {:?}",
-            args.input.display(),
-            x.shape()
-        );
-    }
+    let x: Tensor<T> = read_batch(&args.input)?;
     let n = x.shape()[0];
     let parts = chunks(&x, args.batch_size);
     let bar = sample_progress(n, parts.len());
