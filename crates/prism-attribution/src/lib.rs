@@ -294,13 +294,13 @@ impl<'m> Explainer<'m> {
         targets: &[usize],
         seed: SeedMode,
     ) -> Result<Tensor<T>> {
-        let trace = p.exec.run(vec![x], &Keep::NodeInputs)?;
+        let mut trace = p.exec.run(vec![x], &Keep::NodeInputs)?;
         let out = &trace.outputs[0];
         let seed_t = seed_tensor(out, targets, seed);
         let mut r = propagate::propagate(
             &p.graph,
             &p.exec,
-            &trace,
+            &mut trace,
             &p.rules,
             vec![(p.graph.outputs[0], seed_t)],
         )?;

@@ -26,7 +26,7 @@ fn add_into<T: Float>(slot: &mut Option<Tensor<T>>, t: Tensor<T>) {
 pub fn propagate<T: Float>(
     graph: &Graph,
     exec: &Executor<T>,
-    trace: &Trace<T>,
+    trace: &mut Trace<T>,
     rules: &[Option<Rule>],
     seeds: Vec<(ValueId, Tensor<T>)>,
 ) -> Result<Vec<Tensor<T>>> {
@@ -35,7 +35,12 @@ pub fn propagate<T: Float>(
         add_into(&mut rel[v.0], t);
     }
     for (ni, node) in graph.nodes.iter().enumerate().rev() {
+        // A node's output is read by its consumers, all processed before it: once the node is
+        // done, its forward value is no longer needed and goes (peak memory falls as we go).
         let Some(r) = rel[node.outputs[0].0].take() else {
+            for o in &node.outputs {
+                trace.values[o.0] = None;
+            }
             continue;
         };
         let fetch = |v: ValueId| {
@@ -71,6 +76,9 @@ pub fn propagate<T: Float>(
                     add_into(&mut rel[v.0], g);
                 }
             }
+        }
+        for o in &node.outputs {
+            trace.values[o.0] = None;
         }
     }
     Ok(graph

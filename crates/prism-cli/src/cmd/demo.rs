@@ -12,7 +12,7 @@ pub struct DemoArgs {}
 pub fn run(_args: &DemoArgs) -> anyhow::Result<()> {
     println!(
         "prism demo is coming: it will attribute a bundled MNIST model with a planted shortcut, \
-         run SpRAy and write a ViRelAy project. Today Prism can already `inspect` and `predict` \
+         run SpRAy and write a ViRelAy project. Today Prism can already `inspect`, `predict` and `explain` \
          ONNX models and render `heatmap`s; see `prism --help`."
     );
     Ok(())
