@@ -43,6 +43,18 @@ pub fn propagate<T: Float>(
             }
             continue;
         };
+        // Pass hands the relevance on unchanged: move it instead of copying.
+        if rules[ni] == Some(Rule::Pass) {
+            if let Some(x) = node.input(0) {
+                if graph.shape(x) == Some(r.shape()) && exec.constant(x).is_none() {
+                    add_into(&mut rel[x.0], r);
+                    for o in &node.outputs {
+                        trace.values[o.0] = None;
+                    }
+                    continue;
+                }
+            }
+        }
         let fetch = |v: ValueId| {
             exec.constant(v)
                 .or_else(|| trace.get(v))
