@@ -147,26 +147,16 @@ impl<'a, T: Float> Linear<'a, T> {
             )
             .unwrap_or_else(|_| Tensor::zeros(&self.y_shape)),
             Kind::Dense { rows, k, n, trans } => {
-                let mut y = vec![T::zero(); rows * n];
-                let rhs = if *trans {
-                    linalg::Mat::rows_t(w, *k)
-                } else {
-                    linalg::Mat::rows(w, *n)
-                };
-                // SAFETY: x is rows×k, the weight view k×n, y a fresh rows×n buffer.
-                unsafe {
-                    linalg::gemm_raw(
-                        *rows,
-                        *n,
-                        *k,
-                        y.as_mut_ptr(),
-                        *n,
-                        linalg::Mat::rows(x, *k),
-                        rhs,
-                        false,
-                        prism_model::kernels::threads(),
-                    );
-                }
+                let y = linalg::matmul_t(
+                    *rows,
+                    *n,
+                    *k,
+                    x,
+                    false,
+                    w,
+                    *trans,
+                    prism_model::kernels::threads(),
+                );
                 let y = Tensor::new(self.y_shape.clone(), y)
                     .unwrap_or_else(|_| Tensor::zeros(&self.y_shape));
                 match b {
@@ -183,28 +173,17 @@ impl<'a, T: Float> Linear<'a, T> {
             Kind::Conv(geom) => conv::conv2d_input_grad(g, w, geom).into_data(),
             Kind::ConvTranspose(geom) => conv::conv2d(g, w, None, geom).into_data(),
             Kind::Dense { rows, k, n, trans } => {
-                let mut dx = vec![T::zero(); rows * k];
-                // dx = g · Wᵀ, with Wᵀ a strided view of the stored weight
-                let wt = if *trans {
-                    linalg::Mat::rows(w, *k)
-                } else {
-                    linalg::Mat::rows_t(w, *n)
-                };
-                // SAFETY: g is rows×n, the view n×k, dx a fresh rows×k buffer.
-                unsafe {
-                    linalg::gemm_raw(
-                        *rows,
-                        *k,
-                        *n,
-                        dx.as_mut_ptr(),
-                        *k,
-                        linalg::Mat::rows(g, *n),
-                        wt,
-                        false,
-                        prism_model::kernels::threads(),
-                    );
-                }
-                dx
+                // dx = g · Wᵀ: the stored weight read transposed
+                linalg::matmul_t(
+                    *rows,
+                    *k,
+                    *n,
+                    g,
+                    false,
+                    w,
+                    !*trans,
+                    prism_model::kernels::threads(),
+                )
             }
         };
         Tensor::new(self.x_shape.clone(), data).unwrap_or_else(|_| Tensor::zeros(&self.x_shape))

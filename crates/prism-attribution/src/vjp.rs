@@ -92,28 +92,9 @@ pub fn vjp<T: Float>(
             // dA' = alpha · g · B'ᵀ ; dB' = alpha · A'ᵀ · g, with transposes as strided views
             // (weights of dense layers can be hundreds of MB: never copy them).
             let threads = prism_model::kernels::threads();
-            let b = ins[1].data();
-            // B'ᵀ (n×k): B' is B (k×n) or Bᵀ (B stored n×k)
-            let bt = if *trans_b {
-                linalg::Mat::rows(b, k)
-            } else {
-                linalg::Mat::rows_t(b, n)
-            };
-            let mut da = vec![T::zero(); m * k];
-            // SAFETY: g is m×n, the view n×k, da a fresh m×k buffer.
-            unsafe {
-                linalg::gemm_raw(
-                    m,
-                    k,
-                    n,
-                    da.as_mut_ptr(),
-                    k,
-                    linalg::Mat::rows(g.data(), n),
-                    bt,
-                    false,
-                    threads,
-                )
-            };
+            // B'ᵀ (n×k): B' is B (stored k×n, read transposed) or Bᵀ (B stored n×k, read as is)
+            let mut da =
+                linalg::matmul_t(m, k, n, g.data(), false, ins[1].data(), !*trans_b, threads);
             scale(&mut da, *alpha);
             let da = Tensor::new(vec![m, k], da)?;
             let da = if *trans_a {
@@ -124,28 +105,17 @@ pub fn vjp<T: Float>(
             let mut out = vec![Some(da)];
             if ins.len() > 1 {
                 out.push(if wanted.get(1).copied().unwrap_or(false) {
-                    let a = ins[0].data();
-                    // A'ᵀ (k×m): A' is A (m×k) or Aᵀ (A stored k×m)
-                    let at = if *trans_a {
-                        linalg::Mat::rows(a, m)
-                    } else {
-                        linalg::Mat::rows_t(a, k)
-                    };
-                    let mut db = vec![T::zero(); k * n];
-                    // SAFETY: the view is k×m, g m×n, db a fresh k×n buffer.
-                    unsafe {
-                        linalg::gemm_raw(
-                            k,
-                            n,
-                            m,
-                            db.as_mut_ptr(),
-                            n,
-                            at,
-                            linalg::Mat::rows(g.data(), n),
-                            false,
-                            threads,
-                        )
-                    };
+                    // A'ᵀ (k×m): A' is A (stored m×k, read transposed) or Aᵀ (A stored k×m)
+                    let mut db = linalg::matmul_t(
+                        k,
+                        n,
+                        m,
+                        ins[0].data(),
+                        !*trans_a,
+                        g.data(),
+                        false,
+                        threads,
+                    );
                     scale(&mut db, *alpha);
                     let db = Tensor::new(vec![k, n], db)?;
                     Some(if *trans_b {

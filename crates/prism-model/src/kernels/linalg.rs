@@ -115,3 +115,37 @@ pub fn matmul<T: Float>(
         )
     }
 }
+
+/// `op(a) · op(b)` as a fresh m×n row-major buffer, where `op(a)` is m×k — `a` stored row-major
+/// as m×k, or as k×m when `a_t` — and `op(b)` is k×n — `b` stored k×n, or n×k when `b_t`.
+/// Transposes are strided views: nothing is copied (dense weights can be hundreds of MB).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_t<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    a_t: bool,
+    b: &[T],
+    b_t: bool,
+    threads: usize,
+) -> Vec<T> {
+    assert!(
+        a.len() >= m * k && b.len() >= k * n,
+        "matmul_t: operand sizes"
+    );
+    let lhs = if a_t {
+        Mat::rows_t(a, m)
+    } else {
+        Mat::rows(a, k)
+    };
+    let rhs = if b_t {
+        Mat::rows_t(b, k)
+    } else {
+        Mat::rows(b, n)
+    };
+    let mut c = vec![T::zero(); m * n];
+    // SAFETY: sizes checked above; c is a fresh buffer of m×n.
+    unsafe { gemm_raw(m, n, k, c.as_mut_ptr(), n, lhs, rhs, false, threads) };
+    c
+}
