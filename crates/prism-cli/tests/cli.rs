@@ -212,47 +212,20 @@ fn explain_matches_the_zennit_reference_in_f64() {
 fn explain_rejects_bad_configuration_with_one_line_errors() {
     let m = path("tiny_resnet.onnx");
     let x = path("tiny_resnet.input.npy");
-    let e = fails(&[
-        "explain",
-        &m,
-        &x,
-        "-o",
-        "/tmp/never.npy",
-        "--composite",
-        "epsilon-magic",
-    ]);
+    let explain = |input: &str, extra: &[&str]| {
+        let mut args = vec!["explain", m.as_str(), input, "-o", "/tmp/never.npy"];
+        args.extend_from_slice(extra);
+        fails(&args)
+    };
+    let e = explain(&x, &["--composite", "epsilon-magic"]);
     assert!(e.contains("unknown composite"), "{e}");
-    let e = fails(&[
-        "explain",
-        &m,
-        &x,
-        "-o",
-        "/tmp/never.npy",
-        "--composite",
-        "epsilon-alpha2-beta1",
-        "--alpha",
-        "3",
-    ]);
+    let e = explain(&x, &["--composite", "epsilon-alpha2-beta1", "--alpha", "3"]);
     assert!(e.contains("alpha − beta must be 1"), "{e}");
-    let e = fails(&["explain", &m, &x, "-o", "/tmp/never.npy", "--target", "10"]);
+    let e = explain(&x, &["--target", "10"]);
     assert!(e.contains("out of range"), "{e}");
-    let e = fails(&[
-        "explain",
-        &m,
-        &path("errors/wrong_shape.input.npy"),
-        "-o",
-        "/tmp/never.npy",
-    ]);
+    let e = explain(&path("errors/wrong_shape.input.npy"), &[]);
     assert!(e.contains("expects shape"), "{e}");
-    let e = fails(&[
-        "explain",
-        &m,
-        &x,
-        "-o",
-        "/tmp/never.npy",
-        "--attributor",
-        "lime",
-    ]);
+    let e = explain(&x, &["--attributor", "lime"]);
     assert!(e.contains("unknown attributor"), "{e}");
     assert!(!Path::new("/tmp/never.npy").exists());
 }
