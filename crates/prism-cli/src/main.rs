@@ -45,6 +45,7 @@ enum Command {
     Predict(cmd::predict::PredictArgs),
     Explain(cmd::explain::ExplainArgs),
     Heatmap(cmd::heatmap::HeatmapArgs),
+    Analyze(cmd::analyze::AnalyzeArgs),
     Demo(cmd::demo::DemoArgs),
 }
 
@@ -82,6 +83,7 @@ fn main() -> ExitCode {
         Command::Predict(a) => cmd::predict::run(a),
         Command::Explain(a) => cmd::explain::run(a),
         Command::Heatmap(a) => cmd::heatmap::run(a),
+        Command::Analyze(a) => cmd::analyze::run(a),
         Command::Demo(a) => cmd::demo::run(a),
     };
     match result {
