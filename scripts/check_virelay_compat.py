@@ -8,6 +8,10 @@ embedding x clustering pair, and every member's attribution. Exit status 0 = all
     /root/anchors-analysis/bin/python scripts/check_virelay_compat.py \
         ATTRIBUTION.h5 ANALYSIS.h5 [--workdir DIR]
 
+or, for a whole project Prism wrote (`prism project`, `prism demo`), opened as it is:
+
+    /root/anchors-analysis/bin/python scripts/check_virelay_compat.py --project prism-demo/project.yaml
+
 Not run by CI (needs the Python package `virelay`, AGPL, kept outside the Rust build).
 """
 import argparse
@@ -24,13 +28,23 @@ import numpy as np
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("attribution")
-    ap.add_argument("analysis")
+    ap.add_argument("attribution", nargs="?")
+    ap.add_argument("analysis", nargs="?")
+    ap.add_argument("--project", help="open this project file as it is (written by Prism)")
     ap.add_argument("--workdir", help="where to build the project (default: a temporary directory)")
     args = ap.parse_args()
+    if args.project is None and (args.attribution is None or args.analysis is None):
+        ap.error("give ATTRIBUTION and ANALYSIS, or --project")
 
     from virelay.model import Workspace  # imported late: a clear error if virelay is missing
     from virelay.server import Server
+
+    if args.project is not None:
+        import yaml
+        name = yaml.safe_load(pathlib.Path(args.project).read_text())["project"]["name"]
+        workspace = Workspace()
+        workspace.add_project(str(args.project))
+        return check(workspace, workspace.get_project(name), Server)
 
     work = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="prism-virelay-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -84,7 +98,11 @@ def main() -> int:
 
     workspace = Workspace()
     workspace.add_project(str(work / "project.yaml"))
-    project = workspace.get_project("Prism compatibility check")
+    return check(workspace, workspace.get_project("Prism compatibility check"), Server)
+
+
+def check(workspace, project, Server) -> int:
+    """Reads every category, embedding x clustering pair and member through ViRelAy."""
     failures = 0
     n_analyses = n_attr = 0
     for method in project.get_analysis_methods():

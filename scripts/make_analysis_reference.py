@@ -16,6 +16,9 @@ Files:
   cluster_kmeans_k5.npy        sklearn KMeans(5, n_init=10, random_state=0) labels
   cluster_ward_k{2..8}.npy     sklearn AgglomerativeClustering(k, linkage='ward') labels
   cluster_dbscan_eps{E}.npy    sklearn DBSCAN(eps=E, min_samples=5) labels
+  hdbscan_points.npy           (N, D) float32: blobs of different density, a sub-blob, noise
+  hdbscan_labels_m{M}.npy      hdbscan.HDBSCAN(min_cluster_size=M, approx_min_span_tree=False)
+                               labels (CoRelAy's HDBSCAN; needs `pip install hdbscan`)
 """
 import pathlib
 
@@ -64,4 +67,27 @@ for kk in range(2, 9):
 for eps in (0.8, 1.5, 3.0):
     lab = DBSCAN(eps=eps, min_samples=5).fit_predict(pts)
     np.save(OUT / f"cluster_dbscan_eps{eps}.npy", lab.astype(np.int64))
+# --- HDBSCAN (the `hdbscan` package CoRelAy uses), exact MST ------------------------------------
+try:
+    import hdbscan
+except ImportError:
+    hdbscan = None
+if hdbscan is not None:
+    hr = np.random.default_rng(5)
+    parts = [
+        hr.normal([0, 0, 0, 0], 0.3, size=(150, 4)),
+        hr.normal([4, 0, 0, 0], 0.8, size=(150, 4)),
+        hr.normal([0, 5, 0, 0], 0.15, size=(60, 4)),
+        hr.normal([0, 5.6, 0, 0], 0.15, size=(60, 4)),
+        hr.uniform(-3, 8, size=(80, 4)),
+    ]
+    hp = np.concatenate(parts).astype(np.float32)
+    hp = hp[hr.permutation(len(hp))]
+    np.save(OUT / "hdbscan_points.npy", hp)
+    for mcs in (5, 15):
+        lab = hdbscan.HDBSCAN(min_cluster_size=mcs, approx_min_span_tree=False).fit_predict(
+            hp.astype(np.float64))
+        np.save(OUT / f"hdbscan_labels_m{mcs}.npy", lab.astype(np.int64))
+        print("hdbscan m", mcs, "clusters", lab.max() + 1, "noise", (lab < 0).sum())
+
 print("wrote", sorted(p.name for p in OUT.glob("*.npy")))

@@ -9,6 +9,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use crate::config::KnnConfig;
+
 /// Renumbers labels by first appearance, keeping −1 (noise).
 pub fn canonical_labels(labels: &[i32]) -> Vec<i32> {
     let mut map = std::collections::HashMap::new();
@@ -332,34 +334,24 @@ pub fn dbscan(x: &[f32], n: usize, d: usize, eps: f64, min_samples: usize) -> Ve
         .unwrap_or_default()
 }
 
-/// HDBSCAN (the `hdbscan` crate; `min_samples` = `min_cluster_size`, as in the Python
-/// package's default). Too few samples give all noise.
-pub fn hdbscan(x: &[f32], n: usize, d: usize, min_cluster_size: usize) -> Vec<i32> {
-    if n <= min_cluster_size {
+/// HDBSCAN with Python `hdbscan`'s defaults (`min_samples` = `min_cluster_size`, excess of
+/// mass); see [`crate::hdbscan`]. The kNN lists (16 neighbours, or `min_cluster_size` if
+/// more) come from [`crate::knn::knn`] under `knn_cfg`: exact, or approximate for large N. Too
+/// few samples, or non-finite values, give all noise.
+pub fn hdbscan(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    min_cluster_size: usize,
+    knn_cfg: &KnnConfig,
+    seed: u64,
+) -> Vec<i32> {
+    if n <= min_cluster_size || min_cluster_size < 2 {
         return vec![-1; n];
     }
-    let data: Vec<Vec<f64>> = (0..n)
-        .map(|i| x[i * d..(i + 1) * d].iter().map(|&v| v as f64).collect())
-        .collect();
-    let hp = hdbscan::HdbscanHyperParams::builder()
-        .min_cluster_size(min_cluster_size)
-        .min_samples(min_cluster_size)
-        .build();
-    let clusterer = hdbscan::Hdbscan::new(&data, hp);
-    // Its parallel path (rayon; ties resolved to the first index, so deterministic) pays off
-    // from a few thousand points. The crate may panic on degenerate input (e.g. NaN); treat
-    // that as noise.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        if n >= 2000 {
-            clusterer.cluster_par()
-        } else {
-            clusterer.cluster()
-        }
-    }));
-    match result {
-        Ok(Ok(labels)) => canonical_labels(&labels),
-        _ => vec![-1; n],
-    }
+    let k = min_cluster_size.max(16).min(n - 1);
+    let g = crate::knn::knn(x, n, d, k, knn_cfg, seed);
+    crate::hdbscan::hdbscan_with_knn(x, n, d, &g, min_cluster_size)
 }
 
 /// Number of clusters (noise excluded).
@@ -425,8 +417,13 @@ mod tests {
                 x.push(centre + rng.random::<f32>() * 0.5);
             }
         }
-        let a = hdbscan(&x, n, d, 5);
-        let b = hdbscan(&x, n, d, 5);
+        let cfg = KnnConfig::default();
+        let a = hdbscan(&x, n, d, 5, &cfg, 0);
+        let b = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap()
+            .install(|| hdbscan(&x, n, d, 5, &cfg, 0));
         assert_eq!(a, b);
         assert_eq!(n_clusters(&a), 3);
     }

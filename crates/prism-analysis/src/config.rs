@@ -50,6 +50,9 @@ impl AnalysisConfig {
         if self.knn.k == 0 {
             return bad("knn.k must be ≥ 1".into());
         }
+        if self.knn.nprobe == 0 {
+            return bad("knn.nprobe must be ≥ 1".into());
+        }
         if let AffinityKind::Rbf = self.affinity.kind {
             if self.affinity.sigma.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
                 return bad("affinity.sigma must be > 0".into());
@@ -156,16 +159,56 @@ impl Default for PreprocessConfig {
     }
 }
 
+/// How the kNN graphs (the affinity graph's, and those of t-SNE and UMAP) are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KnnMethod {
+    /// Exact up to `approximate_above` samples, approximate beyond.
+    Auto,
+    /// Exact (blocked GEMM over all pairs, O(N²·d)).
+    Exact,
+    /// Inverted-file index (seeded k-means cells, `nprobe` cells searched exactly per query).
+    Approximate,
+}
+
+impl std::str::FromStr for KnnMethod {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(KnnMethod::Auto),
+            "exact" => Ok(KnnMethod::Exact),
+            "approximate" => Ok(KnnMethod::Approximate),
+            _ => Err(format!(
+                "unknown kNN method `{s}` (auto, exact, approximate)"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KnnConfig {
     /// Neighbours per sample (CoRelAy's script: 32); capped at N−1.
     pub k: usize,
+    /// `auto`, `exact` or `approximate`.
+    pub method: KnnMethod,
+    /// Under `auto`, the largest N computed exactly.
+    pub approximate_above: usize,
+    /// Cells of the approximate index; 0 = round(√N).
+    pub lists: usize,
+    /// Cells searched per query by the approximate index (more: higher recall, slower).
+    pub nprobe: usize,
 }
 
 impl Default for KnnConfig {
     fn default() -> Self {
-        KnnConfig { k: 32 }
+        KnnConfig {
+            k: 32,
+            method: KnnMethod::Auto,
+            approximate_above: 20_000,
+            lists: 0,
+            nprobe: 16,
+        }
     }
 }
 

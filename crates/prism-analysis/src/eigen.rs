@@ -266,7 +266,7 @@ fn chebyshev_subspace(
     let mut y = vec![0f64; n * b];
     let mut tmp = vec![0f64; n * b];
     let mut worst = f64::INFINITY;
-    for _ in 0..cfg.max_iterations {
+    for iteration in 0..cfg.max_iterations {
         // Damp [lower, cut], amplify (cut, 1]: cut = smallest Ritz value of the block.
         let cut = theta[b - 1].max(lower + 1e-3).min(theta[d - 1] - 1e-9);
         let e = (cut - lower) / 2.0;
@@ -305,6 +305,13 @@ fn chebyshev_subspace(
             })
             .fold(0f64, f64::max);
         if worst <= cfg.tolerance {
+            tracing::debug!(
+                n,
+                block = b,
+                iterations = iteration + 1,
+                residual = worst,
+                "sparse eigensolver converged"
+            );
             // Ascending order of the kept d: reverse the descending Ritz block.
             let lambda: Vec<f64> = (0..d).rev().map(|j| theta[j]).collect();
             let mut v = vec![0f64; n * d];

@@ -7,11 +7,19 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::config::{TsneConfig, UmapConfig, UmapMetric};
-use crate::knn::exact_knn;
+use crate::config::{KnnConfig, TsneConfig, UmapConfig, UmapMetric};
+use crate::knn::knn;
 
 /// t-SNE to 2-D; row-major `n × 2`. Perplexity is capped at (N − 1)/3 for small N.
-pub fn tsne(x: &[f32], n: usize, d: usize, cfg: &TsneConfig, seed: u64) -> Vec<f32> {
+/// Its neighbour lists come from [`knn`] under `knn_cfg` (approximate for large N).
+pub fn tsne(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    cfg: &TsneConfig,
+    knn_cfg: &KnnConfig,
+    seed: u64,
+) -> Vec<f32> {
     if n < 5 {
         return trivial_2d(x, n, d);
     }
@@ -25,10 +33,10 @@ pub fn tsne(x: &[f32], n: usize, d: usize, cfg: &TsneConfig, seed: u64) -> Vec<f
             (1e-4 * z) as f32
         })
         .collect::<Vec<f32>>();
-    // Exact neighbours (3·perplexity, as bhtsne's own search) from Prism's deterministic kNN:
+    // Neighbours (3·perplexity, as bhtsne's own search) from Prism's deterministic kNN:
     // bhtsne's vantage-point tree picks vantage points from an unseeded RNG.
     let k = ((3.0 * perplexity) as usize).clamp(1, n - 1);
-    let g = exact_knn(x, n, d, k);
+    let g = knn(x, n, d, k, knn_cfg, seed);
     let neighbours: Vec<Vec<bhtsne::Neighbor<f32>>> = (0..n)
         .map(|i| {
             (0..g.k)
@@ -154,7 +162,16 @@ pub fn fit_ab(min_dist: f64, spread: f64) -> (f64, f64) {
 
 /// UMAP to 2-D; row-major `n × 2`. `init` (n × 2) seeds the layout (Prism passes the two
 /// leading non-trivial spectral coordinates, close to umap-learn's spectral initialisation).
-pub fn umap(x: &[f32], n: usize, d: usize, init: &[f32], cfg: &UmapConfig, seed: u64) -> Vec<f32> {
+/// Its neighbour lists come from [`knn`] under `knn_cfg` (approximate for large N).
+pub fn umap(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    init: &[f32],
+    cfg: &UmapConfig,
+    knn_cfg: &KnnConfig,
+    seed: u64,
+) -> Vec<f32> {
     if n < 4 {
         return trivial_2d(x, n, d);
     }
@@ -173,7 +190,7 @@ pub fn umap(x: &[f32], n: usize, d: usize, init: &[f32], cfg: &UmapConfig, seed:
             .collect(),
     };
     let k = (cfg.n_neighbors - 1).min(n - 1);
-    let g = exact_knn(&transformed, n, d, k);
+    let g = knn(&transformed, n, d, k, knn_cfg, seed);
     let dist = |e: f32| -> f64 {
         match cfg.metric {
             UmapMetric::Euclidean => e as f64,
@@ -281,7 +298,9 @@ pub fn umap(x: &[f32], n: usize, d: usize, init: &[f32], cfg: &UmapConfig, seed:
             let (dx, dy) = (y[i * 2] - y[j * 2], y[i * 2 + 1] - y[j * 2 + 1]);
             let d2 = dx * dx + dy * dy;
             if d2 > 0.0 {
-                let coef = -2.0 * a * b * d2.powf(b - 1.0) / (a * d2.powf(b) + 1.0);
+                // d2^(b−1) = d2^b / d2: one powf per update.
+                let pb = d2.powf(b);
+                let coef = -2.0 * a * b * (pb / d2) / (a * pb + 1.0);
                 let (gx, gy) = (clip(coef * dx) * alpha, clip(coef * dy) * alpha);
                 y[i * 2] += gx;
                 y[i * 2 + 1] += gy;

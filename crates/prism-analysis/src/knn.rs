@@ -5,10 +5,20 @@
 //! and their distances recomputed exactly in f64 before the final `k` are chosen. The f64
 //! re-ranking makes the neighbour lists independent of GEMM rounding, so results agree with a
 //! float64 reference (scipy/numpy) and are deterministic. Ties break by the smaller index.
+//!
+//! [`approximate_knn`] (an inverted-file index, IVF) serves large N: a seeded k-means coarse
+//! quantiser splits the rows into ~√N lists, and each query searches the `nprobe` lists whose
+//! centroids are nearest, exactly (blocked f32 GEMM per list, then the same f64 re-ranking).
+//! Every GEMM runs sequentially inside one task (tasks run in parallel, each writing its own
+//! slot), so the result does not depend on the number of threads.
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+
+use crate::config::{KnnConfig, KnnMethod};
 
 /// Neighbour lists: for each row, `k` neighbours (not itself) by ascending distance.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,13 +31,14 @@ pub struct KnnGraph {
     pub distances: Vec<f32>,
 }
 
-/// Rows per GEMM block: bounds the B×N temporary to about 64 MiB.
+/// Rows per GEMM block: bounds the B×N temporary to about 64 MiB, and keeps blocks small
+/// enough (N/8) that the symmetric scheme skips close to half of the products.
 fn block_rows(n: usize) -> usize {
-    ((16 << 20) / n.max(1)).clamp(16, 1024)
+    ((16 << 20) / n.max(1)).min(n / 8).clamp(16, 1024)
 }
 
 /// ‖a − b‖² in f64, with four independent accumulators so that it vectorises.
-fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
+pub(crate) fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
     let mut acc = [0f64; 4];
     let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
     let (ra, rb) = (ca.remainder(), cb.remainder());
@@ -46,6 +57,13 @@ fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// Exact kNN of the `n × d` row-major matrix `x`; `k` is capped at `n − 1`.
+///
+/// The Gram matrix is symmetric, so only its lower triangle is computed, block row by block
+/// row: block I (rows [s, e)) is multiplied with rows [0, e), giving each of its rows the
+/// candidates among earlier rows and each earlier row (by the transposed entries) those among
+/// block I. Every row keeps a running list of its best `k + margin` candidates (a total order on
+/// (score, index), so the kept set does not depend on the order of the merges), re-ranked in
+/// f64 at the end.
 pub fn exact_knn(x: &[f32], n: usize, d: usize, k: usize) -> KnnGraph {
     let k = k.min(n.saturating_sub(1));
     if k == 0 || d == 0 {
@@ -58,69 +76,372 @@ pub fn exact_knn(x: &[f32], n: usize, d: usize, k: usize) -> KnnGraph {
     }
     let margin = (k / 4).max(8);
     let cand = (k + margin).min(n - 1);
-    let norms: Vec<f32> = x
-        .par_chunks_exact(d)
-        .map(|r| r.iter().map(|v| v * v).sum())
-        .collect();
+    let norms = row_norms(x, d);
     let xr = MatRef::from_row_major_slice(x, n, d);
     let b = block_rows(n);
-    let mut indices = vec![0u32; n * k];
-    let mut distances = vec![0f32; n * k];
+    // Running candidates per row: (score ‖y‖² − 2x·y, index), at most 2·cand before pruning.
+    let mut lists: Vec<Vec<(f32, u32)>> = (0..n).map(|_| Vec::with_capacity(2 * cand)).collect();
     let mut gram = vec![0f32; b * n];
     for start in (0..n).step_by(b) {
         let end = (start + b).min(n);
         let rows = end - start;
-        let g = &mut gram[..rows * n];
-        {
-            let dst = MatMut::from_row_major_slice_mut(g, rows, n);
-            matmul(
-                dst,
-                Accum::Replace,
-                xr.subrows(start, rows),
-                xr.transpose(),
-                1.0f32,
-                Par::rayon(0),
-            );
-        }
-        let g = &gram[..rows * n];
-        indices[start * k..end * k]
-            .par_chunks_exact_mut(k)
-            .zip(distances[start * k..end * k].par_chunks_exact_mut(k))
+        let g = &mut gram[..rows * end];
+        matmul(
+            MatMut::from_row_major_slice_mut(g, rows, end),
+            Accum::Replace,
+            xr.subrows(start, rows),
+            xr.subrows(0, end).transpose(),
+            1.0f32,
+            Par::rayon(0),
+        );
+        let g = &gram[..rows * end];
+        let (before, block) = lists.split_at_mut(start);
+        // Rows of the block: candidates among rows [0, end), itself excluded.
+        block[..rows]
+            .par_iter_mut()
             .enumerate()
-            .for_each_init(
-                || Vec::with_capacity(n),
-                |scratch: &mut Vec<(f32, u32)>, (r, (ind, dist))| {
-                    let i = start + r;
-                    let grow = &g[r * n..(r + 1) * n];
-                    scratch.clear();
-                    scratch.extend(
-                        grow.iter()
-                            .zip(&norms)
-                            .enumerate()
-                            .filter(|&(j, _)| j != i)
-                            .map(|(j, (&gij, &nj))| (nj - 2.0 * gij, j as u32)),
-                    );
-                    let by =
-                        |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-                    if scratch.len() > cand {
-                        scratch.select_nth_unstable_by(cand - 1, by);
-                        scratch.truncate(cand);
-                    }
-                    let xi = &x[i * d..(i + 1) * d];
-                    let mut exact: Vec<(f64, u32)> = scratch
+            .for_each(|(r, list)| {
+                let i = start + r;
+                list.extend(
+                    g[r * end..(r + 1) * end]
                         .iter()
-                        .map(|&(_, j)| {
-                            let xj = &x[j as usize * d..(j as usize + 1) * d];
-                            (sq_dist_f64(xi, xj), j)
-                        })
-                        .collect();
-                    exact.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                    for (slot, &(s, j)) in exact.iter().take(k).enumerate() {
-                        ind[slot] = j;
-                        dist[slot] = s.sqrt() as f32;
-                    }
-                },
+                        .zip(&norms[..end])
+                        .enumerate()
+                        .filter(|&(j, _)| j != i)
+                        .map(|(j, (&gij, &nj))| (nj - 2.0 * gij, j as u32)),
+                );
+                keep_best(list, cand);
+            });
+        // Earlier rows: candidates among the block's rows (column j of the product).
+        before.par_iter_mut().enumerate().for_each(|(j, list)| {
+            list.extend(
+                (0..rows).map(|r| (norms[start + r] - 2.0 * g[r * end + j], (start + r) as u32)),
             );
+            if list.len() >= 2 * cand {
+                keep_best(list, cand);
+            }
+        });
+    }
+    let mut indices = vec![0u32; n * k];
+    let mut distances = vec![0f32; n * k];
+    indices
+        .par_chunks_exact_mut(k)
+        .zip(distances.par_chunks_exact_mut(k))
+        .zip(lists.par_iter_mut())
+        .enumerate()
+        .for_each(|(i, ((ind, dist), list))| {
+            keep_best(list, cand);
+            let xi = &x[i * d..(i + 1) * d];
+            let mut exact: Vec<(f64, u32)> = list
+                .iter()
+                .map(|&(_, j)| (sq_dist_f64(xi, &x[j as usize * d..(j as usize + 1) * d]), j))
+                .collect();
+            exact.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            for (slot, &(s, j)) in exact.iter().take(k).enumerate() {
+                ind[slot] = j;
+                dist[slot] = s.sqrt() as f32;
+            }
+        });
+    KnnGraph {
+        n,
+        k,
+        indices,
+        distances,
+    }
+}
+
+/// Whether `cfg` computes the kNN of `n` rows approximately.
+pub fn uses_approximate(cfg: &KnnConfig, n: usize) -> bool {
+    match cfg.method {
+        KnnMethod::Exact => false,
+        KnnMethod::Approximate => true,
+        KnnMethod::Auto => n > cfg.approximate_above,
+    }
+}
+
+/// kNN by the method `cfg` selects for `n` rows (exact, or IVF with `cfg.lists`/`cfg.nprobe`).
+pub fn knn(x: &[f32], n: usize, d: usize, k: usize, cfg: &KnnConfig, seed: u64) -> KnnGraph {
+    if uses_approximate(cfg, n) {
+        approximate_knn(x, n, d, k, cfg.lists, cfg.nprobe, seed)
+    } else {
+        exact_knn(x, n, d, k)
+    }
+}
+
+/// Orders (score, index) pairs by score, then index: a total order, so selections are
+/// deterministic.
+fn by_score(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
+    a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+}
+
+/// Keeps the `m` best pairs of `v` (unsorted).
+fn keep_best(v: &mut Vec<(f32, u32)>, m: usize) {
+    if v.len() > m {
+        v.select_nth_unstable_by(m - 1, by_score);
+        v.truncate(m);
+    }
+}
+
+/// For every row of `q` (`nq × d`), the `p` nearest rows of `c` (`nc × d`, squared norms
+/// `cn`) by ascending distance, ties by index: row-major `nq × p`. Blocks of rows of fixed size
+/// run in parallel, each with a sequential GEMM, so the result is thread-count independent.
+pub(crate) fn nearest_rows(
+    q: &[f32],
+    nq: usize,
+    c: &[f32],
+    cn: &[f32],
+    d: usize,
+    p: usize,
+) -> Vec<u32> {
+    let nc = cn.len();
+    let p = p.min(nc);
+    let cr = MatRef::from_row_major_slice(c, nc, d);
+    let block = 256;
+    let mut out = vec![0u32; nq * p];
+    out.par_chunks_mut(block * p)
+        .enumerate()
+        .for_each(|(b, dst)| {
+            let start = b * block;
+            let rows = dst.len() / p.max(1);
+            let mut g = vec![0f32; rows * nc];
+            matmul(
+                MatMut::from_row_major_slice_mut(&mut g, rows, nc),
+                Accum::Replace,
+                MatRef::from_row_major_slice(&q[start * d..(start + rows) * d], rows, d),
+                cr.transpose(),
+                1.0f32,
+                Par::Seq,
+            );
+            let mut scratch: Vec<(f32, u32)> = Vec::with_capacity(nc);
+            for r in 0..rows {
+                scratch.clear();
+                scratch.extend(
+                    g[r * nc..(r + 1) * nc]
+                        .iter()
+                        .zip(cn)
+                        .enumerate()
+                        .map(|(j, (&gj, &nj))| (nj - 2.0 * gj, j as u32)),
+                );
+                keep_best(&mut scratch, p);
+                scratch.sort_by(by_score);
+                for (s, &(_, j)) in scratch.iter().enumerate() {
+                    dst[r * p + s] = j;
+                }
+            }
+        });
+    out
+}
+
+pub(crate) fn row_norms(x: &[f32], d: usize) -> Vec<f32> {
+    x.par_chunks_exact(d)
+        .map(|r| r.iter().map(|v| v * v).sum())
+        .collect()
+}
+
+/// Seeded k-means (Lloyd, f64 sums in a fixed order) of the rows `sample` of `x` into `nlist`
+/// centroids, initialised with `nlist` distinct sampled rows: the IVF coarse quantiser.
+pub(crate) fn train_quantiser(
+    x: &[f32],
+    d: usize,
+    sample: &[usize],
+    nlist: usize,
+    iterations: usize,
+) -> Vec<f32> {
+    let s = sample.len();
+    let mut train = Vec::with_capacity(s * d);
+    for &i in sample {
+        train.extend_from_slice(&x[i * d..(i + 1) * d]);
+    }
+    let mut centroids = train[..nlist * d].to_vec();
+    for it in 0..iterations {
+        let cn = row_norms(&centroids, d);
+        let assign = nearest_rows(&train, s, &centroids, &cn, d, 1);
+        // Members of each centroid, in sample order.
+        let mut members: Vec<Vec<u32>> = vec![Vec::new(); nlist];
+        for (r, &c) in assign.iter().enumerate() {
+            members[c as usize].push(r as u32);
+        }
+        let next: Vec<Vec<f32>> = members
+            .par_iter()
+            .enumerate()
+            .map(|(c, m)| {
+                if m.is_empty() {
+                    // Re-seed an empty list with a sample row chosen by a fixed rule.
+                    let r = (it * 7919 + c * 104_729) % s;
+                    return train[r * d..(r + 1) * d].to_vec();
+                }
+                let mut acc = vec![0f64; d];
+                for &r in m {
+                    for (a, &v) in acc
+                        .iter_mut()
+                        .zip(&train[r as usize * d..(r as usize + 1) * d])
+                    {
+                        *a += v as f64;
+                    }
+                }
+                acc.iter().map(|&a| (a / m.len() as f64) as f32).collect()
+            })
+            .collect();
+        let next: Vec<f32> = next.concat();
+        let moved = next != centroids;
+        centroids = next;
+        if !moved {
+            break;
+        }
+    }
+    centroids
+}
+
+/// Approximate kNN with an inverted-file index: `lists` k-means cells (0 = round(√N)) trained on
+/// a seeded sample of at most 64 rows per list, each row stored in its nearest cell, each
+/// query searching its `nprobe` nearest cells exactly (f32 GEMM, then the best `k + margin`
+/// candidates re-ranked in f64). Deterministic for a seed and independent of the thread count.
+/// Queries whose probed cells hold fewer than `k + 1` rows are searched exhaustively.
+pub fn approximate_knn(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    k: usize,
+    lists: usize,
+    nprobe: usize,
+    seed: u64,
+) -> KnnGraph {
+    let k = k.min(n.saturating_sub(1));
+    let nlist = if lists == 0 {
+        ((n as f64).sqrt().round() as usize).max(1)
+    } else {
+        lists
+    }
+    .min(n.max(1));
+    let nprobe = nprobe.clamp(1, nlist.max(1));
+    if k == 0 || d == 0 || nprobe >= nlist {
+        return exact_knn(x, n, d, k);
+    }
+    let margin = (k / 4).max(8);
+    let cand = (k + margin).min(n - 1);
+
+    // Coarse quantiser on a seeded sample (a partial Fisher–Yates shuffle).
+    let s = (64 * nlist).min(n);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1f_5eed);
+    let mut perm: Vec<usize> = (0..n).collect();
+    for i in 0..s {
+        let j = rng.random_range(i..n);
+        perm.swap(i, j);
+    }
+    let sample = &perm[..s];
+    let centroids = train_quantiser(x, d, sample, nlist, 10);
+    let cn = row_norms(&centroids, d);
+    let probes = nearest_rows(x, n, &centroids, &cn, d, nprobe);
+
+    // Cells: rows grouped by their nearest centroid, copied contiguously.
+    let mut cell_of_pos: Vec<usize> = vec![0; nlist + 1];
+    for i in 0..n {
+        cell_of_pos[probes[i * nprobe] as usize + 1] += 1;
+    }
+    for c in 0..nlist {
+        cell_of_pos[c + 1] += cell_of_pos[c];
+    }
+    let starts = cell_of_pos;
+    let mut fill = starts[..nlist].to_vec();
+    let mut order = vec![0u32; n];
+    for i in 0..n {
+        let c = probes[i * nprobe] as usize;
+        order[fill[c]] = i as u32;
+        fill[c] += 1;
+    }
+    let mut xp = vec![0f32; n * d];
+    xp.par_chunks_mut(d)
+        .zip(order.par_iter())
+        .for_each(|(dst, &i)| dst.copy_from_slice(&x[i as usize * d..(i as usize + 1) * d]));
+    let pn = row_norms(&xp, d);
+    drop(perm);
+
+    let mut indices = vec![0u32; n * k];
+    let mut distances = vec![0f32; n * k];
+    // Queries in blocks bound the candidate buffers (block × nprobe × cand pairs).
+    let qblock = ((32 << 20) / (8 * nprobe * cand).max(1)).clamp(256, n);
+    for qstart in (0..n).step_by(qblock) {
+        let qend = (qstart + qblock).min(n);
+        // (query, slot) pairs per cell.
+        let mut per_cell: Vec<Vec<(u32, u32)>> = vec![Vec::new(); nlist];
+        for q in qstart..qend {
+            for slot in 0..nprobe {
+                per_cell[probes[q * nprobe + slot] as usize].push((q as u32, slot as u32));
+            }
+        }
+        // Per cell: (slot of (query, probe), its best candidates in the cell).
+        type CellHits = Vec<(usize, Vec<(f32, u32)>)>;
+        let found: Vec<CellHits> = per_cell
+            .par_iter()
+            .enumerate()
+            .filter(|(_, qs)| !qs.is_empty())
+            .map(|(c, qs)| {
+                let (lo, hi) = (starts[c], starts[c + 1]);
+                let m = hi - lo;
+                let mut out = Vec::with_capacity(qs.len());
+                if m == 0 {
+                    return out;
+                }
+                let mut qx = Vec::with_capacity(qs.len() * d);
+                for &(q, _) in qs {
+                    qx.extend_from_slice(&x[q as usize * d..(q as usize + 1) * d]);
+                }
+                let mut g = vec![0f32; qs.len() * m];
+                matmul(
+                    MatMut::from_row_major_slice_mut(&mut g, qs.len(), m),
+                    Accum::Replace,
+                    MatRef::from_row_major_slice(&qx, qs.len(), d),
+                    MatRef::from_row_major_slice(&xp[lo * d..hi * d], m, d).transpose(),
+                    1.0f32,
+                    Par::Seq,
+                );
+                for (r, &(q, slot)) in qs.iter().enumerate() {
+                    let mut v: Vec<(f32, u32)> = g[r * m..(r + 1) * m]
+                        .iter()
+                        .zip(&pn[lo..hi])
+                        .zip(&order[lo..hi])
+                        .filter(|&(_, &j)| j != q)
+                        .map(|((&gj, &nj), &j)| (nj - 2.0 * gj, j))
+                        .collect();
+                    keep_best(&mut v, cand);
+                    out.push(((q as usize - qstart) * nprobe + slot as usize, v));
+                }
+                out
+            })
+            .collect();
+        let mut slots: Vec<Vec<(f32, u32)>> = vec![Vec::new(); (qend - qstart) * nprobe];
+        for list in found {
+            for (at, v) in list {
+                slots[at] = v;
+            }
+        }
+        indices[qstart * k..qend * k]
+            .par_chunks_exact_mut(k)
+            .zip(distances[qstart * k..qend * k].par_chunks_exact_mut(k))
+            .enumerate()
+            .for_each(|(r, (ind, dist))| {
+                let i = qstart + r;
+                let mut pool: Vec<(f32, u32)> = slots[r * nprobe..(r + 1) * nprobe].concat();
+                if pool.len() < k {
+                    // Too few rows in the probed cells: search all of them.
+                    pool = (0..n as u32)
+                        .filter(|&j| j as usize != i)
+                        .map(|j| (0.0, j))
+                        .collect();
+                } else {
+                    keep_best(&mut pool, cand);
+                }
+                let xi = &x[i * d..(i + 1) * d];
+                let mut exact: Vec<(f64, u32)> = pool
+                    .iter()
+                    .map(|&(_, j)| (sq_dist_f64(xi, &x[j as usize * d..(j as usize + 1) * d]), j))
+                    .collect();
+                exact.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                for (slot, &(s, j)) in exact.iter().take(k).enumerate() {
+                    ind[slot] = j;
+                    dist[slot] = s.sqrt() as f32;
+                }
+            });
     }
     KnnGraph {
         n,
@@ -128,6 +449,43 @@ pub fn exact_knn(x: &[f32], n: usize, d: usize, k: usize) -> KnnGraph {
         indices,
         distances,
     }
+}
+
+/// Share of the true `g.k` nearest neighbours that `g` found, over `samples` seeded query
+/// rows (exact distances; a found neighbour at the same distance as a true one counts).
+pub fn estimate_recall(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    g: &KnnGraph,
+    samples: usize,
+    seed: u64,
+) -> f64 {
+    let k = g.k;
+    if k == 0 || n < 2 {
+        return 1.0;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x2ec_a11);
+    let queries: Vec<usize> = (0..samples.min(n))
+        .map(|_| rng.random_range(0..n))
+        .collect();
+    let hits: usize = queries
+        .par_iter()
+        .map(|&i| {
+            let xi = &x[i * d..(i + 1) * d];
+            let mut all: Vec<f64> = (0..n)
+                .filter(|&j| j != i)
+                .map(|j| sq_dist_f64(xi, &x[j * d..(j + 1) * d]))
+                .collect();
+            all.select_nth_unstable_by(k - 1, |a, b| a.total_cmp(b));
+            let kth = all[k - 1];
+            g.indices[i * k..(i + 1) * k]
+                .iter()
+                .filter(|&&j| sq_dist_f64(xi, &x[j as usize * d..(j as usize + 1) * d]) <= kth)
+                .count()
+        })
+        .sum();
+    hits as f64 / (queries.len() * k) as f64
 }
 
 #[cfg(test)]
@@ -163,6 +521,91 @@ mod tests {
         for (i, want) in b.iter().enumerate() {
             assert_eq!(&g.indices[i * k..(i + 1) * k], want.as_slice(), "row {i}");
         }
+    }
+
+    /// 40 clusters of 3000 points in 24 dimensions, each with a low-rank (4-d) spread plus
+    /// small isotropic noise.
+    fn clustered(n: usize, d: usize) -> Vec<f32> {
+        use rand_distr::{Distribution, StandardNormal};
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut g = || -> f32 { StandardNormal.sample(&mut rng) };
+        let clusters = 40;
+        let centres: Vec<f32> = (0..clusters * d).map(|_| 4.0 * g()).collect();
+        let bases: Vec<f32> = (0..clusters * 4 * d).map(|_| g()).collect();
+        let mut x = Vec::with_capacity(n * d);
+        for i in 0..n {
+            let c = i % clusters;
+            let z: [f32; 4] = [g(), g(), g(), g()];
+            for j in 0..d {
+                let mut v = centres[c * d + j] + 0.05 * g();
+                for (t, zt) in z.iter().enumerate() {
+                    v += zt * bases[(c * 4 + t) * d + j];
+                }
+                x.push(v);
+            }
+        }
+        x
+    }
+
+    fn recall(a: &KnnGraph, b: &KnnGraph) -> f64 {
+        let k = a.k;
+        let hits: usize = (0..a.n)
+            .map(|i| {
+                let want = &b.indices[i * k..(i + 1) * k];
+                a.indices[i * k..(i + 1) * k]
+                    .iter()
+                    .filter(|j| want.contains(j))
+                    .count()
+            })
+            .sum();
+        hits as f64 / (a.n * k) as f64
+    }
+
+    #[test]
+    fn approximate_knn_has_high_recall_and_ignores_the_thread_count() {
+        let (n, d, k) = (3000, 24, 32);
+        let x = clustered(n, d);
+        let exact = exact_knn(&x, n, d, k);
+        let cfg = KnnConfig {
+            method: KnnMethod::Approximate,
+            ..KnnConfig::default()
+        };
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| knn(&x, n, d, k, &cfg, 5))
+        };
+        let one = run(1);
+        let r = recall(&one, &exact);
+        assert!(r >= 0.95, "recall@{k} = {r}");
+        assert_eq!(one, run(3));
+        assert_eq!(one, run(1));
+        // Every list has k distinct neighbours, none of them the query itself.
+        for i in 0..n {
+            let row = &one.indices[i * k..(i + 1) * k];
+            assert!(row.iter().all(|&j| j as usize != i));
+            let mut s = row.to_vec();
+            s.sort();
+            s.dedup();
+            assert_eq!(s.len(), k);
+        }
+        let est = estimate_recall(&x, n, d, &one, 200, 0);
+        assert!((est - r).abs() < 0.05, "estimate {est} vs {r}");
+    }
+
+    #[test]
+    fn approximate_knn_with_every_cell_probed_is_exact() {
+        let (n, d, k) = (500, 8, 10);
+        let x = clustered(n, d);
+        assert_eq!(
+            approximate_knn(&x, n, d, k, 4, 4, 0),
+            exact_knn(&x, n, d, k)
+        );
+        // Tiny cells (fewer rows than k) fall back to an exhaustive search.
+        let g = approximate_knn(&x, n, d, k, 400, 1, 0);
+        assert!(recall(&g, &exact_knn(&x, n, d, k)) > 0.5);
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod eigen;
 pub mod embed;
 pub mod error;
 pub mod graph;
+pub mod hdbscan;
 pub mod knn;
 pub mod pipeline;
 pub mod preprocess;

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::cache::{take, Array, Blob, Cache, Key};
-use crate::config::{AnalysisConfig, SpectralColumns};
+use crate::config::{AnalysisConfig, KnnMethod, SpectralColumns};
 use crate::eigen::{eigengap, SpectralEmbedding};
 use crate::error::{AnalysisError, Result};
 use crate::{cluster, eigen, embed, graph, knn, preprocess};
@@ -68,13 +68,22 @@ impl StageKeys {
     /// Derives every key from the input key and the configuration.
     pub fn new(input: &Key, cfg: &AnalysisConfig) -> Self {
         #[derive(Serialize)]
-        struct Seeded<'a, T> {
+        struct Seeded<'a, T, S> {
             params: &'a T,
-            seed: u64,
+            seed: S,
         }
         let s = cfg.seed;
         let preprocess = Key::derive(input, "preprocess", &cfg.preprocess);
-        let knn = Key::derive(&preprocess, "knn", &cfg.knn);
+        // The seed only matters to the approximate kNN (its k-means quantiser).
+        let knn_seed = (cfg.knn.method != KnnMethod::Exact).then_some(s);
+        let knn = Key::derive(
+            &preprocess,
+            "knn",
+            &Seeded {
+                params: &cfg.knn,
+                seed: knn_seed,
+            },
+        );
         let laplacian = Key::derive(&knn, "laplacian", &cfg.affinity);
         let eigen = Key::derive(
             &laplacian,
@@ -214,7 +223,17 @@ pub fn analyze_features(
                 }
                 None => {
                     note("knn", false);
-                    let g = knn::exact_knn(features, n, d, cfg.knn.k);
+                    let g = knn::knn(features, n, d, cfg.knn.k, &cfg.knn, cfg.seed);
+                    if knn::uses_approximate(&cfg.knn, n) {
+                        let recall = knn::estimate_recall(features, n, d, &g, 100, cfg.seed);
+                        tracing::info!(
+                            category = name,
+                            n,
+                            nprobe = cfg.knn.nprobe,
+                            recall = format!("{recall:.3}").as_str(),
+                            "approximate kNN; recall estimated on 100 sampled queries"
+                        );
+                    }
                     cache.put(
                         &keys.knn,
                         &vec![
@@ -388,7 +407,7 @@ pub fn analyze_features(
             return Ok(None);
         }
         family("hdbscan", &keys.hdbscan, &|| {
-            let l = cluster::hdbscan(e, n, ed, cfg.hdbscan.min_cluster_size);
+            let l = cluster::hdbscan(e, n, ed, cfg.hdbscan.min_cluster_size, &cfg.knn, cfg.seed);
             vec![(
                 "hdbscan".into(),
                 l,
@@ -408,7 +427,7 @@ pub fn analyze_features(
             return Ok(None);
         }
         two_d("tsne", &keys.tsne, &|| {
-            embed::tsne(e, n, ed, &cfg.tsne, cfg.seed)
+            embed::tsne(e, n, ed, &cfg.tsne, &cfg.knn, cfg.seed)
         })
     };
     let umap_job = || {
@@ -425,7 +444,7 @@ pub fn analyze_features(
             })
             .collect();
         two_d("umap", &keys.umap, &|| {
-            embed::umap(e, n, ed, &init, &cfg.umap, cfg.seed)
+            embed::umap(e, n, ed, &init, &cfg.umap, &cfg.knn, cfg.seed)
         })
     };
     let ((r_kmeans, r_agglo), ((r_dbscan, r_hdbscan), (r_tsne, r_umap))) = rayon::join(
@@ -751,16 +770,27 @@ pub fn read_and_preprocess(
     }
     let mut features = Vec::with_capacity(rows.len() * d);
     let mut degenerate = 0;
-    for chunk in rows.chunks(block_rows.max(1)) {
-        let block = file.read_rows(chunk)?;
-        // The exact bytes, little-endian on every platform.
-        if cfg!(target_endian = "little") {
-            hasher.update_rayon(bytemuck::cast_slice(&block));
-        } else {
-            let bytes: Vec<u8> = block.iter().flat_map(|v| v.to_le_bytes()).collect();
-            hasher.update_rayon(&bytes);
-        }
-        degenerate += preprocess::preprocess_block(&cfg.preprocess, shape, &block, &mut features);
+    // Block i is hashed and preprocessed while block i + 1 is read.
+    let chunks: Vec<&[usize]> = rows.chunks(block_rows.max(1)).collect();
+    let mut next = chunks.first().map(|c| file.read_rows(c));
+    for i in 0..chunks.len() {
+        let Some(block) = next.take() else { break };
+        let block = block?;
+        let (_, ahead) = rayon::join(
+            || {
+                // The exact bytes, little-endian on every platform.
+                if cfg!(target_endian = "little") {
+                    hasher.update_rayon(bytemuck::cast_slice(&block));
+                } else {
+                    let bytes: Vec<u8> = block.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    hasher.update_rayon(&bytes);
+                }
+                degenerate +=
+                    preprocess::preprocess_block(&cfg.preprocess, shape, &block, &mut features);
+            },
+            || chunks.get(i + 1).map(|c| file.read_rows(c)),
+        );
+        next = ahead;
     }
     Ok((features, d, Key::input(hasher), degenerate))
 }

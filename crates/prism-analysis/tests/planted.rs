@@ -295,6 +295,12 @@ fn changing_any_parameter_changes_its_stage_key_and_no_earlier_one() {
         ("preprocess", |c| c.preprocess.pool = 2),
         ("preprocess", |c| c.preprocess.histogram_bins = 16),
         ("knn", |c| c.knn.k = 31),
+        ("knn", |c| {
+            c.knn.method = prism_analysis::config::KnnMethod::Exact
+        }),
+        ("knn", |c| c.knn.approximate_above = 10),
+        ("knn", |c| c.knn.lists = 10),
+        ("knn", |c| c.knn.nprobe = 4),
         ("laplacian", |c| {
             c.affinity.kind = prism_analysis::config::AffinityKind::Rbf
         }),
@@ -307,7 +313,8 @@ fn changing_any_parameter_changes_its_stage_key_and_no_earlier_one() {
         ("eigen", |c| c.eigen.tolerance = 1e-7),
         ("eigen", |c| c.eigen.max_iterations = 10),
         ("eigen", |c| c.eigen.max_suggested_k = 10),
-        ("eigen", |c| c.seed = 1),
+        // The seed drives the approximate kNN's quantiser (auto may pick it), so it starts there.
+        ("knn", |c| c.seed = 1),
         ("kmeans", |c| c.kmeans.enabled = false),
         ("kmeans", |c| {
             c.kmeans.columns = prism_analysis::config::SpectralColumns::All
@@ -362,4 +369,16 @@ fn changing_any_parameter_changes_its_stage_key_and_no_earlier_one() {
     // A different input changes every key.
     let k2 = StageKeys::new(&Key([2; 32]), &base);
     assert!(order(&k0).iter().zip(order(&k2)).all(|(a, b)| a.1 != b.1));
+}
+
+#[test]
+fn exact_knn_key_ignores_the_seed() {
+    let input = Key([2; 32]);
+    let mut cfg = AnalysisConfig::default();
+    cfg.knn.method = prism_analysis::config::KnnMethod::Exact;
+    let a = StageKeys::new(&input, &cfg);
+    cfg.seed = 9;
+    let b = StageKeys::new(&input, &cfg);
+    assert_eq!(a.knn, b.knn);
+    assert_ne!(a.eigen, b.eigen);
 }

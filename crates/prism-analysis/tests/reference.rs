@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use prism_analysis::config::{AffinityConfig, EigenConfig, EigenSolver};
-use prism_analysis::{cluster, eigen, graph, knn};
+use prism_analysis::config::{AffinityConfig, EigenConfig, EigenSolver, KnnConfig};
+use prism_analysis::{cluster, eigen, graph, hdbscan, knn};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -99,5 +99,45 @@ fn dbscan_labels_match_sklearn_up_to_permutation() {
     for (e, got) in eps.iter().zip(&all) {
         let (want, _) = load::<i64>(&format!("cluster_dbscan_eps{e:?}.npy"));
         assert!(same_partition(got, &want), "eps = {e}");
+    }
+}
+
+/// Share of points whose label is the one most of their cluster maps to in the reference
+/// (noise maps to noise), and whether both have the same number of clusters.
+fn agreement(got: &[i32], want: &[i64]) -> (f64, bool) {
+    let mut conf = std::collections::BTreeMap::new();
+    for (&g, &w) in got.iter().zip(want) {
+        *conf.entry((g, w)).or_insert(0usize) += 1;
+    }
+    let mut best = std::collections::BTreeMap::new();
+    for (&(g, w), &c) in &conf {
+        let e = best.entry(g).or_insert((0usize, w));
+        if c > e.0 && ((g < 0) == (w < 0)) {
+            *e = (c, w);
+        }
+    }
+    let hits: usize = best.values().map(|v| v.0).sum();
+    let clusters = |m: i64| m + 1;
+    let same = clusters(*got.iter().max().unwrap_or(&-1) as i64)
+        == clusters(*want.iter().max().unwrap_or(&-1));
+    (hits as f64 / got.len() as f64, same)
+}
+
+/// Python `hdbscan` (what CoRelAy calls), exact MST. Mutual-reachability distances tie often
+/// (every edge of a point to a closer neighbour weighs its core distance), so a point at equal
+/// reachability from two clusters may join either, depending on each implementation's MST
+/// tie-breaking: the partitions must agree on ≥ 99 % of the points.
+#[test]
+fn hdbscan_labels_match_python_hdbscan() {
+    let (x, shape) = load::<f32>("hdbscan_points.npy");
+    let (n, d) = (shape[0] as usize, shape[1] as usize);
+    for m in [5usize, 15] {
+        let (want, _) = load::<i64>(&format!("hdbscan_labels_m{m}.npy"));
+        let got = cluster::hdbscan(&x, n, d, m, &KnnConfig::default(), 0);
+        let (share, same_k) = agreement(&got, &want);
+        assert!(same_k && share >= 0.99, "min_cluster_size = {m}: {share}");
+        // Few neighbours (more exact searches over cells) give the same result.
+        let g = knn::exact_knn(&x, n, d, m);
+        assert_eq!(hdbscan::hdbscan_with_knn(&x, n, d, &g, m), got);
     }
 }

@@ -39,14 +39,21 @@ struct Cli {
     command: Command,
 }
 
+// The variants are parsed once per process; boxing the large ones would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     Inspect(cmd::inspect::InspectArgs),
     Predict(cmd::predict::PredictArgs),
     Explain(cmd::explain::ExplainArgs),
     Heatmap(cmd::heatmap::HeatmapArgs),
+    Attribute(cmd::attribute::AttributeArgs),
+    Merge(cmd::merge::MergeArgs),
+    Project(cmd::project::ProjectArgs),
     Analyze(cmd::analyze::AnalyzeArgs),
     Demo(cmd::demo::DemoArgs),
+    Evaluate(cmd::evaluate::EvaluateArgs),
+    Serve(cmd::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,8 +90,13 @@ fn main() -> ExitCode {
         Command::Predict(a) => cmd::predict::run(a),
         Command::Explain(a) => cmd::explain::run(a),
         Command::Heatmap(a) => cmd::heatmap::run(a),
+        Command::Attribute(a) => cmd::attribute::run(a),
+        Command::Merge(a) => cmd::merge::run(a),
+        Command::Project(a) => cmd::project::run(a),
         Command::Analyze(a) => cmd::analyze::run(a),
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Evaluate(a) => cmd::evaluate::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

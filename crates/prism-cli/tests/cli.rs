@@ -157,7 +157,36 @@ fn inspect_reports_inputs_outputs_and_parameters() {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for cmd in ["inspect", "predict", "explain", "heatmap", "demo"] {
+    // Every subcommand `prism --help` lists, so new commands are covered too.
+    let top = prism().arg("--help").output().unwrap();
+    let top = String::from_utf8_lossy(&top.stdout).into_owned();
+    let cmds: Vec<&str> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        // Command lines are indented by two spaces; wrapped descriptions by more.
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    for must in [
+        "inspect",
+        "predict",
+        "explain",
+        "heatmap",
+        "attribute",
+        "merge",
+        "analyze",
+        "project",
+        "demo",
+    ] {
+        assert!(
+            cmds.contains(&must),
+            "`prism --help` does not list {must}:\n{top}"
+        );
+    }
+    for cmd in cmds {
         let res = prism().args([cmd, "--help"]).output().unwrap();
         assert!(res.status.success(), "{cmd}");
         let s = String::from_utf8_lossy(&res.stdout);

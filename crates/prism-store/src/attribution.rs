@@ -266,6 +266,22 @@ impl AttributionFile {
         Ok(out)
     }
 
+    /// Reads rows `a..b` of `prediction` as f32, row-major `(b − a) × classes`.
+    pub fn read_prediction_rows(&self, a: usize, b: usize) -> Result<Vec<f32>> {
+        if a > b || b > self.n_samples {
+            return Err(StoreError::Usage {
+                path: self.path.clone(),
+                message: format!("rows {a}..{b} are out of range ({} rows)", self.n_samples),
+            });
+        }
+        let ds = open_dataset(&self._file, &self.path, PREDICTION)?;
+        h5util::read_rows_f32(&ds, a, b).map_err(|source| StoreError::Read {
+            path: self.path.clone(),
+            dataset: format!("{PREDICTION}[{a}..{b}]"),
+            source,
+        })
+    }
+
     /// Reads a root attribute (provenance), type-tolerantly.
     pub fn attr(&self, name: &str) -> Result<Option<AttrValue>> {
         h5util::read_attr(&self._file, &self.path, "/", name)

@@ -16,17 +16,24 @@
 
 pub mod analysis;
 pub mod attribution;
+pub mod dataset;
 pub mod error;
 mod h5util;
 pub mod label_map;
+pub mod project;
 
 pub use analysis::{AnalysisFile, AnalysisWriter, Category, Clustering, Embedding};
 pub use attribution::{
     AttributionFile, AttributionLayout, AttributionWriter, BatchLabels, LabelLayout, Labels,
 };
+pub use dataset::{
+    Batch, Batches, Dataset, DatasetError, DatasetKind, DatasetOptions, DatasetWriter, Normalize,
+    Preprocess, Resize,
+};
 pub use error::{Result, StoreError};
 pub use h5util::{row_runs, AttrValue};
 pub use label_map::{read_label_map, LabelEntry};
+pub use project::Project;
 
 /// Version of the files Prism writes; stored as the root attribute `prism_format_version`.
 pub const FORMAT_VERSION: i64 = 1;

@@ -1,1 +1,114 @@
-//! The web viewer (issue 7): a read-only HTTP server and UI over ViRelAy-compatible projects.
+//! Prism's web viewer: a read-only HTTP server and browser UI over ViRelAy-compatible projects.
+//!
+//! [`Workspace::open`] loads one or more ViRelAy project files (`project.yaml`: a dataset, a
+//! label map, attribution files and analysis files, as ViRelAy and `prism project` write them).
+//! Every file a project names must lie inside the project's directory. [`serve`] then answers a
+//! JSON API (ViRelAy's routes and keys, plus binary endpoints that send embedding coordinates,
+//! cluster labels and sample numbers as little-endian typed arrays) and serves the web UI, whose
+//! files are embedded in the binary (`ui/`, plain JavaScript, no build step). Rendered images
+//! (inputs, heatmaps in any of Prism's colour maps, overlays) are PNGs kept in a bounded cache.
+//!
+//! The server binds 127.0.0.1 unless told otherwise, only answers GET, never writes, and takes no
+//! file paths from requests: samples, projects and analyses are addressed by number and name.
+//! Bad parameters get a 4xx status with `{"errorMessage": …}`.
+//!
+//! It does not compute anything (attributions: `prism-attribution`; analyses:
+//! `prism-analysis`); [`synthetic`] writes small generated projects for tests and benchmarks.
+
+mod api;
+mod assets;
+pub mod cache;
+pub mod dataset;
+pub mod error;
+mod render;
+pub mod synthetic;
+pub mod workspace;
+
+pub use api::router;
+pub use error::ViewerError;
+pub use workspace::{LoadedProject, Workspace};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to bind, 127.0.0.1 by default (loopback only).
+    pub host: String,
+    /// Port; 0 picks a free one (see the `ready` callback of [`serve`]).
+    pub port: u16,
+    /// Bytes of rendered images and arrays kept in memory.
+    pub cache_bytes: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            cache_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Serves `workspace` until Ctrl-C (or SIGTERM); `ready` gets the bound address once the server
+/// listens. Blocks the calling thread (it runs its own Tokio runtime).
+pub fn serve(
+    workspace: Workspace,
+    options: &ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), ViewerError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ViewerError::Server {
+            message: "cannot start the async runtime".into(),
+            source,
+        })?;
+    runtime.block_on(async move {
+        let addr = format!("{}:{}", options.host, options.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ViewerError::Server {
+                message: format!("cannot listen on {addr} (is the port in use?)"),
+                source,
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ViewerError::Server {
+                message: "cannot read the bound address".into(),
+                source,
+            })?;
+        ready(local);
+        let app = router(Arc::new(workspace), options.cache_bytes);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|source| ViewerError::Server {
+                message: "the server stopped".into(),
+                source,
+            })
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use prism_analysis::config::{AffinityKind, EigenSolver, UmapMetric, Variant};
+use prism_analysis::config::{AffinityKind, EigenSolver, KnnMethod, UmapMetric, Variant};
 use prism_analysis::{AnalysisConfig, Cache, Progress, RunOptions};
 
 /// Spectral relevance analysis (SpRAy) of every class of an attribution file.
@@ -62,12 +62,9 @@ pub struct AnalyzeArgs {
     /// Do not read or write the cache.
     #[arg(long)]
     pub no_cache: bool,
-    /// Worker threads [default: all cores].
-    #[arg(long)]
-    pub threads: Option<usize>,
 
     /// Preprocessing: spectral, absspectral, fullspectral or histogram [default: spectral].
-    #[arg(long, short = 'V')]
+    #[arg(long)]
     pub variant: Option<Variant>,
     /// Sum-pool attributions over P×P windows first [default: 1 = none].
     #[arg(long)]
@@ -75,6 +72,13 @@ pub struct AnalyzeArgs {
     /// Neighbours of the kNN graph [default: 32].
     #[arg(long, short = 'n')]
     pub neighbors: Option<usize>,
+    /// kNN search: auto (exact up to knn.approximate_above = 20 000 samples, approximate
+    /// above), exact, or approximate (inverted-file index, seeded) [default: auto].
+    #[arg(long)]
+    pub knn: Option<KnnMethod>,
+    /// Cells the approximate kNN searches per query (recall vs time) [default: 16].
+    #[arg(long)]
+    pub knn_nprobe: Option<usize>,
     /// Use RBF weights exp(-d²/2σ²) with this σ instead of binary edges.
     #[arg(long)]
     pub rbf_sigma: Option<f64>,
@@ -162,6 +166,12 @@ impl AnalyzeArgs {
         }
         if let Some(k) = self.neighbors {
             cfg.knn.k = k;
+        }
+        if let Some(m) = self.knn {
+            cfg.knn.method = m;
+        }
+        if let Some(p) = self.knn_nprobe {
+            cfg.knn.nprobe = p;
         }
         if let Some(s) = self.rbf_sigma {
             cfg.affinity.kind = AffinityKind::Rbf;
@@ -311,15 +321,8 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
         total: Mutex::new(None),
         lines: Mutex::new(BTreeMap::new()),
     };
-    let work = || prism_analysis::analyze_file(input, output, &cfg, &opts, &bars);
-    let reports = match args.threads {
-        Some(t) => rayon::ThreadPoolBuilder::new()
-            .num_threads(t.max(1))
-            .build()
-            .context("cannot start the worker threads")?
-            .install(work),
-        None => work(),
-    }?;
+    // Threads: the global --threads (rayon's global pool).
+    let reports = prism_analysis::analyze_file(input, output, &cfg, &opts, &bars)?;
     if let Ok(t) = bars.total.lock() {
         if let Some(bar) = t.as_ref() {
             bar.finish();

@@ -3,11 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use prism_attribution::{
-    Attributor, AttributorParams, Bound, Composite, CompositeParams, Explainer, SeedMode, Target,
-};
+use prism_attribution::{Explainer, Target};
 use prism_model::{npy, Float, Model, Tensor};
 
+use super::method::MethodArgs;
 use super::predict::{chunks, read_batch, sample_progress, DTypeArg};
 
 /// Explain a model's decisions: relevance (or gradient) of each input for a target class.
@@ -41,97 +40,20 @@ pub struct ExplainArgs {
     /// Where to write the relevance (.npy, the input's shape, in --dtype).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Built-in LRP composite (Zennit's names, kebab case). Without one: plain gradients.
-    #[arg(long, conflicts_with = "composite_file")]
-    pub composite: Option<String>,
-    /// Your own composite as TOML (see docs/composites.md).
-    #[arg(long, value_name = "FILE.toml")]
-    pub composite_file: Option<PathBuf>,
-    /// gradient, smoothgrad, integrated-gradients or occlusion.
-    #[arg(long, default_value = "gradient")]
-    pub attributor: String,
     /// Target class: a class index, `predicted` (arg-max, default) or a .npy of per-sample labels.
     #[arg(long, default_value = "predicted")]
     pub target: String,
-    /// Initial relevance: one-hot at the target (Zennit's convention) or the target's logit.
-    #[arg(long, value_enum, default_value_t = SeedArg::OneHot)]
-    pub seed_mode: SeedArg,
     /// Computation precision.
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     pub dtype: DTypeArg,
-    /// Skip the canonizers (BatchNorm merging, explicit residual sums).
-    #[arg(long)]
-    pub no_canonize: bool,
-    /// Set every rule's bias to zero (Zennit's zero_params='bias').
-    #[arg(long)]
-    pub zero_bias: bool,
-    /// ε of the Epsilon rule (dense layers).
-    #[arg(long, default_value_t = 1e-6)]
-    pub epsilon: f64,
-    /// Stabiliser of the other rules.
-    #[arg(long, default_value_t = 1e-6)]
-    pub stabilizer: f64,
-    /// γ of the Gamma rule.
-    #[arg(long, default_value_t = 0.25)]
-    pub gamma: f64,
-    /// α of the AlphaBeta rule (α − β must be 1).
-    #[arg(long, default_value_t = 2.0)]
-    pub alpha: f64,
-    /// β of the AlphaBeta rule.
-    #[arg(long, default_value_t = 1.0)]
-    pub beta: f64,
-    /// ZBox lower bound of the input: one value, or one per channel (comma-separated).
-    #[arg(long, allow_negative_numbers = true, value_delimiter = ',')]
-    pub low: Option<Vec<f64>>,
-    /// ZBox upper bound of the input: one value, or one per channel (comma-separated).
-    #[arg(long, allow_negative_numbers = true, value_delimiter = ',')]
-    pub high: Option<Vec<f64>>,
-    /// β of the beta-smooth ReLU rule.
-    #[arg(long, default_value_t = 10.0)]
-    pub beta_smooth: f64,
-    /// Iterations of smoothgrad / integrated-gradients (default 20).
-    #[arg(long)]
-    pub n_iter: Option<usize>,
-    /// SmoothGrad noise σ as a fraction of each sample's value range.
-    #[arg(long, default_value_t = 0.1)]
-    pub noise_level: f64,
-    /// Integrated-gradients baseline (a constant).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub baseline: f64,
-    /// Occlusion window: one size for all non-batch dims, or sizes of the last dims.
-    #[arg(long, value_delimiter = ',', default_value = "8")]
-    pub window: Vec<usize>,
-    /// Occlusion stride, like --window.
-    #[arg(long, value_delimiter = ',', default_value = "8")]
-    pub stride: Vec<usize>,
-    /// Occlusion removes the window (classic) instead of keeping only it (Zennit's default).
-    #[arg(long)]
-    pub invert_occlusion: bool,
-    /// Random seed (smoothgrad).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub method: MethodArgs,
     /// Samples per batch.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Print the rule each node gets, then continue.
     #[arg(long)]
     pub show_rules: bool,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SeedArg {
-    OneHot,
-    Logit,
-}
-
-fn bound(v: &Option<Vec<f64>>) -> Option<Bound> {
-    v.as_ref().map(|v| {
-        if v.len() == 1 {
-            Bound::Scalar(v[0])
-        } else {
-            Bound::PerChannel(v.clone())
-        }
-    })
 }
 
 pub fn run(args: &ExplainArgs) -> anyhow::Result<()> {
@@ -142,41 +64,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<()> {
 }
 
 fn run_typed<T: Float + npyz::AutoSerialize>(args: &ExplainArgs) -> anyhow::Result<()> {
-    let params = CompositeParams {
-        epsilon: args.epsilon,
-        stabilizer: args.stabilizer,
-        gamma: args.gamma,
-        alpha: args.alpha,
-        beta: args.beta,
-        low: bound(&args.low),
-        high: bound(&args.high),
-        beta_smooth: args.beta_smooth,
-        zero_bias: args.zero_bias,
-    };
-    let composite = match (&args.composite, &args.composite_file) {
-        (Some(name), _) => Some(Composite::builtin(name, &params)?),
-        (None, Some(file)) => {
-            let c = Composite::from_toml_file(file)?;
-            Some(if args.zero_bias {
-                c.with_zero_bias()
-            } else {
-                c
-            })
-        }
-        (None, None) => None,
-    };
-    let attributor = Attributor::by_name(
-        &args.attributor,
-        &AttributorParams {
-            n_iter: args.n_iter,
-            noise_level: args.noise_level,
-            window: args.window.clone(),
-            stride: args.stride.clone(),
-            invert: args.invert_occlusion,
-            seed: args.seed,
-            baseline: args.baseline,
-        },
-    )?;
+    let method = args.method.build()?;
     let model =
         Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
     let x: Tensor<T> = read_batch(&args.input)?;
@@ -204,14 +92,11 @@ fn run_typed<T: Float + npyz::AutoSerialize>(args: &ExplainArgs) -> anyhow::Resu
             )
         })?),
     };
-    let mut explainer = Explainer::new(&model).with_canonizers(!args.no_canonize);
-    if let Some(c) = composite {
+    let mut explainer = Explainer::new(&model).with_canonizers(method.canonize);
+    if let Some(c) = method.composite {
         explainer = explainer.with_composite(c);
     }
-    let seed = match args.seed_mode {
-        SeedArg::OneHot => SeedMode::OneHot,
-        SeedArg::Logit => SeedMode::Logit,
-    };
+    let (seed, attributor) = (method.seed, method.attributor);
     let parts = chunks(&x, args.batch_size);
     if args.show_rules {
         for (node, op, rule) in explainer

@@ -1,0 +1,261 @@
+//! `prism attribute`, `prism merge` and `prism project` through the real binary, on the bundled
+//! demo data (MNIST digits and a small CNN): resumption after SIGKILL, sharding, merging.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use prism_store::{AttrValue, AttributionFile, Project};
+
+fn prism() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_prism"))
+}
+
+fn assets() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo")
+}
+
+/// `prism attribute` on the first `limit` demo samples, batches of 8.
+fn attribute_cmd(out: &Path, limit: usize, extra: &[&str]) -> Command {
+    let mut c = prism();
+    c.args(["attribute", "--model"])
+        .arg(assets().join("mnist-cnn.onnx"))
+        .arg("--dataset")
+        .arg(assets().join("mnist.h5"))
+        .arg("--output")
+        .arg(out)
+        .args(["--composite", "epsilon-plus-flat", "--batch-size", "8"])
+        .args(["--limit", &limit.to_string(), "--threads", "1"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn run_ok(mut c: Command) -> String {
+    let out = c.output().expect("prism runs");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "prism failed: {err}");
+    err
+}
+
+fn run_err(mut c: Command) -> String {
+    let out = c.output().expect("prism runs");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "prism should have failed");
+    assert!(
+        err.starts_with("error: "),
+        "one-line error expected, got {err}"
+    );
+    err
+}
+
+/// Everything a ViRelAy reader sees, plus Prism's run key.
+#[derive(Debug, PartialEq)]
+struct Contents {
+    attribution: Vec<f32>,
+    prediction: Vec<f32>,
+    labels: prism_store::Labels,
+    index: Vec<u32>,
+    run_key: Option<String>,
+    complete: Option<i64>,
+}
+
+fn contents(p: &Path) -> Contents {
+    let f = AttributionFile::open(p).expect("readable attribution file");
+    let rows: Vec<usize> = (0..f.n_samples()).collect();
+    Contents {
+        attribution: f.read_rows(&rows).expect("attribution"),
+        prediction: f
+            .read_prediction_rows(0, f.n_samples())
+            .expect("prediction"),
+        labels: f.labels().clone(),
+        index: f.index().expect("index").to_vec(),
+        run_key: f
+            .attr("prism_run_key")
+            .expect("attr")
+            .and_then(|v| v.as_str().map(str::to_string)),
+        complete: match f.attr("prism_complete").expect("attr") {
+            Some(AttrValue::Int(v)) => Some(v),
+            _ => None,
+        },
+    }
+}
+
+#[test]
+fn killed_runs_resume_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reference = dir.path().join("reference.h5");
+    run_ok(attribute_cmd(&reference, 400, &[]));
+    let want = contents(&reference);
+    assert_eq!(want.index, (0..400).collect::<Vec<u32>>());
+    assert_eq!(want.complete, Some(1));
+
+    let out = dir.path().join("resumed.h5");
+    let partial = dir.path().join("resumed.h5.partial");
+    let mut interrupted_with_parts = 0;
+    // Kill at several points: during start-up, early, mid-run and (likely) late.
+    for delay_ms in [20u64, 150, 300, 450, 600, 750] {
+        let mut child = attribute_cmd(&out, 400, &[])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        if out.exists() {
+            // The run finished before the kill: the file is complete, start again.
+            assert_eq!(contents(&out).complete, Some(1));
+            std::fs::remove_file(&out).expect("remove");
+            continue;
+        }
+        let parts = std::fs::read_dir(&partial)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("part-"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if parts > 0 {
+            interrupted_with_parts += 1;
+        }
+    }
+    assert!(
+        interrupted_with_parts > 0,
+        "no kill landed mid-run; the test did not exercise resumption"
+    );
+    if !out.exists() {
+        let log = run_ok(attribute_cmd(&out, 400, &[]));
+        assert!(
+            log.contains("resuming") || !partial.exists(),
+            "a rerun after a kill should resume: {log}"
+        );
+    }
+    assert!(!partial.exists(), "the work directory is removed when done");
+    assert!(
+        contents(&out) == want,
+        "resumed result differs from the uninterrupted one"
+    );
+
+    // Rerunning a finished run does nothing; other settings are refused.
+    let log = run_ok(attribute_cmd(&out, 400, &[]));
+    assert!(log.contains("already complete"), "{log}");
+    let err = run_err(attribute_cmd(&out, 300, &[]));
+    assert!(err.contains("--force"), "{err}");
+}
+
+#[test]
+fn merged_shards_equal_an_unsharded_run_and_bad_sets_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let whole = dir.path().join("whole.h5");
+    run_ok(attribute_cmd(&whole, 90, &[]));
+    let pattern = dir.path().join("attr-{shard}.h5");
+    for s in ["0/2", "1/2"] {
+        run_ok(attribute_cmd(&pattern, 90, &["--shard", s]));
+    }
+    let s0 = dir.path().join("attr-000-of-002.h5");
+    let s1 = dir.path().join("attr-001-of-002.h5");
+    // Shards are whole batches of 8: 12 batches, 6 each.
+    assert_eq!(contents(&s0).index, (0..48).collect::<Vec<u32>>());
+    assert_eq!(contents(&s1).index, (48..90).collect::<Vec<u32>>());
+
+    let merged = dir.path().join("merged.h5");
+    let mut c = prism();
+    c.arg("merge")
+        .arg(&s1)
+        .arg(&s0)
+        .arg("--output")
+        .arg(&merged);
+    run_ok(c);
+    assert!(
+        contents(&merged) == contents(&whole),
+        "merged shards differ from the unsharded run"
+    );
+
+    // Overlap: the same shard twice.
+    let mut c = prism();
+    c.arg("merge")
+        .arg(&s0)
+        .arg(&s0)
+        .arg(&s1)
+        .arg("--output")
+        .arg(dir.path().join("bad.h5"));
+    assert!(run_err(c).contains("overlap"));
+    // Missing: one shard of two.
+    let mut c = prism();
+    c.arg("merge")
+        .arg(&s0)
+        .arg("--output")
+        .arg(dir.path().join("bad.h5"));
+    assert!(run_err(c).contains("leave 42 of 90 samples out"));
+    // Another run: a different method.
+    let other = dir.path().join("other-{shard}.h5");
+    run_ok(attribute_cmd(
+        &other,
+        90,
+        &["--shard", "1/2", "--epsilon", "0.5"],
+    ));
+    let mut c = prism();
+    c.arg("merge")
+        .arg(&s0)
+        .arg(dir.path().join("other-001-of-002.h5"))
+        .arg("--output")
+        .arg(dir.path().join("bad.h5"));
+    assert!(run_err(c).contains("another run"));
+    assert!(!dir.path().join("bad.h5").exists());
+}
+
+#[test]
+fn bad_arguments_get_one_line_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("a.h5");
+    assert!(run_err(attribute_cmd(&out, 10, &["--shard", "2/2"])).contains("--shard"));
+    let mut c = prism();
+    c.args(["attribute", "--model"])
+        .arg(assets().join("mnist-cnn.onnx"))
+        .arg("--dataset")
+        .arg(dir.path().join("missing.h5"))
+        .arg("--output")
+        .arg(&out);
+    assert!(run_err(c).contains("missing.h5"));
+    assert!(!out.exists());
+}
+
+#[test]
+fn project_file_ties_the_files_together() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("mnist.h5");
+    std::fs::copy(assets().join("mnist.h5"), &data).expect("copy");
+    let attr = dir.path().join("attr.h5");
+    let mut c = attribute_cmd(&attr, 40, &[]);
+    c.arg("--force");
+    run_ok(c);
+    let yaml = dir.path().join("project.yaml");
+    let mut c = prism();
+    c.args(["project", "--dataset"])
+        .arg(&data)
+        .arg("--attribution")
+        .arg(&attr)
+        .arg("--label-map")
+        .arg(assets().join("label-map.json"))
+        .arg("--output")
+        .arg(&yaml);
+    // The label map lies outside the project's directory: refused.
+    assert!(run_err(c).contains("outside the project's directory"));
+    let mut c = prism();
+    c.args(["project", "--dataset"])
+        .arg(&data)
+        .arg("--attribution")
+        .arg(&attr)
+        .arg("--output")
+        .arg(&yaml)
+        .args(["--name", "MNIST"]);
+    run_ok(c);
+    let p = Project::read(&yaml).expect("project reads back");
+    assert_eq!(p.name, "MNIST");
+    assert_eq!(p.dataset.path, PathBuf::from("mnist.h5"));
+    assert_eq!(p.attributions.sources, vec![PathBuf::from("attr.h5")]);
+    assert_eq!(p.attributions.method, "epsilon-plus-flat");
+    assert_eq!((p.dataset.input_width, p.dataset.input_height), (28, 28));
+    assert!(dir.path().join("label-map.json").exists());
+}

@@ -1,0 +1,81 @@
+//! `prism demo` on the bundled data: the planted shortcut is found. The marked sevens (the
+//! `artifact` dataset of `assets/demo/mnist.h5`, written by `scripts/make_demo.py`) must fall
+//! into one cluster with purity ≥ 0.9 at the eigengap-suggested k, and the demo must say so.
+
+use std::path::Path;
+use std::process::Command;
+
+use prism_store::{AnalysisFile, AttrValue, Project};
+
+#[test]
+fn demo_finds_the_planted_shortcut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("demo");
+    let res = Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args(["demo", "--output"])
+        .arg(&out)
+        .output()
+        .expect("prism runs");
+    let stdout = String::from_utf8_lossy(&res.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&res.stderr).into_owned();
+    assert!(res.status.success(), "demo failed: {stderr}");
+
+    // Ground truth: which samples carry the mark.
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo/mnist.h5");
+    let file = hdf5::File::open(&assets).expect("demo dataset");
+    let artifact: Vec<bool> = file
+        .dataset("artifact")
+        .and_then(|d| d.read_raw::<bool>())
+        .expect("artifact dataset");
+    let marked: usize = artifact.iter().filter(|&&a| a).count();
+    assert!(
+        marked > 100,
+        "the demo data should mark a few hundred sevens"
+    );
+
+    let analysis = AnalysisFile::open(out.join("analysis.h5")).expect("analysis file");
+    let cat = analysis
+        .category("digit-7")
+        .expect("category of the sevens");
+    let k = cat
+        .attrs
+        .iter()
+        .find_map(|(n, v)| match (n.as_str(), v) {
+            ("eigengap_suggested_k", AttrValue::Int(k)) => Some(*k),
+            _ => None,
+        })
+        .expect("suggested k");
+    let clustering = cat
+        .clusterings
+        .iter()
+        .find(|c| c.name == format!("kmeans-{k:02}"))
+        .expect("k-means at the suggested k");
+    // The cluster holding most marked samples: purity and recall.
+    let mut per_cluster = std::collections::BTreeMap::<i32, (usize, usize)>::new();
+    for (&s, &c) in cat.index.iter().zip(&clustering.labels) {
+        let e = per_cluster.entry(c).or_default();
+        e.0 += 1;
+        if artifact[s as usize] {
+            e.1 += 1;
+        }
+    }
+    let (&best, &(size, hits)) = per_cluster
+        .iter()
+        .max_by_key(|(_, &(_, hits))| hits)
+        .expect("clusters");
+    let purity = hits as f64 / size as f64;
+    let recall = hits as f64 / marked as f64;
+    assert!(
+        purity >= 0.9 && recall >= 0.9,
+        "cluster {best} at k = {k}: {hits} of {size} marked (purity {purity:.3}), \
+         {hits} of {marked} marked samples (recall {recall:.3})"
+    );
+
+    // The demo says so, and the project opens.
+    assert!(
+        stdout.contains("digit-7") && stdout.contains("top-left corner"),
+        "the demo's report should name the shortcut:\n{stdout}"
+    );
+    let project = Project::read(out.join("project.yaml")).expect("project");
+    assert_eq!(project.analyses.len(), 1);
+}

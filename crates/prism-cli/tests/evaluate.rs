@@ -1,0 +1,142 @@
+//! `prism evaluate` end to end on the trained evaluation fixture: report, plots, table, errors.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn fixture(p: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/eval")
+        .join(p)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn prism() -> Command {
+    Command::cargo_bin("prism").expect("binary")
+}
+
+/// Runs prism expecting failure; returns stderr, checking it is one `error:` line.
+fn fails(args: &[&str]) -> String {
+    let out = prism().args(args).output().expect("run");
+    assert!(!out.status.success(), "expected failure for {args:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected a one-line error, got:\n{err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn evaluate_writes_report_plots_and_a_ranked_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out: PathBuf = dir.path().join("eval");
+    let o = out.to_string_lossy().into_owned();
+    let run = prism()
+        .args([
+            "evaluate",
+            &fixture("eval_cnn.onnx"),
+            &fixture("eval_cnn.input.npy"),
+            "-o",
+            &o,
+            "--methods",
+            "gradient,epsilon-plus-flat",
+            "--patch-size",
+            "4",
+            "--steps",
+            "8",
+            "--baseline",
+            "mean",
+            "--randomisation",
+            "cascading,independent",
+            "--randomisation-samples",
+            "2",
+            "--target",
+            &fixture("eval_cnn.labels.npy"),
+        ])
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("MoRF AOPC") && stdout.contains("random order"),
+        "{stdout}"
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report"))
+            .expect("json");
+    assert_eq!(report["steps"], 8);
+    assert_eq!(report["patches"], 64);
+    assert_eq!(report["targets"].as_array().map(Vec::len), Some(8));
+    let ranking: Vec<&str> = report["ranking"]
+        .as_array()
+        .expect("ranking")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    // LRP beats the plain gradient on this fixture, and the table lists it first.
+    assert_eq!(ranking, ["epsilon-plus-flat", "gradient"]);
+    let first_row = stdout.lines().nth(1).unwrap_or_default();
+    assert!(first_row.contains("epsilon-plus-flat"), "{stdout}");
+    let methods = report["methods"].as_array().expect("methods");
+    for m in methods {
+        assert_eq!(m["morf"]["mean_curve"].as_array().map(Vec::len), Some(9));
+        assert_eq!(m["randomisation"].as_array().map(Vec::len), Some(2));
+    }
+    // 4 layers with weights in the fixture CNN.
+    assert_eq!(
+        report["randomisation"]["layers"].as_array().map(Vec::len),
+        Some(4)
+    );
+    for f in [
+        "perturbation_morf.png",
+        "perturbation_lerf.png",
+        "randomisation_cascading.png",
+        "randomisation_independent_ssim.png",
+    ] {
+        let bytes = std::fs::read(out.join(f)).expect(f);
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{f}");
+    }
+}
+
+#[test]
+fn evaluate_help_has_an_example() {
+    let out = prism().args(["evaluate", "--help"]).output().expect("run");
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(s.contains("prism evaluate vgg16.onnx"), "{s}");
+}
+
+#[test]
+fn evaluate_bad_arguments_are_one_line_errors() {
+    let m = fixture("eval_cnn.onnx");
+    let x = fixture("eval_cnn.input.npy");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = dir.path().join("eval").to_string_lossy().into_owned();
+    let base = ["evaluate", m.as_str(), x.as_str(), "-o", o.as_str()];
+    let with = |extra: &[&str]| {
+        let mut v: Vec<&str> = base.to_vec();
+        v.extend_from_slice(extra);
+        fails(&v)
+    };
+    let e = with(&["--methods", "lrp-magic"]);
+    assert!(e.contains("unknown method 'lrp-magic'"), "{e}");
+    let e = with(&["--baseline", "purple"]);
+    assert!(e.contains("unknown baseline 'purple'"), "{e}");
+    let e = with(&["--baseline", "blur:-1"]);
+    assert!(e.contains("positive"), "{e}");
+    let e = with(&["--steps", "0"]);
+    assert!(e.contains("must be positive"), "{e}");
+    let e = with(&["--randomisation", "sideways"]);
+    assert!(e.contains("unknown randomisation 'sideways'"), "{e}");
+    let e = with(&["--target", "99", "--methods", "gradient"]);
+    assert!(e.contains("out of range"), "{e}");
+    let e = fails(&["evaluate", &m, &fixture("missing.npy"), "-o", &o]);
+    assert!(e.contains("missing.npy"), "{e}");
+}

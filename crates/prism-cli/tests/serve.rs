@@ -1,0 +1,134 @@
+//! `prism serve`: starts on a generated project, answers the API, and refuses bad projects
+//! with a one-line error.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+use prism_viewer::synthetic::SyntheticProject;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_prism")
+}
+
+fn small() -> SyntheticProject {
+    SyntheticProject {
+        classes: 2,
+        per_class: 10,
+        size: 6,
+        ..SyntheticProject::demo()
+    }
+}
+
+/// Kills the server when the test ends, whatever happens.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get(addr: &str, target: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut bytes = Vec::new();
+    s.read_to_end(&mut bytes).unwrap();
+    let raw = String::from_utf8_lossy(&bytes).into_owned();
+    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = raw.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    (status, body.to_string())
+}
+
+#[test]
+fn serve_answers_the_api_of_its_projects() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = small().write(&dir.path().join("a")).unwrap();
+    let b = SyntheticProject {
+        name: "second".into(),
+        ..small()
+    }
+    .write(&dir.path().join("b"))
+    .unwrap();
+    let child = Command::new(bin())
+        .args(["serve", "--port", "0"])
+        .arg(&a)
+        .arg(&b)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    let mut out = BufReader::new(server.0.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    // Keep reading (and so the pipe open) for the rest of the server's output.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "binds loopback: {addr}");
+    let (status, body) = get(&addr, "/api/projects");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"second\""), "{body}");
+    let (status, _) = get(&addr, "/api/projects/1/attributions/3/image?mode=overlay");
+    assert_eq!(status, 200);
+    let (status, body) = get(&addr, "/api/projects/2");
+    assert_eq!(status, 404);
+    assert!(body.contains("errorMessage"), "{body}");
+    let (status, body) = get(&addr, "/");
+    assert_eq!(status, 200);
+    assert!(body.contains("<script"), "{body}");
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    assert!(!out.status.success(), "expected failure for {args:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "a one-line error, got:\n{err}");
+    assert!(
+        lines[0].starts_with("error: ") && !err.contains("panicked"),
+        "{err}"
+    );
+    err
+}
+
+#[test]
+fn serve_refuses_missing_and_escaping_projects() {
+    let e = fails(&["serve", "/nonexistent/project.yaml", "--port", "0"]);
+    assert!(e.contains("/nonexistent/project.yaml"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = small().write(&dir.path().join("p")).unwrap();
+    let text = std::fs::read_to_string(&yaml).unwrap().replace(
+        "label_map: label-map.json",
+        "label_map: ../../../etc/passwd",
+    );
+    std::fs::write(&yaml, text).unwrap();
+    let e = fails(&["serve", yaml.to_str().unwrap(), "--port", "0"]);
+    assert!(e.contains("outside"), "{e}");
+
+    std::fs::write(&yaml, "project: [not, a, project]").unwrap();
+    let e = fails(&["serve", yaml.to_str().unwrap(), "--port", "0"]);
+    assert!(e.contains("not a ViRelAy project file"), "{e}");
+}
+
+#[test]
+fn serve_help_has_an_example() {
+    let out = Command::new(bin())
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("prism serve project.yaml"), "{text}");
+    assert!(text.contains("127.0.0.1"), "{text}");
+}

@@ -1,0 +1,18 @@
+//! Typed errors of evaluation.
+
+/// What can go wrong while evaluating attributions.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Model(#[from] prism_model::ModelError),
+    #[error(transparent)]
+    Attribution(#[from] prism_attribution::AttributionError),
+    /// Bad configuration or inputs of the wrong shape.
+    #[error("{0}")]
+    Invalid(String),
+    /// Writing a report or a plot failed.
+    #[error("{path}: {detail}")]
+    Io { path: String, detail: String },
+}
+
+pub type Result<T, E = EvalError> = std::result::Result<T, E>;

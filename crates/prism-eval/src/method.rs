@@ -1,0 +1,93 @@
+//! Attribution methods under evaluation: a composite, an attributor, or both.
+
+use prism_attribution::{
+    Attributor, AttributorParams, Composite, CompositeParams, Explainer, SeedMode, Target,
+    ATTRIBUTORS, COMPOSITES,
+};
+use prism_model::{Float, Model, Tensor};
+
+use crate::error::{EvalError, Result};
+use crate::Progress;
+
+/// One attribution method: LRP (a composite driven by the gradient attributor), a plain
+/// attributor, or a composite under another attributor (`epsilon-plus-flat+smoothgrad`).
+#[derive(Clone, Debug)]
+pub struct Method {
+    /// The name as given (`epsilon-plus-flat`, `gradient`, `epsilon-plus+smoothgrad`).
+    pub name: String,
+    pub composite: Option<Composite>,
+    pub attributor: Attributor,
+}
+
+impl Method {
+    /// Parses `COMPOSITE`, `ATTRIBUTOR` or `COMPOSITE+ATTRIBUTOR` (Zennit's names, kebab case).
+    pub fn parse(spec: &str, cp: &CompositeParams, ap: &AttributorParams) -> Result<Method> {
+        let spec = spec.trim();
+        let (c, a) = match spec.split_once('+') {
+            Some((c, a)) => (Some(c), a),
+            None if COMPOSITES.contains(&spec.replace('_', "-").as_str()) => {
+                (Some(spec), "gradient")
+            }
+            None if ATTRIBUTORS.contains(&spec.replace('_', "-").as_str()) => (None, spec),
+            None => {
+                return Err(EvalError::Invalid(format!(
+                    "unknown method '{spec}'; use a composite ({}), an attributor ({}) or \
+                     COMPOSITE+ATTRIBUTOR",
+                    COMPOSITES.join(", "),
+                    ATTRIBUTORS.join(", ")
+                )))
+            }
+        };
+        Ok(Method {
+            name: spec.to_string(),
+            composite: c.map(|c| Composite::builtin(c, cp)).transpose()?,
+            attributor: Attributor::by_name(a, ap)?,
+        })
+    }
+
+    /// Whether relevance should be conserved (an LRP composite under the plain gradient
+    /// attributor) — what the completeness check holds the method to.
+    pub fn conserves(&self) -> bool {
+        self.composite.is_some() && self.attributor == Attributor::Gradient
+    }
+
+    /// An explainer for `model` with this method's composite.
+    pub fn explainer<'m>(&self, model: &'m Model, canonize: bool) -> Explainer<'m> {
+        let e = Explainer::new(model).with_canonizers(canonize);
+        match &self.composite {
+            Some(c) => e.with_composite(c.clone()),
+            None => e,
+        }
+    }
+
+    /// Attributes all of `x` for the given targets in batches of `batch` samples.
+    pub fn attribute<T: Float>(
+        &self,
+        model: &Model,
+        x: &Tensor<T>,
+        targets: &[usize],
+        batch: usize,
+        canonize: bool,
+        progress: &dyn Progress,
+    ) -> Result<Tensor<T>> {
+        let explainer = self.explainer(model, canonize);
+        let n = x.shape()[0];
+        let per = x.len() / n.max(1);
+        let mut out = Vec::with_capacity(x.len());
+        for s in (0..n).step_by(batch.max(1)) {
+            let e = (s + batch.max(1)).min(n);
+            let mut shape = x.shape().to_vec();
+            shape[0] = e - s;
+            let part = Tensor::new(shape, x.data()[s * per..e * per].to_vec())?;
+            let a = explainer.attribute(
+                &part,
+                &Target::PerSample(targets[s..e].to_vec()),
+                SeedMode::OneHot,
+                &self.attributor,
+            )?;
+            out.extend_from_slice(a.relevance.data());
+            progress.inc((e - s) as u64);
+        }
+        Ok(Tensor::new(x.shape().to_vec(), out)?)
+    }
+}

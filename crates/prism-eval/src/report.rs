@@ -1,0 +1,212 @@
+//! The evaluation report: serialisable to JSON, printable as a compact ranked table.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::completeness::Completeness;
+use crate::error::{EvalError, Result};
+use crate::perturbation::{aopc, RegionPerturbation};
+use crate::randomisation::{Layer, Mode};
+
+/// Perturbation curves of one method and order, with their AOPC.
+#[derive(Clone, Debug, Serialize)]
+pub struct CurveSummary {
+    /// Mean target score after k = 0 … L perturbed patches.
+    pub mean_curve: Vec<f64>,
+    /// AOPC averaged over samples.
+    pub aopc: f64,
+    /// Standard error of that mean.
+    pub aopc_stderr: f64,
+    pub per_sample_aopc: Vec<f64>,
+    /// Every sample's curve (samples × (L + 1)).
+    pub curves: Vec<Vec<f64>>,
+}
+
+impl CurveSummary {
+    pub fn new(curves: Vec<Vec<f64>>) -> CurveSummary {
+        let n = curves.len().max(1) as f64;
+        let len = curves.first().map_or(0, Vec::len);
+        let mean_curve = (0..len)
+            .map(|k| curves.iter().map(|c| c[k]).sum::<f64>() / n)
+            .collect();
+        let per: Vec<f64> = curves.iter().map(|c| aopc(c)).collect();
+        let m = per.iter().sum::<f64>() / n;
+        let var = per.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / (n - 1.0).max(1.0);
+        CurveSummary {
+            mean_curve,
+            aopc: m,
+            aopc_stderr: (var / n).sqrt(),
+            per_sample_aopc: per,
+            curves,
+        }
+    }
+}
+
+/// Similarity of randomised and original maps after one randomisation step.
+#[derive(Clone, Debug, Serialize)]
+pub struct RandomisationStep {
+    /// The layer randomised at this step (cumulatively for cascading modes).
+    pub layer: String,
+    pub spearman: f64,
+    pub ssim: f64,
+    pub top_k_intersection: f64,
+    pub spearman_per_sample: Vec<f64>,
+}
+
+/// One method's randomisation curve for one mode.
+#[derive(Clone, Debug, Serialize)]
+pub struct RandomisationCurve {
+    pub mode: Mode,
+    pub steps: Vec<RandomisationStep>,
+}
+
+/// Everything measured for one method.
+#[derive(Clone, Debug, Serialize)]
+pub struct MethodReport {
+    pub name: String,
+    pub composite: bool,
+    pub attributor: String,
+    pub morf: CurveSummary,
+    pub lerf: CurveSummary,
+    /// Area between the LeRF and MoRF curves (= AOPC_MoRF − AOPC_LeRF).
+    pub abpc: f64,
+    pub randomisation: Vec<RandomisationCurve>,
+    pub completeness: Completeness,
+    /// Seconds spent attributing the inputs once.
+    pub attribution_seconds: f64,
+}
+
+/// Randomisation settings and the layers found.
+#[derive(Clone, Debug, Serialize)]
+pub struct RandomisationSettings {
+    pub modes: Vec<Mode>,
+    pub samples: usize,
+    pub seed: u64,
+    /// k of the top-k intersection (positions of the plane).
+    pub top_k: usize,
+    /// Maps compared as |Σ_c R| (true) or Σ_c R.
+    pub abs: bool,
+    pub layers: Vec<Layer>,
+}
+
+/// The whole evaluation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub prism_version: &'static str,
+    pub model: String,
+    pub input_shape: Vec<usize>,
+    pub dtype: String,
+    pub targets: Vec<usize>,
+    pub original_scores: Vec<f64>,
+    pub perturbation: RegionPerturbation,
+    /// Number of patches per sample and of perturbation steps L.
+    pub patches: usize,
+    pub steps: usize,
+    pub random_order: CurveSummary,
+    pub methods: Vec<MethodReport>,
+    pub randomisation: Option<RandomisationSettings>,
+    /// Method names, best first by MoRF AOPC.
+    pub ranking: Vec<String>,
+    pub perturbation_seconds: f64,
+    pub randomisation_seconds: f64,
+}
+
+fn fmt(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "-".into()
+    }
+}
+
+impl Report {
+    /// Writes the report as pretty JSON (NaN becomes `null`).
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        let io = |e: String| EvalError::Io {
+            path: path.display().to_string(),
+            detail: e,
+        };
+        let s = serde_json::to_string_pretty(self).map_err(|e| io(e.to_string()))?;
+        std::fs::write(path, s + "\n").map_err(|e| io(e.to_string()))
+    }
+
+    /// The compact table: methods ranked by MoRF AOPC, then the random-order baseline.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let w = self
+            .methods
+            .iter()
+            .map(|m| m.name.len())
+            .chain([12])
+            .max()
+            .unwrap_or(12);
+        let mprt = |m: &MethodReport, mode: Mode| {
+            m.randomisation
+                .iter()
+                .find(|r| r.mode == mode)
+                .and_then(|r| r.steps.last())
+                .map_or("-".to_string(), |st| fmt(st.spearman))
+        };
+        s.push_str(&format!(
+            "{:>2}  {:<w$}  {:>10}  {:>10}  {:>10}  {:>9}  {:>9}  {:>8}  {}\n",
+            "#",
+            "method",
+            "MoRF AOPC",
+            "LeRF AOPC",
+            "ABPC",
+            "MPRT ρ c",
+            "MPRT ρ i",
+            "ΣR/exp",
+            "conserved"
+        ));
+        for (rank, name) in self.ranking.iter().enumerate() {
+            let Some(m) = self.methods.iter().find(|m| &m.name == name) else {
+                continue;
+            };
+            let cons = match m.completeness.passed {
+                Some(true) => "yes".to_string(),
+                Some(false) => format!(
+                    "no ({}/{})",
+                    m.completeness.within_tolerance,
+                    m.completeness.sums.len()
+                ),
+                None => "n/a".to_string(),
+            };
+            s.push_str(&format!(
+                "{:>2}  {:<w$}  {:>10}  {:>10}  {:>10}  {:>9}  {:>9}  {:>8}  {}\n",
+                rank + 1,
+                m.name,
+                fmt(m.morf.aopc),
+                fmt(m.lerf.aopc),
+                fmt(m.abpc),
+                mprt(m, Mode::Cascading),
+                // Independent: the mean over layers says more than the last layer.
+                m.randomisation
+                    .iter()
+                    .find(|r| r.mode == Mode::Independent)
+                    .map_or("-".to_string(), |r| fmt(crate::similarity::finite_mean(
+                        &r.steps.iter().map(|st| st.spearman).collect::<Vec<_>>()
+                    ))),
+                fmt(m.completeness.mean_ratio),
+                cons
+            ));
+        }
+        s.push_str(&format!(
+            "    {:<w$}  {:>10}\n",
+            "random order",
+            fmt(self.random_order.aopc)
+        ));
+        s.push_str(&format!(
+            "AOPC over {} steps of {}×{} patches (baseline {}); MoRF higher is better, LeRF lower. \
+             MPRT ρ: Spearman with the original maps, c = all layers randomised (cascading), \
+             i = mean over single layers (independent); lower means the map depends on the weights. \
+             ΣR/exp: relevance sum over what the method should conserve (seed, or f(x) − f(x̄)).\n",
+            self.steps,
+            self.perturbation.patch,
+            self.perturbation.patch,
+            self.perturbation.baseline.name()
+        ));
+        s
+    }
+}

@@ -1,0 +1,48 @@
+//! Writes a generated ViRelAy project for the viewer's browser and load tests.
+//!
+//! ```sh
+//! cargo run -p prism-viewer --example synth_project -- OUT_DIR            # small demo
+//! cargo run -p prism-viewer --example synth_project -- OUT_DIR --points 1000000
+//! ```
+//! Prints the path of the project YAML.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use prism_viewer::synthetic::SyntheticProject;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: synth_project OUT_DIR [--points N] [--classes C --per-class K]";
+    let Some(out) = args.first().map(PathBuf::from) else {
+        eprintln!("{usage}");
+        return ExitCode::from(2);
+    };
+    let mut spec = SyntheticProject::demo();
+    let mut it = args[1..].iter();
+    while let Some(flag) = it.next() {
+        let Some(value) = it.next().and_then(|v| v.parse::<usize>().ok()) else {
+            eprintln!("{flag} needs a number; {usage}");
+            return ExitCode::from(2);
+        };
+        match flag.as_str() {
+            "--points" => spec = SyntheticProject::large(value),
+            "--classes" => spec.classes = value,
+            "--per-class" => spec.per_class = value,
+            _ => {
+                eprintln!("unknown flag {flag}; {usage}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match spec.write(&out) {
+        Ok(yaml) => {
+            println!("{}", yaml.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Pictures of samples: the input, its heatmap in a colour map, or the heatmap over the input.
+
+use prism_heatmap::{
+    Batch, BuiltinColorMap, HeatmapOptions, Image, Normalization, OverlayOptions, Renderer,
+};
+
+use crate::dataset::{resize_bilinear, RgbImage};
+use crate::error::ViewerError;
+use crate::workspace::LoadedProject;
+
+/// What to draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImageMode {
+    Input,
+    Attribution,
+    Overlay,
+}
+
+impl ImageMode {
+    pub fn parse(s: &str) -> Option<ImageMode> {
+        match s {
+            "input" => Some(ImageMode::Input),
+            "attribution" | "heatmap" => Some(ImageMode::Attribution),
+            "overlay" | "superimposed" => Some(ImageMode::Overlay),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageMode::Input => "input",
+            ImageMode::Attribution => "attribution",
+            ImageMode::Overlay => "overlay",
+        }
+    }
+}
+
+/// Parses a normalisation name.
+pub fn parse_normalization(s: &str) -> Option<Normalization> {
+    match s {
+        "symmetric" => Some(Normalization::Symmetric),
+        "absolute" => Some(Normalization::Absolute),
+        "unaligned" => Some(Normalization::Unaligned),
+        _ => None,
+    }
+}
+
+pub fn normalization_name(n: Normalization) -> &'static str {
+    match n {
+        Normalization::Symmetric => "symmetric",
+        Normalization::Absolute => "absolute",
+        Normalization::Unaligned => "unaligned",
+    }
+}
+
+/// The default normalisation of a map: symmetric for diverging maps, absolute otherwise.
+pub fn default_normalization(map: &BuiltinColorMap) -> Normalization {
+    if map.signed {
+        Normalization::Symmetric
+    } else {
+        Normalization::Absolute
+    }
+}
+
+/// The input picture of dataset sample `index` as PNG.
+pub fn input_png(project: &LoadedProject, index: usize) -> Result<Vec<u8>, ViewerError> {
+    let img = project.dataset.image(index)?;
+    Ok(rgb_png(&img)?)
+}
+
+fn rgb_png(img: &RgbImage) -> Result<Vec<u8>, prism_heatmap::HeatmapError> {
+    Image::Rgb {
+        width: img.width,
+        height: img.height,
+        pixels: img.pixels.clone(),
+    }
+    .encode_png()
+}
+
+/// The heatmap (or overlay) of the attribution of dataset sample `index`, as PNG.
+pub fn heatmap_png(
+    project: &LoadedProject,
+    index: u32,
+    map: &BuiltinColorMap,
+    normalization: Normalization,
+    overlay: bool,
+) -> Result<Option<Vec<u8>>, ViewerError> {
+    let Some(at) = project.attribution_row(index) else {
+        return Ok(None);
+    };
+    let file = &project.attributions[at.file];
+    let values = file.read_rows(&[at.row])?;
+    let [c, h, w] = file.sample_shape();
+    let batch = Batch::new(&values, &[1, c, h, w])?;
+    let renderer = Renderer::new(&HeatmapOptions {
+        color_map: map.color_map(),
+        normalization,
+        ..Default::default()
+    })?;
+    if !overlay || index as usize >= project.dataset.len() {
+        return Ok(Some(renderer.render(&batch, 0)?.encode_png()?));
+    }
+    let mut input = project.dataset.image(index as usize)?;
+    if input.width != w || input.height != h {
+        input = resize_bilinear(&input, w, h);
+    }
+    // Planar float input in 0..255 for the overlay's grayscale conversion.
+    let plane = w * h;
+    let mut planar = vec![0f32; 3 * plane];
+    for (p, px) in input.pixels.chunks_exact(3).enumerate() {
+        for ch in 0..3 {
+            planar[ch * plane + p] = f32::from(px[ch]);
+        }
+    }
+    let input_batch = Batch::new(&planar, &[1, 3, h, w])?;
+    let img = renderer.overlay(&batch, &input_batch, 0, &OverlayOptions::default())?;
+    Ok(Some(img.encode_png()?))
+}
+
+/// A colour bar of a built-in map as PNG.
+pub fn color_bar_png(
+    map: &BuiltinColorMap,
+    width: usize,
+    height: usize,
+) -> Result<Vec<u8>, ViewerError> {
+    let palette = map.color_map().palette(1.0);
+    Ok(prism_heatmap::color_bar(&palette, width, height).encode_png()?)
+}

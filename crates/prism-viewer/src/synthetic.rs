@@ -1,0 +1,508 @@
+//! Generated projects for tests, the browser test and the load test: a dataset (HDF5 or a
+//! directory of PNGs), a label map, an attribution file and an analysis file, with the project
+//! YAML next to them, all written with prism-store's writers.
+//!
+//! Each class has two "strategies": most samples show an object whose relevance lies on it, a
+//! third carry a bright corner mark (a Clever-Hans watermark) whose relevance lies on the mark.
+//! The analysis embeds the two groups as separate blobs and clusters them, so a lasso around one
+//! blob selects one strategy.
+
+use std::f32::consts::PI;
+use std::path::{Path, PathBuf};
+
+use prism_store::project::{
+    AnalysisSpec, AttributionsSpec, DatasetKind, DatasetSpec, DownSampling, UpSampling,
+};
+use prism_store::{
+    AnalysisWriter, AttrValue, AttributionLayout, AttributionWriter, BatchLabels, Category,
+    Clustering, Embedding, LabelLayout, Project,
+};
+
+use crate::error::ViewerError;
+
+const NAMES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct SyntheticProject {
+    /// Project name.
+    pub name: String,
+    /// Number of classes (categories of the analysis).
+    pub classes: usize,
+    /// Samples per class.
+    pub per_class: usize,
+    /// Image side (square images).
+    pub size: usize,
+    /// Channels of the images and attributions (1 or 3).
+    pub channels: usize,
+    /// Store the dataset as uint8 instead of float32 in [0, 1].
+    pub u8_data: bool,
+    /// Dataset kind (an image directory is written as PNGs).
+    pub dataset: DatasetKind,
+    /// Blobs in the t-SNE embedding (and clusters of `kmeans-blobs`) per class.
+    pub blobs: usize,
+}
+
+impl SyntheticProject {
+    /// A small demo: 4 classes × 60 samples of 32×32 RGB.
+    pub fn demo() -> Self {
+        SyntheticProject {
+            name: "Synthetic demo".into(),
+            classes: 4,
+            per_class: 60,
+            size: 32,
+            channels: 3,
+            u8_data: false,
+            dataset: DatasetKind::Hdf5,
+            blobs: 2,
+        }
+    }
+
+    /// One class of `n` points (2×2 single-channel samples), for scale tests.
+    pub fn large(n: usize) -> Self {
+        SyntheticProject {
+            name: format!("{n} points"),
+            classes: 1,
+            per_class: n,
+            size: 2,
+            channels: 1,
+            u8_data: true,
+            dataset: DatasetKind::Hdf5,
+            blobs: 20,
+        }
+    }
+
+    /// Writes the project into `dir` (created if needed); returns the YAML's path.
+    pub fn write(&self, dir: &Path) -> Result<PathBuf, ViewerError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ViewerError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let classes = self.classes.clamp(1, NAMES.len());
+        let n = classes * self.per_class.max(1);
+        let (c, s) = (self.channels.clamp(1, 3), self.size.max(2));
+        let plane = s * s;
+        let label_of = |i: usize| (i % classes) as u32;
+        // Which strategy (0 = object, 1 = watermark) and blob each sample belongs to.
+        let blobs = self.blobs.max(2);
+        let blob_of = |i: usize| {
+            let k = i / classes;
+            if k % 3 == 0 {
+                blobs - 1
+            } else {
+                k % (blobs - 1)
+            }
+        };
+
+        // Label map.
+        let entries: Vec<String> = (0..classes)
+            .map(|k| {
+                format!(
+                    "{{\"index\": {k}, \"word_net_id\": \"n{:08}\", \"name\": \"{}\"}}",
+                    k + 1,
+                    NAMES[k]
+                )
+            })
+            .collect();
+        let lm = dir.join("label-map.json");
+        std::fs::write(&lm, format!("[\n  {}\n]\n", entries.join(",\n  "))).map_err(io(&lm))?;
+
+        // Pixels and relevance of one sample.
+        let sample = |i: usize| -> (Vec<f32>, Vec<f32>) {
+            let mut rng = Rng(i as u64 * 7919 + 17);
+            let class = label_of(i) as usize;
+            let watermark = blob_of(i) == blobs - 1;
+            let hue = class as f32 / classes as f32;
+            let color = [
+                0.5 + 0.5 * (2.0 * PI * hue).cos(),
+                0.5 + 0.5 * (2.0 * PI * (hue + 0.33)).cos(),
+                0.5 + 0.5 * (2.0 * PI * (hue + 0.67)).cos(),
+            ];
+            let (cx, cy) = (
+                s as f32 * (0.35 + 0.3 * rng.uniform()),
+                s as f32 * (0.35 + 0.3 * rng.uniform()),
+            );
+            let r = s as f32 * 0.2;
+            let mark = (s / 5).max(1);
+            let mut img = vec![0f32; c * plane];
+            let mut rel = vec![0f32; c * plane];
+            for y in 0..s {
+                for x in 0..s {
+                    let d = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt();
+                    let inside = d < r;
+                    let in_mark = watermark && x < mark && y < mark;
+                    for ch in 0..c {
+                        let base = 0.15 + 0.1 * rng.uniform();
+                        img[ch * plane + y * s + x] = if in_mark {
+                            1.0
+                        } else if inside {
+                            color[ch] * 0.9
+                        } else {
+                            base
+                        };
+                    }
+                    let on_object = (-(d / r).powi(2)).exp();
+                    let on_mark = if watermark {
+                        let dm = ((x as f32).powi(2) + (y as f32).powi(2)).sqrt();
+                        (-(dm / mark as f32).powi(2)).exp()
+                    } else {
+                        0.0
+                    };
+                    let v = if watermark {
+                        on_mark - 0.2 * on_object
+                    } else {
+                        on_object - 0.15 * ((x as f32 / s as f32) - 0.5).abs()
+                    };
+                    for ch in 0..c {
+                        rel[ch * plane + y * s + x] = v / c as f32 + 0.01 * rng.normal();
+                    }
+                }
+            }
+            (img, rel)
+        };
+
+        // Dataset and attribution file, in batches.
+        let data_path = match self.dataset {
+            DatasetKind::Hdf5 => dir.join("dataset.h5"),
+            DatasetKind::ImageDirectory => dir.join("images"),
+        };
+        let attr_path = dir.join("attribution.h5");
+        let mut aw = AttributionWriter::create(
+            &attr_path,
+            AttributionLayout {
+                n_samples: n,
+                sample_shape: vec![c, s, s],
+                n_outputs: classes,
+                labels: LabelLayout::Single,
+                with_index: true,
+                compression: None,
+            },
+        )?;
+        let h5err = |dataset: &str| {
+            let path = data_path.clone();
+            let dataset = dataset.to_string();
+            move |source| ViewerError::Hdf5 {
+                path,
+                dataset,
+                source,
+            }
+        };
+        let (h5, data_ds) = if self.dataset == DatasetKind::Hdf5 {
+            let f = hdf5::File::create(&data_path).map_err(h5err("/"))?;
+            let rows = (65536 / (c * plane)).clamp(1, n);
+            let ds = if self.u8_data {
+                f.new_dataset::<u8>()
+                    .shape([n, c, s, s])
+                    .chunk([rows, c, s, s])
+                    .create("data")
+            } else {
+                f.new_dataset::<f32>()
+                    .shape([n, c, s, s])
+                    .chunk([rows, c, s, s])
+                    .create("data")
+            }
+            .map_err(h5err("data"))?;
+            let labels: Vec<u16> = (0..n).map(|i| label_of(i) as u16).collect();
+            f.new_dataset_builder()
+                .with_data(&labels)
+                .create("label")
+                .map_err(h5err("label"))?;
+            (Some(f), Some(ds))
+        } else {
+            (None, None)
+        };
+        let batch = 4096.min(n);
+        let mut start = 0;
+        while start < n {
+            let end = (start + batch).min(n);
+            let mut imgs = Vec::with_capacity((end - start) * c * plane);
+            let mut rels = Vec::with_capacity((end - start) * c * plane);
+            let mut preds = Vec::with_capacity((end - start) * classes);
+            let mut labels = Vec::with_capacity(end - start);
+            for i in start..end {
+                let (img, rel) = sample(i);
+                let class = label_of(i) as usize;
+                if self.dataset == DatasetKind::ImageDirectory {
+                    write_png(&data_path, class, i, &img, c, s)?;
+                }
+                imgs.extend(img);
+                rels.extend(rel);
+                let mut rng = Rng(i as u64 + 99);
+                // Mostly right; every 7th sample is mistaken for the next class.
+                let predicted = if i % 7 == 3 {
+                    (class + 1) % classes
+                } else {
+                    class
+                };
+                preds.extend(
+                    (0..classes).map(|k| if k == predicted { 4.0 } else { 0.0 } + rng.normal()),
+                );
+                labels.push(class as u32);
+            }
+            let index: Vec<u32> = (start as u32..end as u32).collect();
+            aw.write_batch(
+                start,
+                &rels,
+                &preds,
+                &BatchLabels::Single(&labels),
+                Some(&index),
+            )?;
+            if let Some(ds) = &data_ds {
+                let sel = ndarray::s![start..end, .., .., ..];
+                if self.u8_data {
+                    let v: Vec<u8> = imgs
+                        .iter()
+                        .map(|&x| (x * 255.0).round().clamp(0.0, 255.0) as u8)
+                        .collect();
+                    let arr = ndarray::Array4::from_shape_vec((end - start, c, s, s), v).map_err(
+                        |e| ViewerError::Project {
+                            path: data_path.clone(),
+                            message: e.to_string(),
+                        },
+                    )?;
+                    ds.write_slice(&arr, sel).map_err(h5err("data"))?;
+                } else {
+                    let arr = ndarray::Array4::from_shape_vec((end - start, c, s, s), imgs)
+                        .map_err(|e| ViewerError::Project {
+                            path: data_path.clone(),
+                            message: e.to_string(),
+                        })?;
+                    ds.write_slice(&arr, sel).map_err(h5err("data"))?;
+                }
+            }
+            start = end;
+        }
+        if self.dataset == DatasetKind::ImageDirectory {
+            // Sorted paths would put class 0 first; list the images in sample order instead.
+            let list: String = (0..n)
+                .map(|i| format!("images/{}/{i:06}.png\n", label_of(i)))
+                .collect();
+            let path = dir.join("images_paths.txt");
+            std::fs::write(&path, list).map_err(io(&path))?;
+        }
+        aw.set_attr("prism_source", &AttrValue::Str("synthetic".into()))?;
+        aw.finish()?;
+        drop(data_ds);
+        if let Some(f) = h5 {
+            f.close().map_err(h5err("/"))?;
+        }
+
+        // Analysis: per class, a 2-D t-SNE-like embedding with one blob per strategy, a 4-D
+        // spectral embedding with eigenvalues, and clusterings.
+        let an_path = dir.join("analysis.h5");
+        let mut w = AnalysisWriter::create(&an_path)?;
+        for k in 0..classes {
+            let members: Vec<usize> = (0..n).filter(|&i| label_of(i) as usize == k).collect();
+            let mut rng = Rng(1000 + k as u64);
+            let mut tsne = Vec::with_capacity(members.len() * 2);
+            let mut spectral = Vec::with_capacity(members.len() * 4);
+            let mut by_blob = Vec::with_capacity(members.len());
+            for &i in &members {
+                let b = blob_of(i);
+                let (bx, by) = blob_centre(b, blobs);
+                tsne.push(bx + 0.6 * rng.normal());
+                tsne.push(by + 0.6 * rng.normal());
+                let g = if b == blobs - 1 { 1.0 } else { -1.0 };
+                spectral.extend([
+                    0.1 * rng.normal(),
+                    0.1 * rng.normal(),
+                    g * 0.5 + 0.05 * rng.normal(),
+                    0.3,
+                ]);
+                by_blob.push(b as i32);
+            }
+            let strategy: Vec<i32> = by_blob
+                .iter()
+                .map(|&b| i32::from(b == blobs as i32 - 1))
+                .collect();
+            let dbscan: Vec<i32> = strategy
+                .iter()
+                .enumerate()
+                .map(|(j, &g)| if j % 17 == 5 { -1 } else { g })
+                .collect();
+            let cat = Category {
+                name: format!("n{:08}", k + 1),
+                index: members.iter().map(|&i| i as u32).collect(),
+                embeddings: vec![
+                    Embedding {
+                        name: "spectral".into(),
+                        dim: 4,
+                        values: spectral,
+                        eigenvalue: Some(vec![1.1, 0.9, 0.04, 0.0]),
+                        attrs: vec![],
+                    },
+                    Embedding {
+                        name: "tsne".into(),
+                        dim: 2,
+                        values: tsne,
+                        eigenvalue: None,
+                        attrs: vec![("embedding".into(), AttrValue::Str("spectral".into()))],
+                    },
+                ],
+                clusterings: vec![
+                    Clustering {
+                        name: "kmeans-02".into(),
+                        labels: renumber(&strategy),
+                        attrs: vec![],
+                    },
+                    Clustering {
+                        // With two blobs: the objects split in two, three clusters in all.
+                        name: format!("agglomerative-{:02}", blobs.max(3)),
+                        labels: renumber(
+                            &by_blob
+                                .iter()
+                                .enumerate()
+                                .map(|(j, &b)| {
+                                    if blobs == 2 && b == 0 {
+                                        2 + (j % 2) as i32
+                                    } else {
+                                        b
+                                    }
+                                })
+                                .collect::<Vec<_>>(),
+                        ),
+                        attrs: vec![],
+                    },
+                    Clustering {
+                        name: "dbscan-eps=0.5".into(),
+                        labels: dbscan,
+                        attrs: vec![],
+                    },
+                ],
+                attrs: vec![
+                    ("class".into(), AttrValue::Int(k as i64)),
+                    ("eigengap_suggested_k".into(), AttrValue::Int(2)),
+                ],
+            };
+            w.write_category(&cat)?;
+        }
+        w.finish()?;
+
+        let project = Project {
+            name: self.name.clone(),
+            model: "synthetic".into(),
+            label_map: "label-map.json".into(),
+            dataset: DatasetSpec {
+                name: format!("synthetic {n}"),
+                kind: self.dataset,
+                path: match self.dataset {
+                    DatasetKind::Hdf5 => "dataset.h5".into(),
+                    DatasetKind::ImageDirectory => "images".into(),
+                },
+                input_width: s as u32,
+                input_height: s as u32,
+                up_sampling: UpSampling::None,
+                down_sampling: DownSampling::None,
+                label_index_regex: (self.dataset == DatasetKind::ImageDirectory)
+                    .then(|| ".*/([0-9]+)/[^/]+$".to_string()),
+                label_word_net_id_regex: None,
+            },
+            attributions: AttributionsSpec {
+                method: "epsilon-plus-flat".into(),
+                strategy: "true_label".into(),
+                sources: vec!["attribution.h5".into()],
+            },
+            analyses: vec![AnalysisSpec {
+                method: "spectral_analysis".into(),
+                sources: vec!["analysis.h5".into()],
+            }],
+        };
+        let yaml = dir.join("project.yaml");
+        project.write(&yaml)?;
+        Ok(yaml)
+    }
+}
+
+/// Blob centres on a spiral; the last blob (watermarks) sits apart.
+fn blob_centre(b: usize, blobs: usize) -> (f32, f32) {
+    if b == blobs - 1 {
+        return (8.0, 0.0);
+    }
+    let t = b as f32 / (blobs - 1).max(1) as f32;
+    let a = 1.0 + 5.0 * PI * t;
+    let r = if blobs <= 2 { 0.0 } else { 1.5 + 6.0 * t };
+    (-4.0 + r * a.cos(), r * a.sin())
+}
+
+/// Cluster labels renumbered by first appearance (as Prism writes them).
+fn renumber(labels: &[i32]) -> Vec<i32> {
+    let mut seen: Vec<i32> = Vec::new();
+    labels
+        .iter()
+        .map(|&l| match seen.iter().position(|&s| s == l) {
+            Some(p) => p as i32,
+            None => {
+                seen.push(l);
+                seen.len() as i32 - 1
+            }
+        })
+        .collect()
+}
+
+fn write_png(
+    root: &Path,
+    class: usize,
+    i: usize,
+    img: &[f32],
+    c: usize,
+    s: usize,
+) -> Result<(), ViewerError> {
+    let dir = root.join(class.to_string());
+    std::fs::create_dir_all(&dir).map_err(|source| ViewerError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let plane = s * s;
+    let mut px = Vec::with_capacity(plane * 3);
+    for p in 0..plane {
+        for ch in 0..3 {
+            let v = img[ch.min(c - 1) * plane + p];
+            px.push((v * 255.0).round().clamp(0.0, 255.0) as u8);
+        }
+    }
+    let path = dir.join(format!("{i:06}.png"));
+    image::RgbImage::from_raw(s as u32, s as u32, px)
+        .ok_or_else(|| ViewerError::Image {
+            path: path.clone(),
+            message: "wrong buffer size".into(),
+        })?
+        .save(&path)
+        .map_err(|e| ViewerError::Image {
+            path: path.clone(),
+            message: e.to_string(),
+        })
+}
+
+/// A small deterministic generator (xorshift64*), so generated projects are reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0 ^ 0x9E37_79B9_7F4A_7C15;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn uniform(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    fn normal(&mut self) -> f32 {
+        let u = self.uniform().max(1e-7);
+        let v = self.uniform();
+        (-2.0 * u.ln()).sqrt() * (2.0 * PI * v).cos()
+    }
+}

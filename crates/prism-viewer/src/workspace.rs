@@ -1,0 +1,422 @@
+//! Loaded projects: their files opened once at start-up, their analyses read lazily.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use prism_store::{AttributionFile, LabelEntry, Project};
+
+use crate::dataset::Dataset;
+use crate::error::ViewerError;
+
+/// Every project the server shows, in the order given (a project's id is its position).
+pub struct Workspace {
+    pub projects: Vec<LoadedProject>,
+}
+
+impl Workspace {
+    /// Loads every project file; the first failure is returned with the file named.
+    pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<Workspace, ViewerError> {
+        let projects = paths
+            .iter()
+            .map(|p| LoadedProject::open(p.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Workspace { projects })
+    }
+}
+
+/// Where one attribution sample lives.
+#[derive(Debug, Clone, Copy)]
+pub struct AttributionRow {
+    pub file: usize,
+    pub row: usize,
+}
+
+/// One analysis (a method with its files).
+pub struct Analysis {
+    pub method: String,
+    files: Vec<(PathBuf, hdf5::File)>,
+    /// Category name → file number, in file order (first file wins on duplicates).
+    pub categories: Vec<(String, usize)>,
+    meta: Mutex<HashMap<String, Arc<CategoryMeta>>>,
+}
+
+/// What the UI needs to know about one category before fetching its arrays.
+#[derive(Debug, Clone)]
+pub struct CategoryMeta {
+    pub name: String,
+    pub n: usize,
+    /// Embedding names with their dimensions and eigenvalues (spectral embeddings).
+    pub embeddings: Vec<(String, usize, Option<Vec<f32>>)>,
+    /// Clustering names.
+    pub clusterings: Vec<String>,
+    /// Prism's suggested number of clusters from the eigengap, if the file has it.
+    pub eigengap_suggested_k: Option<i64>,
+}
+
+/// An open project.
+pub struct LoadedProject {
+    pub yaml: PathBuf,
+    pub dir: PathBuf,
+    pub project: Project,
+    pub label_map: Vec<LabelEntry>,
+    pub dataset: Dataset,
+    pub attributions: Vec<AttributionFile>,
+    /// The `prediction` dataset of each attribution file (read one row at a time).
+    predictions: Vec<(PathBuf, hdf5::Dataset, hdf5::File)>,
+    lookup: HashMap<u32, AttributionRow>,
+    pub analyses: Vec<Analysis>,
+}
+
+impl LoadedProject {
+    /// Opens a project file and every file it names (all confined to its directory).
+    pub fn open(yaml: &Path) -> Result<LoadedProject, ViewerError> {
+        let project = Project::read(yaml)?;
+        let dir = yaml
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .canonicalize()
+            .map_err(|source| ViewerError::Io {
+                path: yaml.to_path_buf(),
+                source,
+            })?;
+        let confined = |p: &Path| -> Result<PathBuf, ViewerError> {
+            Project::resolve_confined(&dir, p).map_err(|e| ViewerError::Project {
+                path: yaml.to_path_buf(),
+                message: e.to_string(),
+            })
+        };
+        let label_map = prism_store::read_label_map(confined(&project.label_map)?)?;
+        let dataset = Dataset::open(&project.dataset, &dir, &label_map).map_err(|e| match e {
+            ViewerError::Store(s) => ViewerError::Project {
+                path: yaml.to_path_buf(),
+                message: s.to_string(),
+            },
+            other => other,
+        })?;
+        let mut attributions = Vec::new();
+        let mut lookup = HashMap::new();
+        let mut predictions = Vec::new();
+        for (f, src) in project.attributions.sources.iter().enumerate() {
+            let path = confined(src)?;
+            let file = AttributionFile::open(&path)?;
+            let h5 = hdf5::File::open(&path).map_err(|source| prism_store::StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+            let pred = h5
+                .dataset("prediction")
+                .map_err(|source| ViewerError::Hdf5 {
+                    path: path.clone(),
+                    dataset: "prediction".into(),
+                    source,
+                })?;
+            predictions.push((path, pred, h5));
+            for row in 0..file.n_samples() {
+                // As in ViRelAy, the first file that holds a sample wins.
+                lookup
+                    .entry(file.sample_number(row))
+                    .or_insert(AttributionRow { file: f, row });
+            }
+            attributions.push(file);
+        }
+        let mut analyses = Vec::new();
+        for spec in &project.analyses {
+            let mut files = Vec::new();
+            let mut categories: Vec<(String, usize)> = Vec::new();
+            for (f, src) in spec.sources.iter().enumerate() {
+                let path = confined(src)?;
+                let file =
+                    hdf5::File::open(&path).map_err(|source| prism_store::StoreError::Open {
+                        path: path.clone(),
+                        source,
+                    })?;
+                let names = file.member_names().map_err(|source| ViewerError::Hdf5 {
+                    path: path.clone(),
+                    dataset: "/".into(),
+                    source,
+                })?;
+                for name in names {
+                    let is_category = file
+                        .group(&name)
+                        .map(|g| g.link_exists("index") && g.link_exists("embedding"))
+                        .unwrap_or(false);
+                    if is_category && !categories.iter().any(|(c, _)| *c == name) {
+                        categories.push((name, f));
+                    }
+                }
+                files.push((path, file));
+            }
+            analyses.push(Analysis {
+                method: spec.method.clone(),
+                files,
+                categories,
+                meta: Mutex::new(HashMap::new()),
+            });
+        }
+        Ok(LoadedProject {
+            yaml: yaml.to_path_buf(),
+            dir,
+            project,
+            label_map,
+            dataset,
+            attributions,
+            predictions,
+            lookup,
+            analyses,
+        })
+    }
+
+    /// Where the attribution of dataset sample `index` is stored.
+    pub fn attribution_row(&self, index: u32) -> Option<AttributionRow> {
+        self.lookup.get(&index).copied()
+    }
+
+    /// The model's outputs for an attribution row (all classes).
+    pub fn prediction(&self, at: AttributionRow) -> Result<Vec<f32>, ViewerError> {
+        let Some((path, ds, _)) = self.predictions.get(at.file) else {
+            return Ok(Vec::new());
+        };
+        let err = |source| ViewerError::Hdf5 {
+            path: path.clone(),
+            dataset: format!("prediction[{}]", at.row),
+            source,
+        };
+        let row = at.row;
+        if ds.ndim() == 1 {
+            let v = ds
+                .read_slice_1d::<f32, _>(ndarray::s![row..row + 1])
+                .map_err(err)?;
+            return Ok(v.to_vec());
+        }
+        let v = ds
+            .read_slice_1d::<f32, _>(ndarray::s![row, ..])
+            .map_err(err)?;
+        Ok(v.to_vec())
+    }
+
+    /// The labels stored with an attribution row (the class(es) it explains).
+    pub fn attribution_labels(&self, at: AttributionRow) -> Vec<u32> {
+        match self.attributions[at.file].labels() {
+            prism_store::Labels::Single(v) => v.get(at.row).map(|&c| vec![c]).unwrap_or_default(),
+            prism_store::Labels::MultiHot { n_classes, bits } => bits
+                .chunks(*n_classes)
+                .nth(at.row)
+                .map(|row| {
+                    row.iter()
+                        .enumerate()
+                        .filter(|(_, &b)| b)
+                        .map(|(c, _)| c as u32)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The label-map entry of a class number.
+    pub fn label(&self, class: u32) -> Option<&LabelEntry> {
+        self.label_map.iter().find(|e| e.index == class)
+    }
+
+    /// ViRelAy's human-readable name of a category: the label-map name of a WordNet id or of a
+    /// class number written as `{:08}`, else the name itself.
+    pub fn category_display_name(&self, category: &str) -> String {
+        if let Some(e) = self.label_map.iter().find(|e| e.word_net_id == category) {
+            return e.name.clone();
+        }
+        if let Some(e) = category.parse::<u32>().ok().and_then(|c| self.label(c)) {
+            return e.name.clone();
+        }
+        category.to_string()
+    }
+
+    /// The analysis with this method name.
+    pub fn analysis(&self, method: &str) -> Option<&Analysis> {
+        self.analyses.iter().find(|a| a.method == method)
+    }
+}
+
+impl Analysis {
+    fn group(&self, category: &str) -> Option<(&Path, hdf5::Group)> {
+        let (_, f) = self.categories.iter().find(|(c, _)| c == category)?;
+        let (path, file) = self.files.get(*f)?;
+        file.group(category).ok().map(|g| (path.as_path(), g))
+    }
+
+    /// Whether the analysis has this category.
+    pub fn has_category(&self, category: &str) -> bool {
+        self.categories.iter().any(|(c, _)| c == category)
+    }
+
+    /// Names, dimensions and eigenvalues of a category's embeddings and clusterings (cached).
+    pub fn category_meta(&self, category: &str) -> Result<Option<Arc<CategoryMeta>>, ViewerError> {
+        if let Some(m) = self
+            .meta
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(category)
+        {
+            return Ok(Some(m.clone()));
+        }
+        let Some((path, group)) = self.group(category) else {
+            return Ok(None);
+        };
+        let err = |dataset: String| {
+            let path = path.to_path_buf();
+            move |source| ViewerError::Hdf5 {
+                path,
+                dataset,
+                source,
+            }
+        };
+        let n = group
+            .dataset("index")
+            .map_err(err(format!("{category}/index")))?
+            .shape()
+            .first()
+            .copied()
+            .unwrap_or(0);
+        let mut embeddings = Vec::new();
+        if let Ok(eg) = group.group("embedding") {
+            for name in eg
+                .member_names()
+                .map_err(err(format!("{category}/embedding")))?
+            {
+                let Ok(ds) = eg.dataset(&name) else { continue };
+                let shape = ds.shape();
+                if shape.len() != 2 || shape[0] != n || shape[1] == 0 {
+                    continue;
+                }
+                let eig = ds
+                    .attr("eigenvalue")
+                    .ok()
+                    .and_then(|a| a.read_raw::<f32>().ok());
+                embeddings.push((name, shape[1], eig));
+            }
+        }
+        let mut clusterings = Vec::new();
+        if let Ok(cg) = group.group("cluster") {
+            for name in cg
+                .member_names()
+                .map_err(err(format!("{category}/cluster")))?
+            {
+                if cg.dataset(&name).map(|d| d.shape() == [n]).unwrap_or(false) {
+                    clusterings.push(name);
+                }
+            }
+        }
+        let eigengap_suggested_k = group
+            .attr("eigengap_suggested_k")
+            .ok()
+            .and_then(|a| a.read_scalar::<i64>().ok());
+        let meta = Arc::new(CategoryMeta {
+            name: category.to_string(),
+            n,
+            embeddings,
+            clusterings,
+            eigengap_suggested_k,
+        });
+        self.meta
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(category.to_string(), meta.clone());
+        Ok(Some(meta))
+    }
+
+    /// The sample numbers of a category's members.
+    pub fn index(&self, category: &str) -> Result<Option<Vec<u32>>, ViewerError> {
+        let Some((path, group)) = self.group(category) else {
+            return Ok(None);
+        };
+        let v = group
+            .dataset("index")
+            .and_then(|d| d.read_raw::<i64>())
+            .map_err(|source| ViewerError::Hdf5 {
+                path: path.to_path_buf(),
+                dataset: format!("{category}/index"),
+                source,
+            })?;
+        Ok(Some(
+            v.into_iter()
+                .map(|x| x.clamp(0, u32::MAX as i64) as u32)
+                .collect(),
+        ))
+    }
+
+    /// Two columns of an embedding, interleaved `x0 y0 x1 y1 …`; `None` if it does not exist.
+    pub fn embedding_xy(
+        &self,
+        category: &str,
+        embedding: &str,
+        dims: (usize, usize),
+    ) -> Result<Option<Vec<f32>>, ViewerError> {
+        let Some((path, group)) = self.group(category) else {
+            return Ok(None);
+        };
+        let Ok(ds) = group.dataset(&format!("embedding/{embedding}")) else {
+            return Ok(None);
+        };
+        let shape = ds.shape();
+        let [n, d] = shape[..] else { return Ok(None) };
+        if dims.0 >= d || dims.1 >= d {
+            return Ok(None);
+        }
+        let values = ds.read_raw::<f32>().map_err(|source| ViewerError::Hdf5 {
+            path: path.to_path_buf(),
+            dataset: format!("{category}/embedding/{embedding}"),
+            source,
+        })?;
+        let mut out = Vec::with_capacity(2 * n);
+        for row in values.chunks_exact(d) {
+            out.push(row[dims.0]);
+            out.push(row[dims.1]);
+        }
+        Ok(Some(out))
+    }
+
+    /// All columns of an embedding (row-major n × d), for ViRelAy's JSON route.
+    pub fn embedding_full(
+        &self,
+        category: &str,
+        embedding: &str,
+    ) -> Result<Option<(usize, Vec<f32>)>, ViewerError> {
+        let Some((path, group)) = self.group(category) else {
+            return Ok(None);
+        };
+        let Ok(ds) = group.dataset(&format!("embedding/{embedding}")) else {
+            return Ok(None);
+        };
+        let d = ds.shape().get(1).copied().unwrap_or(1).max(1);
+        let values = ds.read_raw::<f32>().map_err(|source| ViewerError::Hdf5 {
+            path: path.to_path_buf(),
+            dataset: format!("{category}/embedding/{embedding}"),
+            source,
+        })?;
+        Ok(Some((d, values)))
+    }
+
+    /// A clustering's labels (−1 = noise); `None` if it does not exist.
+    pub fn clustering(
+        &self,
+        category: &str,
+        clustering: &str,
+    ) -> Result<Option<Vec<i32>>, ViewerError> {
+        let Some((path, group)) = self.group(category) else {
+            return Ok(None);
+        };
+        let Ok(ds) = group.dataset(&format!("cluster/{clustering}")) else {
+            return Ok(None);
+        };
+        let v = ds.read_raw::<i64>().map_err(|source| ViewerError::Hdf5 {
+            path: path.to_path_buf(),
+            dataset: format!("{category}/cluster/{clustering}"),
+            source,
+        })?;
+        Ok(Some(
+            v.into_iter()
+                .map(|x| x.clamp(-1, i32::MAX as i64) as i32)
+                .collect(),
+        ))
+    }
+}

@@ -1,0 +1,628 @@
+// @ts-check
+// Prism viewer: pickers, the scatter plot, clusters, eigenvalues, the sample panel, and
+// import/export/share of the view. State lives here; the server is stateless and read-only.
+
+import { Scatter, clusterColor } from './scatter.js';
+import { drawEigenvalues } from './plots.js';
+
+const $ = (id) => /** @type {any} */ (document.getElementById(id));
+
+const state = {
+  project: 0,
+  analysis: '',
+  category: '',
+  clustering: '',
+  embedding: '',
+  dimX: 0,
+  dimY: 1,
+  colorMap: 'bwr',
+  mode: 'overlay',
+  sampling: 'auto',
+};
+
+/** Data of the shown category. */
+const data = {
+  projects: /** @type {any[]} */ ([]),
+  projectInfo: /** @type {any} */ (null),
+  colorMaps: /** @type {any[]} */ ([]),
+  meta: /** @type {any} */ (null),
+  index: new Uint32Array(0), // sample number of each point
+  clusters: new Int32Array(0),
+  selection: new Uint8Array(0),
+  selectedRows: /** @type {number[]} */ ([]),
+  sampleInfo: new Map(), // `${project}/${index}` → attribution JSON
+};
+
+let scatter = /** @type {Scatter} */ (/** @type {unknown} */ (null));
+let loading = Promise.resolve();
+
+// ------------------------------------------------------------------ fetching
+
+async function getJSON(url) {
+  const r = await fetch(url);
+  if (!r.ok) {
+    let msg = `${r.status}`;
+    try { msg = (await r.json()).errorMessage || msg; } catch (_) { /* not JSON */ }
+    throw new Error(`${url}: ${msg}`);
+  }
+  return r.json();
+}
+
+async function getBinary(url, Kind) {
+  const r = await fetch(url);
+  if (!r.ok) {
+    let msg = `${r.status}`;
+    try { msg = (await r.json()).errorMessage || msg; } catch (_) { /* not JSON */ }
+    throw new Error(`${url}: ${msg}`);
+  }
+  return new Kind(await r.arrayBuffer());
+}
+
+const q = encodeURIComponent;
+const api = () => `/api/projects/${state.project}`;
+const analysisApi = () => `${api()}/analyses/${q(state.analysis)}`;
+
+function imageUrl(index, mode = state.mode, cmap = state.colorMap) {
+  return mode === 'input'
+    ? `${api()}/attributions/${index}/image?mode=input`
+    : `${api()}/attributions/${index}/image?mode=${mode}&colorMap=${q(cmap)}`;
+}
+
+function showMessage(text) {
+  const m = $('message');
+  m.textContent = text || '';
+  m.hidden = !text;
+}
+
+// ------------------------------------------------------------------ pickers
+
+function fillSelect(sel, items, value) {
+  sel.replaceChildren(...items.map(([v, label]) => {
+    const o = document.createElement('option');
+    o.value = String(v);
+    o.textContent = label;
+    return o;
+  }));
+  if (value !== undefined && items.some(([v]) => String(v) === String(value))) sel.value = String(value);
+}
+
+function renderProjectTabs() {
+  $('projects').replaceChildren(...data.projects.map((p) => {
+    const b = document.createElement('button');
+    b.textContent = p.name;
+    b.title = `${p.model} on ${p.dataset}`;
+    b.className = p.id === state.project ? 'active' : '';
+    b.addEventListener('click', () => run(() => selectProject(p.id, {})));
+    return b;
+  }));
+}
+
+function currentMethod() {
+  return data.projectInfo?.analysisMethods.find((m) => m.name === state.analysis);
+}
+
+function filterCategories() {
+  const m = currentMethod();
+  const text = $('categorySearch').value.trim().toLowerCase();
+  const cats = (m?.categories || []).filter((c) => !text || c.humanReadableName.toLowerCase().includes(text) || c.name.toLowerCase().includes(text));
+  fillSelect($('category'), cats.map((c) => [c.name, `${c.humanReadableName} (${c.name})`]), state.category);
+  return cats;
+}
+
+/** Loads project `id`; `want` holds state to restore (from a share link or an import). */
+async function selectProject(id, want) {
+  state.project = id;
+  data.projectInfo = await getJSON(api());
+  data.sampleInfo.clear();
+  renderProjectTabs();
+  const p = data.projectInfo;
+  $('footer').textContent = `Project: ${p.name} · Dataset: ${p.dataset} (${p.datasetSize} samples) · Model: ${p.model} · Attribution: ${p.attributionMethod} (${p.attributionStrategy})`;
+  const methods = p.analysisMethods;
+  if (!methods.length) { showMessage('This project has no analyses.'); return; }
+  state.analysis = methods.some((m) => m.name === want.analysis) ? want.analysis : methods[0].name;
+  fillSelect($('analysis'), methods.map((m) => [m.name, m.name]), state.analysis);
+  await selectAnalysis(want);
+}
+
+async function selectAnalysis(want) {
+  const m = currentMethod();
+  const cats = m.categories;
+  if (!cats.length) { showMessage('This analysis has no categories.'); return; }
+  state.category = cats.some((c) => c.name === want.category) ? want.category : cats[0].name;
+  $('categorySearch').value = '';
+  filterCategories();
+  await selectCategory(want);
+}
+
+async function selectCategory(want) {
+  showMessage('loading…');
+  const meta = await getJSON(`${analysisApi()}/category?category=${q(state.category)}`);
+  data.meta = meta;
+  const embs = meta.embeddings;
+  if (!embs.length) { showMessage('This category has no embedding.'); return; }
+  // Defaults as ViRelAy intends: t-SNE if present; the clustering with k = 10, else the first.
+  const emb = embs.find((e) => e.name === want.embedding) || embs.find((e) => e.name === 'tsne') || embs[0];
+  state.embedding = emb.name;
+  const cl = meta.clusterings;
+  state.clustering = cl.includes(want.clustering) ? want.clustering : cl.find((c) => /(^|-)0*10$/.test(c)) || cl[0] || '';
+  fillSelect($('embedding'), embs.map((e) => [e.name, `${e.name} (${e.dimensions}-D)`]), state.embedding);
+  fillSelect($('clustering'), cl.map((c) => [c, c]), state.clustering);
+  setDims(emb, want);
+  const [index, clusters] = await Promise.all([
+    getBinary(`${analysisApi()}/index.u32?category=${q(state.category)}`, Uint32Array),
+    loadClusters(meta.size),
+  ]);
+  data.index = index;
+  data.clusters = clusters;
+  await loadEmbedding(false);
+  drawEigen();
+  renderLegend();
+  applySelection(want.selection ? want.selection(index) : new Uint8Array(index.length), 'replace');
+  showMessage('');
+}
+
+function setDims(emb, want) {
+  const d = emb.dimensions;
+  const dims = [...Array(d).keys()].map((i) => [i, String(i)]);
+  state.dimX = want.dimX !== undefined && want.dimX < d ? want.dimX : 0;
+  state.dimY = want.dimY !== undefined && want.dimY < d ? want.dimY : Math.min(1, d - 1);
+  fillSelect($('dimX'), dims, state.dimX);
+  fillSelect($('dimY'), dims, state.dimY);
+  $('dims').hidden = d <= 2;
+}
+
+async function loadClusters(n) {
+  if (!state.clustering) return new Int32Array(n);
+  return getBinary(`${analysisApi()}/clustering.i32?category=${q(state.category)}&clustering=${q(state.clustering)}`, Int32Array);
+}
+
+async function loadEmbedding(keepView) {
+  const xy = await getBinary(`${analysisApi()}/embedding.f32?category=${q(state.category)}&embedding=${q(state.embedding)}&dims=${state.dimX},${state.dimY}`, Float32Array);
+  scatter.setData(xy, data.clusters, keepView);
+  updateStatus();
+}
+
+function drawEigen() {
+  const emb = data.meta?.embeddings.find((e) => e.name === state.embedding);
+  // The eigenvalues belong to the spectral embedding; show them for any embedding of the category.
+  const eig = emb?.eigenvalues || data.meta?.embeddings.find((e) => e.eigenvalues)?.eigenvalues || null;
+  drawEigenvalues($('eigen'), eig, data.meta?.eigengapSuggestedK ?? null);
+}
+
+// ------------------------------------------------------------------ clusters and selection
+
+function clusterSizes() {
+  const sizes = new Map();
+  for (const c of data.clusters) sizes.set(c, (sizes.get(c) || 0) + 1);
+  return [...sizes.entries()].sort((a, b) => a[0] - b[0]);
+}
+
+function renderLegend() {
+  const sizes = clusterSizes();
+  const n = scatter.nClusters;
+  $('legend').replaceChildren(...sizes.map(([c, size]) => {
+    const li = document.createElement('li');
+    li.dataset.cluster = String(c);
+    const sw = document.createElement('span');
+    sw.className = 'swatch';
+    sw.style.background = `rgb(${clusterColor(c, n).join(',')})`;
+    const name = document.createElement('span');
+    name.textContent = c < 0 ? 'Noise' : `Cluster ${c + 1}`;
+    const count = document.createElement('span');
+    count.className = 'count';
+    count.textContent = String(size);
+    li.append(sw, name, count);
+    li.addEventListener('click', (e) => {
+      const mask = new Uint8Array(data.clusters.length);
+      for (let i = 0; i < mask.length; i++) mask[i] = data.clusters[i] === c ? 1 : 0;
+      applySelection(mask, e.shiftKey ? 'add' : e.altKey || e.ctrlKey || e.metaKey ? 'remove' : 'replace');
+    });
+    return li;
+  }));
+}
+
+/** Combines `mask` with the selection ('replace', 'add', 'remove'). */
+function applySelection(mask, op) {
+  const sel = op === 'replace' || data.selection.length !== mask.length ? new Uint8Array(mask.length) : data.selection;
+  for (let i = 0; i < mask.length; i++) {
+    if (op === 'remove') { if (mask[i]) sel[i] = 0; } else if (mask[i]) sel[i] = 1;
+  }
+  data.selection = sel;
+  const rows = [];
+  for (let i = 0; i < sel.length; i++) if (sel[i]) rows.push(i);
+  data.selectedRows = rows;
+  scatter.setSelection(sel);
+  $('selCount').textContent = String(rows.length);
+  updateStatus();
+  renderSamples(true);
+}
+
+function updateStatus() {
+  const ft = scatter.frameTimes;
+  const last = ft.length ? ft[ft.length - 1].toFixed(1) : '–';
+  $('status').textContent = `${scatter.n.toLocaleString()} points · ${data.selectedRows.length.toLocaleString()} selected · draw ${last} ms`;
+}
+
+// ------------------------------------------------------------------ sample panel (virtualised)
+
+const CELL_W = 140, CELL_H = 190;
+let fetchQueue = new Set();
+let fetchTimer = 0;
+
+function pixelated(img) {
+  if (state.sampling === 'pixelated') return true;
+  if (state.sampling === 'smooth') return false;
+  const w = data.projectInfo?.width || 0, h = data.projectInfo?.height || 0;
+  return Math.min(w, h) > 0 && Math.min(w, h) <= 150;
+}
+
+function renderSamples(reset = false) {
+  const box = $('sampleScroll'), spacer = $('sampleSpacer');
+  const cols = Math.max(1, Math.floor(box.clientWidth / CELL_W));
+  const rows = Math.ceil(data.selectedRows.length / cols);
+  spacer.style.height = `${rows * CELL_H}px`;
+  if (reset) { box.scrollTop = 0; spacer.replaceChildren(); }
+  const first = Math.max(0, Math.floor(box.scrollTop / CELL_H) - 1);
+  const last = Math.min(rows, Math.ceil((box.scrollTop + box.clientHeight) / CELL_H) + 1);
+  const want = new Set();
+  for (let r = first; r < last; r++) {
+    for (let c = 0; c < cols; c++) {
+      const k = r * cols + c;
+      if (k < data.selectedRows.length) want.add(k);
+    }
+  }
+  for (const el of [...spacer.children]) {
+    const k = Number(el.dataset.k);
+    if (!want.has(k) || el.dataset.row !== String(data.selectedRows[k]) || el.dataset.cols !== String(cols)) el.remove();
+    else want.delete(k);
+  }
+  for (const k of want) spacer.append(sampleCell(k, cols));
+  scheduleInfoFetch();
+}
+
+function sampleCell(k, cols) {
+  const row = data.selectedRows[k];
+  const index = data.index[row];
+  const el = document.createElement('div');
+  el.className = 'sample';
+  el.dataset.k = String(k);
+  el.dataset.row = String(row);
+  el.dataset.cols = String(cols);
+  el.dataset.index = String(index);
+  el.style.left = `${(k % cols) * CELL_W}px`;
+  el.style.top = `${Math.floor(k / cols) * CELL_H}px`;
+  const img = document.createElement('img');
+  img.alt = `sample ${index}`;
+  img.src = imageUrl(index);
+  img.className = pixelated(img) ? 'pixelated' : '';
+  const cap = document.createElement('div');
+  cap.className = 'caption';
+  const c = data.clusters[row];
+  const dot = `<span class="dot" style="background: rgb(${clusterColor(c, scatter.nClusters).join(',')})"></span>`;
+  cap.innerHTML = `${dot}#${index} · ${c < 0 ? 'noise' : `cluster ${c + 1}`}`;
+  const lab = document.createElement('div');
+  lab.className = 'caption labels';
+  lab.textContent = '…';
+  const pred = document.createElement('div');
+  pred.className = 'caption pred';
+  el.append(img, cap, lab, pred);
+  fillInfo(el);
+  return el;
+}
+
+function fillInfo(el) {
+  const info = data.sampleInfo.get(`${state.project}/${el.dataset.index}`);
+  const lab = el.querySelector('.labels');
+  if (!info) { fetchQueue.add(Number(el.dataset.index)); return; }
+  const labels = info.labels.map((l) => l.name).join(', ');
+  const top = info.topPredictions[0];
+  const right = top && info.labels.some((l) => l.index === top.index);
+  lab.innerHTML = '';
+  lab.title = `label: ${labels}\npredicted: ${info.topPredictions.map((p) => `${p.name} ${p.score.toFixed(2)}`).join(', ')}`;
+  lab.textContent = `label: ${labels}`;
+  const pred = el.querySelector('.pred');
+  pred.className = `caption pred${right ? '' : ' wrong'}`;
+  pred.textContent = top ? `pred: ${top.name} (${top.score.toFixed(2)})` : 'pred: –';
+}
+
+function scheduleInfoFetch() {
+  clearTimeout(fetchTimer);
+  fetchTimer = setTimeout(async () => {
+    const todo = [...fetchQueue].filter((i) => !data.sampleInfo.has(`${state.project}/${i}`)).slice(0, 200);
+    fetchQueue = new Set();
+    if (!todo.length) return;
+    const project = state.project;
+    try {
+      const list = await getJSON(`/api/projects/${project}/attributions?indices=${todo.join(',')}&imageMode=${state.mode}&colorMap=${q(state.colorMap)}`);
+      for (const info of list) data.sampleInfo.set(`${project}/${info.index}`, info);
+    } catch (e) {
+      console.warn(e);
+    }
+    for (const el of $('sampleSpacer').children) fillInfo(el);
+  }, 30);
+}
+
+function refreshImages() {
+  for (const el of $('sampleSpacer').children) {
+    const img = el.querySelector('img');
+    img.src = imageUrl(Number(el.dataset.index));
+    img.className = pixelated(img) ? 'pixelated' : '';
+  }
+  const p = $('colorMapPreview');
+  p.src = `/api/color-maps/${q(state.colorMap)}?width=160&height=12`;
+}
+
+// ------------------------------------------------------------------ hover preview
+
+let hoverTimer = 0;
+function onHover(i, x, y) {
+  const box = $('hover');
+  clearTimeout(hoverTimer);
+  if (i < 0) { box.hidden = true; return; }
+  hoverTimer = setTimeout(async () => {
+    const index = data.index[i];
+    const c = data.clusters[i];
+    box.innerHTML = '';
+    const img = document.createElement('img');
+    img.src = imageUrl(index);
+    if (pixelated(img)) img.className = 'pixelated';
+    img.style.imageRendering = pixelated(img) ? 'pixelated' : 'auto';
+    const cap = document.createElement('div');
+    cap.textContent = `#${index} · ${c < 0 ? 'noise' : `cluster ${c + 1}`}`;
+    box.append(img, cap);
+    const w = box.parentElement.clientWidth;
+    box.style.left = `${Math.min(x + 14, w - 150)}px`;
+    box.style.top = `${Math.max(4, y - 70)}px`;
+    box.hidden = false;
+    const key = `${state.project}/${index}`;
+    if (!data.sampleInfo.has(key)) {
+      try { data.sampleInfo.set(key, await getJSON(`${api()}/attributions/${index}`)); } catch (_) { return; }
+    }
+    const info = data.sampleInfo.get(key);
+    cap.textContent += ` · ${info.labels.map((l) => l.name).join(', ')} → ${info.topPredictions[0]?.name ?? '–'}`;
+  }, 60);
+}
+
+// ------------------------------------------------------------------ share, export, import
+
+/** Selected rows as ranges `a-b.c.d-e`, or a deflated bitset `z…` if that is shorter. */
+async function encodeSelection() {
+  const rows = data.selectedRows;
+  if (!rows.length) return '';
+  const parts = [];
+  for (let k = 0; k < rows.length;) {
+    let j = k;
+    while (j + 1 < rows.length && rows[j + 1] === rows[j] + 1) j++;
+    parts.push(j > k ? `${rows[k]}-${rows[j]}` : `${rows[k]}`);
+    k = j + 1;
+  }
+  const ranges = parts.join('.');
+  if (ranges.length < 200 || typeof CompressionStream === 'undefined') return ranges;
+  const bits = new Uint8Array(Math.ceil(data.selection.length / 8));
+  for (const r of rows) bits[r >> 3] |= 1 << (r & 7);
+  const stream = new Blob([bits]).stream().pipeThrough(new CompressionStream('deflate-raw'));
+  const packed = new Uint8Array(await new Response(stream).arrayBuffer());
+  let bin = '';
+  for (const b of packed) bin += String.fromCharCode(b);
+  const z = 'z' + btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  return z.length < ranges.length ? z : ranges;
+}
+
+async function decodeSelection(text, n) {
+  const mask = new Uint8Array(n);
+  if (!text) return mask;
+  if (text[0] === 'z') {
+    const b64 = text.slice(1).replace(/-/g, '+').replace(/_/g, '/');
+    const bin = atob(b64 + '==='.slice((b64.length + 3) % 4));
+    const packed = Uint8Array.from(bin, (ch) => ch.charCodeAt(0));
+    const stream = new Blob([packed]).stream().pipeThrough(new DecompressionStream('deflate-raw'));
+    const bits = new Uint8Array(await new Response(stream).arrayBuffer());
+    for (let i = 0; i < n; i++) mask[i] = (bits[i >> 3] >> (i & 7)) & 1;
+    return mask;
+  }
+  for (const part of text.split('.')) {
+    const [a, b] = part.split('-').map(Number);
+    for (let i = a; i <= (Number.isFinite(b) ? b : a) && i < n; i++) if (i >= 0) mask[i] = 1;
+  }
+  return mask;
+}
+
+/** Mask from sample numbers (ViRelAy's `embeddingVectors`, exported files). */
+function maskFromIndices(indices, index) {
+  const want = new Set(indices.map(Number));
+  const mask = new Uint8Array(index.length);
+  for (let i = 0; i < index.length; i++) if (want.has(index[i])) mask[i] = 1;
+  return mask;
+}
+
+async function shareLink() {
+  const p = new URLSearchParams({
+    project: String(state.project), analysis: state.analysis, category: state.category, clustering: state.clustering,
+    embedding: state.embedding, x: String(state.dimX), y: String(state.dimY), colorMap: state.colorMap, mode: state.mode,
+    sampling: state.sampling,
+  });
+  const sel = await encodeSelection();
+  if (sel) p.set('sel', sel);
+  return `${location.origin}/#${p.toString()}`;
+}
+
+async function wantFromHash() {
+  const h = new URLSearchParams(location.hash.replace(/^#/, '') || location.search.replace(/^\?/, ''));
+  const num = (k) => (h.has(k) ? Number(h.get(k)) : undefined);
+  const sel = h.get('sel');
+  const vectors = h.get('embeddingVectors'); // ViRelAy's share links
+  return {
+    project: num('project'),
+    analysis: h.get('analysis') ?? h.get('analysisMethod') ?? undefined,
+    category: h.get('category') ?? h.get('analysisCategory') ?? undefined,
+    clustering: h.get('clustering') ?? undefined,
+    embedding: h.get('embedding') ?? undefined,
+    dimX: num('x') ?? num('firstEmbeddingDimension'),
+    dimY: num('y') ?? num('secondEmbeddingDimension'),
+    colorMap: h.get('colorMap') ?? undefined,
+    mode: h.get('mode') ?? h.get('imageMode') ?? undefined,
+    sampling: h.get('sampling') ?? undefined,
+    selectionText: sel,
+    selection: sel ? null : vectors ? (index) => maskFromIndices(vectors.split(','), index) : null,
+  };
+}
+
+function exportSelection() {
+  const rows = data.selectedRows;
+  const p = data.projects.find((x) => x.id === state.project) || {};
+  const human = currentMethod()?.categories.find((c) => c.name === state.category)?.humanReadableName;
+  const doc = {
+    projectId: state.project, projectName: p.name, modelName: p.model, datasetName: p.dataset,
+    selectedAnalysisMethod: state.analysis, selectedAnalysisCategory: state.category,
+    selectedCategoryHumanReadableName: human, selectedEmbeddingName: state.embedding,
+    selectedClustering: state.clustering, numberOfClusters: scatter.nClusters,
+    selectedColorMap: state.colorMap, selectedImageMode: state.mode,
+    firstEmbeddingDimension: state.dimX, secondEmbeddingDimension: state.dimY,
+    selectedEmbeddingVectorsIndices: rows.map((r) => data.index[r]),
+    selectedEmbeddingVectorsClusters: rows.map((r) => data.clusters[r]),
+    allEmbeddingVectorsIndices: Array.from(data.index),
+    allEmbeddingVectorsClusters: Array.from(data.clusters),
+  };
+  const d = new Date();
+  const pad = (v) => String(v).padStart(2, '0');
+  const name = `prism-selection-${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}-${pad(d.getHours())}${pad(d.getMinutes())}${pad(d.getSeconds())}.json`;
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([JSON.stringify(doc)], { type: 'application/json' }));
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  return doc;
+}
+
+async function importSelection(doc) {
+  const project = data.projects.find((p) => p.id === doc.projectId && p.name === doc.projectName)
+    || data.projects.find((p) => p.name === doc.projectName) || data.projects.find((p) => p.id === doc.projectId);
+  if (!project) throw new Error(`the imported selection belongs to an unknown project (${doc.projectName})`);
+  if (doc.selectedColorMap) state.colorMap = doc.selectedColorMap;
+  if (doc.selectedImageMode) state.mode = doc.selectedImageMode;
+  syncControls();
+  await selectProject(project.id, {
+    analysis: doc.selectedAnalysisMethod, category: doc.selectedAnalysisCategory, clustering: doc.selectedClustering,
+    embedding: doc.selectedEmbeddingName, dimX: doc.firstEmbeddingDimension, dimY: doc.secondEmbeddingDimension,
+    selection: (index) => maskFromIndices(doc.selectedEmbeddingVectorsIndices || [], index),
+  });
+  refreshImages();
+}
+
+function syncControls() {
+  if (!data.colorMaps.some((m) => m.name === state.colorMap)) state.colorMap = 'bwr';
+  $('colorMap').value = state.colorMap;
+  if (!['input', 'overlay', 'attribution'].includes(state.mode)) state.mode = 'overlay';
+  if (!['auto', 'smooth', 'pixelated'].includes(state.sampling)) state.sampling = 'auto';
+  for (const r of document.querySelectorAll('input[name=mode]')) /** @type {HTMLInputElement} */ (r).checked = /** @type {HTMLInputElement} */ (r).value === state.mode;
+  for (const r of document.querySelectorAll('input[name=sampling]')) /** @type {HTMLInputElement} */ (r).checked = /** @type {HTMLInputElement} */ (r).value === state.sampling;
+}
+
+// ------------------------------------------------------------------ wiring
+
+/** Runs UI work one step at a time and reports failures in the plot area. */
+function run(fn) {
+  loading = loading.then(fn).catch((e) => { console.error(e); showMessage(String(e.message || e)); });
+  window.prism.ready = loading;
+  return loading;
+}
+
+function setTool(tool) {
+  scatter.tool = tool;
+  for (const b of document.querySelectorAll('[data-tool]')) b.classList.toggle('active', /** @type {HTMLElement} */ (b).dataset.tool === tool);
+}
+
+async function main() {
+  scatter = new Scatter($('gl'), $('shapes'));
+  scatter.onSelect = (mask, op) => applySelection(mask, op);
+  scatter.onHover = onHover;
+  scatter.onView = () => updateStatus();
+  const box = $('sampleScroll');
+  box.addEventListener('scroll', () => requestAnimationFrame(() => renderSamples()));
+  new ResizeObserver(() => renderSamples()).observe(box);
+
+  $('analysis').addEventListener('change', (e) => run(() => { state.analysis = e.target.value; return selectAnalysis({}); }));
+  $('categorySearch').addEventListener('input', () => {
+    const cats = filterCategories();
+    if (cats.length && !cats.some((c) => c.name === state.category)) run(() => { state.category = cats[0].name; $('category').value = state.category; return selectCategory(keepChoices()); });
+  });
+  $('category').addEventListener('change', (e) => run(() => { state.category = e.target.value; return selectCategory(keepChoices()); }));
+  $('clustering').addEventListener('change', (e) => run(async () => {
+    state.clustering = e.target.value;
+    data.clusters = await loadClusters(data.index.length);
+    scatter.setClusters(data.clusters);
+    renderLegend();
+    renderSamples(true);
+  }));
+  $('embedding').addEventListener('change', (e) => run(async () => {
+    state.embedding = e.target.value;
+    setDims(data.meta.embeddings.find((x) => x.name === state.embedding), {});
+    await loadEmbedding(false);
+    drawEigen();
+  }));
+  for (const id of ['dimX', 'dimY']) {
+    $(id).addEventListener('change', () => run(async () => {
+      state.dimX = Number($('dimX').value);
+      state.dimY = Number($('dimY').value);
+      await loadEmbedding(false);
+    }));
+  }
+  $('colorMap').addEventListener('change', (e) => { state.colorMap = e.target.value; refreshImages(); });
+  for (const r of document.querySelectorAll('input[name=mode]')) r.addEventListener('change', (e) => { state.mode = /** @type {any} */ (e.target).value; refreshImages(); });
+  for (const r of document.querySelectorAll('input[name=sampling]')) r.addEventListener('change', (e) => { state.sampling = /** @type {any} */ (e.target).value; refreshImages(); });
+  for (const b of document.querySelectorAll('[data-tool]')) b.addEventListener('click', () => setTool(/** @type {HTMLElement} */ (b).dataset.tool));
+  $('fitButton').addEventListener('click', () => scatter.fit());
+  $('clearButton').addEventListener('click', () => applySelection(new Uint8Array(data.index.length), 'replace'));
+  $('exportButton').addEventListener('click', () => exportSelection());
+  $('importButton').addEventListener('click', () => $('importFile').click());
+  $('importFile').addEventListener('change', async (e) => {
+    const f = e.target.files[0];
+    if (!f) return;
+    e.target.value = '';
+    run(async () => importSelection(JSON.parse(await f.text())));
+  });
+  $('shareButton').addEventListener('click', async () => {
+    $('shareLink').value = await shareLink();
+    $('shareDialog').showModal();
+    $('shareLink').select();
+  });
+  $('copyLink').addEventListener('click', () => navigator.clipboard?.writeText($('shareLink').value));
+  window.addEventListener('hashchange', () => run(restoreFromHash));
+
+  data.colorMaps = await getJSON('/api/color-maps');
+  fillSelect($('colorMap'), data.colorMaps.map((m) => [m.name, m.name]), state.colorMap);
+  data.projects = await getJSON('/api/projects');
+  if (!data.projects.length) { showMessage('No projects.'); return; }
+  await run(restoreFromHash);
+}
+
+/** The current choices, to keep them across a category change where they exist. */
+function keepChoices() {
+  return { clustering: state.clustering, embedding: state.embedding, dimX: state.dimX, dimY: state.dimY };
+}
+
+async function restoreFromHash() {
+  const want = await wantFromHash();
+  if (want.colorMap) state.colorMap = want.colorMap;
+  if (want.mode) state.mode = want.mode === 'superimposed' ? 'overlay' : want.mode;
+  if (want.sampling) state.sampling = want.sampling;
+  syncControls();
+  const id = want.project !== undefined && data.projects.some((p) => p.id === want.project) ? want.project : data.projects[0].id;
+  if (want.selectionText) {
+    // The selection is decoded once the category's size is known.
+    await selectProject(id, { ...want, selection: null });
+    applySelection(await decodeSelection(want.selectionText, data.index.length), 'replace');
+  } else {
+    await selectProject(id, want);
+  }
+  refreshImages();
+}
+
+window.prism = {
+  state, data, ready: loading,
+  get scatter() { return scatter; },
+  shareLink, exportSelection, importSelection, applySelection, encodeSelection, decodeSelection,
+  selectedIndices: () => data.selectedRows.map((r) => data.index[r]),
+};
+main().catch((e) => { console.error(e); showMessage(String(e.message || e)); });

@@ -1,0 +1,292 @@
+// Browser tests of the viewer: `prism serve` on a project, driven in headless Chromium.
+//
+// Environment:
+//   PRISM_BIN     the prism binary (default: target/debug/prism)
+//   PROJECT       project YAML to test (required; e.g. a generated one, later the demo)
+//   BIG_PROJECT   optional project with ~10⁶ points in one category: its pan frame time is
+//                 measured and reported (not asserted)
+//   ARTIFACTS     where screenshots and measurements go (default: target/browser-artifacts)
+//   CHROMIUM      the browser (default: /usr/bin/chromium)
+//   GENERATED     1 when PROJECT is a generated one (stricter checks of the lasso's purity)
+//
+// Run: node --test --test-concurrency=1 tests/browser/viewer.test.mjs
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const bin = process.env.PRISM_BIN || path.join(root, 'target/debug/prism');
+const artifacts = process.env.ARTIFACTS || path.join(root, 'target/browser-artifacts');
+const project = process.env.PROJECT;
+mkdirSync(artifacts, { recursive: true });
+
+/** Starts `prism serve` on a free port; resolves with its URL and the process. */
+function serve(yaml) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(bin, ['serve', yaml, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    const timer = setTimeout(() => reject(new Error(`prism serve did not start in 120 s: ${err}`)), 120000);
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/http:\/\/[\d.:]+\//);
+      if (m) { clearTimeout(timer); resolve({ url: m[0], proc }); }
+    });
+    proc.stderr.on('data', (d) => { err += d; });
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`prism serve exited with ${code}: ${err}`)); });
+  });
+}
+
+let browser, server;
+
+before(async () => {
+  assert.ok(project, 'set PROJECT to a project YAML');
+  server = await serve(project);
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-dev-shm-usage', '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--ignore-gpu-blocklist'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.proc.kill();
+});
+
+async function openPage(url) {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  await page.goto(url);
+  await ready(page);
+  return { page, errors };
+}
+
+/** Waits until the UI has finished its current work and shows points. */
+async function ready(page) {
+  await page.waitForFunction(() => window.prism && window.prism.data.index.length > 0, null, { timeout: 120000 });
+  await page.evaluate(() => window.prism.ready);
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
+}
+
+const snap = (page, name) => page.screenshot({ path: path.join(artifacts, `${name}.png`) });
+
+/** Waits until every visible sample image has loaded; returns their count and sources. */
+async function samplesLoaded(page) {
+  await page.waitForFunction(() => {
+    const imgs = [...document.querySelectorAll('#sampleSpacer .sample img')];
+    return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0);
+  }, null, { timeout: 60000 });
+  return page.evaluate(() => [...document.querySelectorAll('#sampleSpacer .sample img')].map((i) => i.getAttribute('src')));
+}
+
+test('choose a class, lasso a cluster, view its heatmaps, switch maps and modes, share', async () => {
+  const { page, errors } = await openPage(server.url);
+  await snap(page, '01-loaded');
+
+  // Choose a class by searching its name (the second category, whatever the project).
+  const option = await page.evaluate(() => document.querySelectorAll('#category option')[1]?.textContent || document.querySelector('#category option').textContent);
+  const className = option.replace(/ \(.*\)$/, '');
+  await page.fill('#categorySearch', className);
+  await page.waitForFunction((n) => document.querySelector('#category option:checked')?.textContent.startsWith(n), className);
+  await ready(page);
+  const category = await page.evaluate(() => window.prism.state.category);
+  assert.ok(option.includes(category), `${option} is shown as ${category}`);
+
+  // The cluster to lasso: the largest cluster (not noise) of the current clustering.
+  const target = await page.evaluate(() => {
+    const { data, scatter } = window.prism;
+    const sizes = new Map();
+    for (const c of data.clusters) if (c >= 0) sizes.set(c, (sizes.get(c) || 0) + 1);
+    const [cluster, size] = [...sizes.entries()].sort((a, b) => b[1] - a[1])[0];
+    // Convex hull (monotone chain) of the cluster's points in CSS pixels, relative to the canvas.
+    const pts = [];
+    for (let i = 0; i < data.clusters.length; i++) {
+      if (data.clusters[i] === cluster) pts.push(scatter.dataToScreen(scatter.xy[2 * i], scatter.xy[2 * i + 1]));
+    }
+    pts.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    const cross = (o, a, b) => (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
+    const lower = [], upper = [];
+    for (const p of pts) { while (lower.length >= 2 && cross(lower.at(-2), lower.at(-1), p) <= 0) lower.pop(); lower.push(p); }
+    for (const p of [...pts].reverse()) { while (upper.length >= 2 && cross(upper.at(-2), upper.at(-1), p) <= 0) upper.pop(); upper.push(p); }
+    const hull = lower.slice(0, -1).concat(upper.slice(0, -1));
+    const cx = hull.reduce((s, p) => s + p[0], 0) / hull.length, cy = hull.reduce((s, p) => s + p[1], 0) / hull.length;
+    // Grow the hull by 6 px so points on its edge are inside.
+    const grown = hull.map(([x, y]) => { const d = Math.hypot(x - cx, y - cy) || 1; return [x + (6 * (x - cx)) / d, y + (6 * (y - cy)) / d]; });
+    const r = document.getElementById('shapes').getBoundingClientRect();
+    return { cluster, size, hull: grown.map(([x, y]) => [x + r.left, y + r.top]) };
+  });
+  await page.click('[data-tool=lasso]');
+  const h = target.hull;
+  await page.mouse.move(h[0][0], h[0][1]);
+  await page.mouse.down();
+  for (const [x, y] of [...h.slice(1), h[0]]) await page.mouse.move(x, y, { steps: 4 });
+  await page.mouse.up();
+  await snap(page, '02-lasso');
+  const sel = await page.evaluate((c) => {
+    const { data } = window.prism;
+    let inCluster = 0;
+    for (const r of data.selectedRows) if (data.clusters[r] === c) inCluster++;
+    return { selected: data.selectedRows.length, inCluster };
+  }, target.cluster);
+  assert.equal(sel.inCluster, target.size, 'the lasso around the cluster selects all of it');
+  // Generated projects have well-separated clusters; a real project's may interleave in 2-D.
+  if (process.env.GENERATED === '1') assert.ok(sel.inCluster / sel.selected > 0.8, `mostly that cluster: ${JSON.stringify(sel)}`);
+  assert.equal(await page.textContent('#selCount'), String(sel.selected));
+
+  // Its samples, with heatmaps; the panel holds all of them (virtualised: scroll to the end).
+  let srcs = await samplesLoaded(page);
+  assert.ok(srcs.every((s) => s.includes('mode=overlay')), 'overlay is the default image mode');
+  const total = await page.evaluate(async () => {
+    const box = document.getElementById('sampleScroll');
+    box.scrollTop = box.scrollHeight;
+    await new Promise((r) => setTimeout(r, 100));
+    return Math.max(...[...document.querySelectorAll('#sampleSpacer .sample')].map((e) => Number(e.dataset.k))) + 1;
+  });
+  assert.equal(total, sel.selected, 'the last selected sample is reachable by scrolling');
+  await page.evaluate(() => { document.getElementById('sampleScroll').scrollTop = 0; });
+  await page.waitForFunction(() => document.querySelectorAll('#sampleSpacer .sample .pred')[0]?.textContent.includes('pred:'));
+  await samplesLoaded(page);
+  await snap(page, '03-samples-overlay');
+
+  // Colour map and image mode.
+  await page.selectOption('#colorMap', 'coldnhot');
+  srcs = await samplesLoaded(page);
+  assert.ok(srcs.every((s) => s.includes('colorMap=coldnhot')), srcs[0]);
+  await page.check('input[name=mode][value=attribution]');
+  srcs = await samplesLoaded(page);
+  assert.ok(srcs.every((s) => s.includes('mode=attribution')), srcs[0]);
+  await snap(page, '04-attribution-coldnhot');
+  await page.check('input[name=mode][value=input]');
+  srcs = await samplesLoaded(page);
+  assert.ok(srcs.every((s) => s.includes('mode=input')), srcs[0]);
+  await page.check('input[name=mode][value=attribution]');
+  await samplesLoaded(page);
+
+  // Hover preview over a selected point.
+  const hoverAt = await page.evaluate(() => {
+    const { data, scatter } = window.prism;
+    const i = data.selectedRows[0];
+    const [x, y] = scatter.dataToScreen(scatter.xy[2 * i], scatter.xy[2 * i + 1]);
+    const r = document.getElementById('shapes').getBoundingClientRect();
+    return [x + r.left, y + r.top];
+  });
+  await page.mouse.move(hoverAt[0], hoverAt[1]);
+  await page.waitForSelector('#hover:not([hidden]) img', { timeout: 10000 });
+  await snap(page, '05-hover');
+
+  // Share link: a fresh page on it shows the same state.
+  await page.click('#shareButton');
+  const link = await page.inputValue('#shareLink');
+  await page.keyboard.press('Escape');
+  const before = await page.evaluate(() => ({ state: { ...window.prism.state }, selected: window.prism.selectedIndices() }));
+  const { page: page2, errors: errors2 } = await openPage(link);
+  const restored = await page2.evaluate(() => ({ state: { ...window.prism.state }, selected: window.prism.selectedIndices() }));
+  assert.deepEqual(restored.state, before.state);
+  assert.deepEqual(restored.selected, before.selected);
+  const srcs2 = await samplesLoaded(page2);
+  assert.ok(srcs2.every((s) => s.includes('mode=attribution') && s.includes('colorMap=coldnhot')));
+  await snap(page2, '06-share-link-restored');
+
+  // Reload of the link restores it too.
+  await page2.reload();
+  await ready(page2);
+  assert.deepEqual(await page2.evaluate(() => window.prism.selectedIndices()), before.selected);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(errors2, []);
+  await page.close();
+  await page2.close();
+});
+
+test('rectangle with Shift adds, Alt removes, legend selects a cluster, export and import', async () => {
+  const { page, errors } = await openPage(server.url);
+  const clusterSize = await page.evaluate(() => {
+    const { data } = window.prism;
+    return data.clusters.filter((c) => c === 0).length;
+  });
+  await page.click('#legend li[data-cluster="0"]');
+  assert.equal(await page.evaluate(() => window.prism.data.selectedRows.length), clusterSize);
+
+  // Shift-drag a rectangle over the whole plot adds everything; Alt-drag removes everything.
+  await page.click('[data-tool=rect]');
+  const box = await page.locator('#shapes').boundingBox();
+  const drag = async (mod) => {
+    await page.keyboard.down(mod);
+    await page.mouse.move(box.x + 2, box.y + 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width - 2, box.y + box.height - 2, { steps: 5 });
+    await page.mouse.up();
+    await page.keyboard.up(mod);
+  };
+  await drag('Shift');
+  const n = await page.evaluate(() => window.prism.data.index.length);
+  assert.equal(await page.evaluate(() => window.prism.data.selectedRows.length), n);
+  await drag('Alt');
+  assert.equal(await page.evaluate(() => window.prism.data.selectedRows.length), 0);
+
+  // Export (a download) and import of a selection.
+  await page.click('#legend li[data-cluster="1"]');
+  const want = await page.evaluate(() => window.prism.selectedIndices());
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#exportButton')]);
+  const file = path.join(artifacts, 'exported-selection.json');
+  await download.saveAs(file);
+  await page.click('#clearButton');
+  assert.equal(await page.evaluate(() => window.prism.data.selectedRows.length), 0);
+  await page.setInputFiles('#importFile', file);
+  await page.waitForFunction((k) => window.prism.data.selectedRows.length === k, want.length);
+  await ready(page);
+  assert.deepEqual(await page.evaluate(() => window.prism.selectedIndices()), want);
+
+  // Dimension pickers appear for embeddings with more than two dimensions.
+  const multi = await page.evaluate(() => window.prism.data.meta.embeddings.find((e) => e.dimensions > 2)?.name);
+  if (multi) {
+    await page.selectOption('#embedding', multi);
+    await ready(page);
+    assert.equal(await page.isVisible('#dimX'), true);
+    await page.selectOption('#dimY', '2');
+    await ready(page);
+    assert.equal(await page.evaluate(() => window.prism.state.dimY), 2);
+    await snap(page, '07-spectral-dims');
+  }
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a million points: load time and pan frame time (reported, not asserted)', { skip: !process.env.BIG_PROJECT }, async () => {
+  const big = await serve(/** @type {string} */ (process.env.BIG_PROJECT));
+  try {
+    const t0 = Date.now();
+    const { page, errors } = await openPage(big.url);
+    const loadMs = Date.now() - t0;
+    // Panning as the UI does it (a sample while moving, adapted to the frame time), then
+    // full redraws of every point on each frame.
+    const result = await page.evaluate(() => window.prism.scatter.benchmarkPan(80, true));
+    const full = await page.evaluate(() => window.prism.scatter.benchmarkPan(8, false));
+    const info = await page.evaluate(() => {
+      const gl = document.createElement('canvas').getContext('webgl');
+      const ext = gl && gl.getExtension('WEBGL_debug_renderer_info');
+      return ext ? gl.getParameter(ext.UNMASKED_RENDERER_WEBGL) : 'unknown';
+    });
+    // Pan with the mouse too, as a person would.
+    await page.click('[data-tool=pan]');
+    const box = await page.locator('#shapes').boundingBox();
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width / 2 + 200, box.y + box.height / 2 + 80, { steps: 10 });
+    await page.mouse.up();
+    await snap(page, '08-million-points');
+    const report = { loadMs, renderer: info, panning: result, fullRedraw: full };
+    writeFileSync(path.join(artifacts, 'million-points.json'), JSON.stringify(report, null, 2));
+    console.log(`# 10^6 points: ${JSON.stringify(report)}`);
+    assert.ok(result.points > 0);
+    assert.deepEqual(errors, []);
+    await page.close();
+  } finally {
+    big.proc.kill();
+  }
+});
