@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use prism_attribution::{AttributorParams, Bound, CompositeParams, Target};
+use prism_attribution::{AttributorParams, Bound, CompositeParams};
 use prism_eval::{Baseline, Method, Mode, Progress, RegionPerturbation, Settings};
-use prism_model::{npy, Float, Model, Tensor};
+use prism_model::{Float, Model, Tensor};
 
 use super::predict::{read_batch, DTypeArg};
 
@@ -158,33 +158,6 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
     }
 }
 
-fn parse_target(t: &str, n: usize) -> anyhow::Result<Target> {
-    Ok(match t {
-        "predicted" => Target::Predicted,
-        t if t.ends_with(".npy") => {
-            let labels =
-                npy::read_i64(t.as_ref()).with_context(|| format!("reading labels {t}"))?;
-            if labels.len() != n {
-                bail!("{t} holds {} labels for {n} samples", labels.len());
-            }
-            Target::PerSample(
-                labels
-                    .data()
-                    .iter()
-                    .map(|&v| {
-                        usize::try_from(v).map_err(|_| anyhow::anyhow!("{t}: negative label {v}"))
-                    })
-                    .collect::<anyhow::Result<_>>()?,
-            )
-        }
-        t => Target::Class(t.parse().map_err(|_| {
-            anyhow::anyhow!(
-                "--target must be a class index, `predicted` or a labels .npy file, got '{t}'"
-            )
-        })?),
-    })
-}
-
 fn settings(args: &EvaluateArgs) -> anyhow::Result<Settings> {
     if args.patch_size == 0 || args.steps == 0 || args.batch_size == 0 {
         bail!("--patch-size, --steps and --batch-size must be positive");
@@ -271,7 +244,7 @@ fn run_typed<T: Float + npyz::AutoSerialize>(args: &EvaluateArgs) -> anyhow::Res
     }
     let model =
         Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
-    let target = parse_target(&args.target, x.shape()[0])?;
+    let target = super::method::parse_target(&args.target, x.shape()[0])?;
     std::fs::create_dir_all(&args.output_dir)
         .with_context(|| format!("creating {}", args.output_dir.display()))?;
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use prism_attribution::{Explainer, Target};
 use prism_model::{npy, Float, Model, Tensor};
 
@@ -69,29 +69,7 @@ fn run_typed<T: Float + npyz::AutoSerialize>(args: &ExplainArgs) -> anyhow::Resu
         Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
     let x: Tensor<T> = read_batch(&args.input)?;
     let n = x.shape()[0];
-    let target = match args.target.as_str() {
-        "predicted" => Target::Predicted,
-        t if t.ends_with(".npy") => {
-            let labels =
-                npy::read_i64(t.as_ref()).with_context(|| format!("reading labels {t}"))?;
-            if labels.len() != n {
-                bail!("{t} holds {} labels for {n} samples", labels.len());
-            }
-            let labels: Vec<usize> = labels
-                .data()
-                .iter()
-                .map(|&v| {
-                    usize::try_from(v).map_err(|_| anyhow::anyhow!("{t}: negative label {v}"))
-                })
-                .collect::<anyhow::Result<_>>()?;
-            Target::PerSample(labels)
-        }
-        t => Target::Class(t.parse().map_err(|_| {
-            anyhow::anyhow!(
-                "--target must be a class index, `predicted` or a labels .npy file, got '{t}'"
-            )
-        })?),
-    };
+    let target = super::method::parse_target(&args.target, n)?;
     let mut explainer = Explainer::new(&model).with_canonizers(method.canonize);
     if let Some(c) = method.composite {
         explainer = explainer.with_composite(c);

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use prism_attribution::{
-    Attributor, AttributorParams, Bound, Composite, CompositeParams, SeedMode,
+    Attributor, AttributorParams, Bound, Composite, CompositeParams, SeedMode, Target,
 };
 
 /// Flags choosing and parametrising the attribution method.
@@ -186,4 +186,32 @@ impl MethodArgs {
             description,
         })
     }
+}
+
+/// `--target` of `explain` and `evaluate`: a class index, `predicted`, or a `.npy` of `n` labels.
+pub fn parse_target(t: &str, n: usize) -> anyhow::Result<Target> {
+    Ok(match t {
+        "predicted" => Target::Predicted,
+        t if t.ends_with(".npy") => {
+            let labels = prism_model::npy::read_i64(t.as_ref())
+                .with_context(|| format!("reading labels {t}"))?;
+            if labels.len() != n {
+                bail!("{t} holds {} labels for {n} samples", labels.len());
+            }
+            Target::PerSample(
+                labels
+                    .data()
+                    .iter()
+                    .map(|&v| {
+                        usize::try_from(v).map_err(|_| anyhow::anyhow!("{t}: negative label {v}"))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+            )
+        }
+        t => Target::Class(t.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "--target must be a class index, `predicted` or a labels .npy file, got '{t}'"
+            )
+        })?),
+    })
 }
