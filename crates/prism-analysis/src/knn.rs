@@ -56,6 +56,28 @@ pub(crate) fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
     s
 }
 
+/// The final neighbours of row `i` from its candidates: exact f64 distances, ascending, ties by
+/// index; fills `ind` and `dist` (k slots each).
+fn rerank(
+    x: &[f32],
+    d: usize,
+    i: usize,
+    candidates: &[(f32, u32)],
+    ind: &mut [u32],
+    dist: &mut [f32],
+) {
+    let xi = &x[i * d..(i + 1) * d];
+    let mut exact: Vec<(f64, u32)> = candidates
+        .iter()
+        .map(|&(_, j)| (sq_dist_f64(xi, &x[j as usize * d..(j as usize + 1) * d]), j))
+        .collect();
+    exact.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    for (slot, &(s, j)) in exact.iter().take(ind.len()).enumerate() {
+        ind[slot] = j;
+        dist[slot] = s.sqrt() as f32;
+    }
+}
+
 /// Exact kNN of the `n × d` row-major matrix `x`; `k` is capped at `n − 1`.
 ///
 /// The Gram matrix is symmetric, so only its lower triangle is computed, block row by block
@@ -131,16 +153,7 @@ pub fn exact_knn(x: &[f32], n: usize, d: usize, k: usize) -> KnnGraph {
         .enumerate()
         .for_each(|(i, ((ind, dist), list))| {
             keep_best(list, cand);
-            let xi = &x[i * d..(i + 1) * d];
-            let mut exact: Vec<(f64, u32)> = list
-                .iter()
-                .map(|&(_, j)| (sq_dist_f64(xi, &x[j as usize * d..(j as usize + 1) * d]), j))
-                .collect();
-            exact.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            for (slot, &(s, j)) in exact.iter().take(k).enumerate() {
-                ind[slot] = j;
-                dist[slot] = s.sqrt() as f32;
-            }
+            rerank(x, d, i, list, ind, dist);
         });
     KnnGraph {
         n,
@@ -431,16 +444,7 @@ pub fn approximate_knn(
                 } else {
                     keep_best(&mut pool, cand);
                 }
-                let xi = &x[i * d..(i + 1) * d];
-                let mut exact: Vec<(f64, u32)> = pool
-                    .iter()
-                    .map(|&(_, j)| (sq_dist_f64(xi, &x[j as usize * d..(j as usize + 1) * d]), j))
-                    .collect();
-                exact.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                for (slot, &(s, j)) in exact.iter().take(k).enumerate() {
-                    ind[slot] = j;
-                    dist[slot] = s.sqrt() as f32;
-                }
+                rerank(x, d, i, &pool, ind, dist);
             });
     }
     KnnGraph {
