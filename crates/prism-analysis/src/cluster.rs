@@ -27,14 +27,9 @@ pub fn canonical_labels(labels: &[i32]) -> Vec<i32> {
         .collect()
 }
 
+/// ‖a − b‖² in f64: the k-nearest-neighbour stage's vectorised kernel.
 fn sq_dist(a: &[f32], b: &[f32]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| {
-            let t = x as f64 - y as f64;
-            t * t
-        })
-        .sum()
+    crate::knn::sq_dist_f64(a, b)
 }
 
 /// k-means (k-means++ seeding as in scikit-learn, Lloyd iterations, `n_init` restarts with

@@ -270,7 +270,7 @@ impl Default for EigenConfig {
         EigenConfig {
             n_eigval: 32,
             solver: EigenSolver::Auto,
-            dense_max_n: 2500,
+            dense_max_n: 1000,
             tolerance: 1e-6,
             max_iterations: 500,
             max_suggested_k: 30,

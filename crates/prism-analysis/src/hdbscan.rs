@@ -1,20 +1,16 @@
 //! HDBSCAN (Campello, Moulavi & Sander 2013) as the Python `hdbscan` package that CoRelAy calls
 //! computes it with its defaults (`min_samples = min_cluster_size`, excess-of-mass selection,
-//! no single cluster, ε = 0), on a minimum spanning tree built in about O(N·K) instead of the
-//! O(N²) of a Prim's algorithm over the complete graph.
+//! no single cluster, ε = 0).
 //!
 //! * Core distance of a point: the distance to its `min_samples`-th nearest other point (the
 //!   Python package's definition; scikit-learn's HDBSCAN and the `hdbscan` crate count the point
 //!   itself, i.e. take the `(min_samples − 1)`-th).
-//! * MST of the mutual-reachability graph d_mr(a, b) = max(core a, core b, ‖a − b‖) by Borůvka
-//!   rounds. Each component's cheapest outgoing edge is first looked for among its points' K
-//!   nearest neighbours; a point whose list holds no cheaper edge than
-//!   max(core, distance to its K-th neighbour) — a lower bound on any edge to a point outside
-//!   its list — cannot improve on what the lists give, so the search is exact. The remaining
-//!   points are searched exactly over k-means cells (~√N, each with its radius), skipping cells
-//!   whose lower bound max(core, ‖p − centre‖ − radius) is above the best edge so far and cells
-//!   inside the point's own component. With exact kNN lists the MST is exact; with approximate
-//!   lists (large N) the core distances and the lists' lower bounds are approximate.
+//! * MST of the mutual-reachability graph d_mr(a, b) = max(core a, core b, ‖a − b‖) by Prim's
+//!   algorithm over all pairs: O(N²·d) distance work, O(N·d) memory, each pass over the points
+//!   not yet in the tree split into fixed chunks across threads. It runs on the spectral
+//!   embedding (d = `n_eigval`, 32 by default), where space-partitioning searches prune
+//!   poorly: an earlier Borůvka search over k-means cells spent over 35 minutes at N = 100 000
+//!   that this loop does in well under one.
 //! * Edges are ordered by (weight, smaller end, larger end): a strict order, so Borůvka never
 //!   closes a cycle and the result is deterministic.
 //! * Single-linkage tree, condensed tree, stabilities, excess-of-mass selection and labels as in
@@ -23,7 +19,7 @@
 use rayon::prelude::*;
 
 use crate::cluster::canonical_labels;
-use crate::knn::{nearest_rows, row_norms, sq_dist_f64, train_quantiser, KnnGraph};
+use crate::knn::{sq_dist_f64, sq_dist_f64_body, KnnGraph};
 
 /// An MST edge ordered by (weight, a, b) with a < b.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,14 +47,6 @@ impl Edge {
     }
 }
 
-fn better(a: Option<Edge>, b: Option<Edge>) -> Option<Edge> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(if y.less(&x) { y } else { x }),
-        (x, None) => x,
-        (None, y) => y,
-    }
-}
-
 fn find(p: &mut [u32], mut a: usize) -> usize {
     while p[a] as usize != a {
         let up = p[p[a] as usize];
@@ -68,223 +56,131 @@ fn find(p: &mut [u32], mut a: usize) -> usize {
     a
 }
 
-/// k-means cells over the points, with each cell's members (contiguous in `order`) and radius.
-struct Cells {
-    centres: Vec<f32>,
-    starts: Vec<usize>,
-    order: Vec<u32>,
-    radius: Vec<f64>,
-}
+/// Points per parallel task in a Prim pass (fixed, so that nothing depends on the threads).
+const PRIM_CHUNK: usize = 2048;
 
-impl Cells {
-    fn new(x: &[f32], n: usize, d: usize) -> Self {
-        let nlist = ((n as f64).sqrt().round() as usize).clamp(1, n);
-        // A fixed, evenly spread training sample (no randomness needed here).
-        let s = (64 * nlist).min(n);
-        let sample: Vec<usize> = (0..s).map(|i| i * n / s).collect();
-        let centres = train_quantiser(x, d, &sample, nlist, 10);
-        let cn = row_norms(&centres, d);
-        let cell = nearest_rows(x, n, &centres, &cn, d, 1);
-        let mut starts = vec![0usize; nlist + 1];
-        for &c in &cell {
-            starts[c as usize + 1] += 1;
-        }
-        for c in 0..nlist {
-            starts[c + 1] += starts[c];
-        }
-        let mut fill = starts[..nlist].to_vec();
-        let mut order = vec![0u32; n];
-        for (i, &c) in cell.iter().enumerate() {
-            order[fill[c as usize]] = i as u32;
-            fill[c as usize] += 1;
-        }
-        let radius: Vec<f64> = (0..nlist)
-            .into_par_iter()
-            .map(|c| {
-                let mu = &centres[c * d..(c + 1) * d];
-                order[starts[c]..starts[c + 1]]
-                    .iter()
-                    .map(|&i| sq_dist_f64(mu, &x[i as usize * d..(i as usize + 1) * d]).sqrt())
-                    .fold(0.0, f64::max)
-            })
-            .collect();
-        Cells {
-            centres,
-            starts,
-            order,
-            radius,
-        }
-    }
-}
-
-/// The MST of the mutual-reachability graph (n − 1 edges), by certified Borůvka rounds.
-fn mutual_reachability_mst(
-    x: &[f32],
-    n: usize,
+/// One chunk of points outside the tree, relaxed against the point `v` just added.
+struct PrimChunk<'a> {
+    xv: &'a [f32],
+    cv: f64,
+    v: u32,
     d: usize,
-    core: &[f64],
-    knn: &KnnGraph,
-) -> Vec<Edge> {
-    let k = knn.k;
-    let row = |i: usize| &x[i * d..(i + 1) * d];
-    let dmr = |p: usize, q: usize| core[p].max(core[q]).max(sq_dist_f64(row(p), row(q)).sqrt());
-    // Lower bound on d_mr(p, q) for any q outside p's list.
-    let list_bound: Vec<f64> = (0..n)
-        .map(|p| {
-            let kth = if k > 0 {
-                knn.distances[p * k + k - 1] as f64
-            } else {
-                0.0
-            };
-            // f32-stored distances: shave a relative 1e-6 to stay a lower bound.
-            core[p].max(kth * (1.0 - 1e-6))
-        })
-        .collect();
-    let mut cells: Option<Cells> = None;
-    let mut parent: Vec<u32> = (0..n as u32).collect();
-    let mut edges: Vec<Edge> = Vec::with_capacity(n.saturating_sub(1));
-    while edges.len() + 1 < n {
-        let comp: Vec<u32> = {
-            let mut p = parent.clone();
-            (0..n).map(|i| find(&mut p, i) as u32).collect()
-        };
-        // Best edge of each point from its list.
-        let from_list: Vec<Option<Edge>> = (0..n)
-            .into_par_iter()
-            .map(|p| {
-                let mut best: Option<Edge> = None;
-                for &q in &knn.indices[p * k..(p + 1) * k] {
-                    let q = q as usize;
-                    if comp[q] != comp[p] {
-                        best = better(best, Some(Edge::new(dmr(p, q), p, q)));
+    ids: &'a [u32],
+    rows: &'a [f32],
+    cores: &'a [f64],
+}
+
+impl PrimChunk<'_> {
+    /// Lowers each point's cheapest edge into the tree by its edge to `v`; returns the position
+    /// and edge of the chunk's cheapest point.
+    fn relax(&self, best: &mut [Edge]) -> Option<(usize, Edge)> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2, checked just above.
+                return unsafe { self.relax_avx2(best) };
+            }
+        }
+        self.relax_with(best, sq_dist_f64_body)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn relax_avx2(&self, best: &mut [Edge]) -> Option<(usize, Edge)> {
+        // SAFETY: this function only runs where AVX2 was detected.
+        self.relax_with(best, |a, b| unsafe { crate::knn::sq_dist_f64_avx2(a, b) })
+    }
+
+    #[inline(always)]
+    fn relax_with(
+        &self,
+        best: &mut [Edge],
+        sq_dist: impl Fn(&[f32], &[f32]) -> f64,
+    ) -> Option<(usize, Edge)> {
+        let d = self.d;
+        let mut local: Option<(usize, Edge)> = None;
+        for (r, b) in best.iter_mut().enumerate() {
+            let m = self.cv.max(self.cores[r]);
+            // The weight is at least `m`: only a tie could still win, on the indices.
+            if m <= b.w {
+                let s = sq_dist(self.xv, &self.rows[r * d..(r + 1) * d]);
+                // sqrt(s) > b.w for sure: skip the square root and the edge.
+                if s <= b.w * b.w * (1.0 + 1e-12) || b.w.is_infinite() {
+                    let e = Edge::new(m.max(s.sqrt()), self.v as usize, self.ids[r] as usize);
+                    if e.less(b) {
+                        *b = e;
                     }
                 }
-                best
-            })
-            .collect();
-        let mut best: Vec<Option<Edge>> = vec![None; n];
-        for p in 0..n {
-            let c = comp[p] as usize;
-            best[c] = better(best[c], from_list[p]);
-        }
-        // Points whose bound does not exclude a cheaper edge than their component's best.
-        let mut open: Vec<(f64, u32)> = (0..n)
-            .filter(|&p| best[comp[p] as usize].is_none_or(|e| list_bound[p] <= e.w))
-            .map(|p| (list_bound[p], p as u32))
-            .collect();
-        if !open.is_empty() {
-            let cells = cells.get_or_insert_with(|| Cells::new(x, n, d));
-            let nlist = cells.radius.len();
-            // A cell lying inside one component is skipped by that component's points.
-            let cell_comp: Vec<Option<u32>> = (0..nlist)
-                .map(|c| {
-                    let m = &cells.order[cells.starts[c]..cells.starts[c + 1]];
-                    let first = m.first().map(|&i| comp[i as usize]);
-                    first.filter(|&f| m.iter().all(|&i| comp[i as usize] == f))
-                })
-                .collect();
-            // By component, then by bound, in fixed-size chunks (each chunk searched in
-            // parallel against the bound reached before it), so the result is deterministic.
-            open.sort_by(|a, b| {
-                comp[a.1 as usize]
-                    .cmp(&comp[b.1 as usize])
-                    .then(a.0.total_cmp(&b.0))
-                    .then(a.1.cmp(&b.1))
-            });
-            let groups: Vec<&[(f64, u32)]> = open
-                .chunk_by(|a, b| comp[a.1 as usize] == comp[b.1 as usize])
-                .collect();
-            let found: Vec<(usize, Option<Edge>)> = groups
-                .par_iter()
-                .map(|g| {
-                    let c = comp[g[0].1 as usize] as usize;
-                    let mut cur = best[c];
-                    for chunk in g.chunks(64) {
-                        if cur.is_some_and(|e| chunk[0].0 > e.w) {
-                            break;
-                        }
-                        let bound = cur;
-                        let r = chunk
-                            .par_iter()
-                            .filter(|&&(lb, _)| bound.is_none_or(|e| lb <= e.w))
-                            .map(|&(_, p)| search(x, d, core, &comp, cells, &cell_comp, p, bound))
-                            .reduce(|| None, better);
-                        cur = better(cur, r);
-                    }
-                    (c, cur)
-                })
-                .collect();
-            for (c, e) in found {
-                best[c] = better(best[c], e);
+            }
+            if local.is_none_or(|(_, l)| b.less(&l)) {
+                local = Some((r, *b));
             }
         }
-        let mut chosen: Vec<Edge> = best.into_iter().flatten().collect();
-        chosen.sort_by(|a, b| a.w.total_cmp(&b.w).then(a.a.cmp(&b.a)).then(a.b.cmp(&b.b)));
-        chosen.dedup();
-        let before = edges.len();
-        for e in chosen {
-            let (ra, rb) = (
-                find(&mut parent, e.a as usize),
-                find(&mut parent, e.b as usize),
-            );
-            if ra != rb {
-                parent[ra.max(rb)] = ra.min(rb) as u32;
-                edges.push(e);
-            }
-        }
-        if edges.len() == before {
-            break; // cannot happen with finite data; guards against an endless loop
-        }
+        local
     }
-    edges
 }
 
-/// The cheapest edge from `p` to another component that beats `bound`, over the cells.
-#[allow(clippy::too_many_arguments)]
-fn search(
-    x: &[f32],
-    d: usize,
-    core: &[f64],
-    comp: &[u32],
-    cells: &Cells,
-    cell_comp: &[Option<u32>],
-    p: u32,
-    bound: Option<Edge>,
-) -> Option<Edge> {
-    let p = p as usize;
-    let xp = &x[p * d..(p + 1) * d];
-    let nlist = cells.radius.len();
-    let mut order: Vec<(f64, usize)> = (0..nlist)
-        .filter(|&c| cell_comp[c] != Some(comp[p]))
-        .map(|c| {
-            let dc = sq_dist_f64(xp, &cells.centres[c * d..(c + 1) * d]).sqrt();
-            let lb = (dc - cells.radius[c]) * (1.0 - 1e-9) - 1e-12;
-            (core[p].max(lb), c)
-        })
-        .collect();
-    order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let mut best = bound;
-    let mut found: Option<Edge> = None;
-    for (lb, c) in order {
-        if best.is_some_and(|e| lb > e.w) {
-            break;
-        }
-        for &q in &cells.order[cells.starts[c]..cells.starts[c + 1]] {
-            let q = q as usize;
-            if comp[q] == comp[p] {
-                continue;
-            }
-            let w = core[p]
-                .max(core[q])
-                .max(sq_dist_f64(xp, &x[q * d..(q + 1) * d]).sqrt());
-            let e = Edge::new(w, p, q);
-            if best.is_none_or(|b| e.less(&b)) {
-                best = Some(e);
-                found = Some(e);
-            }
-        }
+/// The MST of the mutual-reachability graph (n − 1 edges) by Prim's algorithm. Edges are
+/// compared by (weight, a, b), a strict order, so the tree is unique and every reduction order
+/// gives the same result.
+fn mutual_reachability_mst(x: &[f32], n: usize, d: usize, core: &[f64]) -> Vec<Edge> {
+    if n < 2 {
+        return Vec::new();
     }
-    found
+    let none = Edge {
+        w: f64::INFINITY,
+        a: u32::MAX,
+        b: u32::MAX,
+    };
+    // The points outside the tree, compacted (swap-remove): ids, rows, core distances and the
+    // cheapest edge from each into the tree so far.
+    let mut ids: Vec<u32> = (1..n as u32).collect();
+    let mut rows: Vec<f32> = x[d..n * d].to_vec();
+    let mut cores: Vec<f64> = core[1..n].to_vec();
+    let mut best: Vec<Edge> = vec![none; n - 1];
+    let mut edges = Vec::with_capacity(n - 1);
+    let mut v = 0usize; // the point added last
+    while !ids.is_empty() {
+        let (xv, cv) = (&x[v * d..(v + 1) * d], core[v]);
+        let cheapest = ids
+            .par_chunks(PRIM_CHUNK)
+            .zip(rows.par_chunks(PRIM_CHUNK * d))
+            .zip(cores.par_chunks(PRIM_CHUNK))
+            .zip(best.par_chunks_mut(PRIM_CHUNK))
+            .enumerate()
+            .map(|(chunk, (((ids, rows), cores), best))| {
+                let part = PrimChunk {
+                    xv,
+                    cv,
+                    v: v as u32,
+                    d,
+                    ids,
+                    rows,
+                    cores,
+                };
+                part.relax(best).map(|(r, e)| (chunk * PRIM_CHUNK + r, e))
+            })
+            .reduce(
+                || None,
+                |p, q| match (p, q) {
+                    (Some(a), Some(b)) => Some(if b.1.less(&a.1) { b } else { a }),
+                    (a, None) => a,
+                    (None, b) => b,
+                },
+            );
+        let Some((at, e)) = cheapest else { break };
+        edges.push(e);
+        v = ids[at] as usize;
+        ids.swap_remove(at);
+        cores.swap_remove(at);
+        best.swap_remove(at);
+        let last = ids.len();
+        if at != last {
+            rows.copy_within(last * d..(last + 1) * d, at * d);
+        }
+        rows.truncate(last * d);
+    }
+    edges
 }
 
 /// HDBSCAN labels (noise −1, clusters renumbered by first appearance) from the points and
@@ -317,7 +213,7 @@ pub fn hdbscan_with_knn(
             }
         })
         .collect();
-    let mst = mutual_reachability_mst(x, n, d, &core, knn);
+    let mst = mutual_reachability_mst(x, n, d, &core);
     if mst.len() + 1 != n {
         return vec![-1; n];
     }
@@ -526,46 +422,44 @@ mod tests {
         }
     }
 
+    /// Prim's tree equals Kruskal's over all pairs under the same strict edge order, edge for
+    /// edge, including on data with many equal distances (a grid).
     #[test]
-    fn mst_is_exact_for_short_lists() {
+    fn mst_equals_kruskal_over_all_pairs() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-        let (n, d) = (400, 2);
-        let x: Vec<f32> = (0..n * d).map(|_| rng.random::<f32>() * 10.0).collect();
-        let total = |k: usize| -> f64 {
-            let g = exact_knn(&x, n, d, k);
-            let core: Vec<f64> = (0..n).map(|i| g.distances[i * k + 3] as f64).collect();
-            assert!(k >= 4);
-            mutual_reachability_mst(&x, n, d, &core, &g)
-                .iter()
-                .map(|e| e.w)
-                .sum()
-        };
-        // Prim over all pairs for reference.
-        let g = exact_knn(&x, n, d, 4);
-        let core: Vec<f64> = (0..n).map(|i| g.distances[i * 4 + 3] as f64).collect();
-        let w = |a: usize, b: usize| {
-            core[a]
-                .max(core[b])
-                .max(sq_dist_f64(&x[a * d..a * d + d], &x[b * d..b * d + d]).sqrt())
-        };
-        let (mut inside, mut dist, mut sum) = (vec![false; n], vec![f64::INFINITY; n], 0.0);
-        let mut cur = 0;
-        for _ in 1..n {
-            inside[cur] = true;
-            let mut next = None;
-            for j in 0..n {
-                if !inside[j] {
-                    dist[j] = dist[j].min(w(cur, j));
-                    if next.is_none_or(|b: usize| dist[j] < dist[b]) {
-                        next = Some(j);
+        for (n, d, grid) in [(400usize, 2usize, false), (300, 3, true), (5000, 2, false)] {
+            let x: Vec<f32> = (0..n * d)
+                .map(|_| {
+                    if grid {
+                        rng.random_range(0..6) as f32
+                    } else {
+                        rng.random::<f32>() * 10.0
                     }
+                })
+                .collect();
+            let g = exact_knn(&x, n, d, 4);
+            let core: Vec<f64> = (0..n).map(|i| g.distances[i * 4 + 3] as f64).collect();
+            let mut all = Vec::with_capacity(n * (n - 1) / 2);
+            for a in 0..n {
+                for b in a + 1..n {
+                    let dist = sq_dist_f64(&x[a * d..a * d + d], &x[b * d..b * d + d]).sqrt();
+                    all.push(Edge::new(core[a].max(core[b]).max(dist), a, b));
                 }
             }
-            let j = next.unwrap();
-            sum += dist[j];
-            cur = j;
+            all.sort_by(|p, q| p.w.total_cmp(&q.w).then(p.a.cmp(&q.a)).then(p.b.cmp(&q.b)));
+            let mut uf: Vec<u32> = (0..n as u32).collect();
+            let mut want = Vec::new();
+            for e in all {
+                let (ra, rb) = (find(&mut uf, e.a as usize), find(&mut uf, e.b as usize));
+                if ra != rb {
+                    uf[ra.max(rb)] = ra.min(rb) as u32;
+                    want.push(e);
+                }
+            }
+            let mut got = mutual_reachability_mst(&x, n, d, &core);
+            got.sort_by(|p, q| p.w.total_cmp(&q.w).then(p.a.cmp(&q.a)).then(p.b.cmp(&q.b)));
+            assert_eq!(got.len(), n - 1);
+            assert_eq!(got, want, "n {n}, d {d}, grid {grid}");
         }
-        let mine = total(4);
-        assert!((mine - sum).abs() < 1e-9 * sum, "{mine} vs {sum}");
     }
 }

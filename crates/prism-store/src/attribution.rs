@@ -245,8 +245,13 @@ impl AttributionFile {
                 });
             }
         }
-        let mut out = Vec::with_capacity(rows.len() * self.sample_len());
-        for (a, b) in h5util::row_runs(rows) {
+        let runs = h5util::row_runs(rows);
+        let mut out = Vec::with_capacity(if runs.len() == 1 {
+            0
+        } else {
+            rows.len() * self.sample_len()
+        });
+        for (a, b) in runs {
             let block = h5util::read_rows_f32(&self.attribution, a, b).map_err(|source| {
                 StoreError::Read {
                     path: self.path.clone(),
@@ -261,7 +266,11 @@ impl AttributionFile {
                     message: format!("rows {a}..{b} read back with a wrong length"),
                 });
             }
-            out.extend_from_slice(&block);
+            if out.is_empty() && out.capacity() == 0 {
+                out = block; // one run: no copy
+            } else {
+                out.extend_from_slice(&block);
+            }
         }
         Ok(out)
     }
