@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+mod common;
+use common::{fails, prism};
 
 fn fixture(p: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -10,22 +11,6 @@ fn fixture(p: &str) -> String {
         .join(p)
         .to_string_lossy()
         .into_owned()
-}
-
-fn prism() -> Command {
-    Command::cargo_bin("prism").expect("binary")
-}
-
-/// Runs prism expecting failure; returns stderr, checking it is one `error:` line.
-fn fails(args: &[&str]) -> String {
-    let out = prism().args(args).output().expect("run");
-    assert!(!out.status.success(), "expected failure for {args:?}");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected a one-line error, got:\n{err}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
 }
 
 #[test]

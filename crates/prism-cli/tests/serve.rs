@@ -7,6 +7,9 @@ use std::process::{Child, Command, Stdio};
 
 use prism_viewer::synthetic::SyntheticProject;
 
+mod common;
+use common::fails;
+
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_prism")
 }
@@ -87,19 +90,6 @@ fn serve_answers_the_api_of_its_projects() {
     let (status, body) = get(&addr, "/");
     assert_eq!(status, 200);
     assert!(body.contains("<script"), "{body}");
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = Command::new(bin()).args(args).output().unwrap();
-    assert!(!out.status.success(), "expected failure for {args:?}");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "a one-line error, got:\n{err}");
-    assert!(
-        lines[0].starts_with("error: ") && !err.contains("panicked"),
-        "{err}"
-    );
-    err
 }
 
 #[test]

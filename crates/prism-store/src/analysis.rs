@@ -198,10 +198,7 @@ impl AnalysisFile {
     /// Opens an analysis file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = hdf5::File::open(&path).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        let file = h5util::open_file(&path)?;
         Ok(AnalysisFile { path, file })
     }
 

@@ -95,10 +95,7 @@ impl AttributionFile {
     /// read now (small); attributions are read later with [`AttributionFile::read_rows`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = hdf5::File::open(&path).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        let file = h5util::open_file(&path)?;
         let attribution = open_dataset(&file, &path, ATTRIBUTION)?;
         let shape = attribution.shape();
         let n_samples = match shape.first() {

@@ -136,6 +136,14 @@ pub(crate) fn read_attr(
 }
 
 /// Reads rows `[a, b)` of a dataset of rank 1 to 4 as f32 (HDF5 converts other number types).
+/// Opens an HDF5 file for reading; the error names the file.
+pub(crate) fn open_file(path: &Path) -> Result<hdf5::File> {
+    hdf5::File::open(path).map_err(|source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 pub(crate) fn read_rows_f32(ds: &hdf5::Dataset, a: usize, b: usize) -> hdf5::Result<Vec<f32>> {
     let arr: ndarray::ArrayD<f32> = match ds.ndim() {
         1 => ds.read_slice(s![a..b])?,

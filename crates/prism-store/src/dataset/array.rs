@@ -45,12 +45,7 @@ fn read_err(path: &Path, dataset: &str, source: hdf5::Error) -> DatasetError {
 impl Hdf5Data {
     /// Opens `data` (and reads `label`, if present) of a ViRelAy HDF5 dataset.
     pub(crate) fn open(path: &Path) -> Result<(Self, Option<LabelSet>), DatasetError> {
-        let file = hdf5::File::open(path).map_err(|source| {
-            DatasetError::Store(StoreError::Open {
-                path: path.to_path_buf(),
-                source,
-            })
-        })?;
+        let file = crate::h5util::open_file(path).map_err(DatasetError::Store)?;
         if !file.link_exists(DATA) {
             return Err(DatasetError::Store(StoreError::MissingDataset {
                 path: path.to_path_buf(),
