@@ -330,8 +330,8 @@ pub fn dbscan(x: &[f32], n: usize, d: usize, eps: f64, min_samples: usize) -> Ve
 }
 
 /// HDBSCAN with Python `hdbscan`'s defaults (`min_samples` = `min_cluster_size`, excess of
-/// mass); see [`crate::hdbscan`]. The kNN lists (16 neighbours, or `min_cluster_size` if
-/// more) come from [`crate::knn::knn`] under `knn_cfg`: exact, or approximate for large N. Too
+/// mass); see [`crate::hdbscan`]. The core distances come from `min_cluster_size`-neighbour
+/// lists by [`crate::knn::knn`] under `knn_cfg`: exact, or approximate for large N. Too
 /// few samples, or non-finite values, give all noise.
 pub fn hdbscan(
     x: &[f32],
@@ -344,7 +344,8 @@ pub fn hdbscan(
     if n <= min_cluster_size || min_cluster_size < 2 {
         return vec![-1; n];
     }
-    let k = min_cluster_size.max(16).min(n - 1);
+    // Only the core distance (the `min_cluster_size`-th neighbour) is taken from the lists.
+    let k = min_cluster_size.min(n - 1);
     let g = crate::knn::knn(x, n, d, k, knn_cfg, seed);
     crate::hdbscan::hdbscan_with_knn(x, n, d, &g, min_cluster_size)
 }

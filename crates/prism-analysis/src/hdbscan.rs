@@ -184,8 +184,8 @@ fn mutual_reachability_mst(x: &[f32], n: usize, d: usize, core: &[f64]) -> Vec<E
 }
 
 /// HDBSCAN labels (noise −1, clusters renumbered by first appearance) from the points and
-/// their kNN lists (at least `min_cluster_size` neighbours, ascending; more make the MST
-/// faster).
+/// their kNN lists (at least `min_cluster_size` neighbours, ascending), which give the core
+/// distances.
 pub fn hdbscan_with_knn(
     x: &[f32],
     n: usize,

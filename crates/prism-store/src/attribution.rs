@@ -243,11 +243,8 @@ impl AttributionFile {
             }
         }
         let runs = h5util::row_runs(rows);
-        let mut out = Vec::with_capacity(if runs.len() == 1 {
-            0
-        } else {
-            rows.len() * self.sample_len()
-        });
+        // One run (the usual case: a class's consecutive rows) is returned as read, uncopied.
+        let mut out = Vec::new();
         for (a, b) in runs {
             let block = h5util::read_rows_f32(&self.attribution, a, b).map_err(|source| {
                 StoreError::Read {
@@ -263,9 +260,10 @@ impl AttributionFile {
                     message: format!("rows {a}..{b} read back with a wrong length"),
                 });
             }
-            if out.is_empty() && out.capacity() == 0 {
-                out = block; // one run: no copy
+            if out.is_empty() {
+                out = block;
             } else {
+                out.reserve(rows.len() * self.sample_len() - out.len());
                 out.extend_from_slice(&block);
             }
         }
