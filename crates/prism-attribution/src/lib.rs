@@ -30,6 +30,7 @@ pub mod canonize;
 pub mod composite;
 pub mod error;
 pub mod linear;
+pub mod passes;
 pub mod propagate;
 pub mod rule;
 pub mod vjp;
@@ -38,6 +39,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use prism_model::backend::{Backend, Cpu, Map, Zip};
 use prism_model::{Executor, Float, Graph, Keep, Model, Tensor};
 
 pub use attributor::{Attributor, AttributorParams, ATTRIBUTORS};
@@ -199,6 +201,7 @@ impl<'m> Explainer<'m> {
                 x.shape()
             )));
         }
+        let b = &Cpu;
         let p = self.prepared::<T>(x.shape())?;
         let output = (*p.exec.run(vec![x.clone()], &Keep::Outputs)?.outputs[0]).clone();
         let targets = resolve_targets(&output, target)?;
@@ -217,7 +220,7 @@ impl<'m> Explainer<'m> {
                         &drawn
                     }
                 };
-                let mut acc = Tensor::<T>::zeros(x.shape());
+                let mut acc = b.full(x.shape(), T::zero());
                 for n in noise {
                     if n.shape() != x.shape() {
                         return Err(AttributionError::Invalid(format!(
@@ -226,29 +229,34 @@ impl<'m> Explainer<'m> {
                             x.shape()
                         )));
                     }
-                    let xn = zip(x, n, |a, b| a + b);
+                    let xn = b.zip(Zip::Add, x, n)?;
                     let g = self.sweep(&p, xn, &targets, seed)?;
-                    acc.data_mut()
-                        .iter_mut()
-                        .zip(g.data())
-                        .for_each(|(a, &b)| *a += b);
+                    b.zip_into(Zip::Add, &mut acc, &g)?;
                 }
-                let k = T::of(noise.len().max(1) as f64);
-                acc.map(|&v| v / k)
+                b.map(Map::Divide(noise.len().max(1) as f64), &acc)
             }
             Attributor::IntegratedGradients { n_iter, baseline } => {
-                let b = T::of(*baseline);
-                let mut acc = Tensor::<T>::zeros(x.shape());
+                let mut acc = b.full(x.shape(), T::zero());
                 for k in 1..=*n_iter {
-                    let a = T::of(k as f64 / *n_iter as f64);
-                    let g = self.sweep(&p, x.map(|&v| b + (v - b) * a), &targets, seed)?;
-                    acc.data_mut()
-                        .iter_mut()
-                        .zip(g.data())
-                        .for_each(|(s, &gv)| *s += gv);
+                    let alpha = k as f64 / *n_iter as f64;
+                    let xk = b.map(
+                        Map::Interpolate {
+                            baseline: *baseline,
+                            alpha,
+                        },
+                        x,
+                    );
+                    let g = self.sweep(&p, xk, &targets, seed)?;
+                    b.zip_into(Zip::Add, &mut acc, &g)?;
                 }
-                let n = T::of(*n_iter as f64);
-                zip(&acc, x, |g, xv| g / n * (xv - b))
+                b.zip(
+                    Zip::PathIntegral {
+                        steps: *n_iter as f64,
+                        baseline: *baseline,
+                    },
+                    &acc,
+                    x,
+                )?
             }
             Attributor::Occlusion {
                 window,
@@ -256,27 +264,14 @@ impl<'m> Explainer<'m> {
                 invert,
             } => {
                 let masks = attributor::occlusion_masks(x.shape(), window, stride)?;
-                let n = x.shape()[0];
-                let per = x.len() / n;
-                let mut acc = vec![T::zero(); x.len()];
+                let mut acc = b.full(x.shape(), T::zero());
                 for m in &masks {
-                    let data: Vec<T> = x
-                        .data()
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &v)| if m[i % per] != *invert { v } else { T::zero() })
-                        .collect();
-                    let out = p
-                        .exec
-                        .run(vec![Tensor::new(x.shape().to_vec(), data)?], &Keep::Outputs)?;
-                    let scores = target_scores(&out.outputs[0], &targets);
-                    for (i, a) in acc.iter_mut().enumerate() {
-                        if m[i % per] {
-                            *a += scores[i / per];
-                        }
-                    }
+                    let xm = b.occlude(x, m, *invert)?;
+                    let out = p.exec.run(vec![xm], &Keep::Outputs)?;
+                    let scores = target_scores(&b.download(&out.outputs[0])?, &targets);
+                    b.add_masked(&mut acc, m, &scores)?;
                 }
-                Tensor::new(x.shape().to_vec(), acc)?
+                acc
             }
         };
         Ok(Attribution {
@@ -296,7 +291,7 @@ impl<'m> Explainer<'m> {
     ) -> Result<Tensor<T>> {
         let mut trace = p.exec.run(vec![x], &Keep::NodeInputs)?;
         let out = &trace.outputs[0];
-        let seed_t = seed_tensor(out, targets, seed);
+        let seed_t = Cpu.seed(out, targets, seed == SeedMode::Logit)?;
         let mut r = propagate::propagate(
             &p.graph,
             &p.exec,
@@ -306,16 +301,6 @@ impl<'m> Explainer<'m> {
         )?;
         Ok(r.remove(0))
     }
-}
-
-fn zip<T: Float>(a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T) -> Tensor<T> {
-    let data = a
-        .data()
-        .iter()
-        .zip(b.data())
-        .map(|(&x, &y)| f(x, y))
-        .collect();
-    Tensor::new(a.shape().to_vec(), data).unwrap_or_else(|_| Tensor::zeros(a.shape()))
 }
 
 /// Number of classes (axis 1) and positions per class (axes 2..) of an output.
@@ -367,26 +352,6 @@ fn resolve_targets<T: Float>(output: &Tensor<T>, target: &Target) -> Result<Vec<
             })
             .collect()),
     }
-}
-
-fn seed_tensor<T: Float>(out: &Tensor<T>, targets: &[usize], mode: SeedMode) -> Tensor<T> {
-    let (_, c, inner) = class_layout(out.shape());
-    let data = out
-        .data()
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            let (s, k) = (i / (c * inner), (i / inner) % c);
-            if targets[s] != k {
-                T::zero()
-            } else if mode == SeedMode::Logit {
-                v
-            } else {
-                T::one()
-            }
-        })
-        .collect();
-    Tensor::new(out.shape().to_vec(), data).unwrap_or_else(|_| Tensor::zeros(out.shape()))
 }
 
 /// Each sample's score for occlusion: the target class's output (summed over positions).

@@ -1,24 +1,29 @@
 //! The backward sweep: relevance from the outputs to the inputs, node by node in reverse
 //! topological order; contributions to a tensor read by several nodes are summed.
+//!
+//! The sweep runs on the [`Cpu`] backend, where the forward [`Executor`] keeps its tensors;
+//! the rules themselves ([`apply`], [`linear`], [`vjp`]) are generic over the [`Backend`].
 
-use prism_model::kernels::elementwise::broadcast_map;
-use prism_model::op::{Op, UnaryOp};
+use prism_model::backend::{Backend, Cpu, Zip};
+use prism_model::op::{BinaryOp, Op, UnaryOp};
 use prism_model::{Executor, Float, Graph, Tensor, Trace, ValueId};
 
 use crate::error::{AttributionError, Result};
 use crate::linear::{self, Linear};
+use crate::passes::ratio;
 use crate::rule::Rule;
 use crate::vjp::vjp;
 
-fn add_into<T: Float>(slot: &mut Option<Tensor<T>>, t: Tensor<T>) {
+fn add_into<T: Float, B: Backend<T>>(
+    b: &B,
+    slot: &mut Option<B::Tensor>,
+    t: B::Tensor,
+) -> Result<()> {
     match slot {
-        Some(acc) => acc
-            .data_mut()
-            .iter_mut()
-            .zip(t.data())
-            .for_each(|(a, &b)| *a += b),
+        Some(acc) => b.zip_into(Zip::Add, acc, &t)?,
         None => *slot = Some(t),
     }
+    Ok(())
 }
 
 /// Propagates `seeds` (relevance at given values, usually the graph output) back through the
@@ -30,9 +35,10 @@ pub fn propagate<T: Float>(
     rules: &[Option<Rule>],
     seeds: Vec<(ValueId, Tensor<T>)>,
 ) -> Result<Vec<Tensor<T>>> {
+    let b = &Cpu;
     let mut rel: Vec<Option<Tensor<T>>> = vec![None; graph.values.len()];
     for (v, t) in seeds {
-        add_into(&mut rel[v.0], t);
+        add_into(b, &mut rel[v.0], t)?;
     }
     for (ni, node) in graph.nodes.iter().enumerate().rev() {
         // A node's output is read by its consumers, all processed before it: once the node is
@@ -47,7 +53,7 @@ pub fn propagate<T: Float>(
         if rules[ni] == Some(Rule::Pass) {
             if let Some(x) = node.input(0) {
                 if graph.shape(x) == Some(r.shape()) && exec.constant(x).is_none() {
-                    add_into(&mut rel[x.0], r);
+                    add_into(b, &mut rel[x.0], r)?;
                     for o in &node.outputs {
                         trace.values[o.0] = None;
                     }
@@ -81,11 +87,11 @@ pub fn propagate<T: Float>(
             .flatten()
             .map(|v| exec.constant(*v).is_none())
             .collect();
-        let grads = apply(node, rules[ni].as_ref(), &ins, y, &r, &wanted)?;
+        let grads = apply(b, node, rules[ni].as_ref(), &ins, y, &r, &wanted)?;
         for (v, g) in node.inputs.iter().flatten().zip(grads) {
             if let Some(g) = g {
                 if exec.constant(*v).is_none() {
-                    add_into(&mut rel[v.0], g);
+                    add_into(b, &mut rel[v.0], g)?;
                 }
             }
         }
@@ -93,15 +99,23 @@ pub fn propagate<T: Float>(
             trace.values[o.0] = None;
         }
     }
-    Ok(graph
+    graph
         .inputs
         .iter()
-        .map(|i| {
-            rel[i.0]
-                .take()
-                .unwrap_or_else(|| Tensor::zeros(graph.shape(*i).unwrap_or_default()))
+        .map(|i| match rel[i.0].take() {
+            Some(r) => Ok(r),
+            // No path from the seeds reaches this input: its relevance is zero.
+            None => {
+                let shape = graph.shape(*i).ok_or_else(|| {
+                    AttributionError::Invalid(format!(
+                        "input '{}' has no known shape",
+                        graph.value(*i).name
+                    ))
+                })?;
+                Ok(b.full(shape, T::zero()))
+            }
         })
-        .collect())
+        .collect()
 }
 
 fn node_err(node: &prism_model::Node, detail: String) -> AttributionError {
@@ -112,89 +126,94 @@ fn node_err(node: &prism_model::Node, detail: String) -> AttributionError {
     }
 }
 
-/// Maps the relevance `r` at a node's output to its inputs by `rule`.
-fn apply<T: Float>(
+/// Maps the relevance `r` at a node's output to its inputs by `rule` (`None`: gradient), on
+/// backend `b`.
+pub fn apply<T: Float, B: Backend<T>>(
+    b: &B,
     node: &prism_model::Node,
     rule: Option<&Rule>,
-    ins: &[&Tensor<T>],
-    y: &Tensor<T>,
-    r: &Tensor<T>,
+    ins: &[&B::Tensor],
+    y: &B::Tensor,
+    r: &B::Tensor,
     wanted: &[bool],
-) -> Result<Vec<Option<Tensor<T>>>> {
+) -> Result<Vec<Option<B::Tensor>>> {
     let Some(rule) = rule else {
-        return vjp(node, ins, y, r, wanted);
+        return vjp(b, node, ins, y, r, wanted);
     };
     let x = ins[0];
-    let first = |t: Tensor<T>| {
+    let first = |t: B::Tensor| {
         let mut v = vec![Some(t)];
         v.extend((1..ins.len()).map(|_| None));
         Ok(v)
     };
+    let relu_only = || {
+        if matches!(node.op, Op::Unary(UnaryOp::Relu)) {
+            Ok(())
+        } else {
+            Err(node_err(
+                node,
+                format!("the {} rule applies to Relu nodes only", rule.name()),
+            ))
+        }
+    };
     match rule {
-        Rule::Gradient => vjp(node, ins, y, r, wanted),
+        Rule::Gradient => vjp(b, node, ins, y, r, wanted),
         Rule::Pass => {
-            if x.shape() != r.shape() {
+            if b.shape(x) != b.shape(r) {
                 return Err(node_err(
                     node,
                     format!(
                         "the Pass rule needs equal input and output shapes, got {:?} and {:?}",
-                        x.shape(),
-                        r.shape()
+                        b.shape(x),
+                        b.shape(r)
                     ),
                 ));
             }
             first(r.clone())
         }
         Rule::Norm { stabilizer }
-            if matches!(node.op, Op::Binary(prism_model::op::BinaryOp::Add))
-                && ins.iter().all(|t| t.shape() == y.shape()) =>
+            if matches!(node.op, Op::Binary(BinaryOp::Add))
+                && ins.iter().all(|t| b.shape(t) == b.shape(y)) =>
         {
             // Residual sum without broadcasting: R_i = x_i · R / stab(Σ x) in one pass each.
-            let s = linear::ratio(r, y, stabilizer);
-            Ok(ins.iter().map(|x| Some(linear::product(x, &s))).collect())
+            let s = ratio(b, r, y, stabilizer)?;
+            ins.iter()
+                .map(|x| Ok(Some(b.zip(Zip::Mul, x, &s)?)))
+                .collect()
         }
         Rule::Norm { stabilizer } => {
-            let s = linear::ratio(r, y, stabilizer);
-            let grads = vjp(node, ins, y, &s, wanted)?;
-            Ok(grads
+            let s = ratio(b, r, y, stabilizer)?;
+            let grads = vjp(b, node, ins, y, &s, wanted)?;
+            grads
                 .into_iter()
                 .zip(ins)
-                .map(|(g, x)| g.map(|g| broadcast_map(&g, x, g.shape(), |a, b| a * b)))
-                .collect())
+                .map(|(g, x)| {
+                    g.map(|g| b.broadcast(Zip::Mul, &g, x))
+                        .transpose()
+                        .map_err(AttributionError::from)
+                })
+                .collect()
         }
-        Rule::ReluDeconvNet | Rule::ReluGuidedBackprop | Rule::ReluBetaSmooth { .. } => {
-            if !matches!(node.op, Op::Unary(UnaryOp::Relu)) {
-                return Err(node_err(
-                    node,
-                    format!("the {} rule applies to Relu nodes only", rule.name()),
-                ));
-            }
-            let data: Vec<T> = match rule {
-                Rule::ReluDeconvNet => r.data().iter().map(|&v| v.max(T::zero())).collect(),
-                Rule::ReluGuidedBackprop => x
-                    .data()
-                    .iter()
-                    .zip(r.data())
-                    .map(|(&xv, &rv)| {
-                        if xv > T::zero() && rv > T::zero() {
-                            rv
-                        } else {
-                            T::zero()
-                        }
-                    })
-                    .collect(),
-                Rule::ReluBetaSmooth { beta } => x
-                    .data()
-                    .iter()
-                    .zip(r.data())
-                    .map(|(&xv, &rv)| rv / (T::one() + (-T::of(*beta) * xv).exp()))
-                    .collect(),
-                _ => unreachable!("matched above"),
-            };
-            first(Tensor::new(x.shape().to_vec(), data)?)
+        Rule::ReluDeconvNet => {
+            relu_only()?;
+            first(b.map(prism_model::backend::Map::MaxZero, r))
         }
-        rule => {
-            let lin = Linear::from_node(node, ins)?.ok_or_else(|| {
+        Rule::ReluGuidedBackprop => {
+            relu_only()?;
+            first(b.zip(Zip::GuidedBackprop, x, r)?)
+        }
+        Rule::ReluBetaSmooth { beta } => {
+            relu_only()?;
+            first(b.zip(Zip::BetaSmoothGate(*beta), x, r)?)
+        }
+        Rule::Epsilon { .. }
+        | Rule::ZPlus { .. }
+        | Rule::AlphaBeta { .. }
+        | Rule::Gamma { .. }
+        | Rule::ZBox { .. }
+        | Rule::Flat { .. }
+        | Rule::WSquare { .. } => {
+            let lin = Linear::from_node(b, node, ins)?.ok_or_else(|| {
                 node_err(
                     node,
                     format!(
@@ -203,7 +222,7 @@ fn apply<T: Float>(
                     ),
                 )
             })?;
-            first(linear::apply(rule, &lin, x, y, r)?)
+            first(linear::apply(b, rule, &lin, x, y, r)?)
         }
     }
 }

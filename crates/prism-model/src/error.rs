@@ -36,6 +36,13 @@ pub enum ModelError {
     Tensor { name: String, detail: String },
     #[error("input '{name}': {detail}")]
     Input { name: String, detail: String },
+    /// Two operands of a backend operation do not fit together.
+    #[error("{op}: shapes {left:?} and {right:?} do not fit")]
+    Shape {
+        op: &'static str,
+        left: Vec<usize>,
+        right: Vec<usize>,
+    },
 }
 
 impl ModelError {
@@ -44,6 +51,13 @@ impl ModelError {
             node: node.to_string(),
             op: op.to_string(),
             detail: detail.into(),
+        }
+    }
+    pub(crate) fn shape(op: &'static str, left: &[usize], right: &[usize]) -> Self {
+        ModelError::Shape {
+            op,
+            left: left.to_vec(),
+            right: right.to_vec(),
         }
     }
     pub(crate) fn tensor(name: &str, detail: impl Into<String>) -> Self {

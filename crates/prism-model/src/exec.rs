@@ -1,11 +1,13 @@
-//! Executing resolved nodes: float kernels at run time, integer kernels for constant folding.
+//! Executing resolved nodes: float kernels at run time (through the [`Cpu`] backend), integer
+//! kernels for constant folding.
 
 use std::sync::Arc;
 
+use crate::backend::{Backend, Cpu, Map, SoftmaxAxis, Zip};
 use crate::error::{ModelError, Result};
 use crate::graph::{Graph, Node, Source, ValueId};
-use crate::kernels::{conv, elementwise, linalg, movement, pool, reduce, threads};
-use crate::op::{Op, UnaryOp};
+use crate::kernels::{elementwise, linalg, movement, reduce, threads};
+use crate::op::{BinaryOp, Op, UnaryOp};
 use crate::shape::{self, norm_axis};
 use crate::tensor::{Float, Tensor};
 
@@ -19,13 +21,18 @@ pub fn run_node<T: Float>(
     let name = &node.name;
     let t = op.type_name();
     let err = |d: String| ModelError::node(name, t, d);
+    // Backend errors name the backend operation; say which node it was.
+    let at = |e: ModelError| ModelError::node(name, t, e.to_string());
+    let cpu = Cpu;
     let x = inputs[0];
     let out0 = || outs[0].clone();
     let y = match op {
         Op::Conv { window, group } => {
             let (g, shape) = shape::conv_geom(name, window, *group, x.shape(), inputs[1].shape())?;
-            let b = inputs.get(2).map(|b| b.data());
-            conv::conv2d(x.data(), inputs[1].data(), b, &g).reshape(shape)?
+            let y = cpu
+                .conv2d(x, inputs[1], inputs.get(2).copied(), &g)
+                .map_err(at)?;
+            y.reshape(shape)?
         }
         Op::ConvTranspose {
             window,
@@ -42,8 +49,10 @@ pub fn run_node<T: Float>(
                 x.shape(),
                 inputs[1].shape(),
             )?;
-            let b = inputs.get(2).map(|b| b.data());
-            conv::conv_transpose2d(x.data(), inputs[1].data(), b, &g).reshape(shape)?
+            let y = cpu
+                .conv_transpose2d(x, inputs[1], inputs.get(2).copied(), &g)
+                .map_err(at)?;
+            y.reshape(shape)?
         }
         Op::Gemm {
             alpha,
@@ -61,32 +70,44 @@ pub fn run_node<T: Float>(
             &out0(),
         )?,
         Op::MatMul => matmul(x, inputs[1]).ok_or_else(|| err("shapes do not multiply".into()))?,
-        Op::Binary(b) => elementwise::binary(*b, x, inputs[1])
-            .ok_or_else(|| err("shapes do not broadcast".into()))?,
-        Op::Unary(u) => elementwise::unary(*u, x),
+        Op::Binary(b) => {
+            let f = match b {
+                BinaryOp::Add => Zip::Add,
+                BinaryOp::Sub => Zip::Sub,
+                BinaryOp::Mul => Zip::Mul,
+                BinaryOp::Div => Zip::Div,
+            };
+            cpu.broadcast(f, x, inputs[1])
+                .map_err(|_| err("shapes do not broadcast".into()))?
+        }
+        Op::Unary(u) => cpu.map(Map::Unary(*u), x),
         Op::Softmax { axis, flatten } => {
             let a = norm_axis(*axis, x.rank()).ok_or_else(|| err("axis out of range".into()))?;
             let s = x.shape();
             let outer: usize = s[..a].iter().product();
-            if *flatten {
-                reduce::softmax(x, outer, s[a..].iter().product(), 1)
+            let (len, inner) = if *flatten {
+                (s[a..].iter().product(), 1)
             } else {
-                reduce::softmax(x, outer, s[a], s[a + 1..].iter().product())
-            }
+                (s[a], s[a + 1..].iter().product())
+            };
+            cpu.softmax(x, &SoftmaxAxis { outer, len, inner })
+                .map_err(at)?
         }
         Op::MaxPool { window } => {
             let (g, shape) = shape::pool_geom(name, t, window, x.shape())?;
-            pool::max_pool(x.data(), &g).reshape(shape)?
+            cpu.max_pool(x, &g).map_err(at)?.reshape(shape)?
         }
         Op::AveragePool {
             window,
             count_include_pad,
         } => {
             let (g, shape) = shape::pool_geom(name, t, window, x.shape())?;
-            pool::avg_pool(x.data(), &g, *count_include_pad).reshape(shape)?
+            cpu.avg_pool(x, &g, *count_include_pad)
+                .map_err(at)?
+                .reshape(shape)?
         }
-        Op::GlobalAveragePool => pool::global_avg_pool(x),
-        Op::GlobalMaxPool => pool::global_max_pool(x),
+        Op::GlobalAveragePool => cpu.global_avg_pool(x),
+        Op::GlobalMaxPool => cpu.global_max_pool(x),
         Op::ReduceMean {
             axes,
             keepdims,
@@ -99,21 +120,17 @@ pub fn run_node<T: Float>(
         } => {
             let a = shape::reduce_axes(axes.as_deref(), *noop_with_empty_axes, x.rank())
                 .ok_or_else(|| err("axes out of range".into()))?;
-            reduce::reduce(x, &a, *keepdims, matches!(op, Op::ReduceMean { .. }))
+            cpu.reduce(x, &a, *keepdims, matches!(op, Op::ReduceMean { .. }))
         }
         Op::BatchNormalization { epsilon } => {
-            let (a, b) = reduce::batchnorm_coefficients(
-                inputs[1].data(),
-                inputs[2].data(),
-                inputs[3].data(),
-                inputs[4].data(),
-                *epsilon,
-            );
-            reduce::channel_affine(x, &a, &b)
+            let (a, b) = cpu
+                .batchnorm_coefficients(inputs[1], inputs[2], inputs[3], inputs[4], *epsilon)
+                .map_err(at)?;
+            cpu.channel_affine(x, &a, &b).map_err(at)?
         }
         Op::Concat { axis } => {
             let a = norm_axis(*axis, x.rank()).ok_or_else(|| err("axis out of range".into()))?;
-            movement::concat(inputs, a)
+            cpu.concat(inputs, a).map_err(at)?
         }
         Op::Flatten { .. }
         | Op::Reshape { .. }
@@ -125,7 +142,7 @@ pub fn run_node<T: Float>(
         Op::Transpose { perm } => {
             let p = shape::transpose_perm(perm.as_deref(), x.rank())
                 .ok_or_else(|| err("bad perm".into()))?;
-            movement::transpose(x, &p)
+            cpu.transpose(x, &p).map_err(at)?
         }
         Op::Pad {
             mode,
@@ -135,21 +152,22 @@ pub fn run_node<T: Float>(
         } => {
             let full = shape::full_pads(pads, axes.as_deref(), x.rank())
                 .ok_or_else(|| err("bad pads".into()))?;
-            movement::pad(x, &full, *mode, T::of(*value))
-                .ok_or_else(|| err("cannot pad an empty axis in this mode".into()))?
+            cpu.pad(x, &full, *mode, T::of(*value))
+                .map_err(|_| err("cannot pad an empty axis in this mode".into()))?
         }
         Op::Gather {
             axis,
             indices: Some(idx),
         } => {
             let a = norm_axis(*axis, x.rank()).ok_or_else(|| err("axis out of range".into()))?;
-            movement::gather(x, idx, a).ok_or_else(|| err("index out of range".into()))?
+            cpu.gather(x, idx, a)
+                .map_err(|_| err("index out of range".into()))?
         }
-        Op::Slice { .. } => movement::slice(
+        Op::Slice { .. } => cpu.slice(
             x,
             &shape::slice_for(op, x.shape()).ok_or_else(|| err("invalid slice".into()))?,
         ),
-        Op::Expand { .. } => movement::expand(x, &outs[0]),
+        Op::Expand { .. } => cpu.expand(x, &outs[0]).map_err(at)?,
         Op::Shape { start, end } => {
             let (s, e) = shape::shape_range(*start, *end, x.rank());
             Tensor::from_parts(
@@ -327,7 +345,37 @@ pub fn run_node_i64(op: &Op, inputs: &[&Tensor<i64>], outs: &[Vec<usize>]) -> Op
             let f = reduce::reduce(&x.map(|&v| v as f64), &a, *keepdims, false);
             f.map(|&v| v as i64)
         }
-        _ => return None,
+        // Float-only arithmetic, and parameters that specialisation resolves: no integer
+        // meaning (a new operator must say here whether it folds on integers).
+        Op::Unary(
+            UnaryOp::Relu
+            | UnaryOp::LeakyRelu { .. }
+            | UnaryOp::Clip { .. }
+            | UnaryOp::Sigmoid
+            | UnaryOp::HardSigmoid { .. }
+            | UnaryOp::HardSwish
+            | UnaryOp::Tanh
+            | UnaryOp::Exp
+            | UnaryOp::Sqrt,
+        )
+        | Op::Conv { .. }
+        | Op::ConvTranspose { .. }
+        | Op::Gemm { .. }
+        | Op::MatMul
+        | Op::ClipInputs
+        | Op::Softmax { .. }
+        | Op::MaxPool { .. }
+        | Op::AveragePool { .. }
+        | Op::GlobalAveragePool
+        | Op::GlobalMaxPool
+        | Op::ReduceMean { .. }
+        | Op::BatchNormalization { .. }
+        | Op::Dropout
+        | Op::Pad { pads: None, .. }
+        | Op::Constant(_)
+        | Op::Shape { .. }
+        | Op::Gather { indices: None, .. }
+        | Op::ConstantOfShape { .. } => return None,
     })
 }
 

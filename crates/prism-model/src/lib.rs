@@ -9,6 +9,12 @@
 //! kernels ([`kernels`]) include the input-gradients of convolution and pooling, which the
 //! attribution crate builds its propagation rules on.
 //!
+//! The [`backend`] module is the seam between algorithms and hardware: the [`Backend`] trait
+//! names every tensor operation the forward pass and the attribution rules compute (with
+//! element-wise arithmetic as data, [`backend::Map`] and [`backend::Zip`], and an associated
+//! tensor type so a GPU backend can keep tensors on the device); [`Cpu`] is its implementation
+//! on the kernels, bit-identical to calling them directly.
+//!
 //! It knows nothing of attribution, datasets or files other than `.onnx`.
 //!
 //! ```no_run
@@ -20,6 +26,7 @@
 //! # Ok::<(), prism_model::ModelError>(())
 //! ```
 
+pub mod backend;
 pub mod error;
 pub mod exec;
 pub mod graph;
@@ -36,6 +43,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use backend::{Backend, Cpu};
 pub use error::{ModelError, Result};
 pub use exec::{Executor, Keep, Trace};
 pub use graph::{Dim, Graph, Node, NodeId, Source, Value, ValueId};
