@@ -33,24 +33,36 @@ impl Key {
         Key(*hasher.finalize().as_bytes())
     }
 
-    /// The key of `stage` with `params`, following `upstream`.
-    pub fn derive<P: Serialize>(upstream: &Key, stage: &str, params: &P) -> Key {
+    /// The key of `stage` with `params`, following `upstream`. Parameters that JSON cannot
+    /// represent are an error: a key without them would serve one stage's result for another's.
+    pub fn derive<P: Serialize>(upstream: &Key, stage: &str, params: &P) -> Result<Key> {
+        // serde_json of a typed struct is deterministic (field order is declaration order).
+        let json = serde_json::to_vec(params).map_err(|source| AnalysisError::CacheEncoding {
+            what: format!("the parameters of stage `{stage}`"),
+            source,
+        })?;
         let mut h = blake3::Hasher::new();
         h.update(&CACHE_FORMAT_VERSION.to_le_bytes());
         h.update(stage.as_bytes());
         h.update(&[0]);
-        // serde_json of a typed struct is deterministic (field order is declaration order).
-        let json = serde_json::to_vec(params).unwrap_or_default();
         h.update(&(json.len() as u64).to_le_bytes());
         h.update(&json);
         h.update(&upstream.0);
-        Key(*h.finalize().as_bytes())
+        Ok(Key(*h.finalize().as_bytes()))
     }
 
     /// Hex form.
     pub fn hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// The parameters of a stage that draws random numbers, with the seed: the key's JSON is
+/// `{"params": {…}, "seed": …}`.
+#[derive(Debug, Serialize)]
+pub struct Seeded<'a, T, S> {
+    pub params: &'a T,
+    pub seed: S,
 }
 
 /// An array stored in a blob.
@@ -192,11 +204,16 @@ impl Cache {
             arrays,
             checksum: blake3::hash(&payload).to_hex().to_string(),
         };
+        let header =
+            serde_json::to_vec(&header).map_err(|source| AnalysisError::CacheEncoding {
+                what: format!("the header of blob {}", key.hex()),
+                source,
+            })?;
         let tmp = dir.join(format!(".{}.{}.tmp", key.hex(), std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(MAGIC)?;
-            f.write_all(&serde_json::to_vec(&header).unwrap_or_default())?;
+            f.write_all(&header)?;
             f.write_all(b"\n")?;
             f.write_all(&payload)?;
             f.sync_all()?;
@@ -222,7 +239,7 @@ mod tests {
     fn blob_round_trips_and_damaged_blob_misses() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::at(dir.path());
-        let key = Key::derive(&Key([0; 32]), "test", &1u32);
+        let key = Key::derive(&Key([0; 32]), "test", &1u32).unwrap();
         let blob: Blob = vec![
             ("a".into(), Array::F32(vec![1.0, 2.5])),
             ("b".into(), Array::I32(vec![-1, 7])),

@@ -1,9 +1,14 @@
 //! Parameters of every stage, with CoRelAy's defaults (its `virelay_analysis.py` / ViRelAy's
 //! `meta_analysis.py`) unless noted. Loadable from TOML; every field has a default.
+//!
+//! The sections after `eigen` are the parameters of the clustering and embedding families;
+//! each section's type is its family's entry in [`AnalysisConfig::clusterings`] or
+//! [`AnalysisConfig::embeddings`] and checks its own ranges ([`crate::family::Family::check`]).
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AnalysisError, Result};
+use crate::family::{ClusteringFamily, EmbeddingFamily};
 
 /// The whole analysis configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -64,36 +69,33 @@ impl AnalysisConfig {
         if !(self.eigen.tolerance > 0.0 && self.eigen.tolerance < 1e-2) {
             return bad("eigen.tolerance must be in (0, 0.01)".into());
         }
-        for (name, lo, hi) in [
-            ("kmeans", self.kmeans.k_min, self.kmeans.k_max),
-            (
-                "agglomerative",
-                self.agglomerative.k_min,
-                self.agglomerative.k_max,
-            ),
-        ] {
-            if lo < 1 || hi < lo {
-                return bad(format!(
-                    "{name}.k_min..k_max must satisfy 1 ≤ k_min ≤ k_max"
-                ));
-            }
-        }
-        if self.kmeans.n_init == 0 || self.kmeans.max_iter == 0 {
-            return bad("kmeans.n_init and kmeans.max_iter must be ≥ 1".into());
-        }
-        if self.dbscan.eps.iter().any(|e| !(*e > 0.0 && e.is_finite())) {
-            return bad("dbscan.eps values must be finite and > 0".into());
-        }
-        if self.dbscan.min_samples == 0 || self.hdbscan.min_cluster_size < 2 {
-            return bad("dbscan.min_samples must be ≥ 1 and hdbscan.min_cluster_size ≥ 2".into());
-        }
-        if !(self.tsne.perplexity > 0.0 && self.tsne.theta > 0.0 && self.tsne.iterations >= 250) {
-            return bad("tsne.perplexity and tsne.theta must be > 0, tsne.iterations ≥ 250".into());
-        }
-        if self.umap.n_neighbors < 2 || !(self.umap.min_dist >= 0.0 && self.umap.spread > 0.0) {
-            return bad("umap.n_neighbors must be ≥ 2, umap.min_dist ≥ 0, umap.spread > 0".into());
+        for check in self
+            .clusterings()
+            .into_iter()
+            .map(|f| f.check())
+            .chain(self.embeddings().into_iter().map(|f| f.check()))
+        {
+            check.map_err(|message| AnalysisError::Config { message })?;
         }
         Ok(())
+    }
+}
+
+impl AnalysisConfig {
+    /// The clustering families, in the order their clusterings are written: the extension
+    /// point of [`crate::family`]. A new family is a field above and a line here.
+    pub fn clusterings(&self) -> Vec<&dyn ClusteringFamily> {
+        vec![
+            &self.kmeans,
+            &self.agglomerative,
+            &self.dbscan,
+            &self.hdbscan,
+        ]
+    }
+
+    /// The 2-D embedding families, in the order they are written after `spectral`.
+    pub fn embeddings(&self) -> Vec<&dyn EmbeddingFamily> {
+        vec![&self.tsne, &self.umap]
     }
 }
 

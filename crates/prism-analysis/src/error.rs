@@ -21,6 +21,13 @@ pub enum AnalysisError {
     /// The output exists and overwriting was not asked for.
     #[error("`{path}` already exists; pass --force to overwrite it")]
     OutputExists { path: PathBuf },
+    /// A cache key or blob could not be encoded (a value JSON cannot represent).
+    #[error("cache: cannot encode {what}: {source}")]
+    CacheEncoding {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
     /// The cache directory could not be used.
     #[error("cache `{path}`: {source}; pass a writable --cache-dir or --no-cache")]
     Cache {

@@ -9,6 +9,8 @@
 //! agglomerative (Ward), DBSCAN, HDBSCAN on the spectral embedding → t-SNE and UMAP. Every stage
 //! is seeded and deterministic, named, configurable ([`AnalysisConfig`], TOML) and cached by a
 //! key over the exact input bytes and every parameter ([`cache`]). Categories run in parallel.
+//! The clusterings and embeddings are tables of families ([`family`]): a new method is one
+//! file plus a line in the table.
 //!
 //! It does not read or write files itself beyond the cache (that is `prism-store`), draw
 //! progress bars (it reports [`pipeline::Progress`] events) or parse command lines (`prism-cli`).
@@ -21,6 +23,7 @@ pub mod config;
 pub mod eigen;
 pub mod embed;
 pub mod error;
+pub mod family;
 pub mod graph;
 pub mod hdbscan;
 pub mod knn;
@@ -30,6 +33,7 @@ pub mod preprocess;
 pub use cache::Cache;
 pub use config::AnalysisConfig;
 pub use error::{AnalysisError, Result};
+pub use family::{ClusteringFamily, EmbeddingFamily, Family, FamilyInput, Points};
 pub use pipeline::{
     analyze_features, analyze_file, CategoryFeatures, CategoryReport, NoProgress, Progress,
     RunOptions, StageKeys,

@@ -6,7 +6,10 @@
 //! ```
 //!
 //! Each stage is a plain function of the previous stage's output and its own config section;
-//! each cached stage has a key derived from the one before it (see [`crate::cache`]).
+//! each cached stage has a key derived from the one before it (see [`crate::cache`]). The
+//! stages after `eigen` are not named here: they are the entries of the family tables
+//! ([`AnalysisConfig::clusterings`], [`AnalysisConfig::embeddings`]; see [`crate::family`]),
+//! which this module loops over.
 //! Categories run in parallel (rayon), and so do the heavy loops inside each stage.
 
 use std::collections::BTreeMap;
@@ -17,25 +20,23 @@ use prism_store::{AnalysisWriter, AttrValue, AttributionFile, Category, Clusteri
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::cache::{take, Array, Blob, Cache, Key};
-use crate::config::{AnalysisConfig, KnnMethod, SpectralColumns};
+use crate::cache::{take, Array, Blob, Cache, Key, Seeded};
+use crate::config::{AnalysisConfig, KnnMethod};
 use crate::eigen::{eigengap, SpectralEmbedding};
 use crate::error::{AnalysisError, Result};
-use crate::{cluster, eigen, embed, graph, knn, preprocess};
+use crate::family::{spectral_attr, FamilyInput, Points};
+use crate::{eigen, graph, knn, preprocess};
 
-/// Stage names, as shown in progress and stored in `prism_cached_stages`.
-pub const STAGES: [&str; 10] = [
-    "preprocess",
-    "knn",
-    "laplacian",
-    "eigen",
-    "kmeans",
-    "agglomerative",
-    "dbscan",
-    "hdbscan",
-    "tsne",
-    "umap",
-];
+/// The stages before the families, as shown in progress; then come
+/// [`AnalysisConfig::family_names`].
+pub const UPSTREAM_STAGES: [&str; 4] = ["preprocess", "knn", "laplacian", "eigen"];
+
+/// Every stage name of `cfg`, in pipeline order.
+pub fn stage_names(cfg: &AnalysisConfig) -> Vec<&'static str> {
+    let mut names = UPSTREAM_STAGES.to_vec();
+    names.extend(cfg.family_names());
+    names
+}
 
 /// Receives progress events (the CLI draws bars from them). All methods default to nothing.
 pub trait Progress: Sync {
@@ -56,24 +57,15 @@ pub struct StageKeys {
     pub knn: Key,
     pub laplacian: Key,
     pub eigen: Key,
-    pub kmeans: Key,
-    pub agglomerative: Key,
-    pub dbscan: Key,
-    pub hdbscan: Key,
-    pub tsne: Key,
-    pub umap: Key,
+    /// Each family's key, by name, in table order (clusterings, then embeddings).
+    pub families: Vec<(&'static str, Key)>,
 }
 
 impl StageKeys {
     /// Derives every key from the input key and the configuration.
-    pub fn new(input: &Key, cfg: &AnalysisConfig) -> Self {
-        #[derive(Serialize)]
-        struct Seeded<'a, T, S> {
-            params: &'a T,
-            seed: S,
-        }
+    pub fn new(input: &Key, cfg: &AnalysisConfig) -> Result<Self> {
         let s = cfg.seed;
-        let preprocess = Key::derive(input, "preprocess", &cfg.preprocess);
+        let preprocess = Key::derive(input, "preprocess", &cfg.preprocess)?;
         // The seed only matters to the approximate kNN (its k-means quantiser).
         let knn_seed = (cfg.knn.method != KnnMethod::Exact).then_some(s);
         let knn = Key::derive(
@@ -83,8 +75,8 @@ impl StageKeys {
                 params: &cfg.knn,
                 seed: knn_seed,
             },
-        );
-        let laplacian = Key::derive(&knn, "laplacian", &cfg.affinity);
+        )?;
+        let laplacian = Key::derive(&knn, "laplacian", &cfg.affinity)?;
         let eigen = Key::derive(
             &laplacian,
             "eigen",
@@ -92,40 +84,39 @@ impl StageKeys {
                 params: &cfg.eigen,
                 seed: s,
             },
-        );
-        StageKeys {
-            kmeans: Key::derive(
-                &eigen,
-                "kmeans",
-                &Seeded {
-                    params: &cfg.kmeans,
-                    seed: s,
-                },
-            ),
-            agglomerative: Key::derive(&eigen, "agglomerative", &cfg.agglomerative),
-            dbscan: Key::derive(&eigen, "dbscan", &cfg.dbscan),
-            hdbscan: Key::derive(&eigen, "hdbscan", &cfg.hdbscan),
-            tsne: Key::derive(
-                &eigen,
-                "tsne",
-                &Seeded {
-                    params: &cfg.tsne,
-                    seed: s,
-                },
-            ),
-            umap: Key::derive(
-                &eigen,
-                "umap",
-                &Seeded {
-                    params: &cfg.umap,
-                    seed: s,
-                },
-            ),
+        )?;
+        let mut families = Vec::new();
+        for f in cfg.clusterings() {
+            families.push((f.name(), f.key(&eigen, s)?));
+        }
+        for f in cfg.embeddings() {
+            families.push((f.name(), f.key(&eigen, s)?));
+        }
+        Ok(StageKeys {
             preprocess,
             knn,
             laplacian,
             eigen,
-        }
+            families,
+        })
+    }
+
+    /// The key of the family `name`, if the configuration has it.
+    pub fn family(&self, name: &str) -> Option<&Key> {
+        self.families
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, k)| k)
+    }
+
+    /// The key of `family`, or an error naming it (keys made from another configuration).
+    fn of(&self, family: &'static str) -> Result<&Key> {
+        self.family(family).ok_or_else(|| AnalysisError::Config {
+            message: format!(
+                "stage keys have no key for `{family}`: they were derived from another \
+                 configuration"
+            ),
+        })
     }
 }
 
@@ -148,15 +139,6 @@ pub struct CategoryReport {
 pub struct CategoryAnalysis {
     pub category: Category,
     pub report: CategoryReport,
-}
-
-/// Formats eps as Python's `str(float)` does for CoRelAy's names (`0.2`, `1.0`).
-fn py_float(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.1}")
-    } else {
-        format!("{v}")
-    }
 }
 
 fn numerical(category: &str, stage: &'static str, message: String) -> AnalysisError {
@@ -195,6 +177,7 @@ pub fn analyze_features(
         d,
         sample_numbers,
     } = input;
+    cfg.validate()?;
     let start = Instant::now();
     let mut cached: Vec<&'static str> = Vec::new();
     let mut marks: Vec<(&'static str, Instant)> = Vec::new();
@@ -254,7 +237,7 @@ pub fn analyze_features(
         }
     };
     let (gaps, suggested_k) = eigengap(&spectral.laplacian_ascending(), cfg.eigen.max_suggested_k);
-    let (e, ed) = (&spectral.vectors, spectral.d);
+    let ed = spectral.d;
 
     let after_eigen = Instant::now();
     let mut stage_seconds: Vec<(&'static str, f64)> = marks
@@ -267,212 +250,85 @@ pub fn analyze_features(
         .collect();
 
     // Everything below depends only on the spectral embedding: the clustering families and
-    // the 2-D embeddings run concurrently (t-SNE and UMAP are single-threaded).
-    let spectral_attr = || ("embedding".to_string(), AttrValue::Str("spectral".into()));
-    let family = |stage: &'static str,
-                  key: &Key,
-                  compute: &dyn Fn() -> Computed|
-     -> Result<Option<StageOutput<Computed>>> {
-        let t = Instant::now();
-        let (hit, value) =
-            load_or_compute(cache, key, &|hit| progress.stage(name, stage, hit), compute)?;
-        Ok(Some(StageOutput {
-            stage,
-            hit,
-            seconds: t.elapsed().as_secs_f64(),
-            value,
-        }))
+    // the 2-D embeddings (tables in `AnalysisConfig`) run concurrently, each loaded from the
+    // cache or computed (t-SNE and UMAP are single-threaded).
+    let input = FamilyInput {
+        category: name,
+        spectral: Points {
+            data: &spectral.vectors,
+            n,
+            d: ed,
+        },
+        knn: &cfg.knn,
+        seed: cfg.seed,
     };
-    let two_d = |stage: &'static str,
-                 key: &Key,
-                 compute: &dyn Fn() -> Vec<f32>|
-     -> Result<Option<StageOutput<Vec<f32>>>> {
-        let t = Instant::now();
-        let hit = cache.get(key).and_then(|b| match take(&b, stage) {
-            Some(Array::F32(v)) if v.len() == n * 2 => Some(v.clone()),
-            _ => None,
-        });
-        progress.stage(name, stage, hit.is_some());
-        let (hit, value) = match hit {
-            Some(v) => (true, v),
-            None => {
-                let v = compute();
-                cache.put(key, &vec![(stage.to_string(), Array::F32(v.clone()))])?;
-                (false, v)
-            }
-        };
-        Ok(Some(StageOutput {
-            stage,
-            hit,
-            seconds: t.elapsed().as_secs_f64(),
-            value,
-        }))
-    };
-    let kmeans_job = || {
-        if !cfg.kmeans.enabled {
-            return Ok(None);
-        }
-        let ks: Vec<usize> = (cfg.kmeans.k_min..=cfg.kmeans.k_max).collect();
-        family("kmeans", &keys.kmeans, &|| {
-            ks.par_iter()
-                .map(|&k| {
-                    let (x, xd) = columns_for(e, n, ed, k, cfg.kmeans.columns);
-                    let l = cluster::kmeans(
-                        &x,
-                        n,
-                        xd,
-                        k,
-                        cfg.kmeans.n_init,
-                        cfg.kmeans.max_iter,
-                        cfg.seed,
-                    );
-                    (
-                        format!("kmeans-{k:02}"),
-                        l,
-                        vec![spectral_attr(), ("k".into(), AttrValue::Int(k as i64))],
-                    )
-                })
-                .collect()
-        })
-    };
-    let agglomerative_job = || {
-        if !cfg.agglomerative.enabled {
-            return Ok(None);
-        }
-        if n > cfg.agglomerative.max_n {
-            tracing::warn!(
-                category = name,
-                n,
-                max_n = cfg.agglomerative.max_n,
-                "agglomerative clustering skipped: Ward linkage needs N(N-1)/2 distances \
-                 (raise agglomerative.max_n to force it)"
-            );
-            return Ok(None);
-        }
-        let ks: Vec<usize> = (cfg.agglomerative.k_min..=cfg.agglomerative.k_max).collect();
-        family("agglomerative", &keys.agglomerative, &|| {
-            let cuts: Vec<Vec<i32>> = match cfg.agglomerative.columns {
-                // One linkage, cut at every k.
-                SpectralColumns::All => cluster::agglomerative_ward(e, n, ed, &ks),
-                // One linkage per k, each on its own leading columns.
-                SpectralColumns::Leading => ks
-                    .par_iter()
-                    .map(|&k| {
-                        let (x, xd) = columns_for(e, n, ed, k, SpectralColumns::Leading);
-                        cluster::agglomerative_ward(&x, n, xd, &[k])
-                            .pop()
-                            .unwrap_or_default()
-                    })
-                    .collect(),
-            };
-            cuts.into_iter()
-                .zip(&ks)
-                .map(|(l, &k)| {
-                    (
-                        format!("agglomerative-{k:02}"),
-                        l,
-                        vec![spectral_attr(), ("k".into(), AttrValue::Int(k as i64))],
-                    )
-                })
-                .collect()
-        })
-    };
-    let dbscan_job = || {
-        if !cfg.dbscan.enabled || cfg.dbscan.eps.is_empty() {
-            return Ok(None);
-        }
-        family("dbscan", &keys.dbscan, &|| {
-            cluster::dbscan_multi(e, n, ed, &cfg.dbscan.eps, cfg.dbscan.min_samples)
-                .into_iter()
-                .zip(&cfg.dbscan.eps)
-                .map(|(l, &eps)| {
-                    (
-                        format!("dbscan-eps={}", py_float(eps)),
-                        l,
-                        vec![
-                            spectral_attr(),
-                            ("eps".into(), AttrValue::Float(eps)),
-                            (
-                                "min_samples".into(),
-                                AttrValue::Int(cfg.dbscan.min_samples as i64),
-                            ),
-                        ],
-                    )
-                })
-                .collect()
-        })
-    };
-    let hdbscan_job = || {
-        if !cfg.hdbscan.enabled {
-            return Ok(None);
-        }
-        family("hdbscan", &keys.hdbscan, &|| {
-            let l = cluster::hdbscan(e, n, ed, cfg.hdbscan.min_cluster_size, &cfg.knn, cfg.seed);
-            vec![(
-                "hdbscan".into(),
-                l,
-                vec![
-                    spectral_attr(),
-                    (
-                        "min_cluster_size".into(),
-                        AttrValue::Int(cfg.hdbscan.min_cluster_size as i64),
-                    ),
-                ],
-            )]
-        })
-    };
-    // Both 2-D embeddings run on the spectral embedding, as in CoRelAy's pipeline.
-    let tsne_job = || {
-        if !cfg.tsne.enabled {
-            return Ok(None);
-        }
-        two_d("tsne", &keys.tsne, &|| {
-            embed::tsne(e, n, ed, &cfg.tsne, &cfg.knn, cfg.seed)
-        })
-    };
-    let umap_job = || {
-        if !cfg.umap.enabled {
-            return Ok(None);
-        }
-        // Initialise from the two leading non-trivial spectral coordinates.
-        let init: Vec<f32> = (0..n)
-            .flat_map(|i| {
-                let row = &e[i * ed..(i + 1) * ed];
-                let a = if ed >= 2 { row[ed - 2] } else { 0.0 };
-                let b = if ed >= 3 { row[ed - 3] } else { 0.0 };
-                [a, b]
-            })
-            .collect();
-        two_d("umap", &keys.umap, &|| {
-            embed::umap(e, n, ed, &init, &cfg.umap, &cfg.knn, cfg.seed)
-        })
-    };
-    let ((r_kmeans, r_agglo), ((r_dbscan, r_hdbscan), (r_tsne, r_umap))) = rayon::join(
-        || rayon::join(kmeans_job, agglomerative_job),
+    let (clustered, embedded): (Vec<_>, Vec<_>) = rayon::join(
         || {
-            rayon::join(
-                || rayon::join(dbscan_job, hdbscan_job),
-                || rayon::join(tsne_job, umap_job),
-            )
+            cfg.clusterings()
+                .into_par_iter()
+                .map(|f| {
+                    if !f.runs_on(n, name) {
+                        return Ok(None);
+                    }
+                    let stage = f.name();
+                    let t = Instant::now();
+                    let (hit, value) = load_or_compute(
+                        cache,
+                        keys.of(stage)?,
+                        &|hit| progress.stage(name, stage, hit),
+                        &|| f.run(&input),
+                    )?;
+                    Ok(Some(StageOutput {
+                        stage,
+                        hit,
+                        seconds: t.elapsed().as_secs_f64(),
+                        value,
+                    }))
+                })
+                .collect::<Vec<Result<Option<StageOutput<Vec<Clustering>>>>>>()
+        },
+        || {
+            cfg.embeddings()
+                .into_par_iter()
+                .map(|f| {
+                    if !f.runs_on(n, name) {
+                        return Ok(None);
+                    }
+                    let stage = f.name();
+                    let t = Instant::now();
+                    let key = keys.of(stage)?;
+                    let hit = cache.get(key).and_then(|b| match take(&b, stage) {
+                        Some(Array::F32(v)) if v.len() == n * 2 => Some(v.clone()),
+                        _ => None,
+                    });
+                    progress.stage(name, stage, hit.is_some());
+                    let (hit, value) = match hit {
+                        Some(v) => (true, v),
+                        None => {
+                            let v = f.run(&input);
+                            cache.put(key, &vec![(stage.to_string(), Array::F32(v.clone()))])?;
+                            (false, v)
+                        }
+                    };
+                    Ok(Some(StageOutput {
+                        stage,
+                        hit,
+                        seconds: t.elapsed().as_secs_f64(),
+                        value,
+                    }))
+                })
+                .collect::<Vec<Result<Option<StageOutput<Vec<f32>>>>>>()
         },
     );
 
     let mut clusterings: Vec<Clustering> = Vec::new();
-    for r in [r_kmeans, r_agglo, r_dbscan, r_hdbscan] {
+    for r in clustered {
         if let Some(out) = r? {
             stage_seconds.push((out.stage, out.seconds));
             if out.hit {
                 cached.push(out.stage);
             }
-            clusterings.extend(
-                out.value
-                    .into_iter()
-                    .map(|(name, labels, attrs)| Clustering {
-                        name,
-                        labels,
-                        attrs,
-                    }),
-            );
+            clusterings.extend(out.value);
         }
     }
     let mut embeddings = vec![Embedding {
@@ -488,7 +344,7 @@ pub fn analyze_features(
             ),
         ],
     }];
-    for r in [r_tsne, r_umap] {
+    for r in embedded {
         if let Some(out) = r? {
             stage_seconds.push((out.stage, out.seconds));
             if out.hit {
@@ -547,34 +403,6 @@ pub fn analyze_features(
     })
 }
 
-/// The spectral coordinates a k-cluster clustering runs on: all columns, or the k leading
-/// ones (the last k in ViRelAy's layout) with rows re-normalised.
-fn columns_for(
-    e: &[f32],
-    n: usize,
-    d: usize,
-    k: usize,
-    which: SpectralColumns,
-) -> (Vec<f32>, usize) {
-    if which == SpectralColumns::All || k >= d {
-        return (e.to_vec(), d);
-    }
-    let mut out = Vec::with_capacity(n * k);
-    for i in 0..n {
-        let row = &e[i * d + d - k..(i + 1) * d];
-        let norm = row
-            .iter()
-            .map(|&v| (v as f64) * (v as f64))
-            .sum::<f64>()
-            .sqrt();
-        let s = if norm > 0.0 { 1.0 / norm } else { 0.0 };
-        out.extend(row.iter().map(|&v| (v as f64 * s) as f32));
-    }
-    (out, k)
-}
-
-type Computed = Vec<(String, Vec<i32>, Vec<(String, AttrValue)>)>;
-
 /// One downstream stage's result, with whether it came from the cache and its wall time.
 struct StageOutput<T> {
     stage: &'static str,
@@ -590,8 +418,8 @@ fn load_or_compute(
     cache: &Cache,
     key: &Key,
     announce: &dyn Fn(bool),
-    compute: &dyn Fn() -> Computed,
-) -> Result<(bool, Computed)> {
+    compute: &dyn Fn() -> Vec<Clustering>,
+) -> Result<(bool, Vec<Clustering>)> {
     if let Some(blob) = cache.get(key) {
         if let Some(Array::U8(bytes)) = take(&blob, "__meta") {
             if let Ok(list) =
@@ -600,11 +428,11 @@ fn load_or_compute(
                 let mut out = Vec::new();
                 for (name, attrs) in list {
                     if let Some(Array::I32(l)) = take(&blob, &name) {
-                        out.push((
+                        out.push(Clustering {
                             name,
-                            l.clone(),
-                            attrs.into_iter().map(|(k, v)| (k, v.into())).collect(),
-                        ));
+                            labels: l.clone(),
+                            attrs: attrs.into_iter().map(|(k, v)| (k, v.into())).collect(),
+                        });
                     }
                 }
                 announce(true);
@@ -616,19 +444,23 @@ fn load_or_compute(
     let computed = compute();
     let meta: Vec<(String, Vec<(String, AttrJson)>)> = computed
         .iter()
-        .map(|(n, _, a)| {
+        .map(|c| {
             (
-                n.clone(),
-                a.iter()
+                c.name.clone(),
+                c.attrs
+                    .iter()
                     .map(|(k, v)| (k.clone(), AttrJson::from(v)))
                     .collect(),
             )
         })
         .collect();
-    let meta_bytes = serde_json::to_vec(&meta).unwrap_or_default();
+    let meta_bytes = serde_json::to_vec(&meta).map_err(|source| AnalysisError::CacheEncoding {
+        what: format!("the clustering names and attributes of blob {}", key.hex()),
+        source,
+    })?;
     let mut blob: Blob = vec![("__meta".into(), Array::U8(meta_bytes))];
-    for (name, labels, _) in &computed {
-        blob.push((name.clone(), Array::I32(labels.clone())));
+    for c in &computed {
+        blob.push((c.name.clone(), Array::I32(c.labels.clone())));
     }
     cache.put(key, &blob)?;
     Ok((false, computed))
@@ -845,7 +677,7 @@ pub fn analyze_file(
                     "samples with a zero or non-finite attribution sum were left unnormalised"
                 );
             }
-            let keys = StageKeys::new(&input_key, cfg);
+            let keys = StageKeys::new(&input_key, cfg)?;
             let numbers: Vec<u32> = rows.iter().map(|&r| file.sample_number(r)).collect();
             let input = CategoryFeatures {
                 name: &name,

@@ -272,19 +272,20 @@ fn class_with_fewer_samples_than_eigenvalues_is_analysed() {
 fn changing_any_parameter_changes_its_stage_key_and_no_earlier_one() {
     let input = Key([1; 32]);
     let base = AnalysisConfig::default();
-    let k0 = StageKeys::new(&input, &base);
+    let k0 = StageKeys::new(&input, &base).unwrap();
     let order = |k: &StageKeys| {
+        let family = |name: &str| *k.family(name).unwrap();
         vec![
             ("preprocess", k.preprocess),
             ("knn", k.knn),
             ("laplacian", k.laplacian),
             ("eigen", k.eigen),
-            ("kmeans", k.kmeans),
-            ("agglomerative", k.agglomerative),
-            ("dbscan", k.dbscan),
-            ("hdbscan", k.hdbscan),
-            ("tsne", k.tsne),
-            ("umap", k.umap),
+            ("kmeans", family("kmeans")),
+            ("agglomerative", family("agglomerative")),
+            ("dbscan", family("dbscan")),
+            ("hdbscan", family("hdbscan")),
+            ("tsne", family("tsne")),
+            ("umap", family("umap")),
         ]
     };
     type Edit = fn(&mut AnalysisConfig);
@@ -354,7 +355,7 @@ fn changing_any_parameter_changes_its_stage_key_and_no_earlier_one() {
         let mut cfg = base.clone();
         edit(&mut cfg);
         assert_ne!(cfg, base, "edit for {stage} changed nothing");
-        let k1 = StageKeys::new(&input, &cfg);
+        let k1 = StageKeys::new(&input, &cfg).unwrap();
         let pos = order(&k0).iter().position(|(s, _)| *s == stage).unwrap();
         let (a, b) = (order(&k0), order(&k1));
         assert_ne!(a[pos].1, b[pos].1, "{stage} key unchanged");
@@ -367,7 +368,7 @@ fn changing_any_parameter_changes_its_stage_key_and_no_earlier_one() {
         }
     }
     // A different input changes every key.
-    let k2 = StageKeys::new(&Key([2; 32]), &base);
+    let k2 = StageKeys::new(&Key([2; 32]), &base).unwrap();
     assert!(order(&k0).iter().zip(order(&k2)).all(|(a, b)| a.1 != b.1));
 }
 
@@ -376,9 +377,59 @@ fn exact_knn_key_ignores_the_seed() {
     let input = Key([2; 32]);
     let mut cfg = AnalysisConfig::default();
     cfg.knn.method = prism_analysis::config::KnnMethod::Exact;
-    let a = StageKeys::new(&input, &cfg);
+    let a = StageKeys::new(&input, &cfg).unwrap();
     cfg.seed = 9;
-    let b = StageKeys::new(&input, &cfg);
+    let b = StageKeys::new(&input, &cfg).unwrap();
     assert_eq!(a.knn, b.knn);
     assert_ne!(a.eigen, b.eigen);
+}
+
+/// The keys of release 1's cache (format version 1), for the default configuration and with
+/// the exact kNN (no seed in the kNN key): a refactor that changes them silently invalidates
+/// every user's cache.
+#[test]
+fn stage_keys_stay_those_of_existing_caches() {
+    let mut exact = AnalysisConfig::default();
+    exact.knn.method = prism_analysis::config::KnnMethod::Exact;
+    let expected: [[&str; 10]; 2] = [
+        [
+            "preprocess 899b5aa8e35c3cb33ed5a4fba2857427ff5ffa32f510aae821616c3b914a4d64",
+            "knn 0a0cb22ca070195b7c0e18ef561f0a68184ea9ed639a8f055c5e28190c0e96e0",
+            "laplacian a70886b90b14878becf95d92bf3213b2999bd803181a4b764bd13597307dab3a",
+            "eigen c332dca863617635ea46d50f935ea0692ba4e94490394e1125876db9a896f3e9",
+            "kmeans d42f61da37d3f9d2650aa5add763ef32a491290ad462527e5cf32c1ab9218355",
+            "agglomerative e76a4ff9982bca9ada7031bedc287b433e832f4b7627eddf72dbc7000bc50f79",
+            "dbscan 4cf920240a1686ba16c549fd9b9a02ec30808807f4b4c6c5a4ff6dc5187bb5ac",
+            "hdbscan 6c902049c71b2b8a7efe201f558daf525d5fdab3aea0afe362f0c428c1051277",
+            "tsne 96242a6830589ab593b567614933b03f7407563628030e3e1325565e87db2201",
+            "umap af6e3ece9ecefbab9724fbc8edade3692dae04d309b0d00dcc719d02a91d10d5",
+        ],
+        [
+            "preprocess 899b5aa8e35c3cb33ed5a4fba2857427ff5ffa32f510aae821616c3b914a4d64",
+            "knn 0258b02772af7f590386c76382cd889c2f22d3fdc89bcf56d07ab3147f1d30a8",
+            "laplacian 38d1755758fa70063372c7dd6c8a6857e089c21f87f543162face0231ae29f6f",
+            "eigen eec88e8369c275beae064582d92e01447aa896fd4561a6f0f6faf5808e430daf",
+            "kmeans 3358ab4c39f7cbaf463a811aeab4587088b9f130f0787d82a658745ed8c380d9",
+            "agglomerative 7322000c423ddc65ecd12abe229cae062495daf5e67116a9685aae37d22be077",
+            "dbscan 913abf54905330ea833bbaf2c5d13a528aec2840b6944ace7780e3faf2ea7628",
+            "hdbscan d61f795afc0aa90cc68f61aaad3d5dc41514dc36af66834d9cb8cfe531974172",
+            "tsne 0a7be7a4a50981f33d9c922ab034d56075e0df678e7f3c5c73058a7b2c57bebc",
+            "umap 9e4734288980a7c3945f952a03c83af348ecee56fa6b697f492c830d052bc70b",
+        ],
+    ];
+    for (cfg, want) in [AnalysisConfig::default(), exact].iter().zip(expected) {
+        let k = StageKeys::new(&Key([1; 32]), cfg).unwrap();
+        let mut got = vec![
+            format!("preprocess {}", k.preprocess.hex()),
+            format!("knn {}", k.knn.hex()),
+            format!("laplacian {}", k.laplacian.hex()),
+            format!("eigen {}", k.eigen.hex()),
+        ];
+        got.extend(
+            k.families
+                .iter()
+                .map(|(name, key)| format!("{name} {}", key.hex())),
+        );
+        assert_eq!(got, want);
+    }
 }
