@@ -8,7 +8,8 @@
 use std::path::PathBuf;
 
 use prism_attribution::{Attributor, Composite, CompositeParams, Explainer, SeedMode, Target};
-use prism_model::{npy, Model, Tensor};
+use prism_model::{Model, Tensor};
+use prism_store::npy;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");

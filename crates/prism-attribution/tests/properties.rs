@@ -6,7 +6,8 @@ use prism_attribution::{
     canonize, AttributionError, Attributor, AttributorParams, Composite, CompositeParams,
     Explainer, Group, Matcher, Rule, SeedMode, Stabilizer, Target,
 };
-use prism_model::{npy, Keep, Model, Tensor};
+use prism_model::{Keep, Model, Tensor};
+use prism_store::npy;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")

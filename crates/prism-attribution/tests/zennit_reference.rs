@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use prism_attribution::{
     Attributor, Bound, Composite, CompositeParams, Explainer, SeedMode, Target,
 };
-use prism_model::{npy, Float, Model, Tensor};
+use prism_model::{Float, Model, Tensor};
+use prism_store::npy;
 use serde_json::Value;
 
 fn refdir() -> PathBuf {

@@ -80,9 +80,9 @@ fn predict_writes_logits_matching_onnxruntime_and_prints_top_k() {
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
     assert!(stdout.starts_with("sample 0: "));
-    let got: prism_model::Tensor<f32> = prism_model::npy::read_float(&out).unwrap();
+    let got: prism_model::Tensor<f32> = prism_store::npy::read_float(&out).unwrap();
     let want: prism_model::Tensor<f32> =
-        prism_model::npy::read_float(&fixtures().join("tiny_resnet.output.npy")).unwrap();
+        prism_store::npy::read_float(&fixtures().join("tiny_resnet.output.npy")).unwrap();
     assert_eq!(got.shape(), want.shape());
     let err = got
         .data()
@@ -207,8 +207,8 @@ fn explain_matches_the_zennit_reference_in_f64() {
         "{}",
         String::from_utf8_lossy(&res.stderr)
     );
-    let got: prism_model::Tensor<f64> = prism_model::npy::read_float(&out).unwrap();
-    let want: prism_model::Tensor<f64> = prism_model::npy::read_float(
+    let got: prism_model::Tensor<f64> = prism_store::npy::read_float(&out).unwrap();
+    let want: prism_model::Tensor<f64> = prism_store::npy::read_float(
         &fixtures().join("reference/tiny_resnet__epsilon-plus-flat__float64.npy"),
     )
     .unwrap();

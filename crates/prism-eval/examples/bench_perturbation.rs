@@ -11,7 +11,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use prism_eval::{forward_batched, target_scores, Baseline, Order, Quiet, RegionPerturbation};
-use prism_model::{npy, Model, Tensor};
+use prism_model::{Model, Tensor};
+use prism_store::npy;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().skip(1).collect();

@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 use prism_attribution::{AttributorParams, Bound, CompositeParams, Target};
 use prism_eval::similarity::{plane, spearman};
 use prism_eval::{evaluate, Baseline, Method, Mode, Quiet, RegionPerturbation, Settings};
-use prism_model::{npy, Model, Tensor};
+use prism_model::{Model, Tensor};
+use prism_store::npy;
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/eval")

@@ -31,7 +31,6 @@ pub mod error;
 pub mod exec;
 pub mod graph;
 pub mod kernels;
-pub mod npy;
 pub mod onnx;
 pub mod op;
 pub mod shape;

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use prism_model::{npy, Model, ModelError, Tensor};
+use prism_model::{Model, ModelError, Tensor};
+use prism_store::npy;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")

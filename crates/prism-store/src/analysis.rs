@@ -334,3 +334,300 @@ impl AnalysisFile {
         })
     }
 }
+
+/// Name, width and eigenvalues of one embedding, read without its values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingInfo {
+    pub name: String,
+    /// Number of dimensions (columns).
+    pub dim: usize,
+    /// The `eigenvalue` attribute (spectral embeddings), if present and numeric.
+    pub eigenvalue: Option<Vec<f32>>,
+}
+
+/// One category of an analysis file, opened for reading its arrays one at a time.
+///
+/// The viewer serves categories of 10⁵–10⁶ members; it asks for one embedding's two columns or
+/// one clustering at a time, so nothing here reads more than the array asked for. Values are
+/// converted by HDF5 (ViRelAy's `meta_analysis.py` writes int64 indices and labels and may write
+/// float64 embeddings).
+#[derive(Debug)]
+pub struct CategoryReader {
+    path: PathBuf,
+    name: String,
+    group: hdf5::Group,
+}
+
+impl AnalysisFile {
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The categories ViRelAy lists: root groups that hold `index` and `embedding`, in HDF5 name
+    /// order.
+    pub fn listed_categories(&self) -> Result<Vec<String>> {
+        let names = self
+            .file
+            .member_names()
+            .map_err(|source| StoreError::Read {
+                path: self.path.clone(),
+                dataset: "/".into(),
+                source,
+            })?;
+        Ok(names
+            .into_iter()
+            .filter(|name| {
+                self.file
+                    .group(name)
+                    .map(|g| g.link_exists(INDEX) && g.link_exists(EMBEDDING))
+                    .unwrap_or(false)
+            })
+            .collect())
+    }
+
+    /// Opens category `name` for lazy reading; `None` if the file has no such group.
+    pub fn category_reader(&self, name: &str) -> Option<CategoryReader> {
+        let group = self.file.group(name).ok()?;
+        Some(CategoryReader {
+            path: self.path.clone(),
+            name: name.to_string(),
+            group,
+        })
+    }
+}
+
+impl CategoryReader {
+    fn read_err(&self, dataset: String) -> impl FnOnce(hdf5::Error) -> StoreError {
+        let path = self.path.clone();
+        let dataset = format!("{}/{dataset}", self.name);
+        move |source| StoreError::Read {
+            path,
+            dataset,
+            source,
+        }
+    }
+
+    /// The category's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Number of members (rows of `index`).
+    pub fn len(&self) -> Result<usize> {
+        let ds = self
+            .group
+            .dataset(INDEX)
+            .map_err(self.read_err(INDEX.into()))?;
+        Ok(ds.shape().first().copied().unwrap_or(0))
+    }
+
+    /// Whether the category has no members.
+    pub fn is_empty(&self) -> Result<bool> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// The sample numbers of the members, as stored (any integer type, read as i64).
+    pub fn index(&self) -> Result<Vec<i64>> {
+        self.group
+            .dataset(INDEX)
+            .and_then(|d| d.read_raw::<i64>())
+            .map_err(self.read_err(INDEX.into()))
+    }
+
+    /// The embeddings of shape `len × d` (d > 0), in HDF5 name order; other datasets under
+    /// `embedding/` are not embeddings of this category and are left out.
+    pub fn embeddings(&self) -> Result<Vec<EmbeddingInfo>> {
+        let n = self.len()?;
+        let Ok(eg) = self.group.group(EMBEDDING) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for name in eg.member_names().map_err(self.read_err(EMBEDDING.into()))? {
+            let Ok(ds) = eg.dataset(&name) else { continue };
+            let shape = ds.shape();
+            if shape.len() != 2 || shape[0] != n || shape[1] == 0 {
+                continue;
+            }
+            // A non-numeric `eigenvalue` is not ViRelAy's attribute; it is shown as absent.
+            let eigenvalue = ds
+                .attr(EIGENVALUE)
+                .ok()
+                .and_then(|a| a.read_raw::<f32>().ok());
+            out.push(EmbeddingInfo {
+                name,
+                dim: shape[1],
+                eigenvalue,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The clusterings with one entry per member, in HDF5 name order.
+    pub fn clusterings(&self) -> Result<Vec<String>> {
+        let n = self.len()?;
+        let Ok(cg) = self.group.group(CLUSTER) else {
+            return Ok(Vec::new());
+        };
+        let names = cg.member_names().map_err(self.read_err(CLUSTER.into()))?;
+        Ok(names
+            .into_iter()
+            .filter(|name| cg.dataset(name).map(|d| d.shape() == [n]).unwrap_or(false))
+            .collect())
+    }
+
+    /// A scalar integer attribute of the category (e.g. `eigengap_suggested_k`).
+    pub fn int_attr(&self, name: &str) -> Result<Option<i64>> {
+        match h5util::read_attr(&self.group, &self.path, &self.name, name)? {
+            Some(AttrValue::Int(v)) => Ok(Some(v)),
+            _ => Ok(None),
+        }
+    }
+
+    fn embedding_dataset(&self, embedding: &str) -> Option<hdf5::Dataset> {
+        self.group.dataset(&format!("{EMBEDDING}/{embedding}")).ok()
+    }
+
+    /// Two columns of an embedding, interleaved `x0 y0 x1 y1 …` (only those columns are read);
+    /// `None` if the embedding does not exist, is not 2-D or has no such columns.
+    pub fn embedding_columns(
+        &self,
+        embedding: &str,
+        cols: (usize, usize),
+    ) -> Result<Option<Vec<f32>>> {
+        let Some(ds) = self.embedding_dataset(embedding) else {
+            return Ok(None);
+        };
+        let [n, d] = ds.shape()[..] else {
+            return Ok(None);
+        };
+        if cols.0 >= d || cols.1 >= d {
+            return Ok(None);
+        }
+        let err = || self.read_err(format!("{EMBEDDING}/{embedding}"));
+        let x = ds
+            .read_slice_1d::<f32, _>(ndarray::s![.., cols.0])
+            .map_err(err())?;
+        let y = ds
+            .read_slice_1d::<f32, _>(ndarray::s![.., cols.1])
+            .map_err(err())?;
+        let mut out = Vec::with_capacity(2 * n);
+        for (a, b) in x.iter().zip(y.iter()) {
+            out.push(*a);
+            out.push(*b);
+        }
+        Ok(Some(out))
+    }
+
+    /// All columns of an embedding: its width (at least 1) and its values, row-major; `None` if
+    /// it does not exist.
+    pub fn embedding(&self, embedding: &str) -> Result<Option<(usize, Vec<f32>)>> {
+        let Some(ds) = self.embedding_dataset(embedding) else {
+            return Ok(None);
+        };
+        let d = ds.shape().get(1).copied().unwrap_or(1).max(1);
+        let values = ds
+            .read_raw::<f32>()
+            .map_err(self.read_err(format!("{EMBEDDING}/{embedding}")))?;
+        Ok(Some((d, values)))
+    }
+
+    /// A clustering's labels as stored (−1 = noise); `None` if it does not exist.
+    pub fn clustering(&self, clustering: &str) -> Result<Option<Vec<i64>>> {
+        let Ok(ds) = self.group.dataset(&format!("{CLUSTER}/{clustering}")) else {
+            return Ok(None);
+        };
+        ds.read_raw::<i64>()
+            .map(Some)
+            .map_err(self.read_err(format!("{CLUSTER}/{clustering}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_one(path: &Path) {
+        let mut w = AnalysisWriter::create(path).unwrap();
+        w.write_category(&Category {
+            name: "00000003".into(),
+            index: vec![4, 9, 12],
+            embeddings: vec![
+                Embedding {
+                    name: "spectral".into(),
+                    dim: 3,
+                    values: (0..9).map(|v| v as f32).collect(),
+                    eigenvalue: Some(vec![1.0, 0.5, 0.0]),
+                    attrs: vec![],
+                },
+                Embedding {
+                    name: "tsne".into(),
+                    dim: 2,
+                    values: vec![0.5, -0.5, 1.5, -1.5, 2.5, -2.5],
+                    eigenvalue: None,
+                    attrs: vec![],
+                },
+            ],
+            clusterings: vec![Clustering {
+                name: "kmeans-02".into(),
+                labels: vec![1, -1, 0],
+                attrs: vec![],
+            }],
+            attrs: vec![("eigengap_suggested_k".into(), AttrValue::Int(2))],
+        })
+        .unwrap();
+        w.finish().unwrap();
+    }
+
+    #[test]
+    fn category_reader_reads_each_array_alone_with_the_values_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.h5");
+        write_one(&path);
+        let f = AnalysisFile::open(&path).unwrap();
+        assert_eq!(f.listed_categories().unwrap(), ["00000003"]);
+        let c = f.category_reader("00000003").unwrap();
+        assert_eq!(c.len().unwrap(), 3);
+        assert_eq!(c.index().unwrap(), [4, 9, 12]);
+        let infos = c.embeddings().unwrap();
+        assert_eq!(
+            infos
+                .iter()
+                .map(|e| (e.name.as_str(), e.dim))
+                .collect::<Vec<_>>(),
+            [("spectral", 3), ("tsne", 2)]
+        );
+        assert_eq!(
+            infos[0].eigenvalue.as_deref(),
+            Some(&[1.0f32, 0.5, 0.0][..])
+        );
+        assert_eq!(infos[1].eigenvalue, None);
+        assert_eq!(c.clusterings().unwrap(), ["kmeans-02"]);
+        assert_eq!(c.int_attr("eigengap_suggested_k").unwrap(), Some(2));
+        // Columns 2 and 0 of the 3×3 embedding 0..9, interleaved.
+        assert_eq!(
+            c.embedding_columns("spectral", (2, 0)).unwrap().unwrap(),
+            [2.0, 0.0, 5.0, 3.0, 8.0, 6.0]
+        );
+        assert_eq!(
+            c.embedding("tsne").unwrap().unwrap(),
+            (2, vec![0.5, -0.5, 1.5, -1.5, 2.5, -2.5])
+        );
+        assert_eq!(c.clustering("kmeans-02").unwrap().unwrap(), [1, -1, 0]);
+    }
+
+    #[test]
+    fn category_reader_answers_none_for_what_the_file_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.h5");
+        write_one(&path);
+        let f = AnalysisFile::open(&path).unwrap();
+        assert!(f.category_reader("00000004").is_none());
+        let c = f.category_reader("00000003").unwrap();
+        assert_eq!(c.embedding_columns("umap", (0, 1)).unwrap(), None);
+        assert_eq!(c.embedding_columns("tsne", (0, 2)).unwrap(), None);
+        assert_eq!(c.embedding("umap").unwrap(), None);
+        assert_eq!(c.clustering("dbscan").unwrap(), None);
+        assert_eq!(c.int_attr("no_such_attribute").unwrap(), None);
+    }
+}

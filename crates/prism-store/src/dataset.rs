@@ -10,6 +10,7 @@
 //! so that a resumed run can check it continues the same work. See `docs/datasets.md`.
 
 mod array;
+mod display;
 mod image_folder;
 mod preprocess;
 mod writer;
@@ -27,8 +28,9 @@ use crate::h5util::row_runs;
 use array::{Hdf5Data, NpyData};
 use image_folder::ImageFolder;
 
+pub use display::{resample, DisplayDataset, DisplayError, RgbImage};
 pub use preprocess::{Normalize, Preprocess, Resize, IMAGENET_MEAN, IMAGENET_STD};
-pub use writer::{write_dataset, DatasetWriter};
+pub use writer::{write_dataset, DataLayout, DatasetWriter, SampleType};
 
 /// Errors from opening or reading a dataset. Each names the file (and dataset or image).
 #[derive(Debug, thiserror::Error)]
@@ -332,13 +334,13 @@ impl Dataset {
                         sibling.filter(|s| s.is_file())
                     }
                 };
-                let n = data.layout.shape[0];
+                let n = data.array.shape()[0];
                 let labels = match labels_path {
                     Some(lp) => Some(array::read_npy_labels(&lp, n)?),
                     None => None,
                 };
-                hash_str(&mut h, &data.layout.descr);
-                let shape = data.layout.shape.clone();
+                hash_str(&mut h, data.array.descr());
+                let shape = data.array.shape().to_vec();
                 Self::array_inner(path, kind, Source::Npy(data), shape, labels, p)?
             }
         };

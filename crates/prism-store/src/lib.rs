@@ -20,19 +20,23 @@ pub mod dataset;
 pub mod error;
 mod h5util;
 pub mod label_map;
+pub mod npy;
 pub mod project;
 
-pub use analysis::{AnalysisFile, AnalysisWriter, Category, Clustering, Embedding};
+pub use analysis::{
+    AnalysisFile, AnalysisWriter, Category, CategoryReader, Clustering, Embedding, EmbeddingInfo,
+};
 pub use attribution::{
     AttributionFile, AttributionLayout, AttributionWriter, BatchLabels, LabelLayout, Labels,
 };
 pub use dataset::{
-    Batch, Batches, Dataset, DatasetError, DatasetKind, DatasetOptions, DatasetWriter, Normalize,
-    Preprocess, Resize,
+    Batch, Batches, DataLayout, Dataset, DatasetError, DatasetKind, DatasetOptions, DatasetWriter,
+    DisplayDataset, DisplayError, Normalize, Preprocess, Resize, RgbImage, SampleType,
 };
 pub use error::{Result, StoreError};
 pub use h5util::{row_runs, AttrValue};
 pub use label_map::{read_label_map, LabelEntry};
+pub use npy::{NpyArray, NpyError};
 pub use project::Project;
 
 /// Version of the files Prism writes; stored as the root attribute `prism_format_version`.

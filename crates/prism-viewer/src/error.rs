@@ -11,14 +11,12 @@ pub enum ViewerError {
     /// A project's data is inconsistent or unsupported.
     #[error("`{path}`: {message}")]
     Project { path: PathBuf, message: String },
-    /// HDF5 failed while reading a file of a project.
-    #[error("`{path}`: reading `{dataset}` failed: {source}")]
-    Hdf5 {
-        path: PathBuf,
-        dataset: String,
-        #[source]
-        source: hdf5::Error,
-    },
+    /// Reading a sample of a project's dataset failed.
+    #[error(transparent)]
+    Dataset(prism_store::DisplayError),
+    /// Writing a generated dataset failed.
+    #[error(transparent)]
+    DatasetWrite(#[from] prism_store::DatasetError),
     /// A file-system operation failed.
     #[error("`{path}`: {source}")]
     Io {
@@ -39,4 +37,19 @@ pub enum ViewerError {
     /// Decoding an image of an image-directory dataset failed.
     #[error("`{path}`: cannot decode the image: {message}")]
     Image { path: PathBuf, message: String },
+}
+
+impl From<prism_store::DisplayError> for ViewerError {
+    /// The display reader's errors in the viewer's words (same messages as before the reader
+    /// moved to `prism-store`).
+    fn from(e: prism_store::DisplayError) -> Self {
+        use prism_store::DisplayError as D;
+        match e {
+            D::Store(s) => ViewerError::Store(s),
+            D::Invalid { path, message } => ViewerError::Project { path, message },
+            D::Io { path, source } => ViewerError::Io { path, source },
+            D::Image { path, message } => ViewerError::Image { path, message },
+            other @ D::Read { .. } => ViewerError::Dataset(other),
+        }
+    }
 }

@@ -4,7 +4,7 @@ use prism_heatmap::{
     Batch, BuiltinColorMap, HeatmapOptions, Image, Normalization, OverlayOptions, Renderer,
 };
 
-use crate::dataset::{resize_bilinear, RgbImage};
+use crate::dataset::RgbImage;
 use crate::error::ViewerError;
 use crate::workspace::LoadedProject;
 
@@ -102,7 +102,7 @@ pub fn heatmap_png(
     }
     let mut input = project.dataset.image(index as usize)?;
     if input.width != w || input.height != h {
-        input = resize_bilinear(&input, w, h);
+        input = input.resized(w, h);
     }
     // Planar float input in 0..255 for the overlay's grayscale conversion.
     let plane = w * h;

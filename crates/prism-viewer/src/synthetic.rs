@@ -15,7 +15,7 @@ use prism_store::project::{
 };
 use prism_store::{
     AnalysisWriter, AttrValue, AttributionLayout, AttributionWriter, BatchLabels, Category,
-    Clustering, Embedding, LabelLayout, Project,
+    Clustering, DataLayout, DatasetWriter, Embedding, LabelLayout, Project, SampleType,
 };
 
 use crate::error::ViewerError;
@@ -190,38 +190,24 @@ impl SyntheticProject {
                 compression: None,
             },
         )?;
-        let h5err = |dataset: &str| {
-            let path = data_path.clone();
-            let dataset = dataset.to_string();
-            move |source| ViewerError::Hdf5 {
-                path,
-                dataset,
-                source,
-            }
-        };
-        let (h5, data_ds) = if self.dataset == DatasetKind::Hdf5 {
-            let f = hdf5::File::create(&data_path).map_err(h5err("/"))?;
-            let rows = (65536 / (c * plane)).clamp(1, n);
-            let ds = if self.u8_data {
-                f.new_dataset::<u8>()
-                    .shape([n, c, s, s])
-                    .chunk([rows, c, s, s])
-                    .create("data")
-            } else {
-                f.new_dataset::<f32>()
-                    .shape([n, c, s, s])
-                    .chunk([rows, c, s, s])
-                    .create("data")
-            }
-            .map_err(h5err("data"))?;
-            let labels: Vec<u16> = (0..n).map(|i| label_of(i) as u16).collect();
-            f.new_dataset_builder()
-                .with_data(&labels)
-                .create("label")
-                .map_err(h5err("label"))?;
-            (Some(f), Some(ds))
+        let mut data_writer = if self.dataset == DatasetKind::Hdf5 {
+            let layout = DataLayout {
+                sample_type: if self.u8_data {
+                    SampleType::U8
+                } else {
+                    SampleType::F32
+                },
+                chunk_values: 65536,
+                deflate: None,
+            };
+            Some(DatasetWriter::with_layout(
+                &data_path,
+                n,
+                &[c, s, s],
+                layout,
+            )?)
         } else {
-            (None, None)
+            None
         };
         let batch = 4096.min(n);
         let mut start = 0;
@@ -259,27 +245,15 @@ impl SyntheticProject {
                 &BatchLabels::Single(&labels),
                 Some(&index),
             )?;
-            if let Some(ds) = &data_ds {
-                let sel = ndarray::s![start..end, .., .., ..];
+            if let Some(w) = &mut data_writer {
                 if self.u8_data {
                     let v: Vec<u8> = imgs
                         .iter()
                         .map(|&x| (x * 255.0).round().clamp(0.0, 255.0) as u8)
                         .collect();
-                    let arr = ndarray::Array4::from_shape_vec((end - start, c, s, s), v).map_err(
-                        |e| ViewerError::Project {
-                            path: data_path.clone(),
-                            message: e.to_string(),
-                        },
-                    )?;
-                    ds.write_slice(&arr, sel).map_err(h5err("data"))?;
+                    w.write_u8(&v, &labels)?;
                 } else {
-                    let arr = ndarray::Array4::from_shape_vec((end - start, c, s, s), imgs)
-                        .map_err(|e| ViewerError::Project {
-                            path: data_path.clone(),
-                            message: e.to_string(),
-                        })?;
-                    ds.write_slice(&arr, sel).map_err(h5err("data"))?;
+                    w.write(&imgs, &labels)?;
                 }
             }
             start = end;
@@ -294,9 +268,8 @@ impl SyntheticProject {
         }
         aw.set_attr("prism_source", &AttrValue::Str("synthetic".into()))?;
         aw.finish()?;
-        drop(data_ds);
-        if let Some(f) = h5 {
-            f.close().map_err(h5err("/"))?;
+        if let Some(w) = data_writer {
+            w.finish()?;
         }
 
         // Analysis: per class, a 2-D t-SNE-like embedding with one blob per strategy, a 4-D

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use prism_store::{AttributionFile, LabelEntry, Project};
+use prism_store::{AnalysisFile, AttributionFile, CategoryReader, LabelEntry, Project};
 
 use crate::dataset::Dataset;
 use crate::error::ViewerError;
@@ -35,7 +35,7 @@ pub struct AttributionRow {
 /// One analysis (a method with its files).
 pub struct Analysis {
     pub method: String,
-    files: Vec<(PathBuf, hdf5::File)>,
+    files: Vec<AnalysisFile>,
     /// Category name → file number, in file order (first file wins on duplicates).
     pub categories: Vec<(String, usize)>,
     meta: Mutex<HashMap<String, Arc<CategoryMeta>>>,
@@ -62,8 +62,6 @@ pub struct LoadedProject {
     pub label_map: Vec<LabelEntry>,
     pub dataset: Dataset,
     pub attributions: Vec<AttributionFile>,
-    /// The `prediction` dataset of each attribution file (read one row at a time).
-    predictions: Vec<(PathBuf, hdf5::Dataset, hdf5::File)>,
     lookup: HashMap<u32, AttributionRow>,
     pub analyses: Vec<Analysis>,
 }
@@ -88,31 +86,21 @@ impl LoadedProject {
             })
         };
         let label_map = prism_store::read_label_map(confined(&project.label_map)?)?;
-        let dataset = Dataset::open(&project.dataset, &dir, &label_map).map_err(|e| match e {
-            ViewerError::Store(s) => ViewerError::Project {
-                path: yaml.to_path_buf(),
-                message: s.to_string(),
-            },
-            other => other,
-        })?;
+        let dataset =
+            Dataset::open(&project.dataset, &dir, &label_map).map_err(
+                |e| match ViewerError::from(e) {
+                    ViewerError::Store(s) => ViewerError::Project {
+                        path: yaml.to_path_buf(),
+                        message: s.to_string(),
+                    },
+                    other => other,
+                },
+            )?;
         let mut attributions = Vec::new();
         let mut lookup = HashMap::new();
-        let mut predictions = Vec::new();
         for (f, src) in project.attributions.sources.iter().enumerate() {
             let path = confined(src)?;
             let file = AttributionFile::open(&path)?;
-            let h5 = hdf5::File::open(&path).map_err(|source| prism_store::StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
-            let pred = h5
-                .dataset("prediction")
-                .map_err(|source| ViewerError::Hdf5 {
-                    path: path.clone(),
-                    dataset: "prediction".into(),
-                    source,
-                })?;
-            predictions.push((path, pred, h5));
             for row in 0..file.n_samples() {
                 // As in ViRelAy, the first file that holds a sample wins.
                 lookup
@@ -126,27 +114,13 @@ impl LoadedProject {
             let mut files = Vec::new();
             let mut categories: Vec<(String, usize)> = Vec::new();
             for (f, src) in spec.sources.iter().enumerate() {
-                let path = confined(src)?;
-                let file =
-                    hdf5::File::open(&path).map_err(|source| prism_store::StoreError::Open {
-                        path: path.clone(),
-                        source,
-                    })?;
-                let names = file.member_names().map_err(|source| ViewerError::Hdf5 {
-                    path: path.clone(),
-                    dataset: "/".into(),
-                    source,
-                })?;
-                for name in names {
-                    let is_category = file
-                        .group(&name)
-                        .map(|g| g.link_exists("index") && g.link_exists("embedding"))
-                        .unwrap_or(false);
-                    if is_category && !categories.iter().any(|(c, _)| *c == name) {
+                let file = AnalysisFile::open(confined(src)?)?;
+                for name in file.listed_categories()? {
+                    if !categories.iter().any(|(c, _)| *c == name) {
                         categories.push((name, f));
                     }
                 }
-                files.push((path, file));
+                files.push(file);
             }
             analyses.push(Analysis {
                 method: spec.method.clone(),
@@ -162,7 +136,6 @@ impl LoadedProject {
             label_map,
             dataset,
             attributions,
-            predictions,
             lookup,
             analyses,
         })
@@ -175,25 +148,10 @@ impl LoadedProject {
 
     /// The model's outputs for an attribution row (all classes).
     pub fn prediction(&self, at: AttributionRow) -> Result<Vec<f32>, ViewerError> {
-        let Some((path, ds, _)) = self.predictions.get(at.file) else {
+        let Some(file) = self.attributions.get(at.file) else {
             return Ok(Vec::new());
         };
-        let err = |source| ViewerError::Hdf5 {
-            path: path.clone(),
-            dataset: format!("prediction[{}]", at.row),
-            source,
-        };
-        let row = at.row;
-        if ds.ndim() == 1 {
-            let v = ds
-                .read_slice_1d::<f32, _>(ndarray::s![row..row + 1])
-                .map_err(err)?;
-            return Ok(v.to_vec());
-        }
-        let v = ds
-            .read_slice_1d::<f32, _>(ndarray::s![row, ..])
-            .map_err(err)?;
-        Ok(v.to_vec())
+        Ok(file.read_prediction_rows(at.row, at.row + 1)?)
     }
 
     /// The labels stored with an attribution row (the class(es) it explains).
@@ -238,10 +196,9 @@ impl LoadedProject {
 }
 
 impl Analysis {
-    fn group(&self, category: &str) -> Option<(&Path, hdf5::Group)> {
+    fn reader(&self, category: &str) -> Option<CategoryReader> {
         let (_, f) = self.categories.iter().find(|(c, _)| c == category)?;
-        let (path, file) = self.files.get(*f)?;
-        file.group(category).ok().map(|g| (path.as_path(), g))
+        self.files.get(*f)?.category_reader(category)
     }
 
     /// Whether the analysis has this category.
@@ -259,63 +216,20 @@ impl Analysis {
         {
             return Ok(Some(m.clone()));
         }
-        let Some((path, group)) = self.group(category) else {
+        let Some(reader) = self.reader(category) else {
             return Ok(None);
         };
-        let err = |dataset: String| {
-            let path = path.to_path_buf();
-            move |source| ViewerError::Hdf5 {
-                path,
-                dataset,
-                source,
-            }
-        };
-        let n = group
-            .dataset("index")
-            .map_err(err(format!("{category}/index")))?
-            .shape()
-            .first()
-            .copied()
-            .unwrap_or(0);
-        let mut embeddings = Vec::new();
-        if let Ok(eg) = group.group("embedding") {
-            for name in eg
-                .member_names()
-                .map_err(err(format!("{category}/embedding")))?
-            {
-                let Ok(ds) = eg.dataset(&name) else { continue };
-                let shape = ds.shape();
-                if shape.len() != 2 || shape[0] != n || shape[1] == 0 {
-                    continue;
-                }
-                let eig = ds
-                    .attr("eigenvalue")
-                    .ok()
-                    .and_then(|a| a.read_raw::<f32>().ok());
-                embeddings.push((name, shape[1], eig));
-            }
-        }
-        let mut clusterings = Vec::new();
-        if let Ok(cg) = group.group("cluster") {
-            for name in cg
-                .member_names()
-                .map_err(err(format!("{category}/cluster")))?
-            {
-                if cg.dataset(&name).map(|d| d.shape() == [n]).unwrap_or(false) {
-                    clusterings.push(name);
-                }
-            }
-        }
-        let eigengap_suggested_k = group
-            .attr("eigengap_suggested_k")
-            .ok()
-            .and_then(|a| a.read_scalar::<i64>().ok());
+        let embeddings = reader
+            .embeddings()?
+            .into_iter()
+            .map(|e| (e.name, e.dim, e.eigenvalue))
+            .collect();
         let meta = Arc::new(CategoryMeta {
             name: category.to_string(),
-            n,
+            n: reader.len()?,
             embeddings,
-            clusterings,
-            eigengap_suggested_k,
+            clusterings: reader.clusterings()?,
+            eigengap_suggested_k: reader.int_attr("eigengap_suggested_k")?,
         });
         self.meta
             .lock()
@@ -326,19 +240,13 @@ impl Analysis {
 
     /// The sample numbers of a category's members.
     pub fn index(&self, category: &str) -> Result<Option<Vec<u32>>, ViewerError> {
-        let Some((path, group)) = self.group(category) else {
+        let Some(reader) = self.reader(category) else {
             return Ok(None);
         };
-        let v = group
-            .dataset("index")
-            .and_then(|d| d.read_raw::<i64>())
-            .map_err(|source| ViewerError::Hdf5 {
-                path: path.to_path_buf(),
-                dataset: format!("{category}/index"),
-                source,
-            })?;
         Ok(Some(
-            v.into_iter()
+            reader
+                .index()?
+                .into_iter()
                 .map(|x| x.clamp(0, u32::MAX as i64) as u32)
                 .collect(),
         ))
@@ -351,28 +259,10 @@ impl Analysis {
         embedding: &str,
         dims: (usize, usize),
     ) -> Result<Option<Vec<f32>>, ViewerError> {
-        let Some((path, group)) = self.group(category) else {
+        let Some(reader) = self.reader(category) else {
             return Ok(None);
         };
-        let Ok(ds) = group.dataset(&format!("embedding/{embedding}")) else {
-            return Ok(None);
-        };
-        let shape = ds.shape();
-        let [n, d] = shape[..] else { return Ok(None) };
-        if dims.0 >= d || dims.1 >= d {
-            return Ok(None);
-        }
-        let values = ds.read_raw::<f32>().map_err(|source| ViewerError::Hdf5 {
-            path: path.to_path_buf(),
-            dataset: format!("{category}/embedding/{embedding}"),
-            source,
-        })?;
-        let mut out = Vec::with_capacity(2 * n);
-        for row in values.chunks_exact(d) {
-            out.push(row[dims.0]);
-            out.push(row[dims.1]);
-        }
-        Ok(Some(out))
+        Ok(reader.embedding_columns(embedding, dims)?)
     }
 
     /// All columns of an embedding (row-major n × d), for ViRelAy's JSON route.
@@ -381,19 +271,10 @@ impl Analysis {
         category: &str,
         embedding: &str,
     ) -> Result<Option<(usize, Vec<f32>)>, ViewerError> {
-        let Some((path, group)) = self.group(category) else {
+        let Some(reader) = self.reader(category) else {
             return Ok(None);
         };
-        let Ok(ds) = group.dataset(&format!("embedding/{embedding}")) else {
-            return Ok(None);
-        };
-        let d = ds.shape().get(1).copied().unwrap_or(1).max(1);
-        let values = ds.read_raw::<f32>().map_err(|source| ViewerError::Hdf5 {
-            path: path.to_path_buf(),
-            dataset: format!("{category}/embedding/{embedding}"),
-            source,
-        })?;
-        Ok(Some((d, values)))
+        Ok(reader.embedding(embedding)?)
     }
 
     /// A clustering's labels (−1 = noise); `None` if it does not exist.
@@ -402,21 +283,13 @@ impl Analysis {
         category: &str,
         clustering: &str,
     ) -> Result<Option<Vec<i32>>, ViewerError> {
-        let Some((path, group)) = self.group(category) else {
+        let Some(reader) = self.reader(category) else {
             return Ok(None);
         };
-        let Ok(ds) = group.dataset(&format!("cluster/{clustering}")) else {
-            return Ok(None);
-        };
-        let v = ds.read_raw::<i64>().map_err(|source| ViewerError::Hdf5 {
-            path: path.to_path_buf(),
-            dataset: format!("{category}/cluster/{clustering}"),
-            source,
-        })?;
-        Ok(Some(
+        Ok(reader.clustering(clustering)?.map(|v| {
             v.into_iter()
                 .map(|x| x.clamp(-1, i32::MAX as i64) as i32)
-                .collect(),
-        ))
+                .collect()
+        }))
     }
 }

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use prism_attribution::{Explainer, Target};
-use prism_model::{npy, Float, Model, Tensor};
+use prism_model::{Float, Model, Tensor};
+use prism_store::npy;
 
 use super::method::MethodArgs;
 use super::predict::{chunks, read_batch, sample_progress, DTypeArg};

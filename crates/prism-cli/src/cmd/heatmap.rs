@@ -9,6 +9,7 @@ use prism_heatmap::{
     color_bar, color_map, grid, Batch, ChannelReduction, Element, GridShape, HeatmapError,
     HeatmapOptions, Image, Normalization, OverlayOptions, Renderer, BUILTIN_COLOR_MAPS,
 };
+use prism_store::npy::{NpyArray, NpyType};
 
 /// Render relevance maps as heatmap PNGs, identical to Zennit's `imgify`/`imsave`.
 ///
@@ -346,39 +347,22 @@ impl Array {
 }
 
 fn read_npy(path: &Path) -> anyhow::Result<Array> {
-    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let npy = npyz::NpyFile::new(&bytes[..])
-        .with_context(|| format!("{} is not a valid .npy file", path.display()))?;
-    if npy.order() == npyz::Order::Fortran {
-        bail!(
-            "{} is stored in Fortran order; save it with numpy.ascontiguousarray(...) first",
-            path.display()
-        );
-    }
-    let shape = npy
-        .shape()
-        .iter()
-        .map(|&d| usize::try_from(d))
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| {
-            format!(
-                "{} has a dimension too large for this machine",
-                path.display()
-            )
-        })?;
-    let dtype = npy.dtype();
-    let float_size = match &dtype {
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float => Some(t.size_field()),
-        _ => None,
+    let npy = NpyArray::open(path)?;
+    let shape = npy.shape().to_vec();
+    let values = || {
+        npy.read_all()
+            .with_context(|| format!("cannot read the values of {}", path.display()))
     };
-    let context = || format!("cannot read the values of {}", path.display());
-    match float_size {
-        Some(4) => Ok(Array::F32(npy.into_vec().with_context(context)?, shape)),
-        Some(8) => Ok(Array::F64(npy.into_vec().with_context(context)?, shape)),
+    match npy.element_type() {
+        NpyType::F32 => Ok(Array::F32(
+            values()?.into_iter().map(|v| v as f32).collect(),
+            shape,
+        )),
+        NpyType::F64 => Ok(Array::F64(values()?, shape)),
         _ => bail!(
             "{} has dtype {}; heatmaps need float32 or float64 (e.g. array.astype(numpy.float32))",
             path.display(),
-            dtype.descr()
+            npy.descr()
         ),
     }
 }

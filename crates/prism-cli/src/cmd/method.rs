@@ -193,7 +193,7 @@ pub fn parse_target(t: &str, n: usize) -> anyhow::Result<Target> {
     Ok(match t {
         "predicted" => Target::Predicted,
         t if t.ends_with(".npy") => {
-            let labels = prism_model::npy::read_i64(t.as_ref())
+            let labels = prism_store::npy::read_i64(t.as_ref())
                 .with_context(|| format!("reading labels {t}"))?;
             if labels.len() != n {
                 bail!("{t} holds {} labels for {n} samples", labels.len());

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use prism_model::{npy, Float, Model, Tensor};
+use prism_model::{Float, Model, Tensor};
+use prism_store::npy;
 
 /// Run an ONNX model on inputs from a .npy file and report the top-k classes per sample.
 ///
@@ -94,7 +95,7 @@ pub(crate) fn chunks<T: Float>(x: &Tensor<T>, size: usize) -> Vec<Tensor<T>> {
         .collect()
 }
 
-fn run_typed<T: Float + npyz::AutoSerialize>(args: &PredictArgs) -> anyhow::Result<()> {
+fn run_typed<T: Float>(args: &PredictArgs) -> anyhow::Result<()> {
     let model =
         Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
     if model.graph().inputs.len() != 1 {

@@ -267,8 +267,69 @@ fn clip8(v: i64) -> u8 {
     }
 }
 
+/// How [`resize`] interpolates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interpolation {
+    /// Pillow's `BILINEAR`: a triangle filter widened by the down-scaling factor
+    /// (antialiasing), 22-bit fixed-point weights, horizontal pass first, each pass rounded to 8
+    /// bits. What torchvision applies to PIL images, so model inputs equal torchvision's.
+    Pillow,
+    /// Bilinear interpolation between the four nearest pixels (pixel centres aligned, no
+    /// antialiasing), in f32 and rounded once: how the viewer has always scaled pictures for
+    /// display. Kept bit for bit so that the viewer's pictures do not change; it differs from
+    /// [`Interpolation::Pillow`] by up to 1 when enlarging and by much more when shrinking.
+    Display,
+}
+
+/// Resizes an 8-bit image to `out_h × out_w`: the one image resize of the workspace.
+pub(crate) fn resize(img: &Pixels, out_h: usize, out_w: usize, how: Interpolation) -> Pixels {
+    match how {
+        Interpolation::Pillow => resize_pillow(img, out_h, out_w),
+        Interpolation::Display => resize_display(img, out_h, out_w),
+    }
+}
+
+fn resize_display(src: &Pixels, out_h: usize, out_w: usize) -> Pixels {
+    let (width, height, c) = (out_w.max(1), out_h.max(1), src.c);
+    if src.w == 0 || src.h == 0 {
+        return Pixels {
+            h: height,
+            w: width,
+            c,
+            data: vec![0; width * height * c],
+        };
+    }
+    let sx = src.w as f32 / width as f32;
+    let sy = src.h as f32 / height as f32;
+    let mut data = Vec::with_capacity(width * height * c);
+    for y in 0..height {
+        let fy = ((y as f32 + 0.5) * sy - 0.5).clamp(0.0, (src.h - 1) as f32);
+        let y0 = fy.floor() as usize;
+        let y1 = (y0 + 1).min(src.h - 1);
+        let ty = fy - y0 as f32;
+        for x in 0..width {
+            let fx = ((x as f32 + 0.5) * sx - 0.5).clamp(0.0, (src.w - 1) as f32);
+            let x0 = fx.floor() as usize;
+            let x1 = (x0 + 1).min(src.w - 1);
+            let tx = fx - x0 as f32;
+            for ch in 0..c {
+                let p = |x: usize, y: usize| f32::from(src.data[(y * src.w + x) * c + ch]);
+                let top = p(x0, y0) * (1.0 - tx) + p(x1, y0) * tx;
+                let bottom = p(x0, y1) * (1.0 - tx) + p(x1, y1) * tx;
+                data.push((top * (1.0 - ty) + bottom * ty).round().clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
+    Pixels {
+        h: height,
+        w: width,
+        c,
+        data,
+    }
+}
+
 /// Resizes like Pillow's `Image.resize((w, h), Image.BILINEAR)`.
-pub(crate) fn resize_bilinear(img: &Pixels, out_h: usize, out_w: usize) -> Pixels {
+fn resize_pillow(img: &Pixels, out_h: usize, out_w: usize) -> Pixels {
     let c = img.c;
     let mut cur = img.clone();
     if out_w != cur.w {
@@ -372,7 +433,7 @@ pub(crate) fn finish(img: Pixels, p: &Preprocess, scale: bool, out: &mut [f32]) 
     if let Some(r) = p.resize {
         let [h, w] = resized_size(r, img.h, img.w);
         if [h, w] != [img.h, img.w] {
-            img = resize_bilinear(&img, h, w);
+            img = resize(&img, h, w, Interpolation::Pillow);
         }
     }
     if let Some([ch, cw]) = p.crop {
@@ -422,7 +483,7 @@ mod tests {
             c: 1,
             data: vec![0, 200],
         };
-        let out = resize_bilinear(&img, 1, 4);
+        let out = resize(&img, 1, 4, Interpolation::Pillow);
         assert_eq!(out.data, vec![0, 50, 150, 200]);
     }
 
@@ -436,7 +497,7 @@ mod tests {
             c: 1,
             data: vec![70, 140, 210, 0],
         };
-        let out = resize_bilinear(&img, 1, 2);
+        let out = resize(&img, 1, 2, Interpolation::Pillow);
         let expected0: f64 = (70.0 * 3.0 + 140.0 * 3.0 + 210.0) / 7.0;
         assert_eq!(out.data[0], expected0.round() as u8);
     }

@@ -8,6 +8,36 @@ use super::{DatasetError, Result};
 use crate::error::StoreError;
 use crate::h5util::TempTarget;
 
+/// The element type of a written dataset's `data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleType {
+    /// float32, what ViRelAy's `make_test_data.py` writes.
+    F32,
+    /// uint8 (pictures as stored bytes); written with [`DatasetWriter::write_u8`].
+    U8,
+}
+
+/// How `data` is stored: element type, chunk size and compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataLayout {
+    pub sample_type: SampleType,
+    /// Values per chunk (rounded down to whole samples, at least one sample).
+    pub chunk_values: usize,
+    /// gzip level, or `None` for uncompressed chunks.
+    pub deflate: Option<u8>,
+}
+
+impl Default for DataLayout {
+    /// float32 in gzip-compressed (level 4) chunks of about 1 MiB.
+    fn default() -> Self {
+        DataLayout {
+            sample_type: SampleType::F32,
+            chunk_values: 262_144,
+            deflate: Some(4),
+        }
+    }
+}
+
 /// Writes a ViRelAy HDF5 dataset batch by batch; the file appears under its name only after
 /// [`DatasetWriter::finish`] (it is written under a temporary name until then).
 pub struct DatasetWriter {
@@ -17,6 +47,7 @@ pub struct DatasetWriter {
     label: hdf5::Dataset,
     n: usize,
     sample_len: usize,
+    sample_type: SampleType,
     written: usize,
 }
 
@@ -38,8 +69,19 @@ fn usage(path: &Path, message: String) -> DatasetError {
 }
 
 impl DatasetWriter {
-    /// Creates a dataset of `n` samples of shape `sample_shape` (`[C, H, W]`, or any shape).
+    /// Creates a dataset of `n` samples of shape `sample_shape` (`[C, H, W]`, or any shape),
+    /// float32 in the [`DataLayout::default`] layout.
     pub fn create(path: impl AsRef<Path>, n: usize, sample_shape: &[usize]) -> Result<Self> {
+        Self::with_layout(path, n, sample_shape, DataLayout::default())
+    }
+
+    /// Creates a dataset of `n` samples of shape `sample_shape` stored as `layout` says.
+    pub fn with_layout(
+        path: impl AsRef<Path>,
+        n: usize,
+        sample_shape: &[usize],
+        layout: DataLayout,
+    ) -> Result<Self> {
         let target = TempTarget::new(path.as_ref());
         let fpath: PathBuf = target.final_path.clone();
         if n == 0 || sample_shape.is_empty() || sample_shape.contains(&0) {
@@ -65,16 +107,20 @@ impl DatasetWriter {
         let sample_len: usize = sample_shape.iter().product();
         let mut shape = vec![n];
         shape.extend_from_slice(sample_shape);
-        // Chunks of whole samples, about 1 MiB.
-        let mut chunk = vec![(262_144 / sample_len.max(1)).clamp(1, n)];
+        // Chunks of whole samples.
+        let mut chunk = vec![(layout.chunk_values / sample_len.max(1)).clamp(1, n)];
         chunk.extend_from_slice(sample_shape);
-        let data = file
-            .new_dataset::<f32>()
-            .shape(shape)
-            .chunk(chunk)
-            .deflate(4)
-            .create(DATA)
-            .map_err(werr(DATA))?;
+        let builder = match layout.sample_type {
+            SampleType::F32 => file.new_dataset::<f32>(),
+            SampleType::U8 => file.new_dataset::<u8>(),
+        }
+        .shape(shape)
+        .chunk(chunk);
+        let builder = match layout.deflate {
+            Some(level) => builder.deflate(level),
+            None => builder,
+        };
+        let data = builder.create(DATA).map_err(werr(DATA))?;
         let label = file
             .new_dataset::<u16>()
             .shape([n])
@@ -87,13 +133,38 @@ impl DatasetWriter {
             label,
             n,
             sample_len,
+            sample_type: layout.sample_type,
             written: 0,
         })
     }
 
-    /// Appends samples (row-major) and their labels (class numbers < 65 536).
+    /// Appends samples (row-major) and their labels (class numbers < 65 536) to a float32
+    /// dataset.
     pub fn write(&mut self, data: &[f32], labels: &[u32]) -> Result<()> {
+        self.write_rows(SampleType::F32, data, labels)
+    }
+
+    /// Appends samples stored as bytes to a [`SampleType::U8`] dataset.
+    pub fn write_u8(&mut self, data: &[u8], labels: &[u32]) -> Result<()> {
+        self.write_rows(SampleType::U8, data, labels)
+    }
+
+    fn write_rows<T: hdf5::H5Type>(
+        &mut self,
+        sample_type: SampleType,
+        data: &[T],
+        labels: &[u32],
+    ) -> Result<()> {
         let path = self.target.final_path.clone();
+        if sample_type != self.sample_type {
+            return Err(usage(
+                &path,
+                format!(
+                    "{sample_type:?} samples given, but the dataset stores {:?}",
+                    self.sample_type
+                ),
+            ));
+        }
         let rows = labels.len();
         if data.len() != rows * self.sample_len {
             return Err(usage(
