@@ -10,7 +10,10 @@
 //! works; the user's model is never mutated (canonizers build a new graph); the forward pass's
 //! outputs are reused where a rule allows (Epsilon's `z`, Gamma's sign of `y`).
 //!
-//! It knows nothing of files: inputs and relevance are [`prism_model::Tensor`]s.
+//! It knows nothing of files: inputs and relevance are [`prism_model::Tensor`]s. Its numerics
+//! go through [`prism_model::Backend`]: the linear rules are pass descriptions ([`passes`])
+//! run by one executor generic over the backend, and the gradients ([`vjp`]) are generic too,
+//! so a GPU backend needs no change here.
 //!
 //! ```no_run
 //! use prism_attribution::{Attributor, Composite, CompositeParams, Explainer, SeedMode, Target};
@@ -268,7 +271,7 @@ impl<'m> Explainer<'m> {
                 for m in &masks {
                     let xm = b.occlude(x, m, *invert)?;
                     let out = p.exec.run(vec![xm], &Keep::Outputs)?;
-                    let scores = target_scores(&b.download(&out.outputs[0])?, &targets);
+                    let scores = b.class_scores(&out.outputs[0], &targets)?;
                     b.add_masked(&mut acc, m, &scores)?;
                 }
                 acc
@@ -352,16 +355,4 @@ fn resolve_targets<T: Float>(output: &Tensor<T>, target: &Target) -> Result<Vec<
             })
             .collect()),
     }
-}
-
-/// Each sample's score for occlusion: the target class's output (summed over positions).
-fn target_scores<T: Float>(out: &Tensor<T>, targets: &[usize]) -> Vec<T> {
-    let (n, c, inner) = class_layout(out.shape());
-    (0..n)
-        .map(|s| {
-            (0..inner)
-                .map(|j| out.data()[(s * c + targets[s]) * inner + j])
-                .fold(T::zero(), |a, b| a + b)
-        })
-        .collect()
 }

@@ -277,10 +277,7 @@ fn generic_executor_matches_the_rule_formulas_on_a_dense_layer() {
     let got = linear::apply_generic(b, &rule, &lin, &x, &y, &r).unwrap();
     // R_i = x_i Σ_j W_ji R_j / z_j
     let s = [1.0 / (3.5 + eps), 1.0 / (0.75 + eps)];
-    let want = [
-        1.0 * (1.0 * s[0] + 2.0 * s[1]),
-        -2.0 * (-1.0 * s[0] + 0.5 * s[1]),
-    ];
+    let want = [1.0 * (1.0 * s[0] + 2.0 * s[1]), -2.0 * (-s[0] + 0.5 * s[1])];
     for (g, w) in got.data().iter().zip(want) {
         assert!((g - w).abs() < 1e-12, "{g} vs {w}");
     }
@@ -292,10 +289,7 @@ fn generic_executor_matches_the_rule_formulas_on_a_dense_layer() {
     let got = linear::apply_generic(b, &rule, &lin, &x, &y, &r).unwrap();
     let z = [1.0 + (-1.0) * -2.0 + 0.5, 2.0]; // b⁺ = [0.5, 0]
     let s = [1.0 / (z[0] + eps), 1.0 / (z[1] + eps)];
-    let want = [
-        1.0 * (1.0 * s[0] + 2.0 * s[1]),
-        -2.0 * (-1.0 * s[0] + 0.0 * s[1]),
-    ];
+    let want = [1.0 * (1.0 * s[0] + 2.0 * s[1]), -2.0 * (-s[0] + 0.0 * s[1])];
     for (g, w) in got.data().iter().zip(want) {
         assert!((g - w).abs() < 1e-12, "{g} vs {w}");
     }

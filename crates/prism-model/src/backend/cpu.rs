@@ -886,6 +886,23 @@ impl<T: Float> Backend<T> for Cpu {
         Ok(Tensor::from_parts(x.shape().to_vec(), data))
     }
 
+    fn class_scores(&self, out: &Tensor<T>, targets: &[usize]) -> Result<Vec<T>> {
+        let s = out.shape();
+        let n = s.first().copied().unwrap_or(1);
+        let c = s.get(1).copied().unwrap_or(1);
+        let inner: usize = s.iter().skip(2).product();
+        if targets.len() != n || targets.iter().any(|&t| t >= c) {
+            return Err(ModelError::shape("class_scores", s, &[targets.len()]));
+        }
+        Ok((0..n)
+            .map(|smp| {
+                (0..inner)
+                    .map(|j| out.data()[(smp * c + targets[smp]) * inner + j])
+                    .fold(T::zero(), |a, b| a + b)
+            })
+            .collect())
+    }
+
     fn add_masked(&self, acc: &mut Tensor<T>, mask: &[bool], scores: &[T]) -> Result<()> {
         if mask.len() * scores.len() != acc.len() {
             return Err(ModelError::shape(

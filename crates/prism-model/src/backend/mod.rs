@@ -351,6 +351,9 @@ pub trait Backend<T: Float>: Send + Sync {
     /// `x` with the elements of every sample where `mask[i] == invert` set to zero (`mask`
     /// covers one sample).
     fn occlude(&self, x: &Self::Tensor, mask: &[bool], invert: bool) -> Result<Self::Tensor>;
+    /// Each sample's output for its target class, summed over positions (axes 2..), read back
+    /// to the host.
+    fn class_scores(&self, out: &Self::Tensor, targets: &[usize]) -> Result<Vec<T>>;
     /// `acc[s, i] += scores[s]` wherever `mask[i]` (`mask` covers one sample).
     fn add_masked(&self, acc: &mut Self::Tensor, mask: &[bool], scores: &[T]) -> Result<()>;
 }
