@@ -14,10 +14,10 @@
 //! entry *is* the family's parameter section (`KMeansConfig` implements [`ClusteringFamily`]),
 //! so the table line sits next to the config field it reads, and a family cannot run with
 //! another family's parameters. Trait objects rather than an enum: a new method is one file
-//! with its `impl` (the compiler then demands every item: name, check, key, run) plus one line
-//! in each of two lists, the config's field and the table; an enum would need a new arm in every
-//! `match` across the crate. The walkthrough is in `docs/analysis.md` ("Adding a clustering
-//! method").
+//! with its `impl` (the compiler then demands every item: name, check, key, run), its section
+//! and table line in `config.rs` and its `pub mod` line; an enum would need a new arm in every
+//! `match` across the crate, and the pipeline would name every method. The walkthrough is in
+//! `docs/analysis.md` ("Adding a clustering method").
 //!
 //! Order matters twice: families write their results in table order (the analysis file's
 //! dataset order), and the cache key of each is independent of the others, so adding a family
