@@ -221,7 +221,7 @@ impl MethodSpec {
                 let text = composite_toml.ok_or_else(|| {
                     in_file("the file's TOML text was not given to the method".into())
                 })?;
-                let c = Composite::from_toml(text).map_err(|e| match e {
+                let c = Composite::from_toml_with(text, &params).map_err(|e| match e {
                     AttributionError::CompositeFile { detail, .. } => in_file(detail),
                     other => in_file(other.to_string()),
                 })?;

@@ -234,3 +234,115 @@ mod description {
         }
     }
 }
+
+mod composite_files {
+    use prism_attribution::{
+        AttributionError, Bound, Composite, CompositeParams, Matcher, Rule, Stabilizer,
+    };
+
+    use super::fixtures;
+
+    const EXTENDS_PLUS: &str = r#"
+name = "plus-with-gamma-head"
+extends = "epsilon-plus"
+
+[[rule]]
+match = { op = "Gemm" }
+rule = "gamma"
+gamma = 0.5
+"#;
+
+    #[test]
+    fn extends_puts_the_files_entries_before_the_builtins() {
+        let c = Composite::from_toml(EXTENDS_PLUS).unwrap();
+        let base = Composite::builtin("epsilon-plus", &CompositeParams::default()).unwrap();
+        assert_eq!(c.name, "plus-with-gamma-head");
+        assert_eq!(c.entries.len(), base.entries.len() + 1);
+        assert!(matches!(&c.entries[0], (Matcher::OpType(op), Rule::Gamma { gamma, .. })
+            if op == "Gemm" && *gamma == 0.5));
+        for ((_, a), (_, b)) in c.entries[1..].iter().zip(&base.entries) {
+            assert_eq!(a, b);
+        }
+        // on a model: the Gemm nodes get gamma, every other node what epsilon-plus gives it
+        let model = prism_model::Model::load(&fixtures().join("mlp.onnx")).unwrap();
+        let x: prism_model::Tensor<f32> =
+            prism_model::npy::read_float(&fixtures().join("mlp.input.npy")).unwrap();
+        let graph = model.specialize(&[x.shape().to_vec()]).unwrap();
+        let (mine, theirs) = (c.assign(&graph, true), base.assign(&graph, true));
+        let mut overridden = 0;
+        for ((node, a), b) in graph.nodes.iter().zip(&mine).zip(&theirs) {
+            if node.op.type_name() == "Gemm" {
+                overridden += 1;
+                assert!(matches!(a, Some(Rule::Gamma { .. })), "{}", node.name);
+            } else {
+                assert_eq!(a, b, "{}", node.name);
+            }
+        }
+        assert!(overridden > 0, "mlp has Gemm nodes");
+    }
+
+    #[test]
+    fn an_extended_builtin_gets_the_methods_parameters() {
+        let text = "extends = \"epsilon-gamma-box\"\n";
+        let e = Composite::from_toml(text).unwrap_err();
+        assert!(e.to_string().contains("--low"), "{e}");
+        let p = CompositeParams {
+            gamma: 0.75,
+            low: Some(Bound::Scalar(-1.0)),
+            high: Some(Bound::PerChannel(vec![1.0, 2.0])),
+            ..CompositeParams::default()
+        };
+        let c = Composite::from_toml_with(text, &p).unwrap();
+        assert_eq!(c.name, "custom");
+        assert_eq!(
+            c.entries
+                .iter()
+                .map(|(_, r)| r)
+                .collect::<Vec<_>>(),
+            Composite::builtin("epsilon-gamma-box", &p)
+                .unwrap()
+                .entries
+                .iter()
+                .map(|(_, r)| r)
+                .collect::<Vec<_>>()
+        );
+        let e = Composite::from_toml("extends = \"epsilon-magic\"\n").unwrap_err();
+        assert!(
+            matches!(e, AttributionError::UnknownComposite { .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn rules_deserialise_with_zennits_defaults() {
+        let r: Rule = toml::from_str("rule = \"gamma\"\n").unwrap();
+        assert_eq!(
+            r,
+            Rule::Gamma {
+                gamma: 0.25,
+                stabilizer: Stabilizer::eps(1e-6),
+                zero_bias: false,
+            }
+        );
+        let r: Rule =
+            toml::from_str("rule = \"zbox\"\nlow = [-1.0, -2.0]\nhigh = 3.0\nzero_bias = true\n")
+                .unwrap();
+        assert_eq!(
+            r,
+            Rule::ZBox {
+                low: Bound::PerChannel(vec![-1.0, -2.0]),
+                high: Bound::Scalar(3.0),
+                stabilizer: Stabilizer::eps(1e-6),
+                zero_bias: true,
+            }
+        );
+        for bad in [
+            "rule = \"magic\"\n",
+            "rule = \"zbox\"\nhigh = 1.0\n",
+            "rule = \"alpha-beta\"\nalpha = 3.0\n",
+            "rule = \"pass\"\ncolour = 1\n",
+        ] {
+            assert!(toml::from_str::<Rule>(bad).is_err(), "{bad}");
+        }
+    }
+}
