@@ -155,7 +155,10 @@ const BUILTIN_FILES: [(&str, &str); 9] = [
         "epsilon-gamma-box",
         include_str!("../composites/epsilon-gamma-box.toml"),
     ),
-    ("epsilon-plus", include_str!("../composites/epsilon-plus.toml")),
+    (
+        "epsilon-plus",
+        include_str!("../composites/epsilon-plus.toml"),
+    ),
     (
         "epsilon-plus-flat",
         include_str!("../composites/epsilon-plus-flat.toml"),
@@ -177,7 +180,10 @@ const BUILTIN_FILES: [(&str, &str); 9] = [
         "guided-backprop",
         include_str!("../composites/guided-backprop.toml"),
     ),
-    ("beta-smooth", include_str!("../composites/beta-smooth.toml")),
+    (
+        "beta-smooth",
+        include_str!("../composites/beta-smooth.toml"),
+    ),
 ];
 
 /// The TOML text of a built-in composite (kebab or snake case), if there is one by that name.

@@ -258,8 +258,10 @@ gamma = 0.5
         let base = Composite::builtin("epsilon-plus", &CompositeParams::default()).unwrap();
         assert_eq!(c.name, "plus-with-gamma-head");
         assert_eq!(c.entries.len(), base.entries.len() + 1);
-        assert!(matches!(&c.entries[0], (Matcher::OpType(op), Rule::Gamma { gamma, .. })
-            if op == "Gemm" && *gamma == 0.5));
+        assert!(
+            matches!(&c.entries[0], (Matcher::OpType(op), Rule::Gamma { gamma, .. })
+            if op == "Gemm" && *gamma == 0.5)
+        );
         for ((_, a), (_, b)) in c.entries[1..].iter().zip(&base.entries) {
             assert_eq!(a, b);
         }
@@ -295,10 +297,7 @@ gamma = 0.5
         let c = Composite::from_toml_with(text, &p).unwrap();
         assert_eq!(c.name, "custom");
         assert_eq!(
-            c.entries
-                .iter()
-                .map(|(_, r)| r)
-                .collect::<Vec<_>>(),
+            c.entries.iter().map(|(_, r)| r).collect::<Vec<_>>(),
             Composite::builtin("epsilon-gamma-box", &p)
                 .unwrap()
                 .entries
