@@ -32,6 +32,19 @@ pub enum Attributor {
     },
 }
 
+/// Zennit's iterations of SmoothGrad and Integrated Gradients.
+pub const DEFAULT_N_ITER: usize = 20;
+/// Zennit's SmoothGrad noise σ, as a fraction of each sample's value range.
+pub const DEFAULT_NOISE_LEVEL: f64 = 0.1;
+/// Zennit's Integrated Gradients baseline (a constant input).
+pub const DEFAULT_BASELINE: f64 = 0.0;
+/// Occlusion window edge (all non-batch dims).
+pub const DEFAULT_WINDOW: usize = 8;
+/// Occlusion stride (all non-batch dims).
+pub const DEFAULT_STRIDE: usize = 8;
+/// Seed of SmoothGrad's noise.
+pub const DEFAULT_SEED: u64 = 0;
+
 /// Names accepted by [`Attributor::by_name`].
 pub const ATTRIBUTORS: &[&str] = &[
     "gradient",
@@ -40,7 +53,7 @@ pub const ATTRIBUTORS: &[&str] = &[
     "occlusion",
 ];
 
-/// Attributor parameters from the command line (Zennit's defaults).
+/// Attributor parameters (Zennit's defaults).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttributorParams {
     pub n_iter: Option<usize>,
@@ -56,32 +69,33 @@ impl Default for AttributorParams {
     fn default() -> Self {
         AttributorParams {
             n_iter: None,
-            noise_level: 0.1,
-            window: vec![8],
-            stride: vec![8],
+            noise_level: DEFAULT_NOISE_LEVEL,
+            window: vec![DEFAULT_WINDOW],
+            stride: vec![DEFAULT_STRIDE],
             invert: false,
-            seed: 0,
-            baseline: 0.0,
+            seed: DEFAULT_SEED,
+            baseline: DEFAULT_BASELINE,
         }
     }
 }
 
 impl Attributor {
     pub fn by_name(name: &str, p: &AttributorParams) -> Result<Attributor> {
-        let n_iter = p.n_iter.unwrap_or(20);
+        let n_iter = p.n_iter.unwrap_or(DEFAULT_N_ITER);
         if n_iter == 0 {
-            return Err(AttributionError::Invalid(
-                "--n-iter must be at least 1".into(),
-            ));
+            return Err(AttributionError::Parameter {
+                names: &["n_iter"],
+                detail: "must be at least 1".into(),
+            });
         }
         Ok(match name.replace('_', "-").as_str() {
             "gradient" => Attributor::Gradient,
             "smoothgrad" | "smooth-grad" => {
                 if !(p.noise_level >= 0.0 && p.noise_level.is_finite()) {
-                    return Err(AttributionError::Invalid(format!(
-                        "--noise-level must be a non-negative number, got {}",
-                        p.noise_level
-                    )));
+                    return Err(AttributionError::Parameter {
+                        names: &["noise_level"],
+                        detail: format!("must be a non-negative number, got {}", p.noise_level),
+                    });
                 }
                 Attributor::SmoothGrad {
                     noise_level: p.noise_level,
@@ -95,9 +109,10 @@ impl Attributor {
             },
             "occlusion" => {
                 if p.window.iter().chain(&p.stride).any(|&v| v == 0) {
-                    return Err(AttributionError::Invalid(
-                        "occlusion --window and --stride must be positive".into(),
-                    ));
+                    return Err(AttributionError::Parameter {
+                        names: &["window", "stride"],
+                        detail: "of occlusion must be positive".into(),
+                    });
                 }
                 Attributor::Occlusion {
                     window: p.window.clone(),
@@ -141,16 +156,16 @@ pub fn smoothgrad_noise<T: Float>(
             if it + 1 == n_iter {
                 return Tensor::zeros(x.shape());
             }
-            let data = (0..x.len())
-                .map(|i| {
-                    let sd = stds[i / per.max(1)];
-                    match Normal::new(0.0, sd.max(0.0)) {
-                        Ok(d) if sd > 0.0 => T::of(d.sample(&mut rng)),
-                        _ => T::zero(),
-                    }
-                })
-                .collect();
-            Tensor::new(x.shape().to_vec(), data).unwrap_or_else(|_| Tensor::zeros(x.shape()))
+            // filled in place: the noise has x's shape by construction
+            let mut noise = Tensor::zeros(x.shape());
+            for (i, v) in noise.data_mut().iter_mut().enumerate() {
+                let sd = stds[i / per.max(1)];
+                *v = match Normal::new(0.0, sd.max(0.0)) {
+                    Ok(d) if sd > 0.0 => T::of(d.sample(&mut rng)),
+                    _ => T::zero(),
+                };
+            }
+            noise
         })
         .collect()
 }

@@ -3,15 +3,16 @@
 //! Built-in composites carry Zennit's names (kebab case), layer maps and defaults; users load
 //! their own from TOML ([`Composite::from_toml`]).
 
-use std::path::Path;
-
 use globset::{Glob, GlobMatcher};
 use prism_model::op::{BinaryOp, UnaryOp};
 use prism_model::{Graph, Node, Op, OpGroup};
 use serde::Deserialize;
 
 use crate::error::{AttributionError, Result};
-use crate::rule::{Bound, Rule, Stabilizer};
+use crate::rule::{
+    Bound, Rule, RuleFields, DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_BETA_SMOOTH, DEFAULT_EPSILON,
+    DEFAULT_GAMMA, DEFAULT_STABILIZER,
+};
 
 /// Families of nodes a composite can match (Zennit's type groups, for graph nodes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -103,7 +104,8 @@ pub struct Composite {
     pub entries: Vec<(Matcher, Rule)>,
 }
 
-/// Parameters of the built-in composites (Zennit's defaults).
+/// Parameters of the built-in composites (Zennit's defaults); in a composite file, the values
+/// of the parameters an entry leaves out.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompositeParams {
     pub epsilon: f64,
@@ -120,14 +122,14 @@ pub struct CompositeParams {
 impl Default for CompositeParams {
     fn default() -> Self {
         CompositeParams {
-            epsilon: 1e-6,
-            stabilizer: 1e-6,
-            gamma: 0.25,
-            alpha: 2.0,
-            beta: 1.0,
+            epsilon: DEFAULT_EPSILON,
+            stabilizer: DEFAULT_STABILIZER,
+            gamma: DEFAULT_GAMMA,
+            alpha: DEFAULT_ALPHA,
+            beta: DEFAULT_BETA,
             low: None,
             high: None,
-            beta_smooth: 10.0,
+            beta_smooth: DEFAULT_BETA_SMOOTH,
             zero_bias: false,
         }
     }
@@ -146,94 +148,67 @@ pub const COMPOSITES: &[&str] = &[
     "beta-smooth",
 ];
 
+/// The built-in composites' TOML files (`composites/*.toml`), read by the same parser as user
+/// files; the parameters they leave out come from [`CompositeParams`].
+const BUILTIN_FILES: [(&str, &str); 9] = [
+    (
+        "epsilon-gamma-box",
+        include_str!("../composites/epsilon-gamma-box.toml"),
+    ),
+    (
+        "epsilon-plus",
+        include_str!("../composites/epsilon-plus.toml"),
+    ),
+    (
+        "epsilon-plus-flat",
+        include_str!("../composites/epsilon-plus-flat.toml"),
+    ),
+    (
+        "epsilon-alpha2-beta1",
+        include_str!("../composites/epsilon-alpha2-beta1.toml"),
+    ),
+    (
+        "epsilon-alpha2-beta1-flat",
+        include_str!("../composites/epsilon-alpha2-beta1-flat.toml"),
+    ),
+    (
+        "excitation-backprop",
+        include_str!("../composites/excitation-backprop.toml"),
+    ),
+    ("deconvnet", include_str!("../composites/deconvnet.toml")),
+    (
+        "guided-backprop",
+        include_str!("../composites/guided-backprop.toml"),
+    ),
+    (
+        "beta-smooth",
+        include_str!("../composites/beta-smooth.toml"),
+    ),
+];
+
+/// The TOML text of a built-in composite (kebab or snake case), if there is one by that name.
+pub fn builtin_toml(name: &str) -> Option<&'static str> {
+    let name = name.replace('_', "-");
+    BUILTIN_FILES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
+}
+
+/// Who wrote a composite file: errors and validation differ, the parser does not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A user's file: every entry is checked as it is read; messages name the entry.
+    User,
+    /// A built-in (errors as the hand-written built-ins gave them).
+    Builtin,
+}
+
 impl Composite {
     /// A built-in composite by its (Zennit) name, in kebab or snake case.
     pub fn builtin(name: &str, p: &CompositeParams) -> Result<Composite> {
         let name = name.replace('_', "-");
-        let stab = Stabilizer::eps(p.stabilizer);
-        let eps = Rule::Epsilon {
-            epsilon: Stabilizer::eps(p.epsilon),
-            zero_bias: false,
-        };
-        let zplus = Rule::ZPlus {
-            stabilizer: stab,
-            zero_bias: false,
-        };
-        let ab = Rule::AlphaBeta {
-            alpha: p.alpha,
-            beta: p.beta,
-            stabilizer: stab,
-            zero_bias: false,
-        };
-        let base = vec![
-            (Matcher::Group(Group::Activation), Rule::Pass),
-            (Matcher::Group(Group::Sum), Rule::Norm { stabilizer: stab }),
-            (
-                Matcher::Group(Group::AveragePool),
-                Rule::Norm { stabilizer: stab },
-            ),
-            (Matcher::Group(Group::BatchNorm), Rule::Pass),
-        ];
-        let with = |first: Option<(Matcher, Rule)>, conv: Rule, dense: Rule| {
-            let mut e: Vec<(Matcher, Rule)> = first.into_iter().collect();
-            e.extend(base.clone());
-            e.push((Matcher::Group(Group::Convolution), conv));
-            e.push((Matcher::Group(Group::Dense), dense));
-            e
-        };
-        let flat = Rule::Flat { stabilizer: stab };
-        let entries = match name.as_str() {
-            "epsilon-gamma-box" => {
-                let (Some(low), Some(high)) = (p.low.clone(), p.high.clone()) else {
-                    return Err(AttributionError::Rule(
-                        "epsilon-gamma-box needs the input's value range for its first layer: give --low and --high \
-                         (e.g. the min and max of the normalised input domain)"
-                            .into(),
-                    ));
-                };
-                let zbox = Rule::ZBox {
-                    low,
-                    high,
-                    stabilizer: stab,
-                    zero_bias: false,
-                };
-                let gamma = Rule::Gamma {
-                    gamma: p.gamma,
-                    stabilizer: stab,
-                    zero_bias: false,
-                };
-                with(Some((Matcher::First(Group::Convolution), zbox)), gamma, eps)
-            }
-            "epsilon-plus" => with(None, zplus, eps),
-            "epsilon-alpha2-beta1" => with(None, ab, eps),
-            "epsilon-plus-flat" => with(Some((Matcher::First(Group::Linear), flat)), zplus, eps),
-            "epsilon-alpha2-beta1-flat" => {
-                with(Some((Matcher::First(Group::Linear), flat)), ab, eps)
-            }
-            "excitation-backprop" => vec![
-                (Matcher::Group(Group::Sum), Rule::Norm { stabilizer: stab }),
-                (
-                    Matcher::Group(Group::AveragePool),
-                    Rule::Norm { stabilizer: stab },
-                ),
-                (Matcher::Group(Group::Linear), zplus),
-            ],
-            "deconvnet" => vec![(Matcher::Group(Group::Relu), Rule::ReluDeconvNet)],
-            "guided-backprop" => vec![(Matcher::Group(Group::Relu), Rule::ReluGuidedBackprop)],
-            "beta-smooth" => vec![(
-                Matcher::Group(Group::Relu),
-                Rule::ReluBetaSmooth {
-                    beta: p.beta_smooth,
-                },
-            )],
-            _ => {
-                return Err(AttributionError::UnknownComposite {
-                    name,
-                    known: COMPOSITES.join(", "),
-                })
-            }
-        };
-        let mut c = Composite { name, entries };
+        let mut c = builtin_unchecked(&name, p)?;
         if p.zero_bias {
             c = c.with_zero_bias();
         }
@@ -286,106 +261,100 @@ impl Composite {
             .collect()
     }
 
-    /// Loads a composite from a TOML file (format in `docs/composites.md`).
-    pub fn from_toml_file(path: &Path) -> Result<Composite> {
-        let text = std::fs::read_to_string(path).map_err(|e| AttributionError::CompositeFile {
-            path: path.display().to_string(),
-            detail: e.to_string(),
-        })?;
-        Composite::from_toml(&text).map_err(|e| match e {
-            AttributionError::CompositeFile { detail, .. } => AttributionError::CompositeFile {
-                path: path.display().to_string(),
-                detail,
-            },
-            other => AttributionError::CompositeFile {
-                path: path.display().to_string(),
-                detail: other.to_string(),
-            },
-        })
+    /// Parses a composite from TOML text (format in `docs/composites.md`); parameters an entry
+    /// leaves out are Zennit's defaults, and a built-in it `extends` gets those too.
+    pub fn from_toml(text: &str) -> Result<Composite> {
+        Composite::from_toml_with(text, &CompositeParams::default())
     }
 
-    /// Parses a composite from TOML text.
-    pub fn from_toml(text: &str) -> Result<Composite> {
-        let file: CompositeFile =
-            toml::from_str(text).map_err(|e| AttributionError::CompositeFile {
-                path: String::new(),
-                detail: e.to_string(),
-            })?;
-        let bad = |d: String| AttributionError::CompositeFile {
-            path: String::new(),
-            detail: d,
-        };
-        let mut entries = Vec::new();
-        for (i, e) in file.rule.into_iter().enumerate() {
-            let m = &e.matcher;
-            let set = [m.group.is_some(), m.name.is_some(), m.op.is_some()]
-                .iter()
-                .filter(|b| **b)
-                .count();
-            if set != 1 {
-                return Err(bad(format!(
-                    "rule #{}: `match` needs exactly one of group, name, op",
-                    i + 1
-                )));
-            }
-            let matcher = if let Some(g) = m.group {
-                if m.first {
-                    Matcher::First(g)
-                } else {
-                    Matcher::Group(g)
-                }
-            } else if let Some(n) = &m.name {
-                Matcher::Name(
-                    Glob::new(n)
-                        .map_err(|e| bad(format!("rule #{}: bad name glob '{n}': {e}", i + 1)))?
-                        .compile_matcher(),
-                )
-            } else {
-                Matcher::OpType(m.op.clone().unwrap_or_default())
-            };
-            let stab = Stabilizer::eps(e.stabilizer.unwrap_or(1e-6));
-            let zb = e.zero_bias;
-            let rule = match e.rule.as_str() {
-                "epsilon" => Rule::Epsilon { epsilon: Stabilizer::eps(e.epsilon.unwrap_or(1e-6)), zero_bias: zb },
-                "zplus" => Rule::ZPlus { stabilizer: stab, zero_bias: zb },
-                "alpha-beta" => Rule::AlphaBeta { alpha: e.alpha.unwrap_or(2.0), beta: e.beta.unwrap_or(1.0), stabilizer: stab, zero_bias: zb },
-                "gamma" => Rule::Gamma { gamma: e.gamma.unwrap_or(0.25), stabilizer: stab, zero_bias: zb },
-                "zbox" => Rule::ZBox {
-                    low: e.low.clone().ok_or_else(|| bad(format!("rule #{}: zbox needs `low`", i + 1)))?,
-                    high: e.high.clone().ok_or_else(|| bad(format!("rule #{}: zbox needs `high`", i + 1)))?,
-                    stabilizer: stab,
-                    zero_bias: zb,
-                },
-                "flat" => Rule::Flat { stabilizer: stab },
-                "wsquare" => Rule::WSquare { stabilizer: stab, zero_bias: zb },
-                "norm" => Rule::Norm { stabilizer: stab },
-                "pass" => Rule::Pass,
-                "gradient" => Rule::Gradient,
-                "relu-deconvnet" => Rule::ReluDeconvNet,
-                "relu-guided-backprop" => Rule::ReluGuidedBackprop,
-                "relu-beta-smooth" => Rule::ReluBetaSmooth { beta: e.beta_smooth.unwrap_or(10.0) },
-                other => {
-                    return Err(bad(format!(
-                        "rule #{}: unknown rule '{other}' (epsilon, zplus, alpha-beta, gamma, zbox, flat, wsquare, norm, pass, gradient, relu-deconvnet, relu-guided-backprop, relu-beta-smooth)",
-                        i + 1
-                    )))
-                }
-            };
-            rule.validate()
-                .map_err(|e| bad(format!("rule #{}: {e}", i + 1)))?;
-            entries.push((matcher, rule));
+    /// [`Composite::from_toml`], with the built-in that the file `extends` (if any) built with
+    /// `builtin_params` (the method's parameters, e.g. `--low`/`--high` for
+    /// `epsilon-gamma-box`). The file's own entries still default to Zennit's values.
+    pub fn from_toml_with(text: &str, builtin_params: &CompositeParams) -> Result<Composite> {
+        let Parsed {
+            mut composite,
+            extends,
+        } = parse(text, &CompositeParams::default(), Origin::User)?;
+        if let Some(base) = extends {
+            // the file's entries come first: they override the built-in's where both match
+            composite
+                .entries
+                .extend(Composite::builtin(&base, builtin_params)?.entries);
         }
-        Ok(Composite {
-            name: file.name.unwrap_or_else(|| "custom".into()),
-            entries,
-        })
+        Ok(composite)
     }
+}
+
+/// A parsed file: its composite (own entries first) and the built-in it extends.
+struct Parsed {
+    composite: Composite,
+    extends: Option<String>,
+}
+
+fn file_error(detail: String) -> AttributionError {
+    AttributionError::CompositeFile {
+        path: String::new(),
+        detail,
+    }
+}
+
+/// A built-in composite's entries with `p` (and those of the built-in it extends), before
+/// zeroing biases and validation.
+fn builtin_unchecked(name: &str, p: &CompositeParams) -> Result<Composite> {
+    let text = builtin_toml(name).ok_or_else(|| AttributionError::UnknownComposite {
+        name: name.to_string(),
+        known: COMPOSITES.join(", "),
+    })?;
+    let Parsed {
+        mut composite,
+        extends,
+    } = parse(text, p, Origin::Builtin)?;
+    if let Some(base) = extends {
+        composite
+            .entries
+            .extend(builtin_unchecked(&base, p)?.entries);
+    }
+    Ok(composite)
+}
+
+/// The one parser of composite files, built-in and user: entries in order, parameters an entry
+/// leaves out taken from `defaults`.
+fn parse(text: &str, defaults: &CompositeParams, origin: Origin) -> Result<Parsed> {
+    let file: CompositeFile = toml::from_str(text).map_err(|e| file_error(e.to_string()))?;
+    let name = file.name.unwrap_or_else(|| "custom".into());
+    let mut entries = Vec::new();
+    for (i, e) in file.rule.into_iter().enumerate() {
+        let at = |d: String| file_error(format!("rule #{}: {d}", i + 1));
+        let matcher = e.matcher.matcher().map_err(at)?;
+        let fields = e.fields();
+        if origin == Origin::Builtin
+            && fields.rule == "zbox"
+            && (fields.low.is_none() && defaults.low.is_none()
+                || fields.high.is_none() && defaults.high.is_none())
+        {
+            return Err(AttributionError::Rule(format!(
+                "{name} needs the input's value range for its first layer: give --low and --high \
+                 (e.g. the min and max of the normalised input domain)"
+            )));
+        }
+        let rule = fields.to_rule(defaults).map_err(at)?;
+        if origin == Origin::User {
+            rule.validate().map_err(|e| at(e.to_string()))?;
+        }
+        entries.push((matcher, rule));
+    }
+    Ok(Parsed {
+        composite: Composite { name, entries },
+        extends: file.extends,
+    })
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CompositeFile {
     name: Option<String>,
+    /// A built-in composite whose entries follow this file's.
+    extends: Option<String>,
     #[serde(default)]
     rule: Vec<FileEntry>,
 }
@@ -400,6 +369,23 @@ struct MatchSpec {
     first: bool,
 }
 
+impl MatchSpec {
+    fn matcher(&self) -> std::result::Result<Matcher, String> {
+        match (self.group, &self.name, &self.op) {
+            (Some(g), None, None) if self.first => Ok(Matcher::First(g)),
+            (Some(g), None, None) => Ok(Matcher::Group(g)),
+            (None, Some(n), None) => Ok(Matcher::Name(
+                Glob::new(n)
+                    .map_err(|e| format!("bad name glob '{n}': {e}"))?
+                    .compile_matcher(),
+            )),
+            (None, None, Some(op)) => Ok(Matcher::OpType(op.clone())),
+            _ => Err("`match` needs exactly one of group, name, op".into()),
+        }
+    }
+}
+
+/// One `[[rule]]` of a composite file: the match and the rule's fields, side by side.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileEntry {
@@ -416,4 +402,41 @@ struct FileEntry {
     beta_smooth: Option<f64>,
     #[serde(default)]
     zero_bias: bool,
+}
+
+impl FileEntry {
+    fn fields(self) -> RuleFields {
+        RuleFields {
+            rule: self.rule,
+            epsilon: self.epsilon,
+            stabilizer: self.stabilizer,
+            gamma: self.gamma,
+            alpha: self.alpha,
+            beta: self.beta,
+            low: self.low,
+            high: self.high,
+            beta_smooth: self.beta_smooth,
+            zero_bias: self.zero_bias,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_name_has_its_toml_file() {
+        assert_eq!(COMPOSITES.len(), BUILTIN_FILES.len());
+        let boxed = CompositeParams {
+            low: Some(Bound::Scalar(0.0)),
+            high: Some(Bound::Scalar(1.0)),
+            ..CompositeParams::default()
+        };
+        for (name, (file_name, text)) in COMPOSITES.iter().zip(BUILTIN_FILES) {
+            assert_eq!(*name, file_name);
+            let parsed = parse(text, &boxed, Origin::User).unwrap();
+            assert_eq!(parsed.composite.name, *name);
+        }
+    }
 }

@@ -19,6 +19,14 @@ pub enum AttributionError {
     UnknownAttributor { name: String },
     #[error("composite file {path}: {detail}")]
     CompositeFile { path: String, detail: String },
+    /// A method parameter out of its range; `names` are [`crate::MethodSpec`]'s fields.
+    #[error("{} {detail}", names.join(" and "))]
+    Parameter {
+        names: &'static [&'static str],
+        detail: String,
+    },
+    #[error("method description: {0}")]
+    MethodDescription(String),
     #[error("target: {0}")]
     Target(String),
     #[error("{0}")]

@@ -33,9 +33,11 @@ pub mod canonize;
 pub mod composite;
 pub mod error;
 pub mod linear;
+pub mod method;
 pub mod passes;
 pub mod propagate;
 pub mod rule;
+pub mod target;
 pub mod vjp;
 
 use std::any::Any;
@@ -45,10 +47,18 @@ use std::sync::{Arc, Mutex};
 use prism_model::backend::{Backend, Cpu, Map, Zip};
 use prism_model::{Executor, Float, Graph, Keep, Model, Tensor};
 
-pub use attributor::{Attributor, AttributorParams, ATTRIBUTORS};
+pub use attributor::{
+    Attributor, AttributorParams, ATTRIBUTORS, DEFAULT_BASELINE, DEFAULT_NOISE_LEVEL,
+    DEFAULT_N_ITER, DEFAULT_SEED, DEFAULT_STRIDE, DEFAULT_WINDOW,
+};
 pub use composite::{Composite, CompositeParams, Group, Matcher, COMPOSITES};
 pub use error::{AttributionError, Result};
-pub use rule::{Bound, Rule, Stabilizer};
+pub use method::{CompositeSource, Method, MethodSpec};
+pub use rule::{
+    Bound, Rule, Stabilizer, DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_BETA_SMOOTH, DEFAULT_EPSILON,
+    DEFAULT_GAMMA, DEFAULT_STABILIZER,
+};
+pub use target::resolve_targets;
 
 /// Which output class receives the initial relevance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -312,47 +322,4 @@ fn class_layout(shape: &[usize]) -> (usize, usize, usize) {
     let c = shape.get(1).copied().unwrap_or(1);
     let inner: usize = shape.iter().skip(2).product();
     (n, c, inner)
-}
-
-fn resolve_targets<T: Float>(output: &Tensor<T>, target: &Target) -> Result<Vec<usize>> {
-    let (n, c, inner) = class_layout(output.shape());
-    if output.rank() < 2 {
-        return Err(AttributionError::Target(format!(
-            "the model's output has shape {:?}; expected N × classes",
-            output.shape()
-        )));
-    }
-    let check = |t: usize| {
-        if t < c {
-            Ok(t)
-        } else {
-            Err(AttributionError::Target(format!(
-                "class {t} is out of range: the model has {c} classes (0..{})",
-                c - 1
-            )))
-        }
-    };
-    match target {
-        Target::Class(t) => Ok(vec![check(*t)?; n]),
-        Target::PerSample(ts) => {
-            if ts.len() != n {
-                return Err(AttributionError::Target(format!(
-                    "{} labels for {n} samples",
-                    ts.len()
-                )));
-            }
-            ts.iter().map(|&t| check(t)).collect()
-        }
-        Target::Predicted => Ok((0..n)
-            .map(|i| {
-                let row = &output.data()[i * c * inner..(i + 1) * c * inner];
-                let score = |k: usize| {
-                    (0..inner)
-                        .map(|j| row[k * inner + j])
-                        .fold(T::zero(), |a, b| a + b)
-                };
-                (0..c).fold(0, |best, k| if score(k) > score(best) { k } else { best })
-            })
-            .collect()),
-    }
 }

@@ -6,13 +6,27 @@
 //! input-gradient of each pass and combine (`reduce`) with the modified inputs. Notation below:
 //! `x⁺ = max(x, 0)`, `x⁻ = min(x, 0)`, `W⁺`, `W⁻` likewise, `stab` the [`Stabilizer`].
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::composite::CompositeParams;
 use crate::error::{AttributionError, Result};
+
+/// Zennit's ε of the Epsilon rule.
+pub const DEFAULT_EPSILON: f64 = 1e-6;
+/// Zennit's stabiliser ε of every other rule.
+pub const DEFAULT_STABILIZER: f64 = 1e-6;
+/// Zennit's γ of the Gamma rule.
+pub const DEFAULT_GAMMA: f64 = 0.25;
+/// Zennit's α of the AlphaBeta rule.
+pub const DEFAULT_ALPHA: f64 = 2.0;
+/// Zennit's β of the AlphaBeta rule.
+pub const DEFAULT_BETA: f64 = 1.0;
+/// Zennit's β of the β-smooth ReLU rule.
+pub const DEFAULT_BETA_SMOOTH: f64 = 10.0;
 
 /// Zennit's stabiliser: `z + sign(z)·ε` with `sign(0) = +1`; with `clip`, `sign(z)·max(|z|, ε)`;
 /// with `norm_scale`, ε is scaled per sample by `√mean(z²)`.
-#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stabilizer {
     pub epsilon: f64,
@@ -24,7 +38,7 @@ pub struct Stabilizer {
 
 impl Default for Stabilizer {
     fn default() -> Self {
-        Stabilizer::eps(1e-6)
+        Stabilizer::eps(DEFAULT_STABILIZER)
     }
 }
 
@@ -39,7 +53,7 @@ impl Stabilizer {
 }
 
 /// Lower/upper input bound of the ZBox rule: a scalar, or one value per input channel.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Bound {
     Scalar(f64),
@@ -47,7 +61,11 @@ pub enum Bound {
 }
 
 /// A propagation rule. Parameters and defaults are Zennit's.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Deserialises from the fields of a composite file's `[[rule]]` ([`RuleFields`]: `rule =
+/// "gamma"`, `gamma = 0.5`, …), parameters left out being Zennit's defaults.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "RuleFields")]
 pub enum Rule {
     /// LRP-ε: `R_in = x ⊙ Wᵀ(R / stab_ε(z))`, `z = Wx + b` (taken from the forward pass).
     Epsilon {
@@ -177,5 +195,107 @@ impl Rule {
             _ => {}
         }
         self
+    }
+}
+
+/// Rule names as composite files spell them.
+pub const RULES: &[&str] = &[
+    "epsilon",
+    "zplus",
+    "alpha-beta",
+    "gamma",
+    "zbox",
+    "flat",
+    "wsquare",
+    "norm",
+    "pass",
+    "gradient",
+    "relu-deconvnet",
+    "relu-guided-backprop",
+    "relu-beta-smooth",
+];
+
+/// A rule as written in a composite file: its name and whichever parameters it sets.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFields {
+    /// One of [`RULES`].
+    pub rule: String,
+    pub epsilon: Option<f64>,
+    pub stabilizer: Option<f64>,
+    pub gamma: Option<f64>,
+    pub alpha: Option<f64>,
+    pub beta: Option<f64>,
+    pub low: Option<Bound>,
+    pub high: Option<Bound>,
+    pub beta_smooth: Option<f64>,
+    #[serde(default)]
+    pub zero_bias: bool,
+}
+
+impl RuleFields {
+    /// The rule, with the parameters it leaves out taken from `defaults` (not validated).
+    pub fn to_rule(&self, defaults: &CompositeParams) -> std::result::Result<Rule, String> {
+        let stabilizer = Stabilizer::eps(self.stabilizer.unwrap_or(defaults.stabilizer));
+        let zero_bias = self.zero_bias;
+        let bound = |v: &Option<Bound>, d: &Option<Bound>, key: &str| {
+            v.clone()
+                .or_else(|| d.clone())
+                .ok_or_else(|| format!("zbox needs `{key}`"))
+        };
+        Ok(match self.rule.as_str() {
+            "epsilon" => Rule::Epsilon {
+                epsilon: Stabilizer::eps(self.epsilon.unwrap_or(defaults.epsilon)),
+                zero_bias,
+            },
+            "zplus" => Rule::ZPlus {
+                stabilizer,
+                zero_bias,
+            },
+            "alpha-beta" => Rule::AlphaBeta {
+                alpha: self.alpha.unwrap_or(defaults.alpha),
+                beta: self.beta.unwrap_or(defaults.beta),
+                stabilizer,
+                zero_bias,
+            },
+            "gamma" => Rule::Gamma {
+                gamma: self.gamma.unwrap_or(defaults.gamma),
+                stabilizer,
+                zero_bias,
+            },
+            "zbox" => Rule::ZBox {
+                low: bound(&self.low, &defaults.low, "low")?,
+                high: bound(&self.high, &defaults.high, "high")?,
+                stabilizer,
+                zero_bias,
+            },
+            "flat" => Rule::Flat { stabilizer },
+            "wsquare" => Rule::WSquare {
+                stabilizer,
+                zero_bias,
+            },
+            "norm" => Rule::Norm { stabilizer },
+            "pass" => Rule::Pass,
+            "gradient" => Rule::Gradient,
+            "relu-deconvnet" => Rule::ReluDeconvNet,
+            "relu-guided-backprop" => Rule::ReluGuidedBackprop,
+            "relu-beta-smooth" => Rule::ReluBetaSmooth {
+                beta: self.beta_smooth.unwrap_or(defaults.beta_smooth),
+            },
+            other => return Err(format!("unknown rule '{other}' ({})", RULES.join(", "))),
+        })
+    }
+}
+
+impl TryFrom<RuleFields> for Rule {
+    type Error = AttributionError;
+
+    /// Zennit's defaults for what the fields leave out; the rule is validated.
+    fn try_from(fields: RuleFields) -> Result<Rule> {
+        let rule = fields
+            .to_rule(&CompositeParams::default())
+            .map_err(AttributionError::Rule)?;
+        rule.validate()?;
+        Ok(rule)
     }
 }

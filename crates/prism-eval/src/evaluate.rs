@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use prism_attribution::{Attributor, Target};
+use prism_attribution::{resolve_targets, Attributor, Target};
 use prism_model::{Float, Model, Tensor};
 
 use crate::completeness;
@@ -17,7 +17,7 @@ use crate::report::{
     Report,
 };
 use crate::similarity::{finite_mean, plane, spearman, ssim, top_k_intersection};
-use crate::{forward_batched, resolve_targets, target_scores, Progress};
+use crate::{forward_batched, target_scores, Progress};
 
 /// What to evaluate and how.
 #[derive(Clone, Debug)]

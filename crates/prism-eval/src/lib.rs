@@ -29,7 +29,6 @@ pub mod report;
 pub mod rng;
 pub mod similarity;
 
-use prism_attribution::Target;
 use prism_model::{Float, Model, Tensor};
 
 pub use error::{EvalError, Result};
@@ -117,37 +116,4 @@ pub fn forward_batched<T: Float>(model: &Model, x: &Tensor<T>, batch: usize) -> 
     }
     out_shape[0] = n;
     Ok(Tensor::new(out_shape, data)?)
-}
-
-/// The target class of each sample: a fixed class, the arg-max of `output`, or given labels.
-pub fn resolve_targets<T: Float>(output: &Tensor<T>, target: &Target) -> Result<Vec<usize>> {
-    let (n, c, inner) = class_layout(output.shape())?;
-    let check = |t: usize| {
-        if t < c {
-            Ok(t)
-        } else {
-            Err(EvalError::Invalid(format!(
-                "target class {t} is out of range: the model has {c} classes (0..{})",
-                c.saturating_sub(1)
-            )))
-        }
-    };
-    match target {
-        Target::Class(t) => Ok(vec![check(*t)?; n]),
-        Target::PerSample(v) if v.len() != n => Err(EvalError::Invalid(format!(
-            "{} labels for {n} samples",
-            v.len()
-        ))),
-        Target::PerSample(v) => v.iter().map(|&t| check(t)).collect(),
-        Target::Predicted => Ok((0..n)
-            .map(|s| {
-                let score = |k: usize| -> f64 {
-                    (0..inner)
-                        .map(|j| output.data()[(s * c + k) * inner + j].f64())
-                        .sum()
-                };
-                (0..c).fold(0, |b, k| if score(k) > score(b) { k } else { b })
-            })
-            .collect()),
-    }
 }

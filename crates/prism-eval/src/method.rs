@@ -1,8 +1,8 @@
 //! Attribution methods under evaluation: a composite, an attributor, or both.
 
 use prism_attribution::{
-    Attributor, AttributorParams, Composite, CompositeParams, Explainer, SeedMode, Target,
-    ATTRIBUTORS, COMPOSITES,
+    Attributor, Composite, CompositeSource, Explainer, MethodSpec, SeedMode, Target, ATTRIBUTORS,
+    COMPOSITES,
 };
 use prism_model::{Float, Model, Tensor};
 
@@ -13,15 +13,19 @@ use crate::Progress;
 /// attributor, or a composite under another attributor (`epsilon-plus-flat+smoothgrad`).
 #[derive(Clone, Debug)]
 pub struct Method {
-    /// The name as given (`epsilon-plus-flat`, `gradient`, `epsilon-plus+smoothgrad`).
+    /// The name as given (`epsilon-plus-flat`, `gradient`, `epsilon-plus+smoothgrad`), or a
+    /// composite file's `name`.
     pub name: String,
+    /// The whole method, parameters included.
+    pub spec: MethodSpec,
     pub composite: Option<Composite>,
     pub attributor: Attributor,
 }
 
 impl Method {
-    /// Parses `COMPOSITE`, `ATTRIBUTOR` or `COMPOSITE+ATTRIBUTOR` (Zennit's names, kebab case).
-    pub fn parse(spec: &str, cp: &CompositeParams, ap: &AttributorParams) -> Result<Method> {
+    /// Parses `COMPOSITE`, `ATTRIBUTOR` or `COMPOSITE+ATTRIBUTOR` (Zennit's names, kebab case);
+    /// every parameter comes from `base`.
+    pub fn parse(spec: &str, base: &MethodSpec) -> Result<Method> {
         let spec = spec.trim();
         let (c, a) = match spec.split_once('+') {
             Some((c, a)) => (Some(c), a),
@@ -38,10 +42,29 @@ impl Method {
                 )))
             }
         };
+        let method = MethodSpec {
+            composite: c.map_or(CompositeSource::None, |c| CompositeSource::Builtin {
+                name: c.to_string(),
+            }),
+            attributor: a.to_string(),
+            ..base.clone()
+        };
+        Method::from_spec(spec.to_string(), method, None)
+    }
+
+    /// The method `spec` under `name`; `composite_toml` is the text of its composite file, if
+    /// it has one.
+    pub fn from_spec(
+        name: String,
+        spec: MethodSpec,
+        composite_toml: Option<&str>,
+    ) -> Result<Method> {
+        let built = spec.build(composite_toml)?;
         Ok(Method {
-            name: spec.to_string(),
-            composite: c.map(|c| Composite::builtin(c, cp)).transpose()?,
-            attributor: Attributor::by_name(a, ap)?,
+            name,
+            spec,
+            composite: built.composite,
+            attributor: built.attributor,
         })
     }
 

@@ -121,19 +121,14 @@ pub fn randomize_layer(graph: &mut Graph, layer: &Layer, index: usize, seed: u64
     let mut rng = SplitMix64::stream(seed, index as u64, purpose::WEIGHTS);
     for v in std::iter::once(layer.weight).chain(layer.bias) {
         let Some(c) = graph.constant(v) else { continue };
-        let shape = c.shape().to_vec();
-        let n: usize = shape.iter().product();
-        let data: Vec<f64> = (0..n)
-            .map(|_| bound * (2.0 * rng.uniform() - 1.0))
-            .collect();
+        // drawn in place: the new weights have the old ones' shape by construction
+        let mut draws = Tensor::<f64>::zeros(c.shape());
+        for d in draws.data_mut() {
+            *d = bound * (2.0 * rng.uniform() - 1.0);
+        }
         let new = match c {
-            Constant::F64(_) => Constant::F64(Arc::new(
-                Tensor::new(shape, data).unwrap_or_else(|_| Tensor::zeros(&[n])),
-            )),
-            _ => Constant::f32(
-                Tensor::new(shape, data.iter().map(|&d| d as f32).collect())
-                    .unwrap_or_else(|_| Tensor::zeros(&[n])),
-            ),
+            Constant::F64(_) => Constant::F64(Arc::new(draws)),
+            _ => Constant::f32(draws.map(|&d| d as f32)),
         };
         graph.values[v.0].source = Source::Constant(new);
     }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use prism_attribution::{AttributorParams, Bound, CompositeParams, Target};
+use prism_attribution::{Bound, MethodSpec, Target};
 use prism_eval::similarity::{plane, spearman};
 use prism_eval::{evaluate, Baseline, Method, Mode, Quiet, RegionPerturbation, Settings};
 use prism_model::{Model, Tensor};
@@ -16,14 +16,14 @@ fn dir() -> PathBuf {
 }
 
 fn methods(names: &[&str]) -> Vec<Method> {
-    let cp = CompositeParams {
+    let base = MethodSpec {
         low: Some(Bound::Scalar(-3.0)),
         high: Some(Bound::Scalar(3.0)),
-        ..CompositeParams::default()
+        ..MethodSpec::default()
     };
     names
         .iter()
-        .map(|n| Method::parse(n, &cp, &AttributorParams::default()).expect("method"))
+        .map(|n| Method::parse(n, &base).expect("method"))
         .collect()
 }
 

@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use prism_attribution::resolve_targets;
 use prism_attribution::Target;
-use prism_eval::{forward_batched, resolve_targets, target_scores, Baseline, Order, Quiet};
+use prism_eval::{forward_batched, target_scores, Baseline, Order, Quiet};
 use prism_eval::{perturbation::aopc, RegionPerturbation};
 use prism_model::{Model, Tensor};
 use prism_store::npy;

@@ -311,7 +311,7 @@ pub fn run(args: &AttributeArgs) -> anyhow::Result<()> {
     if matches!(args.compression, Some(l) if l > 9) {
         bail!("--compression takes a gzip level 0–9");
     }
-    let method = args.method.build()?;
+    let (spec, method) = args.method.build()?;
     let target_mode = match args.target.as_str() {
         "label" | "labels" => TargetMode::Label,
         "predicted" => TargetMode::Predicted,
@@ -363,7 +363,7 @@ pub fn run(args: &AttributeArgs) -> anyhow::Result<()> {
         model_blake3: hash_file(&args.model)?,
         dataset_fingerprint: dataset.fingerprint().to_string(),
         dataset_len: n_all,
-        method: method.description.clone(),
+        method: spec.to_string(),
         target: args.target.clone(),
         batch_size: args.batch_size,
         limit: n,

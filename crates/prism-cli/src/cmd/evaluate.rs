@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use prism_attribution::{AttributorParams, Bound, CompositeParams};
-use prism_eval::{Baseline, Method, Mode, Progress, RegionPerturbation, Settings};
+use prism_attribution::{Bound, MethodSpec, DEFAULT_BASELINE};
+use prism_eval::{Baseline, EvalError, Method, Mode, Progress, RegionPerturbation, Settings};
 use prism_model::{Float, Model, Tensor};
 
+use super::method::{read_composite_file, OcclusionArgs, RuleArgs, SamplingArgs};
 use super::predict::{read_batch, DTypeArg};
 
 /// Evaluate attribution methods: region perturbation, parameter randomisation, completeness.
@@ -25,6 +26,9 @@ use super::predict::{read_batch, DTypeArg};
 ///     re-drawn (seeded), cascading from the output and/or independently, the attributions
 ///     recomputed and compared with the originals (Spearman, SSIM, top-k intersection).
 ///   * completeness: Σ R against the seed (LRP) or f(x) − f(baseline) (integrated gradients).
+///
+/// Rule and attributor flags are those of `prism explain`; without --low/--high, ZBox gets the
+/// inputs' minimum and maximum. --composite-file adds your own composite (named by its `name`).
 ///
 /// Writes report.json and PNG plots into --output-dir and prints a table ranked by MoRF AOPC.
 /// See docs/evaluation.md for the definitions.
@@ -54,6 +58,9 @@ pub struct EvaluateArgs {
         default_value = "epsilon-plus-flat,epsilon-gamma-box,gradient"
     )]
     pub methods: Vec<String>,
+    /// Also evaluate your own composite (TOML, see docs/composites.md), named by its `name`.
+    #[arg(long, value_name = "FILE.toml")]
+    pub composite_file: Option<PathBuf>,
     /// Target class: a class index, `predicted` (arg-max, default) or a .npy of per-sample labels.
     #[arg(long, default_value = "predicted")]
     pub target: String,
@@ -99,39 +106,25 @@ pub struct EvaluateArgs {
     /// Do not write PNG plots.
     #[arg(long)]
     pub no_plots: bool,
-    /// ε of the Epsilon rule.
-    #[arg(long, default_value_t = 1e-6)]
-    pub epsilon: f64,
-    /// γ of the Gamma rule.
-    #[arg(long, default_value_t = 0.25)]
-    pub gamma: f64,
-    /// ZBox lower bound of the input: one value, or one per channel (comma-separated);
-    /// default: the inputs' minimum.
-    #[arg(long, allow_negative_numbers = true, value_delimiter = ',')]
-    pub low: Option<Vec<f64>>,
-    /// ZBox upper bound of the input: one value, or one per channel (comma-separated);
-    /// default: the inputs' maximum.
-    #[arg(long, allow_negative_numbers = true, value_delimiter = ',')]
-    pub high: Option<Vec<f64>>,
-    /// Iterations of smoothgrad / integrated-gradients (default 20).
-    #[arg(long)]
-    pub n_iter: Option<usize>,
-    /// SmoothGrad noise σ as a fraction of each sample's value range.
-    #[arg(long, default_value_t = 0.1)]
-    pub noise_level: f64,
+    // Rule parameters of the composites, as in `prism explain`. Without --low/--high, ZBox
+    // (epsilon-gamma-box's first layer) gets the inputs' minimum and maximum.
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// Integrated-gradients baseline (a constant).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = DEFAULT_BASELINE, allow_negative_numbers = true)]
     pub ig_baseline: f64,
+    #[command(flatten)]
+    pub occlusion: OcclusionArgs,
 }
 
-fn bound(v: &Option<Vec<f64>>) -> Option<Bound> {
-    v.as_ref().map(|v| {
-        if v.len() == 1 {
-            Bound::Scalar(v[0])
-        } else {
-            Bound::PerChannel(v.clone())
-        }
-    })
+/// An evaluation error; a method parameter's in flag words (see [`super::method::in_flag_words`]).
+fn in_flag_words(e: EvalError) -> anyhow::Error {
+    match e {
+        EvalError::Attribution(a) => super::method::in_flag_words(a),
+        other => other.into(),
+    }
 }
 
 /// Progress bars per stage, printed notes above them.
@@ -216,29 +209,45 @@ fn run_typed<T: Float + npyz::AutoSerialize>(args: &EvaluateArgs) -> anyhow::Res
             (m.0.min(v.f64()), m.1.max(v.f64()))
         });
     let needs_box = args.methods.iter().any(|m| m.contains("box"));
-    if needs_box && (args.low.is_none() || args.high.is_none()) {
+    if needs_box && (args.rules.low.is_none() || args.rules.high.is_none()) {
         eprintln!("note: ZBox bounds not given; using the inputs' range --low {lo} --high {hi}");
     }
-    let cp = CompositeParams {
-        epsilon: args.epsilon,
-        gamma: args.gamma,
-        low: bound(&args.low).or(Some(Bound::Scalar(lo))),
-        high: bound(&args.high).or(Some(Bound::Scalar(hi))),
-        ..CompositeParams::default()
-    };
-    let ap = AttributorParams {
-        n_iter: args.n_iter,
-        noise_level: args.noise_level,
-        seed: args.seed,
+    let mut base = MethodSpec {
+        canonize: settings.canonize,
         baseline: args.ig_baseline,
-        ..AttributorParams::default()
+        seed: args.seed,
+        ..MethodSpec::default()
     };
-    let methods: Vec<Method> = args
+    args.rules.apply(&mut base);
+    args.sampling.apply(&mut base);
+    args.occlusion.apply(&mut base);
+    base.low = base.low.or(Some(Bound::Scalar(lo)));
+    base.high = base.high.or(Some(Bound::Scalar(hi)));
+    let mut methods: Vec<Method> = args
         .methods
         .iter()
         .filter(|m| !m.trim().is_empty())
-        .map(|m| Method::parse(m, &cp, &ap).context("--methods"))
+        .map(|m| {
+            Method::parse(m, &base)
+                .map_err(in_flag_words)
+                .context("--methods")
+        })
         .collect::<anyhow::Result<_>>()?;
+    if let Some(file) = &args.composite_file {
+        let (composite, text) = read_composite_file(file)?;
+        let spec = MethodSpec {
+            composite,
+            ..base.clone()
+        };
+        let m = Method::from_spec(String::new(), spec, Some(&text))
+            .map_err(in_flag_words)
+            .with_context(|| format!("reading composite {}", file.display()))?;
+        let name = m
+            .composite
+            .as_ref()
+            .map_or_else(String::new, |c| c.name.clone());
+        methods.push(Method { name, ..m });
+    }
     if methods.is_empty() {
         bail!("--methods is empty; name at least one composite or attributor");
     }

@@ -1,11 +1,14 @@
-//! The attribution method shared by `explain`, `attribute` and `demo`: composite (built-in or
-//! TOML), attributor and their parameters, as command-line flags.
+//! The attribution method's flags, shared by `explain`, `attribute`, `demo` and (the rule and
+//! attributor parameters) `evaluate`: a thin clap mirror of [`MethodSpec`], with the library's
+//! defaults.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use prism_attribution::{
-    Attributor, AttributorParams, Bound, Composite, CompositeParams, SeedMode, Target,
+    AttributionError, Bound, CompositeSource, Method, MethodSpec, SeedMode, Target, DEFAULT_ALPHA,
+    DEFAULT_BASELINE, DEFAULT_BETA, DEFAULT_BETA_SMOOTH, DEFAULT_EPSILON, DEFAULT_GAMMA,
+    DEFAULT_NOISE_LEVEL, DEFAULT_SEED, DEFAULT_STABILIZER, DEFAULT_STRIDE, DEFAULT_WINDOW,
 };
 
 /// Flags choosing and parametrising the attribution method.
@@ -26,23 +29,40 @@ pub struct MethodArgs {
     /// Skip the canonizers (BatchNorm merging, explicit residual sums).
     #[arg(long)]
     pub no_canonize: bool,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Integrated-gradients baseline (a constant).
+    #[arg(long, default_value_t = DEFAULT_BASELINE, allow_negative_numbers = true)]
+    pub baseline: f64,
+    #[command(flatten)]
+    pub occlusion: OcclusionArgs,
+    /// Random seed (smoothgrad).
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+}
+
+/// The rule parameters of the built-in composites (`explain`, `attribute`, `evaluate`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RuleArgs {
     /// Set every rule's bias to zero (Zennit's zero_params='bias').
     #[arg(long)]
     pub zero_bias: bool,
     /// ε of the Epsilon rule (dense layers).
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, default_value_t = DEFAULT_EPSILON)]
     pub epsilon: f64,
     /// Stabiliser of the other rules.
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, default_value_t = DEFAULT_STABILIZER)]
     pub stabilizer: f64,
     /// γ of the Gamma rule.
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = DEFAULT_GAMMA)]
     pub gamma: f64,
     /// α of the AlphaBeta rule (α − β must be 1).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = DEFAULT_ALPHA)]
     pub alpha: f64,
     /// β of the AlphaBeta rule.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = DEFAULT_BETA)]
     pub beta: f64,
     /// ZBox lower bound of the input: one value, or one per channel (comma-separated).
     #[arg(long, allow_negative_numbers = true, value_delimiter = ',')]
@@ -51,29 +71,33 @@ pub struct MethodArgs {
     #[arg(long, allow_negative_numbers = true, value_delimiter = ',')]
     pub high: Option<Vec<f64>>,
     /// β of the beta-smooth ReLU rule.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = DEFAULT_BETA_SMOOTH)]
     pub beta_smooth: f64,
+}
+
+/// Parameters of the sampling attributors (smoothgrad, integrated-gradients).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SamplingArgs {
     /// Iterations of smoothgrad / integrated-gradients (default 20).
     #[arg(long)]
     pub n_iter: Option<usize>,
     /// SmoothGrad noise σ as a fraction of each sample's value range.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = DEFAULT_NOISE_LEVEL)]
     pub noise_level: f64,
-    /// Integrated-gradients baseline (a constant).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub baseline: f64,
+}
+
+/// Parameters of the occlusion attributor.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OcclusionArgs {
     /// Occlusion window: one size for all non-batch dims, or sizes of the last dims.
-    #[arg(long, value_delimiter = ',', default_value = "8")]
+    #[arg(long, value_delimiter = ',', default_values_t = [DEFAULT_WINDOW])]
     pub window: Vec<usize>,
     /// Occlusion stride, like --window.
-    #[arg(long, value_delimiter = ',', default_value = "8")]
+    #[arg(long, value_delimiter = ',', default_values_t = [DEFAULT_STRIDE])]
     pub stride: Vec<usize>,
     /// Occlusion removes the window (classic) instead of keeping only it (Zennit's default).
     #[arg(long)]
     pub invert_occlusion: bool,
-    /// Random seed (smoothgrad).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,109 +106,121 @@ pub enum SeedArg {
     Logit,
 }
 
-/// The method, ready to run, and a one-line description for provenance and logs.
-pub struct Method {
-    pub composite: Option<Composite>,
-    pub attributor: Attributor,
-    pub seed: SeedMode,
-    pub canonize: bool,
-    /// e.g. `composite=epsilon-plus-flat attributor=gradient epsilon=1e-6 …`: every parameter.
-    pub description: String,
-}
-
-fn bound(v: &Option<Vec<f64>>) -> Option<Bound> {
-    v.as_ref().map(|v| {
-        if v.len() == 1 {
-            Bound::Scalar(v[0])
-        } else {
-            Bound::PerChannel(v.clone())
-        }
+/// `--low`/`--high` as a bound: one value is a scalar, several are per channel.
+pub fn bound(v: &Option<Vec<f64>>) -> Option<Bound> {
+    v.as_ref().map(|v| match v.as_slice() {
+        [one] => Bound::Scalar(*one),
+        _ => Bound::PerChannel(v.clone()),
     })
 }
 
-impl MethodArgs {
-    /// Builds the composite and attributor (errors name the bad flag or file).
-    pub fn build(&self) -> anyhow::Result<Method> {
-        let params = CompositeParams {
-            epsilon: self.epsilon,
-            stabilizer: self.stabilizer,
-            gamma: self.gamma,
-            alpha: self.alpha,
-            beta: self.beta,
-            low: bound(&self.low),
-            high: bound(&self.high),
-            beta_smooth: self.beta_smooth,
-            zero_bias: self.zero_bias,
-        };
-        let composite = match (&self.composite, &self.composite_file) {
-            (Some(name), _) => Some(Composite::builtin(name, &params)?),
-            (None, Some(file)) => {
-                let c = Composite::from_toml_file(file)
-                    .with_context(|| format!("reading composite {}", file.display()))?;
-                Some(if self.zero_bias {
-                    c.with_zero_bias()
-                } else {
-                    c
-                })
-            }
-            (None, None) => None,
-        };
-        let attributor = Attributor::by_name(
-            &self.attributor,
-            &AttributorParams {
-                n_iter: self.n_iter,
-                noise_level: self.noise_level,
-                window: self.window.clone(),
-                stride: self.stride.clone(),
-                invert: self.invert_occlusion,
-                seed: self.seed,
-                baseline: self.baseline,
-            },
-        )?;
-        let seed = match self.seed_mode {
-            SeedArg::OneHot => SeedMode::OneHot,
-            SeedArg::Logit => SeedMode::Logit,
-        };
-        let composite_name = match (&self.composite, &self.composite_file) {
-            (Some(name), _) => name.clone(),
-            (None, Some(file)) => {
-                let text = std::fs::read(file)
-                    .with_context(|| format!("reading composite {}", file.display()))?;
-                format!("file:{}#{}", file.display(), blake3::hash(&text).to_hex())
-            }
-            (None, None) => "none".into(),
-        };
-        let description = format!(
-            "composite={composite_name} attributor={} seed_mode={:?} canonize={} zero_bias={} \
-             epsilon={} stabilizer={} gamma={} alpha={} beta={} low={:?} high={:?} beta_smooth={} \
-             n_iter={:?} noise_level={} baseline={} window={:?} stride={:?} invert_occlusion={} seed={}",
-            self.attributor,
-            self.seed_mode,
-            !self.no_canonize,
-            self.zero_bias,
-            self.epsilon,
-            self.stabilizer,
-            self.gamma,
-            self.alpha,
-            self.beta,
-            self.low,
-            self.high,
-            self.beta_smooth,
-            self.n_iter,
-            self.noise_level,
-            self.baseline,
-            self.window,
-            self.stride,
-            self.invert_occlusion,
-            self.seed,
-        );
-        Ok(Method {
-            composite,
-            attributor,
-            seed,
-            canonize: !self.no_canonize,
-            description,
+impl RuleArgs {
+    /// Writes these flags into `spec`.
+    pub fn apply(&self, spec: &mut MethodSpec) {
+        spec.zero_bias = self.zero_bias;
+        spec.epsilon = self.epsilon;
+        spec.stabilizer = self.stabilizer;
+        spec.gamma = self.gamma;
+        spec.alpha = self.alpha;
+        spec.beta = self.beta;
+        spec.low = bound(&self.low);
+        spec.high = bound(&self.high);
+        spec.beta_smooth = self.beta_smooth;
+    }
+}
+
+impl SamplingArgs {
+    /// Writes these flags into `spec`.
+    pub fn apply(&self, spec: &mut MethodSpec) {
+        spec.n_iter = self.n_iter;
+        spec.noise_level = self.noise_level;
+    }
+}
+
+impl OcclusionArgs {
+    /// Writes these flags into `spec`.
+    pub fn apply(&self, spec: &mut MethodSpec) {
+        spec.window = self.window.clone();
+        spec.stride = self.stride.clone();
+        spec.invert_occlusion = self.invert_occlusion;
+    }
+}
+
+/// A composite file's path and text, and its source (path + blake3 of its bytes) for the spec.
+pub fn read_composite_file(file: &Path) -> anyhow::Result<(CompositeSource, String)> {
+    let bytes = std::fs::read(file)
+        .map_err(|e| AttributionError::CompositeFile {
+            path: file.display().to_string(),
+            detail: e.to_string(),
         })
+        .with_context(|| format!("reading composite {}", file.display()))?;
+    let source = CompositeSource::File {
+        path: file.to_path_buf(),
+        blake3: blake3::hash(&bytes).to_hex().to_string(),
+    };
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("reading composite {}: not UTF-8 text", file.display()))?;
+    Ok((source, text))
+}
+
+impl MethodArgs {
+    /// The method these flags describe, and the composite file's text if there is one.
+    pub fn spec(&self) -> anyhow::Result<(MethodSpec, Option<String>)> {
+        let (composite, text) = match (&self.composite, &self.composite_file) {
+            (Some(name), _) => (CompositeSource::Builtin { name: name.clone() }, None),
+            (None, Some(file)) => {
+                let (source, text) = read_composite_file(file)?;
+                (source, Some(text))
+            }
+            (None, None) => (CompositeSource::None, None),
+        };
+        let mut spec = MethodSpec {
+            composite,
+            attributor: self.attributor.clone(),
+            seed_mode: match self.seed_mode {
+                SeedArg::OneHot => SeedMode::OneHot,
+                SeedArg::Logit => SeedMode::Logit,
+            },
+            canonize: !self.no_canonize,
+            baseline: self.baseline,
+            seed: self.seed,
+            ..MethodSpec::default()
+        };
+        self.rules.apply(&mut spec);
+        self.sampling.apply(&mut spec);
+        self.occlusion.apply(&mut spec);
+        Ok((spec, text))
+    }
+
+    /// The method's spec (for provenance: its `Display` is the description) and the runnable
+    /// composite and attributor.
+    pub fn build(&self) -> anyhow::Result<(MethodSpec, Method)> {
+        let (spec, text) = self.spec()?;
+        let method = spec
+            .build(text.as_deref())
+            .map_err(|e| match (&spec.composite, e) {
+                (
+                    CompositeSource::File { path, .. },
+                    e @ AttributionError::CompositeFile { .. },
+                ) => anyhow::Error::new(e).context(format!("reading composite {}", path.display())),
+                (_, e) => in_flag_words(e),
+            })?;
+        Ok((spec, method))
+    }
+}
+
+/// A library error about a method parameter, with the parameter's flag (`n_iter` →
+/// `--n-iter`); other errors as they are.
+pub fn in_flag_words(e: AttributionError) -> anyhow::Error {
+    match e {
+        AttributionError::Parameter { names, detail } => {
+            let flags: Vec<String> = names
+                .iter()
+                .map(|n| format!("--{}", n.replace('_', "-")))
+                .collect();
+            anyhow::anyhow!("{} {detail}", flags.join(" and "))
+        }
+        other => other.into(),
     }
 }
 

@@ -1,0 +1,464 @@
+//! An attribution method as one value: where the composite comes from, the attributor, the seed
+//! mode, canonizers, and every rule and attributor parameter ([`MethodSpec`]).
+//!
+//! A `MethodSpec` is what a run records and compares: it serialises with serde, and its
+//! [`Display`](std::fmt::Display) form is the one-line description stored in attribution files
+//! and hashed into resume keys (so that form must never change; [`FromStr`] reads it back).
+//! [`MethodSpec::build`] turns it into the runnable parts ([`Method`]). Reading a composite
+//! file is the caller's job: `build` takes the file's TOML text.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::attributor::{
+    Attributor, AttributorParams, DEFAULT_BASELINE, DEFAULT_NOISE_LEVEL, DEFAULT_SEED,
+    DEFAULT_STRIDE, DEFAULT_WINDOW,
+};
+use crate::composite::{Composite, CompositeParams};
+use crate::error::{AttributionError, Result};
+use crate::rule::{
+    Bound, DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_BETA_SMOOTH, DEFAULT_EPSILON, DEFAULT_GAMMA,
+    DEFAULT_STABILIZER,
+};
+use crate::SeedMode;
+
+/// Where a method's LRP composite comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum CompositeSource {
+    /// No composite: the attributor drives plain gradients.
+    #[default]
+    None,
+    /// A built-in composite, by the name as given (Zennit's, kebab or snake case).
+    Builtin { name: String },
+    /// A user composite from a TOML file; `blake3` (hex) identifies the file's bytes.
+    File { path: PathBuf, blake3: String },
+}
+
+impl fmt::Display for CompositeSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompositeSource::None => f.write_str("none"),
+            CompositeSource::Builtin { name } => f.write_str(name),
+            CompositeSource::File { path, blake3 } => {
+                write!(f, "file:{}#{blake3}", path.display())
+            }
+        }
+    }
+}
+
+impl FromStr for CompositeSource {
+    type Err = AttributionError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        if s == "none" {
+            return Ok(CompositeSource::None);
+        }
+        if let Some(rest) = s.strip_prefix("file:") {
+            // the path may hold '#'; the hash (hex) never does
+            let (path, hash) = rest.rsplit_once('#').ok_or_else(|| {
+                AttributionError::MethodDescription(format!(
+                    "composite '{s}' has no #hash after the file path"
+                ))
+            })?;
+            return Ok(CompositeSource::File {
+                path: PathBuf::from(path),
+                blake3: hash.to_string(),
+            });
+        }
+        Ok(CompositeSource::Builtin {
+            name: s.to_string(),
+        })
+    }
+}
+
+/// How the initial relevance is formed, in a method description (`OneHot`, `Logit`).
+mod seed_mode_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::SeedMode;
+
+    pub fn serialize<S: Serializer>(m: &SeedMode, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(super::seed_mode_name(*m))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SeedMode, D::Error> {
+        let name = String::deserialize(d)?;
+        super::parse_seed_mode(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+fn seed_mode_name(m: SeedMode) -> &'static str {
+    match m {
+        SeedMode::OneHot => "OneHot",
+        SeedMode::Logit => "Logit",
+    }
+}
+
+fn parse_seed_mode(s: &str) -> Result<SeedMode> {
+    match s {
+        "OneHot" => Ok(SeedMode::OneHot),
+        "Logit" => Ok(SeedMode::Logit),
+        other => Err(AttributionError::MethodDescription(format!(
+            "seed mode '{other}' is neither OneHot nor Logit"
+        ))),
+    }
+}
+
+/// Everything that decides an attribution: composite, attributor, seed mode, canonizers and
+/// every parameter, whether or not the chosen composite and attributor use it.
+///
+/// `Default` is Zennit's defaults: no composite, the gradient attributor, one-hot seed,
+/// canonizers on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MethodSpec {
+    pub composite: CompositeSource,
+    /// The attributor's name as given (`gradient`, `smoothgrad`, `integrated-gradients`,
+    /// `occlusion`; snake case accepted).
+    pub attributor: String,
+    #[serde(with = "seed_mode_serde")]
+    pub seed_mode: SeedMode,
+    pub canonize: bool,
+    pub zero_bias: bool,
+    pub epsilon: f64,
+    pub stabilizer: f64,
+    pub gamma: f64,
+    pub alpha: f64,
+    pub beta: f64,
+    pub low: Option<Bound>,
+    pub high: Option<Bound>,
+    pub beta_smooth: f64,
+    /// `None`: the attributor's default ([`crate::attributor::DEFAULT_N_ITER`]).
+    pub n_iter: Option<usize>,
+    pub noise_level: f64,
+    pub baseline: f64,
+    pub window: Vec<usize>,
+    pub stride: Vec<usize>,
+    pub invert_occlusion: bool,
+    pub seed: u64,
+}
+
+impl Default for MethodSpec {
+    fn default() -> Self {
+        MethodSpec {
+            composite: CompositeSource::None,
+            attributor: "gradient".into(),
+            seed_mode: SeedMode::OneHot,
+            canonize: true,
+            zero_bias: false,
+            epsilon: DEFAULT_EPSILON,
+            stabilizer: DEFAULT_STABILIZER,
+            gamma: DEFAULT_GAMMA,
+            alpha: DEFAULT_ALPHA,
+            beta: DEFAULT_BETA,
+            low: None,
+            high: None,
+            beta_smooth: DEFAULT_BETA_SMOOTH,
+            n_iter: None,
+            noise_level: DEFAULT_NOISE_LEVEL,
+            baseline: DEFAULT_BASELINE,
+            window: vec![DEFAULT_WINDOW],
+            stride: vec![DEFAULT_STRIDE],
+            invert_occlusion: false,
+            seed: DEFAULT_SEED,
+        }
+    }
+}
+
+/// A method ready to run: what [`crate::Explainer`] and its `attribute` take.
+#[derive(Clone, Debug)]
+pub struct Method {
+    pub composite: Option<Composite>,
+    pub attributor: Attributor,
+    pub seed: SeedMode,
+    pub canonize: bool,
+}
+
+impl MethodSpec {
+    /// The parameters of the built-in composites.
+    pub fn composite_params(&self) -> CompositeParams {
+        CompositeParams {
+            epsilon: self.epsilon,
+            stabilizer: self.stabilizer,
+            gamma: self.gamma,
+            alpha: self.alpha,
+            beta: self.beta,
+            low: self.low.clone(),
+            high: self.high.clone(),
+            beta_smooth: self.beta_smooth,
+            zero_bias: self.zero_bias,
+        }
+    }
+
+    /// The parameters of the attributors.
+    pub fn attributor_params(&self) -> AttributorParams {
+        AttributorParams {
+            n_iter: self.n_iter,
+            noise_level: self.noise_level,
+            window: self.window.clone(),
+            stride: self.stride.clone(),
+            invert: self.invert_occlusion,
+            seed: self.seed,
+            baseline: self.baseline,
+        }
+    }
+
+    /// Builds the composite and the attributor. `composite_toml` is the text of the composite
+    /// file when [`MethodSpec::composite`] is a [`CompositeSource::File`] (ignored otherwise).
+    pub fn build(&self, composite_toml: Option<&str>) -> Result<Method> {
+        let params = self.composite_params();
+        let composite = match &self.composite {
+            CompositeSource::None => None,
+            CompositeSource::Builtin { name } => Some(Composite::builtin(name, &params)?),
+            CompositeSource::File { path, .. } => {
+                let in_file = |detail: String| AttributionError::CompositeFile {
+                    path: path.display().to_string(),
+                    detail,
+                };
+                let text = composite_toml.ok_or_else(|| {
+                    in_file("the file's TOML text was not given to the method".into())
+                })?;
+                let c = Composite::from_toml_with(text, &params).map_err(|e| match e {
+                    AttributionError::CompositeFile { detail, .. } => in_file(detail),
+                    other => in_file(other.to_string()),
+                })?;
+                Some(if self.zero_bias {
+                    c.with_zero_bias()
+                } else {
+                    c
+                })
+            }
+        };
+        let attributor = Attributor::by_name(&self.attributor, &self.attributor_params())?;
+        Ok(Method {
+            composite,
+            attributor,
+            seed: self.seed_mode,
+            canonize: self.canonize,
+        })
+    }
+}
+
+/// A bound as the description has always written it: `Option<Vec<f64>>`'s `{:?}`.
+fn bound_debug(b: &Option<Bound>) -> String {
+    match b {
+        None => "None".into(),
+        Some(Bound::Scalar(v)) => format!("Some({:?})", [*v]),
+        Some(Bound::PerChannel(v)) => format!("Some({v:?})"),
+    }
+}
+
+impl fmt::Display for MethodSpec {
+    /// `composite=… attributor=… seed_mode=OneHot canonize=true …`: every field, in a fixed
+    /// order and format (stored in files and hashed into resume keys; never change it).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "composite={} attributor={} seed_mode={} canonize={} zero_bias={} \
+             epsilon={} stabilizer={} gamma={} alpha={} beta={} low={} high={} beta_smooth={} \
+             n_iter={:?} noise_level={} baseline={} window={:?} stride={:?} invert_occlusion={} seed={}",
+            self.composite,
+            self.attributor,
+            seed_mode_name(self.seed_mode),
+            self.canonize,
+            self.zero_bias,
+            self.epsilon,
+            self.stabilizer,
+            self.gamma,
+            self.alpha,
+            self.beta,
+            bound_debug(&self.low),
+            bound_debug(&self.high),
+            self.beta_smooth,
+            self.n_iter,
+            self.noise_level,
+            self.baseline,
+            self.window,
+            self.stride,
+            self.invert_occlusion,
+            self.seed,
+        )
+    }
+}
+
+/// The keys of the description, in order.
+const KEYS: [&str; 20] = [
+    "composite",
+    "attributor",
+    "seed_mode",
+    "canonize",
+    "zero_bias",
+    "epsilon",
+    "stabilizer",
+    "gamma",
+    "alpha",
+    "beta",
+    "low",
+    "high",
+    "beta_smooth",
+    "n_iter",
+    "noise_level",
+    "baseline",
+    "window",
+    "stride",
+    "invert_occlusion",
+    "seed",
+];
+
+fn bad(detail: String) -> AttributionError {
+    AttributionError::MethodDescription(detail)
+}
+
+fn num<T: FromStr>(key: &str, v: &str) -> Result<T> {
+    v.parse()
+        .map_err(|_| bad(format!("{key}={v} is not a valid value")))
+}
+
+/// `[1, 2]`, `[-1.5, 2.0]` (Rust's `{:?}` of a Vec).
+fn list<T: FromStr>(key: &str, v: &str) -> Result<Vec<T>> {
+    let inner = v
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .ok_or_else(|| bad(format!("{key}={v} is not a [list]")))?;
+    if inner.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    inner.split(", ").map(|x| num(key, x)).collect()
+}
+
+/// `None` or `Some(…)` (Rust's `{:?}` of an Option).
+fn option<'a>(key: &str, v: &'a str) -> Result<Option<&'a str>> {
+    if v == "None" {
+        return Ok(None);
+    }
+    v.strip_prefix("Some(")
+        .and_then(|v| v.strip_suffix(')'))
+        .map(Some)
+        .ok_or_else(|| bad(format!("{key}={v} is neither None nor Some(…)")))
+}
+
+fn bound(key: &str, v: &str) -> Result<Option<Bound>> {
+    option(key, v)?
+        .map(|v| {
+            let mut values = list::<f64>(key, v)?;
+            Ok(if values.len() == 1 {
+                Bound::Scalar(values.remove(0))
+            } else {
+                Bound::PerChannel(values)
+            })
+        })
+        .transpose()
+}
+
+impl FromStr for MethodSpec {
+    type Err = AttributionError;
+
+    /// Reads back what [`Display`](fmt::Display) wrote. Fields are split off from the right,
+    /// so a composite file path may contain spaces or `key=` text.
+    fn from_str(s: &str) -> Result<Self> {
+        let mut rest = s
+            .strip_prefix("composite=")
+            .ok_or_else(|| bad(format!("'{s}' does not start with composite=")))?;
+        let mut values = [""; KEYS.len()];
+        for i in (1..KEYS.len()).rev() {
+            let (head, value) = rest
+                .rsplit_once(&format!(" {}=", KEYS[i]))
+                .ok_or_else(|| bad(format!("'{s}' lacks {}=", KEYS[i])))?;
+            values[i] = value;
+            rest = head;
+        }
+        values[0] = rest;
+        let v = |key: &str| -> &str {
+            KEYS.iter()
+                .position(|k| *k == key)
+                .map_or("", |i| values[i])
+        };
+        Ok(MethodSpec {
+            composite: v("composite").parse()?,
+            attributor: v("attributor").to_string(),
+            seed_mode: parse_seed_mode(v("seed_mode"))?,
+            canonize: num("canonize", v("canonize"))?,
+            zero_bias: num("zero_bias", v("zero_bias"))?,
+            epsilon: num("epsilon", v("epsilon"))?,
+            stabilizer: num("stabilizer", v("stabilizer"))?,
+            gamma: num("gamma", v("gamma"))?,
+            alpha: num("alpha", v("alpha"))?,
+            beta: num("beta", v("beta"))?,
+            low: bound("low", v("low"))?,
+            high: bound("high", v("high"))?,
+            beta_smooth: num("beta_smooth", v("beta_smooth"))?,
+            n_iter: option("n_iter", v("n_iter"))?
+                .map(|n| num("n_iter", n))
+                .transpose()?,
+            noise_level: num("noise_level", v("noise_level"))?,
+            baseline: num("baseline", v("baseline"))?,
+            window: list("window", v("window"))?,
+            stride: list("stride", v("stride"))?,
+            invert_occlusion: num("invert_occlusion", v("invert_occlusion"))?,
+            seed: num("seed", v("seed"))?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_description_is_the_historic_one() {
+        assert_eq!(
+            MethodSpec::default().to_string(),
+            "composite=none attributor=gradient seed_mode=OneHot canonize=true zero_bias=false \
+             epsilon=0.000001 stabilizer=0.000001 gamma=0.25 alpha=2 beta=1 low=None high=None \
+             beta_smooth=10 n_iter=None noise_level=0.1 baseline=0 window=[8] stride=[8] \
+             invert_occlusion=false seed=0"
+        );
+    }
+
+    #[test]
+    fn description_writes_bounds_like_an_optional_list() {
+        let m = MethodSpec {
+            composite: CompositeSource::File {
+                path: "my dir/c#1.toml".into(),
+                blake3: "ab12".into(),
+            },
+            low: Some(Bound::Scalar(-2.5)),
+            high: Some(Bound::PerChannel(vec![1.0, 2.25, 3.0])),
+            n_iter: Some(50),
+            window: vec![4, 4],
+            ..MethodSpec::default()
+        };
+        let s = m.to_string();
+        assert!(
+            s.starts_with("composite=file:my dir/c#1.toml#ab12 attributor=gradient"),
+            "{s}"
+        );
+        assert!(
+            s.contains(" low=Some([-2.5]) high=Some([1.0, 2.25, 3.0]) "),
+            "{s}"
+        );
+        assert!(s.contains(" n_iter=Some(50) "), "{s}");
+        assert!(s.contains(" window=[4, 4] "), "{s}");
+        assert_eq!(s.parse::<MethodSpec>().unwrap(), m);
+    }
+
+    #[test]
+    fn malformed_descriptions_are_errors() {
+        for s in [
+            "",
+            "attributor=gradient",
+            "composite=none attributor=gradient",
+            &MethodSpec::default()
+                .to_string()
+                .replace("seed=0", "seed=x"),
+            &MethodSpec::default()
+                .to_string()
+                .replace("OneHot", "Uniform"),
+        ] {
+            assert!(s.parse::<MethodSpec>().is_err(), "{s}");
+        }
+    }
+}
