@@ -43,6 +43,7 @@ mod name {
     pub const SHARD_COUNT: &str = "prism_shard_count";
     pub const PARAMETERS: &str = "prism_parameters";
     pub const SOURCE: &str = "prism_source";
+    pub const GENERATOR: &str = "prism_generator";
 }
 
 /// The Prism version written into every file (the workspace's version).
@@ -410,4 +411,10 @@ impl AnalysisProvenance {
 /// viewer's synthetic example: `synthetic`).
 pub fn write_source(w: &mut impl RootAttributes, source: &str) -> Result<()> {
     w.set_root_attr(name::SOURCE, &AttrValue::Str(source.into()))
+}
+
+/// Writes only `prism_generator`: the program that generated a synthetic file (the analysis
+/// crate's `synthetic_attribution` example).
+pub fn write_generator(w: &mut impl RootAttributes, generator: &str) -> Result<()> {
+    w.set_root_attr(name::GENERATOR, &AttrValue::Str(generator.into()))
 }
