@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use prism_store::{AttrValue, AttributionFile, Project};
+use prism_store::{AttributionFile, Project, Provenance};
 
 fn prism() -> Command {
     Command::new(env!("CARGO_BIN_EXE_prism"))
@@ -63,6 +63,7 @@ struct Contents {
 
 fn contents(p: &Path) -> Contents {
     let f = AttributionFile::open(p).expect("readable attribution file");
+    let provenance = Provenance::read(&f).expect("readable provenance");
     let rows: Vec<usize> = (0..f.n_samples()).collect();
     Contents {
         attribution: f.read_rows(&rows).expect("attribution"),
@@ -71,14 +72,9 @@ fn contents(p: &Path) -> Contents {
             .expect("prediction"),
         labels: f.labels().clone(),
         index: f.index().expect("index").to_vec(),
-        run_key: f
-            .attr("prism_run_key")
-            .expect("attr")
-            .and_then(|v| v.as_str().map(str::to_string)),
-        complete: match f.attr("prism_complete").expect("attr") {
-            Some(AttrValue::Int(v)) => Some(v),
-            _ => None,
-        },
+        run_key: provenance.as_ref().map(|p| p.run_key.clone()),
+        // The flag is written as the integer 1 (`prism_complete`).
+        complete: provenance.as_ref().and_then(|p| p.complete.then_some(1)),
     }
 }
 
@@ -258,4 +254,97 @@ fn project_file_ties_the_files_together() {
     assert_eq!(p.attributions.method, "epsilon-plus-flat");
     assert_eq!((p.dataset.input_width, p.dataset.input_height), (28, 28));
     assert!(dir.path().join("label-map.json").exists());
+}
+
+/// Stops a library run after `n` parts, as a kill between two parts would.
+struct StopAfter(usize);
+
+impl prism_jobs::RunProgress for StopAfter {
+    fn part_written(&mut self, _samples: usize) -> std::ops::ControlFlow<()> {
+        self.0 = self.0.saturating_sub(1);
+        if self.0 == 0 {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+}
+
+#[test]
+fn library_runs_write_the_same_files_as_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cli = dir.path().join("cli.h5");
+    run_ok(attribute_cmd(&cli, 90, &[]));
+    let cli_shards = dir.path().join("cli-{shard}.h5");
+    for s in ["0/2", "1/2"] {
+        run_ok(attribute_cmd(&cli_shards, 90, &["--shard", s]));
+    }
+    let cli_merged = dir.path().join("cli-merged.h5");
+    let mut c = prism();
+    c.arg("merge")
+        .arg(dir.path().join("cli-000-of-002.h5"))
+        .arg(dir.path().join("cli-001-of-002.h5"))
+        .arg("--output")
+        .arg(&cli_merged);
+    run_ok(c);
+
+    // The same runs through the library alone, each stopped once and resumed.
+    let method = prism_jobs::demo::demo_method().expect("the demo's method");
+    let job = |output: PathBuf, shard| prism_jobs::AttributeJob {
+        model: assets().join("mnist-cnn.onnx"),
+        dataset: assets().join("mnist.h5"),
+        dataset_options: Default::default(),
+        output,
+        target: "label".into(),
+        batch_size: 8,
+        shard,
+        limit: Some(90),
+        compression: None,
+        prefetch: 2,
+        force: false,
+    };
+    let lib_shards = dir.path().join("lib-{shard}.h5");
+    let runs = [
+        job(dir.path().join("lib.h5"), None),
+        job(lib_shards.clone(), prism_store::Shard::new(0, 2)),
+        job(lib_shards, prism_store::Shard::new(1, 2)),
+    ];
+    for j in &runs {
+        let stopped = prism_jobs::attribute_dataset(j, &method, &mut StopAfter(2)).expect("run");
+        assert!(matches!(
+            stopped,
+            prism_jobs::AttributeOutcome::Stopped { .. }
+        ));
+        prism_jobs::attribute_dataset(j, &method, &mut prism_jobs::NoProgress).expect("resume");
+    }
+    let lib_merged = dir.path().join("lib-merged.h5");
+    prism_store::merge_shards(
+        &[
+            dir.path().join("lib-000-of-002.h5"),
+            dir.path().join("lib-001-of-002.h5"),
+        ],
+        &lib_merged,
+        false,
+    )
+    .expect("merge");
+
+    for (a, b) in [
+        ("cli.h5", "lib.h5"),
+        ("cli-000-of-002.h5", "lib-000-of-002.h5"),
+        ("cli-001-of-002.h5", "lib-001-of-002.h5"),
+        ("cli-merged.h5", "lib-merged.h5"),
+    ] {
+        // Every dataset and the whole provenance record (the bytes differ in the write times
+        // that HDF5 object headers carry).
+        let (a_path, b_path) = (dir.path().join(a), dir.path().join(b));
+        assert!(contents(&a_path) == contents(&b_path), "{a} and {b} differ");
+        let provenance = |p: &Path| {
+            Provenance::read(&AttributionFile::open(p).expect("file")).expect("provenance")
+        };
+        assert_eq!(
+            provenance(&a_path),
+            provenance(&b_path),
+            "{a} and {b} differ"
+        );
+    }
 }

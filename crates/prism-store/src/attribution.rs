@@ -655,6 +655,11 @@ impl AttributionWriter {
         Ok(())
     }
 
+    /// The path the file will have when finished.
+    pub fn path(&self) -> &Path {
+        &self.target.final_path
+    }
+
     /// Sets a root attribute (provenance: model, composite, attributor, versions, …).
     pub fn set_attr(&mut self, name: &str, value: &AttrValue) -> Result<()> {
         h5util::write_attr(&self.file, &self.target.final_path, "/", name, value)

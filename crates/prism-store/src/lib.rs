@@ -22,6 +22,8 @@ mod h5util;
 pub mod label_map;
 pub mod npy;
 pub mod project;
+pub mod provenance;
+pub mod run;
 
 pub use analysis::{
     AnalysisFile, AnalysisWriter, Category, CategoryReader, Clustering, Embedding, EmbeddingInfo,
@@ -38,6 +40,10 @@ pub use h5util::{row_runs, AttrValue};
 pub use label_map::{read_label_map, LabelEntry};
 pub use npy::{NpyArray, NpyError};
 pub use project::Project;
+pub use provenance::{AnalysisProvenance, LabelSource, Provenance, RunSettings, Shard, TargetSpec};
+pub use run::{
+    merge_shards, AttributionRun, MergeError, PendingBatch, Prepared, RunError, RunSpec,
+};
 
 /// Version of the files Prism writes; stored as the root attribute `prism_format_version`.
 pub const FORMAT_VERSION: i64 = 1;

@@ -461,3 +461,253 @@ mod tests {
         );
     }
 }
+
+/// Errors of [`write_project`].
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("opening dataset {}", path.display())]
+    Dataset {
+        path: PathBuf,
+        #[source]
+        source: crate::dataset::DatasetError,
+    },
+    #[error(
+        "{} is a .npy array, which ViRelAy cannot read; write it as an HDF5 dataset \
+         (`data`, `label`) or an image folder first",
+        path.display()
+    )]
+    NpyDataset { path: PathBuf },
+    #[error("opening {}", path.display())]
+    Attribution {
+        path: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error("reading label map {}", path.display())]
+    LabelMap {
+        path: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{} is outside the project's directory {}; ViRelAy and `prism serve` only read \
+         files beside or below the project file (move or link it there)",
+        path.display(),
+        dir.display()
+    )]
+    Outside { path: PathBuf, dir: PathBuf },
+    #[error("writing {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error("a project needs at least one attribution file")]
+    NoAttribution,
+}
+
+/// What [`write_project`] needs to describe one project.
+#[derive(Debug, Clone)]
+pub struct ProjectInputs<'a> {
+    /// The dataset (HDF5 file or image folder) the attributions were computed on.
+    pub dataset: &'a Path,
+    /// Attribution files; the first one's provenance names the method, target and model.
+    pub attributions: &'a [PathBuf],
+    pub analyses: &'a [PathBuf],
+    /// The label map; without one, one is written next to the project.
+    pub label_map: Option<&'a Path>,
+    /// The project file to write.
+    pub output: &'a Path,
+    pub name: String,
+    /// Model name shown in the viewer; default: the attribution file's model file name.
+    pub model_name: Option<String>,
+    /// Name of the analysis method, e.g. `spectral_analysis`.
+    pub analysis_method: &'a str,
+}
+
+/// What [`write_project`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectWritten {
+    /// The label map written next to the project, if none was given.
+    pub label_map_written: Option<PathBuf>,
+}
+
+fn absolute(p: &Path) -> std::result::Result<PathBuf, ProjectError> {
+    std::path::absolute(p).map_err(|source| ProjectError::Io {
+        action: "resolve",
+        path: p.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes a ViRelAy project (and a label map if none is given) for a dataset, its attribution
+/// files and analyses. The method, strategy and model name come from the first attribution
+/// file's [`Provenance`](crate::provenance::Provenance) (defaults for files without one).
+/// Paths are written relative to the project; files outside its directory are refused.
+pub fn write_project(inp: &ProjectInputs<'_>) -> std::result::Result<ProjectWritten, ProjectError> {
+    use crate::dataset::{Dataset, DatasetKind as StoreKind, DatasetOptions};
+    use crate::provenance::{Provenance, TargetSpec};
+    use prism_attribution::CompositeSource;
+
+    let out_dir = absolute(inp.output)?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let dataset = Dataset::open(inp.dataset, &DatasetOptions::default()).map_err(|source| {
+        ProjectError::Dataset {
+            path: inp.dataset.to_path_buf(),
+            source,
+        }
+    })?;
+    let [_, h, w] = dataset.sample_shape();
+    let (kind, regex) = match dataset.kind() {
+        StoreKind::Hdf5 => (DatasetKind::Hdf5, None),
+        StoreKind::ImageFolder => (
+            DatasetKind::ImageDirectory,
+            // The class sub-folder's name, which the label map below uses as WordNet id.
+            Some(r".*[/\\]([^/\\]+)[/\\][^/\\]+$".to_string()),
+        ),
+        StoreKind::Npy => {
+            return Err(ProjectError::NpyDataset {
+                path: inp.dataset.to_path_buf(),
+            })
+        }
+    };
+    let first_path = inp
+        .attributions
+        .first()
+        .ok_or(ProjectError::NoAttribution)?;
+    let first =
+        crate::AttributionFile::open(first_path).map_err(|source| ProjectError::Attribution {
+            path: first_path.clone(),
+            source,
+        })?;
+    let provenance = Provenance::read(&first)?;
+    let method = match provenance.as_ref().map(|p| &p.settings.method.composite) {
+        Some(CompositeSource::Builtin { name }) => name.clone(),
+        Some(file @ CompositeSource::File { .. }) => file.to_string(),
+        Some(CompositeSource::None) | None => "attribution".into(),
+    };
+    let predicted = provenance
+        .as_ref()
+        .is_some_and(|p| p.settings.target_spec() == Ok(TargetSpec::Predicted));
+    let strategy = if predicted {
+        "predicted_label"
+    } else {
+        "true_label"
+    };
+    let model_name = match (&inp.model_name, &provenance) {
+        (Some(m), _) => m.clone(),
+        (None, Some(p)) => p.model.clone(),
+        (None, None) => "model".into(),
+    };
+    let n_classes = first.prediction_shape().get(1).copied().unwrap_or(1);
+    drop(first);
+
+    let mut label_map_written = None;
+    let label_map = match inp.label_map {
+        Some(p) => {
+            crate::read_label_map(p).map_err(|source| ProjectError::LabelMap {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            absolute(p)?
+        }
+        None => {
+            let path = out_dir.join("label-map.json");
+            let entries: Vec<serde_json::Value> = match dataset.class_names() {
+                Some(names) => names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| serde_json::json!({"index": i, "word_net_id": n, "name": n}))
+                    .collect(),
+                None => (0..n_classes)
+                    .map(|i| {
+                        serde_json::json!({
+                            "index": i, "word_net_id": format!("{i:08}"), "name": format!("class-{i}")
+                        })
+                    })
+                    .collect(),
+            };
+            let text = serde_json::to_string_pretty(&entries).map_err(|e| ProjectError::Io {
+                action: "write",
+                path: path.clone(),
+                source: e.into(),
+            })?;
+            std::fs::write(&path, text).map_err(|source| ProjectError::Io {
+                action: "write",
+                path: path.clone(),
+                source,
+            })?;
+            label_map_written = Some(path.clone());
+            path
+        }
+    };
+    let rel = |p: &Path| -> std::result::Result<PathBuf, ProjectError> {
+        let p = absolute(p)?;
+        if !p.starts_with(&out_dir) {
+            return Err(ProjectError::Outside {
+                path: p,
+                dir: out_dir.clone(),
+            });
+        }
+        Ok(relative_path(&out_dir, &p))
+    };
+    let project = Project {
+        name: inp.name.clone(),
+        model: model_name,
+        label_map: rel(&label_map)?,
+        dataset: DatasetSpec {
+            name: inp
+                .dataset
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "dataset".into()),
+            kind,
+            path: rel(inp.dataset)?,
+            input_width: w as u32,
+            input_height: h as u32,
+            up_sampling: UpSampling::None,
+            down_sampling: DownSampling::None,
+            label_index_regex: None,
+            label_word_net_id_regex: regex,
+        },
+        attributions: AttributionsSpec {
+            method,
+            strategy: strategy.into(),
+            sources: inp
+                .attributions
+                .iter()
+                .map(|p| rel(p))
+                .collect::<std::result::Result<_, _>>()?,
+        },
+        analyses: if inp.analyses.is_empty() {
+            Vec::new()
+        } else {
+            vec![AnalysisSpec {
+                method: inp.analysis_method.to_string(),
+                sources: inp
+                    .analyses
+                    .iter()
+                    .map(|p| rel(p))
+                    .collect::<std::result::Result<_, _>>()?,
+            }]
+        },
+    };
+    project
+        .write(inp.output)
+        .map_err(|source| ProjectError::Write {
+            path: inp.output.to_path_buf(),
+            source,
+        })?;
+    Ok(ProjectWritten { label_map_written })
+}

@@ -1,0 +1,297 @@
+//! Attributing a whole dataset: the loop that reads batches, attributes them with a method and
+//! hands each result to the run protocol of `prism_store::run` (resume, shards, lock,
+//! provenance). `prism attribute` is this call plus argument parsing and a progress bar.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use prism_attribution::{Explainer, MethodSpec, Target};
+use prism_model::{Model, ModelError, Tensor};
+use prism_store::dataset::{Dataset, DatasetError, DatasetOptions};
+use prism_store::run::{hash_file, AttributionRun, PartData, Prepared, RunError, RunSpec};
+use prism_store::{LabelSource, RunSettings, Shard, TargetSpec};
+
+/// The attribution method: its typed description (recorded in the file and hashed into the
+/// run key) and the parts built from it.
+#[derive(Debug, Clone)]
+pub struct Method {
+    pub spec: MethodSpec,
+    pub built: prism_attribution::Method,
+}
+
+impl Method {
+    /// Builds `spec`; `composite_toml` is the composite file's text for a file composite.
+    pub fn new(
+        spec: MethodSpec,
+        composite_toml: Option<&str>,
+    ) -> Result<Method, prism_attribution::AttributionError> {
+        let built = spec.build(composite_toml)?;
+        Ok(Method { spec, built })
+    }
+}
+
+/// One dataset attribution run. Equal jobs (and methods) write equal files.
+#[derive(Debug, Clone)]
+pub struct AttributeJob {
+    /// The ONNX model.
+    pub model: PathBuf,
+    /// The dataset: HDF5 file, image folder or `.npy` array.
+    pub dataset: PathBuf,
+    /// How the dataset is read and preprocessed.
+    pub dataset_options: DatasetOptions,
+    /// The attribution file; for a shard, `{shard}` is replaced (see
+    /// [`prism_store::run::shard_output`]).
+    pub output: PathBuf,
+    /// `label`, `predicted` or a class number, as spelled (it is part of the run key).
+    pub target: String,
+    /// Samples per batch (also the unit of resumption).
+    pub batch_size: usize,
+    pub shard: Option<Shard>,
+    /// Only the first N samples of the dataset (before sharding).
+    pub limit: Option<usize>,
+    /// gzip level (0–9) of the final `attribution` dataset.
+    pub compression: Option<u8>,
+    /// Batches decoded ahead of the model.
+    pub prefetch: usize,
+    /// Start over: discard an interrupted run and overwrite an existing output.
+    pub force: bool,
+}
+
+/// The run as it starts, for progress displays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunStarted {
+    pub output: PathBuf,
+    pub work_dir: PathBuf,
+    /// Whether an interrupted run is being resumed.
+    pub resumed: bool,
+    /// Samples of this run (or shard).
+    pub samples: usize,
+    /// Samples already in the parts of an interrupted run.
+    pub done: usize,
+}
+
+/// Progress of a run. Every method has a default that ignores it.
+pub trait RunProgress {
+    /// The run is set up (called once, before the first batch).
+    fn started(&mut self, _run: &RunStarted) {}
+    /// A part of `samples` samples was written. `Break` stops the run there, as a kill would:
+    /// the parts written so far are kept, and the same job later resumes after them.
+    fn part_written(&mut self, _samples: usize) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+    /// Every batch is done; the parts are being assembled.
+    fn computed(&mut self) {}
+}
+
+/// Ignores progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl RunProgress for NoProgress {}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttributeOutcome {
+    /// The output already was a complete file of this run: nothing was done.
+    AlreadyComplete { output: PathBuf },
+    /// The output was written.
+    Written { output: PathBuf, samples: usize },
+    /// Stopped by the progress callback; the work directory holds the parts written.
+    Stopped { output: PathBuf, parts: usize },
+}
+
+/// Errors of a dataset job, in library words (the binary adds flag names).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("the batch size must be at least 1")]
+    BatchSize,
+    #[error("a gzip level is 0–9, not {0}")]
+    Compression(u8),
+    #[error("{0}")]
+    Target(String),
+    #[error("opening dataset {}", path.display())]
+    OpenDataset {
+        path: PathBuf,
+        #[source]
+        source: DatasetError,
+    },
+    /// The target is the dataset's labels, but some or all samples have none.
+    #[error(
+        "the target `label` needs a label for every sample, but {} has {}; attribute the \
+         predicted class instead",
+        path.display(),
+        if *unlabelled { "unlabelled samples" } else { "no labels" }
+    )]
+    NeedsLabels { path: PathBuf, unlabelled: bool },
+    #[error("{} has no samples to attribute", path.display())]
+    NoSamples { path: PathBuf },
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("loading {}", path.display())]
+    LoadModel {
+        path: PathBuf,
+        #[source]
+        source: ModelError,
+    },
+    #[error("reading {}", path.display())]
+    ReadBatch {
+        path: PathBuf,
+        #[source]
+        source: DatasetError,
+    },
+    #[error(transparent)]
+    Tensor(#[from] ModelError),
+    #[error("attributing samples {first}..={last}")]
+    Attribute {
+        first: usize,
+        last: usize,
+        #[source]
+        source: prism_attribution::AttributionError,
+    },
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Attributes every sample of `job.dataset` (or of its shard) with `method` and writes the
+/// attribution file, resuming an interrupted run with the same settings.
+pub fn attribute_dataset(
+    job: &AttributeJob,
+    method: &Method,
+    progress: &mut dyn RunProgress,
+) -> Result<AttributeOutcome, JobError> {
+    if job.batch_size == 0 {
+        return Err(JobError::BatchSize);
+    }
+    if let Some(l) = job.compression.filter(|&l| l > 9) {
+        return Err(JobError::Compression(l));
+    }
+    let target: TargetSpec = job.target.parse().map_err(JobError::Target)?;
+    let dataset = Dataset::open(&job.dataset, &job.dataset_options).map_err(|source| {
+        JobError::OpenDataset {
+            path: job.dataset.clone(),
+            source,
+        }
+    })?;
+    let label_source = match dataset.labels() {
+        Some(l) if l.iter().all(Option::is_some) => LabelSource::Dataset,
+        _ => LabelSource::Predicted,
+    };
+    if target == TargetSpec::Label && label_source != LabelSource::Dataset {
+        return Err(JobError::NeedsLabels {
+            path: job.dataset.clone(),
+            unlabelled: dataset.labels().is_some(),
+        });
+    }
+    let n_all = dataset.len();
+    let n = job.limit.map_or(n_all, |l| l.min(n_all));
+    if n == 0 {
+        return Err(JobError::NoSamples {
+            path: job.dataset.clone(),
+        });
+    }
+    let settings = RunSettings {
+        format: RunSettings::FORMAT,
+        model_blake3: hash_file(&job.model)?,
+        dataset_fingerprint: dataset.fingerprint().to_string(),
+        dataset_len: n_all,
+        method: method.spec.clone(),
+        target: job.target.clone(),
+        batch_size: job.batch_size,
+        limit: n,
+        compression: job.compression,
+    };
+    let prepared = AttributionRun::prepare(RunSpec {
+        output: job.output.clone(),
+        shard: job.shard,
+        settings,
+        model_name: file_name(&job.model),
+        dataset_name: file_name(&job.dataset),
+        label_source,
+        force: job.force,
+    })?;
+    let mut run = match prepared {
+        Prepared::AlreadyComplete { output } => {
+            return Ok(AttributeOutcome::AlreadyComplete { output })
+        }
+        Prepared::Ready(run) => run,
+    };
+    let pending = run.pending();
+    let todo_indices: Vec<usize> = pending.iter().flat_map(|b| b.samples.clone()).collect();
+
+    let model = Model::load(&job.model).map_err(|source| JobError::LoadModel {
+        path: job.model.clone(),
+        source,
+    })?;
+    let mut explainer = Explainer::new(&model).with_canonizers(method.built.canonize);
+    if let Some(c) = &method.built.composite {
+        explainer = explainer.with_composite(c.clone());
+    }
+    progress.started(&RunStarted {
+        output: run.output().to_path_buf(),
+        work_dir: run.work_dir().to_path_buf(),
+        resumed: run.resumed(),
+        samples: run.samples().len(),
+        done: run.done_samples(),
+    });
+    let input_shape = dataset.input_shape().to_vec();
+    let stream = dataset.batches(todo_indices, job.batch_size, job.prefetch);
+    let mut parts = 0;
+    for (pending, batch) in pending.iter().zip(stream) {
+        let batch = batch.map_err(|source| JobError::ReadBatch {
+            path: job.dataset.clone(),
+            source,
+        })?;
+        let k = batch.indices.len();
+        let mut shape = vec![k];
+        shape.extend_from_slice(&input_shape);
+        let x = Tensor::new(shape, batch.data)?;
+        let t = match target {
+            TargetSpec::Predicted => Target::Predicted,
+            TargetSpec::Class(c) => Target::Class(c),
+            // Every sample has a label (checked above).
+            TargetSpec::Label => Target::PerSample(
+                batch
+                    .labels
+                    .iter()
+                    .map(|l| l.map_or(0, |v| v as usize))
+                    .collect(),
+            ),
+        };
+        let (first, last) = (pending.samples.start, pending.samples.end - 1);
+        let a = explainer
+            .attribute(&x, &t, method.built.seed, &method.built.attributor)
+            .map_err(|source| JobError::Attribute {
+                first,
+                last,
+                source,
+            })?;
+        let labels: Vec<u32> = match label_source {
+            LabelSource::Dataset => batch.labels.iter().map(|l| l.unwrap_or(0)).collect(),
+            LabelSource::Predicted => a.targets.iter().map(|&t| t as u32).collect(),
+        };
+        run.write_part(
+            pending.part,
+            &PartData {
+                sample_shape: &input_shape,
+                relevance: a.relevance.data(),
+                prediction: a.output.data(),
+                labels: &labels,
+            },
+        )?;
+        parts += 1;
+        if progress.part_written(k).is_break() {
+            return Ok(AttributeOutcome::Stopped {
+                output: run.output().to_path_buf(),
+                parts,
+            });
+        }
+    }
+    progress.computed();
+    let samples = run.samples().len();
+    let output = run.finish()?;
+    Ok(AttributeOutcome::Written { output, samples })
+}
