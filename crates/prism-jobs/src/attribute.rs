@@ -217,7 +217,7 @@ pub fn attribute_dataset(
         Prepared::AlreadyComplete { output } => {
             return Ok(AttributeOutcome::AlreadyComplete { output })
         }
-        Prepared::Ready(run) => run,
+        Prepared::Ready(run) => *run,
     };
     let pending = run.pending();
     let todo_indices: Vec<usize> = pending.iter().flat_map(|b| b.samples.clone()).collect();

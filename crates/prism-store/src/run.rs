@@ -15,6 +15,10 @@
 //! hands the result to [`AttributionRun::write_part`] and calls [`AttributionRun::finish`].
 //! Any driver gets the same resumption, sharding, locking and provenance, and the same bytes.
 
+// The errors carry the store's and the dataset's errors unboxed, like the rest of the crate
+// (`StoreError` holds `hdf5::Error`); boxing them is left for one crate-wide change.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Read;
@@ -200,7 +204,7 @@ pub enum Prepared {
     /// The output is already a complete file of this run: nothing to do.
     AlreadyComplete { output: PathBuf },
     /// The run, locked, ready for its pending batches.
-    Ready(AttributionRun),
+    Ready(Box<AttributionRun>),
 }
 
 /// A run in progress: its work directory is locked until the run is dropped or finished.
@@ -311,7 +315,7 @@ impl AttributionRun {
         let done = (0..batches.len())
             .filter(|&j| part_path(&dir, j).exists())
             .collect();
-        Ok(Prepared::Ready(AttributionRun {
+        Ok(Prepared::Ready(Box::new(AttributionRun {
             output,
             dir,
             spec,
@@ -321,7 +325,7 @@ impl AttributionRun {
             done,
             resumed,
             _lock: lock,
-        }))
+        })))
     }
 
     /// The file the run writes (the shard's name for a shard).
