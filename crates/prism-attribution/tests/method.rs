@@ -70,7 +70,7 @@ fn rule_table() -> String {
     for name in MODELS {
         let model = Model::load(&fixtures().join(format!("{name}.onnx"))).unwrap();
         let x: Tensor<f32> =
-            prism_model::npy::read_float(&fixtures().join(format!("{name}.input.npy"))).unwrap();
+            prism_store::npy::read_float(&fixtures().join(format!("{name}.input.npy"))).unwrap();
         let spec = model.specialize(&[x.shape().to_vec()]).unwrap();
         let merged = canonize::merge_batchnorm(&spec, DType::F32).unwrap().0;
         for (canon, graph) in [(true, &merged), (false, &*spec)] {
@@ -268,7 +268,7 @@ gamma = 0.5
         // on a model: the Gemm nodes get gamma, every other node what epsilon-plus gives it
         let model = prism_model::Model::load(&fixtures().join("mlp.onnx")).unwrap();
         let x: prism_model::Tensor<f32> =
-            prism_model::npy::read_float(&fixtures().join("mlp.input.npy")).unwrap();
+            prism_store::npy::read_float(&fixtures().join("mlp.input.npy")).unwrap();
         let graph = model.specialize(&[x.shape().to_vec()]).unwrap();
         let (mine, theirs) = (c.assign(&graph, true), base.assign(&graph, true));
         let mut overridden = 0;

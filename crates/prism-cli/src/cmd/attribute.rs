@@ -15,7 +15,7 @@ use prism_jobs::{attribute_dataset, AttributeJob, AttributeOutcome, JobError, Ru
 use prism_store::{RunError, Shard, TargetSpec};
 
 use super::dataset::DatasetArgs;
-use super::method::{Method, MethodArgs};
+use super::method::MethodArgs;
 
 /// Attribute every sample of a dataset and write a ViRelAy attribution file.
 ///
@@ -152,7 +152,8 @@ pub fn run(args: &AttributeArgs) -> anyhow::Result<()> {
     if matches!(args.compression, Some(l) if l > 9) {
         bail!("--compression takes a gzip level 0–9");
     }
-    let method = job_method(args.method.build()?)?;
+    let (spec, built) = args.method.build()?;
+    let method = prism_jobs::Method { spec, built };
     if args.target.parse::<TargetSpec>().is_err() {
         bail!(
             "--target must be `label`, `predicted` or a class number, got `{}`",
@@ -188,20 +189,6 @@ pub fn run(args: &AttributeArgs) -> anyhow::Result<()> {
         AttributeOutcome::Stopped { .. } => {}
     }
     Ok(())
-}
-
-/// The method of the `--composite`… flags, for the library: the parts built from the flags
-/// (the composite file read once), typed by reading their description back.
-pub fn job_method(m: Method) -> anyhow::Result<prism_jobs::Method> {
-    Ok(prism_jobs::Method {
-        spec: m.description.parse()?,
-        built: prism_attribution::Method {
-            composite: m.composite,
-            attributor: m.attributor,
-            seed: m.seed,
-            canonize: m.canonize,
-        },
-    })
 }
 
 /// The library's errors, with the flags that fix them named.
