@@ -9,7 +9,7 @@
 //! Each class has 3 prototypes (Gaussian bumps) and 10 % "artifact" samples whose relevance
 //! sits on a corner watermark; rows are written in blocks, so large files need little memory.
 
-use prism_store::{AttrValue, AttributionLayout, AttributionWriter, BatchLabels, LabelLayout};
+use prism_store::{AttributionLayout, AttributionWriter, BatchLabels, LabelLayout};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
@@ -75,10 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         w.write_batch(row, &data, &pred, &BatchLabels::Single(&labels), None)?;
         row += rows;
     }
-    w.set_attr(
-        "prism_generator",
-        &AttrValue::Str("synthetic_attribution example".into()),
-    )?;
+    prism_store::provenance::write_generator(&mut w, "synthetic_attribution example")?;
     w.finish()?;
     eprintln!("wrote {out}: {n} samples of {channels}×{size}×{size}");
     Ok(())

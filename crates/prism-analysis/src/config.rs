@@ -39,8 +39,8 @@ impl AnalysisConfig {
     }
 
     /// The configuration as TOML (e.g. to start a config file from the defaults).
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|source| AnalysisError::ConfigEncoding { source })
     }
 
     /// Checks every parameter's range; the error names the parameter and its valid range.

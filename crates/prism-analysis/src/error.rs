@@ -21,6 +21,12 @@ pub enum AnalysisError {
     /// The output exists and overwriting was not asked for.
     #[error("`{path}` already exists; pass --force to overwrite it")]
     OutputExists { path: PathBuf },
+    /// The configuration could not be written as TOML (it is recorded in every analysis file).
+    #[error("writing the analysis configuration as TOML: {source}")]
+    ConfigEncoding {
+        #[source]
+        source: toml::ser::Error,
+    },
     /// A cache key or blob could not be encoded (a value JSON cannot represent).
     #[error("cache: cannot encode {what}: {source}")]
     CacheEncoding {

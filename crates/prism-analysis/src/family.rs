@@ -130,7 +130,7 @@ mod tests {
         );
         // Every section of the configuration file after the upstream stages resolves to
         // exactly one family, and every family has its section.
-        let toml: toml::Table = toml::from_str(&cfg.to_toml()).unwrap();
+        let toml: toml::Table = toml::from_str(&cfg.to_toml().unwrap()).unwrap();
         let sections: Vec<&str> = toml
             .iter()
             .filter(|(_, v)| v.is_table())

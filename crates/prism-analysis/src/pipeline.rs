@@ -703,24 +703,11 @@ pub fn analyze_file(
         })
         .collect();
     let mut writer = AnalysisWriter::create(output)?;
-    writer.set_attr(
-        "prism_version",
-        &AttrValue::Str(env!("CARGO_PKG_VERSION").into()),
-    )?;
-    writer.set_attr(
-        "prism_format_version",
-        &AttrValue::Int(prism_store::FORMAT_VERSION),
-    )?;
-    writer.set_attr("prism_parameters", &AttrValue::Str(cfg.to_toml()))?;
-    writer.set_attr(
-        "prism_source",
-        &AttrValue::Str(
-            input
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        ),
-    )?;
+    let source = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    prism_store::AnalysisProvenance::new(cfg.to_toml()?, source).write(&mut writer)?;
     let mut reports = Vec::with_capacity(results.len());
     for r in results {
         let r = r?;

@@ -2,6 +2,10 @@
 //! hands each result to the run protocol of `prism_store::run` (resume, shards, lock,
 //! provenance). `prism attribute` is this call plus argument parsing and a progress bar.
 
+// The errors carry the store's, the dataset's and the analysis' errors unboxed, like prism-store
+// (`StoreError` holds `hdf5::Error`); boxing them is left for one workspace-wide change.
+#![allow(clippy::result_large_err)]
+
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -239,8 +243,7 @@ pub fn attribute_dataset(
     });
     let input_shape = dataset.input_shape().to_vec();
     let stream = dataset.batches(todo_indices, job.batch_size, job.prefetch);
-    let mut parts = 0;
-    for (pending, batch) in pending.iter().zip(stream) {
+    for (done, (pending, batch)) in pending.iter().zip(stream).enumerate() {
         let batch = batch.map_err(|source| JobError::ReadBatch {
             path: job.dataset.clone(),
             source,
@@ -282,11 +285,10 @@ pub fn attribute_dataset(
                 labels: &labels,
             },
         )?;
-        parts += 1;
         if progress.part_written(k).is_break() {
             return Ok(AttributeOutcome::Stopped {
                 output: run.output().to_path_buf(),
-                parts,
+                parts: done + 1,
             });
         }
     }

@@ -7,6 +7,10 @@
 //! on each class, writes a ViRelAy project and reports, per class, the strategies found and any
 //! cluster whose relevance sits in an image corner.
 
+// The errors carry the store's, the dataset's and the analysis' errors unboxed, like prism-store
+// (`StoreError` holds `hdf5::Error`); boxing them is left for one workspace-wide change.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

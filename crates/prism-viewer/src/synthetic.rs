@@ -266,7 +266,7 @@ impl SyntheticProject {
             let path = dir.join("images_paths.txt");
             std::fs::write(&path, list).map_err(io(&path))?;
         }
-        aw.set_attr("prism_source", &AttrValue::Str("synthetic".into()))?;
+        prism_store::provenance::write_source(&mut aw, "synthetic")?;
         aw.finish()?;
         if let Some(w) = data_writer {
             w.finish()?;

@@ -284,7 +284,7 @@ impl Progress for Bars {
 pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     let cfg = args.config()?;
     if args.print_config {
-        print!("{}", cfg.to_toml());
+        print!("{}", cfg.to_toml()?);
         return Ok(());
     }
     let (Some(input), Some(output)) = (&args.attribution, &args.output) else {

@@ -197,7 +197,7 @@ fn settings(args: &EvaluateArgs) -> anyhow::Result<Settings> {
     })
 }
 
-fn run_typed<T: Float + npyz::AutoSerialize>(args: &EvaluateArgs) -> anyhow::Result<()> {
+fn run_typed<T: Float>(args: &EvaluateArgs) -> anyhow::Result<()> {
     let settings = settings(args)?;
     let x: Tensor<T> = read_batch(&args.input)?;
     // ZBox (epsilon-gamma-box's first layer) needs the input domain; unless given, it is taken

@@ -64,7 +64,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<()> {
     }
 }
 
-fn run_typed<T: Float + npyz::AutoSerialize>(args: &ExplainArgs) -> anyhow::Result<()> {
+fn run_typed<T: Float>(args: &ExplainArgs) -> anyhow::Result<()> {
     let (_, method) = args.method.build()?;
     let model =
         Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;

@@ -54,7 +54,9 @@ pub unsafe fn gemm_raw<T: Float>(
     if k == 0 {
         if !accumulate {
             for i in 0..m {
-                std::slice::from_raw_parts_mut(dst.add(i * dst_rs), n).fill(T::zero());
+                // SAFETY: the caller guarantees that `dst` covers m rows of n elements at row
+                // stride `dst_rs` inside one live allocation, not aliased by anyone else.
+                unsafe { std::slice::from_raw_parts_mut(dst.add(i * dst_rs), n) }.fill(T::zero());
             }
         }
         return;
@@ -64,27 +66,31 @@ pub unsafe fn gemm_raw<T: Float>(
     } else {
         Parallelism::None
     };
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        dst_rs as isize,
-        accumulate,
-        lhs.ptr,
-        lhs.cs,
-        lhs.rs,
-        rhs.ptr,
-        rhs.cs,
-        rhs.rs,
-        T::one(),
-        T::one(),
-        false,
-        false,
-        false,
-        par,
-    );
+    // SAFETY: the caller guarantees the three views cover m×k, k×n and m×n elements inside
+    // live allocations and that `dst` aliases neither operand nor another writer's region.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.cs,
+            lhs.rs,
+            rhs.ptr,
+            rhs.cs,
+            rhs.rs,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            par,
+        )
+    };
 }
 
 /// `c (+)= a · b` for row-major slices: a is m×k, b is k×n, c is m×n.

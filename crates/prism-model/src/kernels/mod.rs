@@ -16,7 +16,10 @@ pub mod reduce;
 /// guarantees by construction (distinct samples, channels or tiles).
 #[derive(Clone, Copy)]
 pub(crate) struct SyncPtr<T>(pub *mut T);
+// SAFETY: the pointer is only dereferenced by kernels that write disjoint regions of a buffer
+// they exclusively borrow for the duration of the parallel loop (see the type's doc).
 unsafe impl<T: Send> Send for SyncPtr<T> {}
+// SAFETY: as for `Send`: concurrent users never touch the same elements.
 unsafe impl<T: Send> Sync for SyncPtr<T> {}
 
 impl<T> SyncPtr<T> {
