@@ -344,6 +344,13 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
             "category done"
         );
     }
+    print_written(output, &reports);
+    Ok(())
+}
+
+/// The line that closes an analysis: the file written and each category's eigengap-suggested k
+/// (the first ten).
+pub(super) fn print_written(output: &std::path::Path, reports: &[prism_analysis::CategoryReport]) {
     eprintln!(
         "wrote {} ({} categories; eigengap suggests k = {})",
         output.display(),
@@ -356,5 +363,4 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
             .join(" ")
             + if reports.len() > 10 { " …" } else { "" }
     );
-    Ok(())
 }

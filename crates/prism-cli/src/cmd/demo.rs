@@ -109,18 +109,7 @@ impl DemoProgress for DemoBars {
                 bar.finish();
             }
         }
-        eprintln!(
-            "wrote {} ({} categories; eigengap suggests k = {})",
-            output.display(),
-            reports.len(),
-            reports
-                .iter()
-                .map(|r| format!("{}:{}", r.name, r.suggested_k))
-                .take(10)
-                .collect::<Vec<_>>()
-                .join(" ")
-                + if reports.len() > 10 { " …" } else { "" }
-        );
+        super::analyze::print_written(output, reports);
     }
 }
 
