@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use prism_model::kernels::conv::{conv2d, conv2d_input_grad, ConvGeom};
+use prism_model::kernels::conv::{conv2d, conv2d_input_grad, ConvGeom, Depth};
 use prism_model::{Model, Tensor};
 
 /// 1 warm-up, then repeat until 2 s have passed (at least 3, at most 20 runs).
@@ -68,6 +68,7 @@ fn main() {
                         ho: h,
                         wo: h,
                         group: 1,
+                        depth: Depth::FLAT,
                     };
                     let x = random(batch * c * h * h, 1);
                     let w = random(c * c * 9, 2);
@@ -113,6 +114,7 @@ fn main() {
                     ho: h,
                     wo: h,
                     group: 1,
+                    depth: Depth::FLAT,
                 };
                 let x = random(8 * ci * h * h, 1);
                 let w = random(co * ci, 2);
