@@ -320,7 +320,9 @@ pub fn vjp<T: Float, B: Backend<T>>(
         }
         Op::ScatterND { reduction } => {
             let idx = host_indices(b, node, ins, 1)?;
-            let u = ins.get(2).ok_or_else(|| err(node, "missing updates input"))?;
+            let u = ins
+                .get(2)
+                .ok_or_else(|| err(node, "missing updates input"))?;
             // y = data with the indexed slices replaced (none) or incremented (add) by updates:
             // the data's gradient is g with the replaced slices zeroed (none) or g itself (add);
             // the updates' gradient is g gathered at the indices.
@@ -367,7 +369,9 @@ fn host_indices<T: Float, B: Backend<T>>(
     ins: &[&B::Tensor],
     i: usize,
 ) -> Result<prism_model::Tensor<i64>> {
-    let t = ins.get(i).ok_or_else(|| err(node, "missing indices input"))?;
+    let t = ins
+        .get(i)
+        .ok_or_else(|| err(node, "missing indices input"))?;
     let host = b.download(t)?;
     index::indices_from_float(&host).map_err(|e| err(node, e))
 }

@@ -231,7 +231,10 @@ pub fn run_node<T: Float>(
 
 /// Run-time indices from input `i` (carried in the float type): checked integral here, in
 /// range by the kernel.
-fn run_indices<T: Float>(inputs: &[&Tensor<T>], i: usize) -> std::result::Result<Tensor<i64>, String> {
+fn run_indices<T: Float>(
+    inputs: &[&Tensor<T>],
+    i: usize,
+) -> std::result::Result<Tensor<i64>, String> {
     let t = inputs
         .get(i)
         .ok_or_else(|| "missing indices input".to_string())?;

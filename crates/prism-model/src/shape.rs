@@ -4,9 +4,9 @@ use crate::error::{ModelError, Result};
 use crate::kernels::conv::{ConvGeom, Depth};
 use crate::kernels::elementwise::broadcast_shape;
 use crate::kernels::index::gather_nd_layout;
-use crate::kernels::resize::{axis_taps, is_identity, AxisResample, ResizePlan};
 use crate::kernels::movement::{slice_spec, SliceSpec};
 use crate::kernels::pool::PoolGeom;
+use crate::kernels::resize::{axis_taps, is_identity, AxisResample, ResizePlan};
 use crate::op::{AutoPad, KeepAspect, Op, ResizeTarget, Window};
 
 /// Normalises a possibly negative axis against a rank.
@@ -153,8 +153,16 @@ pub fn conv_geom(
     }
     let mut geo = [(0, 0, 0); 3];
     for i in 0..3 {
-        geo[i] = axis_geometry(dims[i], a.k[i], a.s[i], a.d[i], a.p[i], window.auto_pad, false)
-            .ok_or_else(|| err(format!("kernel larger than the padded input {x:?}")))?;
+        geo[i] = axis_geometry(
+            dims[i],
+            a.k[i],
+            a.s[i],
+            a.d[i],
+            a.p[i],
+            window.auto_pad,
+            false,
+        )
+        .ok_or_else(|| err(format!("kernel larger than the padded input {x:?}")))?;
     }
     let g = ConvGeom {
         batch: x[0],
@@ -726,9 +734,14 @@ pub fn resize_plan(node: &str, op: &Op, x: &[usize]) -> Result<ResizePlan> {
     let rank = x.len();
     let axes: Vec<usize> = match axes {
         Some(a) => {
-            let n = norm_axes(a, rank).filter(|n| n.len() == a.len()).ok_or_else(|| err(format!("axes {a:?} invalid for input {x:?}")))?;
+            let n = norm_axes(a, rank)
+                .filter(|n| n.len() == a.len())
+                .ok_or_else(|| err(format!("axes {a:?} invalid for input {x:?}")))?;
             // keep the order given (scales/sizes follow it)
-            a.iter().filter_map(|&v| norm_axis(v, rank)).take(n.len()).collect()
+            a.iter()
+                .filter_map(|&v| norm_axis(v, rank))
+                .take(n.len())
+                .collect()
         }
         None => (0..rank).collect(),
     };
@@ -785,7 +798,11 @@ pub fn resize_plan(node: &str, op: &Op, x: &[usize]) -> Result<ResizePlan> {
     for a in 0..rank {
         let taps = axis_taps(*mode, *coord, scales[a], x[a], out[a]);
         if !is_identity(&taps, x[a]) {
-            plan.push(AxisResample { axis: a, input: x[a], taps });
+            plan.push(AxisResample {
+                axis: a,
+                input: x[a],
+                taps,
+            });
         }
     }
     Ok(ResizePlan {

@@ -321,9 +321,9 @@ fn resolve(
                         "gives both scales and sizes; ONNX allows only one",
                     ))
                 }
-                (Some(sc), None) => ResizeTarget::Scales(
-                    sc.to_f64().data().iter().map(|&v| v as f32).collect(),
-                ),
+                (Some(sc), None) => {
+                    ResizeTarget::Scales(sc.to_f64().data().iter().map(|&v| v as f32).collect())
+                }
                 (None, Some(sz)) => ResizeTarget::Sizes(
                     sz.to_i64()
                         .ok_or_else(|| ModelError::node(&node.name, t, "sizes must be integers"))?,

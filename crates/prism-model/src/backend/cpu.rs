@@ -11,9 +11,9 @@ use super::{Backend, GammaRatios, Map, MatMul, Sign, SoftmaxAxis, Stabilize, Zip
 use crate::error::{ModelError, Result};
 use crate::kernels::conv::{self, ConvGeom};
 use crate::kernels::elementwise::{broadcast_map, broadcast_shape, broadcast_strides, unary_fn};
+use crate::kernels::index::{self, ScatterReduction};
 use crate::kernels::movement::{self, SliceSpec};
 use crate::kernels::pool::{self, PoolGeom};
-use crate::kernels::index::{self, ScatterReduction};
 use crate::kernels::resize::{self, ResizePlan};
 use crate::kernels::{linalg, reduce, threads};
 use crate::op::{PadMode, UnaryOp};
@@ -520,11 +520,7 @@ impl<T: Float> Backend<T> for Cpu {
         dy: &Tensor<T>,
         g: &PoolGeom,
     ) -> Result<Tensor<T>> {
-        len_is(
-            "max_pool input-gradient",
-            x,
-            &g.input_shape(),
-        )?;
+        len_is("max_pool input-gradient", x, &g.input_shape())?;
         len_is("max_pool input-gradient", dy, &g.output_shape())?;
         Ok(pool::max_pool_input_grad(x.data(), dy.data(), g))
     }
@@ -847,7 +843,11 @@ impl<T: Float> Backend<T> for Cpu {
         axis: usize,
     ) -> Result<Tensor<T>> {
         if axis >= shape.len() {
-            return Err(ModelError::shape("gather_elements gradient", g.shape(), shape));
+            return Err(ModelError::shape(
+                "gather_elements gradient",
+                g.shape(),
+                shape,
+            ));
         }
         index::gather_elements_grad(g, shape, indices, axis)
             .map_err(|e| ModelError::Invalid(format!("gather_elements gradient: {e}")))
@@ -894,7 +894,11 @@ impl<T: Float> Backend<T> for Cpu {
 
     fn resize_grad(&self, g: &Tensor<T>, plan: &ResizePlan) -> Result<Tensor<T>> {
         if g.shape() != plan.output_shape.as_slice() {
-            return Err(ModelError::shape("resize gradient", g.shape(), &plan.output_shape));
+            return Err(ModelError::shape(
+                "resize gradient",
+                g.shape(),
+                &plan.output_shape,
+            ));
         }
         Ok(resize::resize_grad(g, plan))
     }

@@ -513,9 +513,17 @@ fn weight_slice<T: Float>(w: &[T], g: &ConvGeom, kz: usize) -> Vec<T> {
 fn conv3d_into<T: Float>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeom, y: &mut [T]) {
     let dp = g.depth;
     let (plane_in, plane_out) = (g.h * g.w, g.ho * g.wo);
-    assert_eq!(x.len(), g.batch * g.c_in * dp.d * plane_in, "conv3d: input size");
+    assert_eq!(
+        x.len(),
+        g.batch * g.c_in * dp.d * plane_in,
+        "conv3d: input size"
+    );
     assert_eq!(w.len(), g.c_out * g.k(), "conv3d: weight size");
-    assert_eq!(y.len(), g.batch * g.c_out * dp.out * plane_out, "conv3d: output size");
+    assert_eq!(
+        y.len(),
+        g.batch * g.c_out * dp.out * plane_out,
+        "conv3d: output size"
+    );
     let g2 = g.slice_2d();
     let mut stack = vec![T::zero(); g2.batch * g.c_in * plane_in];
     let mut part = vec![T::zero(); g2.batch * g.c_out * plane_out];
@@ -563,9 +571,17 @@ fn conv3d_into<T: Float>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeom, y: 
 fn conv3d_input_grad_into<T: Float>(dy: &[T], w: &[T], g: &ConvGeom, dx: &mut [T]) {
     let dp = g.depth;
     let (plane_in, plane_out) = (g.h * g.w, g.ho * g.wo);
-    assert_eq!(dy.len(), g.batch * g.c_out * dp.out * plane_out, "conv3d_input_grad: gradient size");
+    assert_eq!(
+        dy.len(),
+        g.batch * g.c_out * dp.out * plane_out,
+        "conv3d_input_grad: gradient size"
+    );
     assert_eq!(w.len(), g.c_out * g.k(), "conv3d_input_grad: weight size");
-    assert_eq!(dx.len(), g.batch * g.c_in * dp.d * plane_in, "conv3d_input_grad: input size");
+    assert_eq!(
+        dx.len(),
+        g.batch * g.c_in * dp.d * plane_in,
+        "conv3d_input_grad: input size"
+    );
     dx.fill(T::zero());
     let g2 = g.slice_2d();
     // dy[n, co, o] → stacked[(n, o), co]
@@ -574,7 +590,9 @@ fn conv3d_input_grad_into<T: Float>(dy: &[T], w: &[T], g: &ConvGeom, dx: &mut [T
         for co in 0..g.c_out {
             for o in 0..dp.out {
                 stacked[((n * dp.out + o) * g.c_out + co) * plane_out..][..plane_out]
-                    .copy_from_slice(&dy[((n * g.c_out + co) * dp.out + o) * plane_out..][..plane_out]);
+                    .copy_from_slice(
+                        &dy[((n * g.c_out + co) * dp.out + o) * plane_out..][..plane_out],
+                    );
             }
         }
     }

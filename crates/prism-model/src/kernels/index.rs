@@ -20,7 +20,9 @@ fn strides(shape: &[usize]) -> Vec<usize> {
 fn wrap(i: i64, d: usize) -> Result<usize, String> {
     let w = if i < 0 { i + d as i64 } else { i };
     if w < 0 || w >= d as i64 {
-        Err(format!("index {i} is out of range for an axis of length {d}"))
+        Err(format!(
+            "index {i} is out of range for an axis of length {d}"
+        ))
     } else {
         Ok(w as usize)
     }
@@ -301,14 +303,24 @@ mod tests {
         let i = t(&[2, 1], &[1, -1]);
         let u = t(&[2], &[10, 20]);
         assert_eq!(
-            scatter_nd(&x, &i, &u, ScatterReduction::None).unwrap().data(),
+            scatter_nd(&x, &i, &u, ScatterReduction::None)
+                .unwrap()
+                .data(),
             &[1, 10, 3, 20]
         );
         assert_eq!(
-            scatter_nd(&x, &i, &u, ScatterReduction::Add).unwrap().data(),
+            scatter_nd(&x, &i, &u, ScatterReduction::Add)
+                .unwrap()
+                .data(),
             &[1, 12, 3, 24]
         );
-        assert!(scatter_nd(&x, &t(&[1, 1], &[4]), &t(&[1], &[0]), ScatterReduction::None).is_err());
+        assert!(scatter_nd(
+            &x,
+            &t(&[1, 1], &[4]),
+            &t(&[1], &[0]),
+            ScatterReduction::None
+        )
+        .is_err());
     }
 
     #[test]

@@ -89,7 +89,10 @@ pub fn max_pool<T: Float>(x: &[T], g: &PoolGeom) -> Tensor<T> {
         return pool3d(x, g, |xp, oz, oy, ox| {
             g.window3(oz, oy, ox)
                 .map(|i| xp[i])
-                .fold(T::neg_infinity(), |a, b| if b > a || b.is_nan() { b } else { a })
+                .fold(
+                    T::neg_infinity(),
+                    |a, b| if b > a || b.is_nan() { b } else { a },
+                )
         });
     }
     let (pi, po) = (g.h * g.w, g.ho * g.wo);

@@ -170,12 +170,9 @@ pub fn axis_taps(
 /// Whether the taps are the identity (the axis need not be resampled).
 pub fn is_identity(taps: &[Tap], input: usize) -> bool {
     taps.len() == input
-        && taps
-            .iter()
-            .enumerate()
-            .all(|(i, t)| {
-                t.i0 == i && ((t.w0 == 1.0 && t.w1 == 0.0) || (t.i1 == i && t.w0 + t.w1 == 1.0))
-            })
+        && taps.iter().enumerate().all(|(i, t)| {
+            t.i0 == i && ((t.w0 == 1.0 && t.w1 == 0.0) || (t.i1 == i && t.w0 + t.w1 == 1.0))
+        })
 }
 
 /// Resamples axis `a.axis` of `x`.
@@ -289,7 +286,12 @@ mod tests {
         // the gradient is the transpose: <resize(x), g> = <x, resize_grad(g)>
         let g = Tensor::from_parts(vec![4], vec![1.0, 2.0, 3.0, 4.0]);
         let dx = resize_grad(&g, &plan);
-        let lhs: f64 = resize(&x, &plan).data().iter().zip(g.data()).map(|(a, b)| a * b).sum();
+        let lhs: f64 = resize(&x, &plan)
+            .data()
+            .iter()
+            .zip(g.data())
+            .map(|(a, b)| a * b)
+            .sum();
         let rhs: f64 = x.data().iter().zip(dx.data()).map(|(a, b)| a * b).sum();
         assert!((lhs - rhs).abs() < 1e-12);
     }
