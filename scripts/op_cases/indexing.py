@@ -395,6 +395,27 @@ conv3d_cases = [
         ),
         [x3],
     ),
+    Case(
+        "cnn3d_small",
+        make_model(
+            [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1] * 6),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2, 2],
+                              strides=[2, 2, 2]),
+             helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], kernel_shape=[2, 2, 2]),
+             helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "w3", "b3"], ["y"], transB=1)],
+            [("x", np.zeros((2, 1, 6, 6, 6), np.float32))],
+            ["y"],
+            [init("w1", f32(3, 1, 3, 3, 3, scale=0.4)), init("b1", f32(3, scale=0.1)),
+             init("w2", f32(4, 3, 2, 2, 2, scale=0.4)), init("b2", f32(4, scale=0.1)),
+             init("w3", f32(3, 4)), init("b3", f32(3, scale=0.1))],
+        ),
+        [f32(2, 1, 6, 6, 6)],
+        note="a small 3-D CNN (crates/prism-attribution/tests/conv3d.rs runs LRP on it)",
+    ),
 ]
 
 CASES = (
