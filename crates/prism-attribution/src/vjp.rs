@@ -134,7 +134,11 @@ pub fn vjp<T: Float, B: Backend<T>>(
             } else {
                 None
             };
-            Ok(vec![Some(b.reduce_to_shape(&da, b.shape(a))?), db])
+            let mut out = vec![Some(b.reduce_to_shape(&da, b.shape(a))?), db];
+            if ins.len() > 2 {
+                out.push(None); // a merged bias (a parameter)
+            }
+            Ok(out)
         }
         Op::Binary(op) => {
             let (l, r) = (ins[0], ins[1]);
