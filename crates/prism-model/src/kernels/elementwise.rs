@@ -384,3 +384,60 @@ pub fn unary<T: Float>(op: UnaryOp, x: &Tensor<T>) -> Tensor<T> {
     };
     Tensor::from_parts(x.shape().to_vec(), data)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(shape: &[usize], v: &[i64]) -> Tensor<i64> {
+        Tensor::from_parts(shape.to_vec(), v.to_vec())
+    }
+
+    #[test]
+    fn integer_mod_takes_the_divisors_sign_and_fmod_the_dividends() {
+        let a = t(&[4], &[7, -7, 7, -7]);
+        let b = t(&[4], &[3, 3, -3, -3]);
+        let m = binary_i64(BinaryOp::Mod { fmod: false }, &a, &b).unwrap();
+        assert_eq!(m.data(), &[1, 2, -2, -1]);
+        let f = binary_i64(BinaryOp::Mod { fmod: true }, &a, &b).unwrap();
+        assert_eq!(f.data(), &[1, -1, 1, -1]);
+        assert!(binary_i64(BinaryOp::Mod { fmod: false }, &a, &t(&[1], &[0])).is_none());
+    }
+
+    #[test]
+    fn float_mod_without_fmod_matches_integer_mod_on_integral_values() {
+        let f = binary_fn::<f64>(BinaryOp::Mod { fmod: false });
+        assert_eq!(
+            [
+                f(7.0, 3.0),
+                f(-7.0, 3.0),
+                f(7.0, -3.0),
+                f(-7.0, -3.0),
+                f(6.0, 3.0)
+            ],
+            [1.0, 2.0, -2.0, -1.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn integer_pow_truncates_negative_exponents() {
+        assert_eq!(pow_i64(3, 4), 81);
+        assert_eq!(pow_i64(2, -1), 0);
+        assert_eq!(pow_i64(-1, -3), -1);
+        assert_eq!(pow_i64(-1, -2), 1);
+        assert_eq!(pow_i64(1, -5), 1);
+    }
+
+    #[test]
+    fn select_broadcasts_three_ways_and_handles_scalars() {
+        let c = t(&[2, 1], &[1, 0]);
+        let a = t(&[3], &[1, 2, 3]);
+        let b = t(&[], &[-1]);
+        let y = select(&c, &a, &b).unwrap();
+        assert_eq!(y.shape(), &[2, 3]);
+        assert_eq!(y.data(), &[1, 2, 3, -1, -1, -1]);
+        let s = select(&t(&[], &[0]), &t(&[], &[5]), &t(&[], &[6])).unwrap();
+        assert_eq!((s.shape(), s.data()), (&[][..], &[6][..]));
+        assert!(select(&t(&[2], &[1, 0]), &a, &b).is_none());
+    }
+}
