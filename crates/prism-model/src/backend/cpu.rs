@@ -312,15 +312,10 @@ impl<T: Float> Backend<T> for Cpu {
     }
 
     fn select(&self, c: &Tensor<T>, a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
-        elementwise::select(c, a, b).ok_or_else(|| {
-            let ab = broadcast_shape(c.shape(), a.shape()).unwrap_or_else(|| a.shape().to_vec());
-            let bad = if broadcast_shape(c.shape(), a.shape()).is_none() {
-                (c.shape(), a.shape())
-            } else {
-                (ab.as_slice(), b.shape())
-            };
-            ModelError::shape("select", bad.0, bad.1)
-        })
+        // Name the pair that fails: the condition and X, or their broadcast and Y.
+        let ca = broadcast_shape(c.shape(), a.shape())
+            .ok_or_else(|| ModelError::shape("select", c.shape(), a.shape()))?;
+        elementwise::select(c, a, b).ok_or_else(|| ModelError::shape("select", &ca, b.shape()))
     }
 
     fn channel(&self, f: Zip, z: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
