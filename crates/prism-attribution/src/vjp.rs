@@ -7,7 +7,7 @@
 
 use prism_model::backend::{Backend, Map, MatMul, SoftmaxAxis, Zip};
 use prism_model::kernels::index::{self, ScatterReduction};
-use prism_model::op::{BinaryOp, Op};
+use prism_model::op::{BinaryOp, CastTo, Op};
 use prism_model::shape::{self, norm_axis};
 use prism_model::{Float, Node};
 
@@ -143,22 +143,107 @@ pub fn vjp<T: Float, B: Backend<T>>(
         }
         Op::Binary(op) => {
             let (l, r) = (ins[0], ins[1]);
-            let (gl, gr) = match op {
-                BinaryOp::Add => (g.clone(), g.clone()),
-                BinaryOp::Sub => (g.clone(), b.map(Map::Negate, g)),
-                BinaryOp::Mul => (b.broadcast(Zip::Mul, g, r)?, b.broadcast(Zip::Mul, g, l)?),
+            let reduced =
+                |gl: B::Tensor, gr: Option<B::Tensor>| -> Result<Vec<Option<B::Tensor>>> {
+                    Ok(vec![
+                        Some(b.reduce_to_shape(&gl, b.shape(l))?),
+                        gr.map(|gr| b.reduce_to_shape(&gr, b.shape(r)))
+                            .transpose()?,
+                    ])
+                };
+            let want_r = wanted.get(1).copied().unwrap_or(false);
+            match op {
+                BinaryOp::Add => reduced(g.clone(), Some(g.clone())),
+                BinaryOp::Sub => reduced(g.clone(), Some(b.map(Map::Negate, g))),
+                BinaryOp::Mul => reduced(
+                    b.broadcast(Zip::Mul, g, r)?,
+                    Some(b.broadcast(Zip::Mul, g, l)?),
+                ),
                 BinaryOp::Div => {
                     let gl = b.broadcast(Zip::Div, g, r)?;
                     // d(a/b)/db = -a/b² = -y/b
                     let yb = b.broadcast(Zip::Div, y, r)?;
-                    (gl, b.broadcast(Zip::NegMul, g, &yb)?)
+                    reduced(gl, Some(b.broadcast(Zip::NegMul, g, &yb)?))
                 }
-            };
+                BinaryOp::Pow => {
+                    // ∂xᵉ/∂x = e·x^(e−1), ∂xᵉ/∂e = xᵉ·ln x
+                    let gl = b.zip(Zip::Mul, g, &b.broadcast(Zip::PowGradBase, l, r)?)?;
+                    let gr = if want_r {
+                        let xb = b.expand(l, b.shape(y))?;
+                        Some(b.zip(Zip::Mul, g, &b.zip(Zip::PowGradExponent, &xb, y)?)?)
+                    } else {
+                        None
+                    };
+                    reduced(gl, gr)
+                }
+                BinaryOp::Mod { fmod } => {
+                    // mod(a, b) = a − q·b with q = trunc(a/b) (fmod) or floor(a/b), piecewise
+                    // constant: ∂/∂a = 1, ∂/∂b = −q.
+                    let gr = if want_r {
+                        Some(b.zip(
+                            Zip::Mul,
+                            g,
+                            &b.broadcast(Zip::ModQuotient { fmod: *fmod }, l, r)?,
+                        )?)
+                    } else {
+                        None
+                    };
+                    reduced(g.clone(), gr)
+                }
+                BinaryOp::PRelu => {
+                    let gl = b.zip(Zip::Mul, g, &b.broadcast(Zip::PReluGrad, l, r)?)?;
+                    let gr = if want_r {
+                        Some(b.zip(Zip::Mul, g, &b.map(Map::Negative, l))?)
+                    } else {
+                        None
+                    };
+                    reduced(gl, gr)
+                }
+                // Boolean-valued: piecewise constant, zero gradient.
+                BinaryOp::Equal
+                | BinaryOp::Less
+                | BinaryOp::Greater
+                | BinaryOp::LessOrEqual
+                | BinaryOp::GreaterOrEqual
+                | BinaryOp::And
+                | BinaryOp::Or
+                | BinaryOp::Xor => Ok(vec![
+                    Some(b.full(b.shape(l), T::zero())),
+                    Some(b.full(b.shape(r), T::zero())),
+                ]),
+            }
+        }
+        Op::Max | Op::Min => {
+            // The gradient goes to the winner: the first input that equals the output at each
+            // position (ties go to the earliest input, like MaxPool's first maximum).
+            let mut claimed = b.full(b.shape(y), T::zero());
+            let mut out = Vec::with_capacity(ins.len());
+            for t in ins {
+                let eq = b.broadcast(Zip::Binary(BinaryOp::Equal), y, t)?;
+                // eq, claimed ∈ {0, 1}: eq > claimed ⟺ equal here and no earlier winner.
+                let wins = b.zip(Zip::Binary(BinaryOp::Greater), &eq, &claimed)?;
+                claimed = b.zip(Zip::Binary(BinaryOp::Or), &claimed, &eq)?;
+                let gi = b.zip(Zip::Mul, g, &wins)?;
+                out.push(Some(b.reduce_to_shape(&gi, b.shape(t))?));
+            }
+            Ok(out)
+        }
+        Op::Where => {
+            // The condition gets no gradient; X and Y get g where they were chosen.
+            let zero = b.full(&[], T::zero());
+            let gx = b.select(x, g, &zero)?;
+            let gy = b.select(x, &zero, g)?;
             Ok(vec![
-                Some(b.reduce_to_shape(&gl, b.shape(l))?),
-                Some(b.reduce_to_shape(&gr, b.shape(r))?),
+                None,
+                Some(b.reduce_to_shape(&gx, b.shape(ins[1]))?),
+                Some(b.reduce_to_shape(&gy, b.shape(ins[2]))?),
             ])
         }
+        Op::Cast { to } => match to {
+            CastTo::F32 | CastTo::F64 => one(g.clone()),
+            // Rounding to an integer or a boolean is piecewise constant.
+            CastTo::Int | CastTo::Bool => one(b.full(xs, T::zero())),
+        },
         Op::Unary(u) => one(b.unary_grad(*u, x, y, g)?),
         Op::Softmax { axis, flatten } => {
             let a = norm_axis(*axis, rank).ok_or_else(|| err(node, "axis"))?;
@@ -245,8 +330,7 @@ pub fn vjp<T: Float, B: Backend<T>>(
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. }
         | Op::Identity
-        | Op::Dropout
-        | Op::Cast { .. } => one(b.reshape(g.clone(), xs.to_vec())?),
+        | Op::Dropout => one(b.reshape(g.clone(), xs.to_vec())?),
         Op::Transpose { perm } => {
             let p =
                 shape::transpose_perm(perm.as_deref(), rank).ok_or_else(|| err(node, "perm"))?;

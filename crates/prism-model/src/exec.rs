@@ -7,7 +7,7 @@ use crate::backend::{Backend, Cpu, Map, SoftmaxAxis, Zip};
 use crate::error::{ModelError, Result};
 use crate::graph::{Graph, Node, Source, ValueId};
 use crate::kernels::{elementwise, index, linalg, movement, reduce, threads};
-use crate::op::{BinaryOp, Op, UnaryOp};
+use crate::op::{BinaryOp, CastTo, Op, UnaryOp};
 use crate::shape::{self, norm_axis};
 use crate::tensor::{Float, Tensor};
 
@@ -85,11 +85,37 @@ pub fn run_node<T: Float>(
                 BinaryOp::Sub => Zip::Sub,
                 BinaryOp::Mul => Zip::Mul,
                 BinaryOp::Div => Zip::Div,
+                b => Zip::Binary(*b),
             };
             cpu.broadcast(f, x, inputs[1])
                 .map_err(|_| err("shapes do not broadcast".into()))?
         }
         Op::Unary(u) => cpu.map(Map::Unary(*u), x),
+        Op::Max | Op::Min => {
+            let f = if matches!(op, Op::Max) {
+                Zip::Max
+            } else {
+                Zip::Min
+            };
+            let mut y = x.clone();
+            for other in &inputs[1..] {
+                y = cpu.broadcast(f, &y, other).map_err(at)?;
+            }
+            y
+        }
+        Op::Where => {
+            if inputs.len() != 3 {
+                return Err(err(format!("needs 3 inputs, has {}", inputs.len())));
+            }
+            cpu.select(x, inputs[1], inputs[2]).map_err(at)?
+        }
+        Op::Cast { to } => match to {
+            // Run-time values are float whatever their ONNX type: integers are carried as
+            // their value, booleans as 0/1.
+            CastTo::F32 | CastTo::F64 => x.clone(),
+            CastTo::Int => cpu.map(Map::Truncate, x),
+            CastTo::Bool => cpu.map(Map::NonZero, x),
+        },
         Op::Softmax { axis, flatten } => {
             let a = norm_axis(*axis, x.rank()).ok_or_else(|| err("axis out of range".into()))?;
             let s = x.shape();
@@ -146,8 +172,7 @@ pub fn run_node<T: Float>(
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. }
         | Op::Identity
-        | Op::Dropout
-        | Op::Cast { .. } => Tensor::from_parts(out0(), x.data().to_vec()),
+        | Op::Dropout => Tensor::from_parts(out0(), x.data().to_vec()),
         Op::Transpose { perm } => {
             let p = shape::transpose_perm(perm.as_deref(), x.rank())
                 .ok_or_else(|| err("bad perm".into()))?;
@@ -358,8 +383,38 @@ pub fn run_node_i64(op: &Op, inputs: &[&Tensor<i64>], outs: &[Vec<usize>]) -> Op
         | Op::Reshape { .. }
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. }
-        | Op::Identity
-        | Op::Cast { .. } => Tensor::from_parts(outs[0].clone(), x.data().to_vec()),
+        | Op::Identity => Tensor::from_parts(outs[0].clone(), x.data().to_vec()),
+        Op::Cast { to } => match to {
+            CastTo::Bool => x.map(|&v| (v != 0) as i64),
+            CastTo::Int | CastTo::F32 | CastTo::F64 => x.clone(),
+        },
+        Op::Max | Op::Min => {
+            let max = matches!(op, Op::Max);
+            let mut y = x.clone();
+            for other in &inputs[1..] {
+                let shape = elementwise::broadcast_shape(y.shape(), other.shape())?;
+                y = elementwise::broadcast_map(&y, other, &shape, |a, b| {
+                    if max {
+                        a.max(b)
+                    } else {
+                        a.min(b)
+                    }
+                });
+            }
+            y
+        }
+        Op::Where => elementwise::select(x, inputs.get(1)?, inputs.get(2)?)?,
+        Op::Unary(UnaryOp::Not) => x.map(|&v| (v == 0) as i64),
+        Op::Unary(UnaryOp::Clip { min, max }) => x.map(|&v| {
+            let f = v as f64;
+            if f < *min {
+                min.ceil() as i64
+            } else if f > *max {
+                max.floor() as i64
+            } else {
+                v
+            }
+        }),
         Op::Transpose { perm } => {
             movement::transpose(x, &shape::transpose_perm(perm.as_deref(), x.rank())?)
         }
@@ -407,13 +462,24 @@ pub fn run_node_i64(op: &Op, inputs: &[&Tensor<i64>], outs: &[Vec<usize>]) -> Op
         Op::Unary(
             UnaryOp::Relu
             | UnaryOp::LeakyRelu { .. }
-            | UnaryOp::Clip { .. }
             | UnaryOp::Sigmoid
             | UnaryOp::HardSigmoid { .. }
             | UnaryOp::HardSwish
             | UnaryOp::Tanh
             | UnaryOp::Exp
-            | UnaryOp::Sqrt,
+            | UnaryOp::Sqrt
+            | UnaryOp::Gelu { .. }
+            | UnaryOp::Erf
+            | UnaryOp::Reciprocal
+            | UnaryOp::Log
+            | UnaryOp::Elu { .. }
+            | UnaryOp::Selu { .. }
+            | UnaryOp::Celu { .. }
+            | UnaryOp::Softplus
+            | UnaryOp::Softsign
+            | UnaryOp::Mish
+            | UnaryOp::Sin
+            | UnaryOp::Cos,
         )
         | Op::Conv { .. }
         | Op::ConvTranspose { .. }

@@ -54,6 +54,30 @@ pub enum PadMode {
     Edge,
 }
 
+/// The element type a Cast converts to. At run time every tensor is float (the dtype
+/// convention): integers are carried as their value, booleans as 0/1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CastTo {
+    /// float32 (also float16/bfloat16, which Prism computes in float32).
+    F32,
+    F64,
+    /// Any integer type: truncation toward zero.
+    Int,
+    /// `x ≠ 0` as 0/1.
+    Bool,
+}
+
+impl CastTo {
+    /// The dtype a folded constant of this type is stored in.
+    pub fn dtype(self) -> DType {
+        match self {
+            CastTo::F32 => DType::F32,
+            CastTo::F64 => DType::F64,
+            CastTo::Int | CastTo::Bool => DType::I64,
+        }
+    }
+}
+
 /// Element-wise binary arithmetic with numpy-style broadcasting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinaryOp {
@@ -61,6 +85,26 @@ pub enum BinaryOp {
     Sub,
     Mul,
     Div,
+    /// `a^b` (`powf`; a negative base needs an integral exponent).
+    Pow,
+    /// Remainder: `fmod` takes the sign of the dividend (C `fmod`), otherwise of the divisor
+    /// (integer/Python semantics, ONNX's default for integer tensors).
+    Mod {
+        fmod: bool,
+    },
+    /// Comparisons and logic give booleans as 0/1 (the run-time dtype convention); logic reads
+    /// any non-zero value as true.
+    Equal,
+    Less,
+    Greater,
+    LessOrEqual,
+    GreaterOrEqual,
+    And,
+    Or,
+    Xor,
+    /// `x` where `x ≥ 0`, else `slope·x`; the slope (input 1, a parameter) broadcasts
+    /// unidirectionally to the shape of `x`.
+    PRelu,
 }
 
 /// Element-wise unary maps.
@@ -88,6 +132,38 @@ pub enum UnaryOp {
     Sqrt,
     Neg,
     Abs,
+    /// `x·Φ(x)` (`tanh`: PyTorch's tanh approximation `½x(1 + tanh(√(2/π)(x + 0.044715x³)))`).
+    Gelu {
+        tanh: bool,
+    },
+    Erf,
+    /// `1/x`
+    Reciprocal,
+    /// Natural logarithm.
+    Log,
+    /// `x` for `x > 0`, else `α(eˣ − 1)`.
+    Elu {
+        alpha: f64,
+    },
+    /// `γ·x` for `x > 0`, else `γ·α(eˣ − 1)`.
+    Selu {
+        alpha: f64,
+        gamma: f64,
+    },
+    /// `max(0, x) + min(0, α(exp(x/α) − 1))`.
+    Celu {
+        alpha: f64,
+    },
+    /// `ln(1 + eˣ)`
+    Softplus,
+    /// `x / (1 + |x|)`
+    Softsign,
+    /// `x·tanh(softplus(x))`
+    Mish,
+    /// Logical not on 0/1 values: `1` where `x = 0`, else `0`.
+    Not,
+    Sin,
+    Cos,
 }
 
 /// One operator with its attributes.
@@ -185,9 +261,16 @@ pub enum Op {
         axis: i64,
         indices: Option<std::sync::Arc<crate::tensor::Tensor<i64>>>,
     },
+    /// Also CastLike, whose target type the loader reads from its second input.
     Cast {
-        to: DType,
+        to: CastTo,
     },
+    /// Element-wise maximum of one or more inputs (numpy broadcasting).
+    Max,
+    /// Element-wise minimum of one or more inputs (numpy broadcasting).
+    Min,
+    /// `X` where `condition ≠ 0`, else `Y` (inputs: condition, X, Y; three-way broadcasting).
+    Where,
     Slice {
         starts: Option<Vec<i64>>,
         ends: Option<Vec<i64>>,
@@ -230,45 +313,71 @@ pub enum Op {
 pub const SUPPORTED_OPS: &[&str] = &[
     "Abs",
     "Add",
+    "And",
     "AveragePool",
     "BatchNormalization",
     "Cast",
+    "CastLike",
+    "Celu",
     "Clip",
     "Concat",
     "Constant",
     "ConstantOfShape",
     "Conv",
     "ConvTranspose",
+    "Cos",
     "Div",
     "Dropout",
+    "Elu",
+    "Equal",
+    "Erf",
     "Exp",
     "Expand",
     "Flatten",
     "Gather",
     "GatherElements",
     "GatherND",
+    "Gelu",
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
+    "Greater",
+    "GreaterOrEqual",
     "HardSigmoid",
     "HardSwish",
     "Identity",
     "LeakyRelu",
+    "Less",
+    "LessOrEqual",
+    "Log",
     "MatMul",
+    "Max",
     "MaxPool",
+    "Min",
+    "Mish",
+    "Mod",
     "Mul",
     "Neg",
+    "Not",
+    "Or",
+    "PRelu",
     "Pad",
+    "Pow",
+    "Reciprocal",
     "ReduceMean",
     "ReduceSum",
     "Relu",
     "Reshape",
     "Resize",
     "ScatterND",
+    "Selu",
     "Shape",
     "Sigmoid",
+    "Sin",
     "Slice",
     "Softmax",
+    "Softplus",
+    "Softsign",
     "Sqrt",
     "Squeeze",
     "Sub",
@@ -276,6 +385,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Transpose",
     "Unsqueeze",
     "Upsample",
+    "Where",
+    "Xor",
 ];
 
 /// Coarse families of operators, the vocabulary that composites match on.
@@ -312,6 +423,17 @@ impl Op {
                 BinaryOp::Sub => "Sub",
                 BinaryOp::Mul => "Mul",
                 BinaryOp::Div => "Div",
+                BinaryOp::Pow => "Pow",
+                BinaryOp::Mod { .. } => "Mod",
+                BinaryOp::Equal => "Equal",
+                BinaryOp::Less => "Less",
+                BinaryOp::Greater => "Greater",
+                BinaryOp::LessOrEqual => "LessOrEqual",
+                BinaryOp::GreaterOrEqual => "GreaterOrEqual",
+                BinaryOp::And => "And",
+                BinaryOp::Or => "Or",
+                BinaryOp::Xor => "Xor",
+                BinaryOp::PRelu => "PRelu",
             },
             Op::Unary(u) => match u {
                 UnaryOp::Relu => "Relu",
@@ -325,6 +447,19 @@ impl Op {
                 UnaryOp::Sqrt => "Sqrt",
                 UnaryOp::Neg => "Neg",
                 UnaryOp::Abs => "Abs",
+                UnaryOp::Gelu { .. } => "Gelu",
+                UnaryOp::Erf => "Erf",
+                UnaryOp::Reciprocal => "Reciprocal",
+                UnaryOp::Log => "Log",
+                UnaryOp::Elu { .. } => "Elu",
+                UnaryOp::Selu { .. } => "Selu",
+                UnaryOp::Celu { .. } => "Celu",
+                UnaryOp::Softplus => "Softplus",
+                UnaryOp::Softsign => "Softsign",
+                UnaryOp::Mish => "Mish",
+                UnaryOp::Not => "Not",
+                UnaryOp::Sin => "Sin",
+                UnaryOp::Cos => "Cos",
             },
             Op::ClipInputs => "Clip",
             Op::Softmax { .. } => "Softmax",
@@ -348,6 +483,9 @@ impl Op {
             Op::Shape { .. } => "Shape",
             Op::Gather { .. } => "Gather",
             Op::Cast { .. } => "Cast",
+            Op::Max => "Max",
+            Op::Min => "Min",
+            Op::Where => "Where",
             Op::Slice { .. } => "Slice",
             Op::ConstantOfShape { .. } => "ConstantOfShape",
             Op::Expand { .. } => "Expand",
@@ -364,8 +502,19 @@ impl Op {
         match self {
             Op::Conv { .. } | Op::ConvTranspose { .. } => OpGroup::Convolution,
             Op::Gemm { .. } | Op::MatMul => OpGroup::Dense,
-            Op::Unary(UnaryOp::Exp | UnaryOp::Sqrt | UnaryOp::Neg | UnaryOp::Abs) => OpGroup::Other,
-            Op::Unary(_) | Op::ClipInputs => OpGroup::Activation,
+            Op::Unary(
+                UnaryOp::Exp
+                | UnaryOp::Sqrt
+                | UnaryOp::Neg
+                | UnaryOp::Abs
+                | UnaryOp::Erf
+                | UnaryOp::Reciprocal
+                | UnaryOp::Log
+                | UnaryOp::Not
+                | UnaryOp::Sin
+                | UnaryOp::Cos,
+            ) => OpGroup::Other,
+            Op::Unary(_) | Op::ClipInputs | Op::Binary(BinaryOp::PRelu) => OpGroup::Activation,
             Op::AveragePool { .. } | Op::GlobalAveragePool | Op::ReduceMean { .. } => {
                 OpGroup::AveragePool
             }

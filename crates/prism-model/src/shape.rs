@@ -7,7 +7,7 @@ use crate::kernels::index::gather_nd_layout;
 use crate::kernels::movement::{slice_spec, SliceSpec};
 use crate::kernels::pool::PoolGeom;
 use crate::kernels::resize::{axis_taps, is_identity, AxisResample, ResizePlan};
-use crate::op::{AutoPad, KeepAspect, Op, ResizeTarget, Window};
+use crate::op::{AutoPad, BinaryOp, KeepAspect, Op, ResizeTarget, Window};
 
 /// Normalises a possibly negative axis against a rank.
 pub fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
@@ -510,9 +510,29 @@ pub fn infer(node: &str, op: &Op, inputs: &[&[usize]]) -> Result<Vec<Vec<usize>>
             let (.., out) = matmul_dims(x, inputs[1]).ok_or_else(|| err(format!("cannot multiply shapes {x:?} and {:?}", inputs[1])))?;
             one(out)
         }
+        Op::Binary(BinaryOp::PRelu) => {
+            need(2)?;
+            // Unidirectional broadcasting: the slope must broadcast to the input's shape.
+            if broadcast_shape(x, inputs[1]).as_deref() != Some(x) {
+                return Err(err(format!("slope shape {:?} does not broadcast to the input shape {x:?} (ONNX broadcasts it from the last axis: a per-channel slope of an N×C×H×W input has shape [C, 1, 1])", inputs[1])));
+            }
+            one(x.to_vec())
+        }
         Op::Binary(_) => {
             need(2)?;
             one(broadcast_shape(x, inputs[1]).ok_or_else(|| err(format!("shapes {x:?} and {:?} do not broadcast", inputs[1])))?)
+        }
+        Op::Max | Op::Min => {
+            let mut s = x.to_vec();
+            for other in &inputs[1..] {
+                s = broadcast_shape(&s, other).ok_or_else(|| err(format!("shapes {:?} do not broadcast", inputs)))?;
+            }
+            one(s)
+        }
+        Op::Where => {
+            need(3)?;
+            let s = broadcast_shape(x, inputs[1]).and_then(|s| broadcast_shape(&s, inputs[2]));
+            one(s.ok_or_else(|| err(format!("condition {x:?}, X {:?} and Y {:?} do not broadcast", inputs[1], inputs[2])))?)
         }
         Op::Unary(_) | Op::Identity | Op::Dropout | Op::Cast { .. } => one(x.to_vec()),
         Op::ClipInputs => one(x.to_vec()),

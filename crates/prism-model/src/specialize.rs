@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::error::{ModelError, Result};
 use crate::exec::{run_node, run_node_i64};
 use crate::graph::{Dim, Graph, Node, NodeId, Source, Value, ValueId};
-use crate::op::{Op, ResizeTarget, UnaryOp};
+use crate::op::{BinaryOp, CastTo, Op, ResizeTarget, UnaryOp};
 use crate::shape::infer;
 use crate::tensor::{Constant, DType, Float, Tensor};
 
@@ -383,10 +383,30 @@ fn fold(node: &Node, op: &Op, ins: &[Constant], outs: &[Vec<usize>]) -> Result<V
     if let Op::Cast { to } = op {
         let c = &ins[0];
         return Ok(vec![match to {
-            DType::I64 => Constant::i64(c.to_f64().map(|&v| v as i64)),
-            DType::F32 => Constant::f32(c.to_f64().cast()),
-            DType::F64 => Constant::F64(Arc::new(c.to_f64())),
+            // `as` truncates toward zero (and saturates), as ONNX Runtime's float→int casts do
+            // for values in range.
+            CastTo::Int => match c {
+                Constant::I64(_) => c.clone(),
+                _ => Constant::i64(c.to_f64().map(|&v| v as i64)),
+            },
+            CastTo::Bool => Constant::i64(c.to_f64().map(|&v| (v != 0.0) as i64)),
+            CastTo::F32 => Constant::f32(c.to_f64().cast()),
+            CastTo::F64 => Constant::F64(Arc::new(c.to_f64())),
         }]);
+    }
+    // An integer base keeps its type under a float exponent (ONNX Runtime computes the power
+    // in double and truncates).
+    if let (Op::Binary(BinaryOp::Pow), Some(Constant::I64(_)), Some(e)) =
+        (op, ins.first(), ins.get(1))
+    {
+        if e.dtype() != DType::I64 {
+            let (base, e) = (ins[0].to_f64(), e.to_f64());
+            let y = run_node::<f64>(node, op, &[&base, &e], outs)?;
+            return Ok(y
+                .into_iter()
+                .map(|t| Constant::i64(t.map(|&v| v as i64)))
+                .collect());
+        }
     }
     if ins.iter().all(|c| c.dtype() == DType::I64) {
         let ts: Vec<&Tensor<i64>> = ins

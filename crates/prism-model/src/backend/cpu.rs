@@ -10,13 +10,15 @@ use rayon::prelude::*;
 use super::{Backend, GammaRatios, Map, MatMul, Sign, SoftmaxAxis, Stabilize, Zip};
 use crate::error::{ModelError, Result};
 use crate::kernels::conv::{self, ConvGeom};
-use crate::kernels::elementwise::{broadcast_map, broadcast_shape, broadcast_strides, unary_fn};
+use crate::kernels::elementwise::{
+    self, binary_fn, broadcast_map, broadcast_shape, broadcast_strides, unary_fn,
+};
 use crate::kernels::index::{self, ScatterReduction};
 use crate::kernels::movement::{self, SliceSpec};
 use crate::kernels::pool::{self, PoolGeom};
 use crate::kernels::resize::{self, ResizePlan};
 use crate::kernels::{linalg, reduce, threads};
-use crate::op::{PadMode, UnaryOp};
+use crate::op::{BinaryOp, PadMode, UnaryOp};
 use crate::tensor::{Float, Tensor};
 
 /// Element-wise work goes parallel from this many elements on.
@@ -51,7 +53,9 @@ fn map_fn<T: Float>(f: Map) -> impl Fn(T) -> T + Sync + Send + Copy {
         | Map::MaxZero
         | Map::Square
         | Map::Negate
-        | Map::Unary(_) => (zero, zero),
+        | Map::Unary(_)
+        | Map::Truncate
+        | Map::NonZero => (zero, zero),
     };
     let unary = match f {
         Map::Unary(u) => u,
@@ -82,6 +86,14 @@ fn map_fn<T: Float>(f: Map) -> impl Fn(T) -> T + Sync + Send + Copy {
         Map::Negate => -v,
         Map::Interpolate { .. } => p + (v - p) * q,
         Map::Unary(_) => u(v),
+        Map::Truncate => v.trunc(),
+        Map::NonZero => {
+            if v != zero {
+                T::one()
+            } else {
+                zero
+            }
+        }
     }
 }
 
@@ -105,8 +117,20 @@ fn zip_fn<T: Float>(f: Zip) -> impl Fn(T, T) -> T + Sync + Send + Copy {
         | Zip::Div
         | Zip::NegMul
         | Zip::RouteBySign(_)
-        | Zip::GuidedBackprop => (zero, zero),
+        | Zip::GuidedBackprop
+        | Zip::Binary(_)
+        | Zip::Max
+        | Zip::Min
+        | Zip::PowGradBase
+        | Zip::PowGradExponent
+        | Zip::ModQuotient { .. }
+        | Zip::PReluGrad => (zero, zero),
     };
+    let binary = match f {
+        Zip::Binary(op) => op,
+        _ => BinaryOp::Add,
+    };
+    let bin = binary_fn::<T>(binary);
     move |a: T, b: T| match f {
         Zip::Add => a + b,
         Zip::Sub => a - b,
@@ -142,6 +166,44 @@ fn zip_fn<T: Float>(f: Zip) -> impl Fn(T, T) -> T + Sync + Send + Copy {
         }
         Zip::BetaSmoothGate(_) => b / (one + (-p * a).exp()),
         Zip::PathIntegral { .. } => a / p * (b - q),
+        Zip::Binary(_) => bin(a, b),
+        Zip::Max => {
+            if a >= b {
+                a
+            } else {
+                b
+            }
+        }
+        Zip::Min => {
+            if a <= b {
+                a
+            } else {
+                b
+            }
+        }
+        Zip::PowGradBase => {
+            if b == zero {
+                zero
+            } else {
+                b * a.powf(b - one)
+            }
+        }
+        Zip::PowGradExponent => {
+            if a == zero {
+                zero
+            } else {
+                b * a.ln()
+            }
+        }
+        Zip::ModQuotient { fmod: true } => -(a / b).trunc(),
+        Zip::ModQuotient { fmod: false } => -(a / b).floor(),
+        Zip::PReluGrad => {
+            if a > zero {
+                one
+            } else {
+                b
+            }
+        }
     }
 }
 
@@ -251,6 +313,13 @@ impl<T: Float> Backend<T> for Cpu {
         Ok(broadcast_map(a, b, &shape, zip_fn::<T>(f)))
     }
 
+    fn select(&self, c: &Tensor<T>, a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
+        // Name the pair that fails: the condition and X, or their broadcast and Y.
+        let ca = broadcast_shape(c.shape(), a.shape())
+            .ok_or_else(|| ModelError::shape("select", c.shape(), a.shape()))?;
+        elementwise::select(c, a, b).ok_or_else(|| ModelError::shape("select", &ca, b.shape()))
+    }
+
     fn channel(&self, f: Zip, z: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
         let (c, plane) = channel_layout(z.shape());
         if b.len() != c {
@@ -333,6 +402,65 @@ impl<T: Float> Backend<T> for Cpu {
                         zero
                     }
                 }
+                UnaryOp::Gelu { tanh: false } => {
+                    // Φ(x) + x·φ(x)
+                    let cdf = T::of(0.5)
+                        * (one + elementwise::erf(xv * T::of(std::f64::consts::FRAC_1_SQRT_2)));
+                    let pdf = (T::of(-0.5) * xv * xv).exp()
+                        * T::of(
+                            0.5 * std::f64::consts::FRAC_2_SQRT_PI
+                                * std::f64::consts::FRAC_1_SQRT_2,
+                        );
+                    cdf + xv * pdf
+                }
+                UnaryOp::Gelu { tanh: true } => {
+                    let (beta, kappa) = (
+                        T::of(elementwise::GELU_TANH_BETA),
+                        T::of(elementwise::GELU_TANH_KAPPA),
+                    );
+                    let x2 = xv * xv;
+                    let t = (beta * (xv + kappa * x2 * xv)).tanh();
+                    T::of(0.5) * (one + t)
+                        + T::of(0.5) * xv * (one - t * t) * beta * (one + T::of(3.0) * kappa * x2)
+                }
+                UnaryOp::Erf => T::of(std::f64::consts::FRAC_2_SQRT_PI) * (-xv * xv).exp(),
+                UnaryOp::Reciprocal => -yv * yv,
+                UnaryOp::Log => one / xv,
+                UnaryOp::Elu { alpha } => {
+                    if xv > zero {
+                        one
+                    } else {
+                        T::of(alpha) * xv.exp()
+                    }
+                }
+                UnaryOp::Selu { alpha, gamma } => {
+                    if xv > zero {
+                        T::of(gamma)
+                    } else {
+                        T::of(gamma) * T::of(alpha) * xv.exp()
+                    }
+                }
+                UnaryOp::Celu { alpha } => {
+                    if xv > zero {
+                        one
+                    } else {
+                        (xv / T::of(alpha)).exp()
+                    }
+                }
+                UnaryOp::Softplus => one / (one + (-xv).exp()),
+                UnaryOp::Softsign => {
+                    let d = one + xv.abs();
+                    one / (d * d)
+                }
+                UnaryOp::Mish => {
+                    let t = elementwise::softplus(xv).tanh();
+                    let sig = one / (one + (-xv).exp());
+                    t + xv * sig * (one - t * t)
+                }
+                // Boolean-valued: piecewise constant.
+                UnaryOp::Not => zero,
+                UnaryOp::Sin => xv.cos(),
+                UnaryOp::Cos => -xv.sin(),
             }
         };
         let data = x

@@ -26,7 +26,7 @@ use crate::kernels::index::ScatterReduction;
 use crate::kernels::movement::SliceSpec;
 use crate::kernels::pool::PoolGeom;
 use crate::kernels::resize::ResizePlan;
-use crate::op::{PadMode, UnaryOp};
+use crate::op::{BinaryOp, PadMode, UnaryOp};
 use crate::tensor::{Float, Tensor};
 
 /// The sign an element must have to be kept by [`Zip::RouteBySign`].
@@ -64,6 +64,10 @@ pub enum Map {
     Interpolate { baseline: f64, alpha: f64 },
     /// An ONNX unary operator (see [`crate::kernels::elementwise::unary_fn`]).
     Unary(UnaryOp),
+    /// `trunc(x)`: a Cast to an integer type (integers are carried in the float type).
+    Truncate,
+    /// `1` where `x ≠ 0`, else `0`: a Cast to bool.
+    NonZero,
 }
 
 /// A two-operand element-wise map `(a, b) ↦ f(a, b)`, on equal shapes ([`Backend::zip`]), with
@@ -104,6 +108,21 @@ pub enum Zip {
     /// `a / n · (b − base)` (Integrated Gradients: mean gradient times the input's distance
     /// from the baseline).
     PathIntegral { steps: f64, baseline: f64 },
+    /// An ONNX binary operator (see [`crate::kernels::elementwise::binary_fn`]).
+    Binary(BinaryOp),
+    /// `a` if `a ≥ b`, else `b` (Max).
+    Max,
+    /// `a` if `a ≤ b`, else `b` (Min).
+    Min,
+    /// `b · a^(b − 1)`, and `0` where `b = 0` (∂aᵇ/∂a, as PyTorch masks it).
+    PowGradBase,
+    /// `b · ln a`, and `0` where `a = 0` (∂xᵉ/∂e from `a = x`, `b = y = xᵉ`, as PyTorch masks
+    /// it; NaN for a negative base, where the derivative does not exist).
+    PowGradExponent,
+    /// `−trunc(a / b)` (`fmod`) or `−floor(a / b)`: ∂ mod(a, b)/∂b.
+    ModQuotient { fmod: bool },
+    /// `1` where `a > 0`, else `b` (∂PRelu(a; b)/∂a, PyTorch's choice at `0`).
+    PReluGrad,
 }
 
 /// A dense product `op(a) · op(b)` of row-major matrices, `op(a)` m×k, `op(b)` k×n. A
@@ -188,6 +207,8 @@ pub trait Backend<T: Float>: Send + Sync {
     fn zip_into(&self, f: Zip, a: &mut Self::Tensor, b: &Self::Tensor) -> Result<()>;
     /// `f(a, b)` with numpy broadcasting to the common shape.
     fn broadcast(&self, f: Zip, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `a` where `c ≠ 0`, else `b`, with three-way numpy broadcasting (ONNX Where).
+    fn select(&self, c: &Self::Tensor, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
     /// `f(z[n, c, …], b[c])`: `b` holds one value per channel (axis 1) of `z`.
     fn channel(&self, f: Zip, z: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
     /// The gradient of an ONNX unary operator: `g · f'(x)` (with `y = f(x)`), as PyTorch

@@ -99,28 +99,199 @@ where
     Tensor::from_parts(out_shape.to_vec(), out)
 }
 
+/// Applies `f` element-wise over the three-way broadcast of `c`, `a` and `b` (Where).
+pub fn broadcast_map3<C, T, V>(
+    c: &Tensor<C>,
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    out_shape: &[usize],
+    f: impl Fn(C, T, T) -> V + Sync,
+) -> Tensor<V>
+where
+    C: Copy + Sync,
+    T: Copy + Sync,
+    V: Copy + Default + Send,
+{
+    let n: usize = out_shape.iter().product();
+    let mut out = vec![V::default(); n];
+    if n == 0 {
+        return Tensor::from_parts(out_shape.to_vec(), out);
+    }
+    let (cd, ad, bd) = (c.data(), a.data(), b.data());
+    let sc = broadcast_strides(c.shape(), out_shape);
+    let sa = broadcast_strides(a.shape(), out_shape);
+    let sb = broadcast_strides(b.shape(), out_shape);
+    let Some(last) = out_shape.len().checked_sub(1) else {
+        // Rank 0: one element.
+        out[0] = f(cd[0], ad[0], bd[0]);
+        return Tensor::from_parts(vec![], out);
+    };
+    let inner = out_shape[last];
+    let (ic, ia, ib) = (sc[last], sa[last], sb[last]);
+    let row = |(r, o): (usize, &mut [V])| {
+        let (mut oc, mut oa, mut ob, mut rem) = (0, 0, 0, r);
+        for d in (0..last).rev() {
+            let i = rem % out_shape[d];
+            rem /= out_shape[d];
+            oc += i * sc[d];
+            oa += i * sa[d];
+            ob += i * sb[d];
+        }
+        for (j, v) in o.iter_mut().enumerate() {
+            *v = f(cd[oc + j * ic], ad[oa + j * ia], bd[ob + j * ib]);
+        }
+    };
+    if n >= PAR_MIN {
+        out.par_chunks_mut(inner.max(1)).enumerate().for_each(row);
+    } else {
+        out.chunks_mut(inner.max(1)).enumerate().for_each(row);
+    }
+    Tensor::from_parts(out_shape.to_vec(), out)
+}
+
+/// `condition ? a : b` with three-way broadcasting (ONNX Where; a condition is true where it
+/// is non-zero); `None` when the shapes do not broadcast.
+pub fn select<C, T>(c: &Tensor<C>, a: &Tensor<T>, b: &Tensor<T>) -> Option<Tensor<T>>
+where
+    C: Copy + Sync + Default + PartialEq,
+    T: Copy + Sync + Send + Default,
+{
+    let shape = broadcast_shape(&broadcast_shape(c.shape(), a.shape())?, b.shape())?;
+    let zero = C::default();
+    Some(broadcast_map3(c, a, b, &shape, |c, a, b| {
+        if c != zero {
+            a
+        } else {
+            b
+        }
+    }))
+}
+
+#[inline]
+fn truth<T: Float>(v: bool) -> T {
+    if v {
+        T::one()
+    } else {
+        T::zero()
+    }
+}
+
+/// The scalar function of a binary op on floats. Comparisons and logic return 0/1; logic
+/// reads non-zero as true.
+#[inline]
+pub fn binary_fn<T: Float>(op: BinaryOp) -> impl Fn(T, T) -> T + Sync + Send + Copy {
+    move |a: T, b: T| match op {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => a / b,
+        BinaryOp::Pow => a.powf(b),
+        BinaryOp::Mod { fmod: true } => a % b,
+        BinaryOp::Mod { fmod: false } => {
+            // The remainder takes the divisor's sign (integer semantics on integral values).
+            let r = a % b;
+            if r != T::zero() && (r < T::zero()) != (b < T::zero()) {
+                r + b
+            } else {
+                r
+            }
+        }
+        BinaryOp::Equal => truth(a == b),
+        BinaryOp::Less => truth(a < b),
+        BinaryOp::Greater => truth(a > b),
+        BinaryOp::LessOrEqual => truth(a <= b),
+        BinaryOp::GreaterOrEqual => truth(a >= b),
+        BinaryOp::And => truth(a != T::zero() && b != T::zero()),
+        BinaryOp::Or => truth(a != T::zero() || b != T::zero()),
+        BinaryOp::Xor => truth((a != T::zero()) != (b != T::zero())),
+        BinaryOp::PRelu => {
+            if a < T::zero() {
+                b * a
+            } else {
+                a
+            }
+        }
+    }
+}
+
 /// `a op b` with broadcasting; `None` when the shapes do not broadcast.
 pub fn binary<T: Float>(op: BinaryOp, a: &Tensor<T>, b: &Tensor<T>) -> Option<Tensor<T>> {
     let shape = broadcast_shape(a.shape(), b.shape())?;
-    Some(match op {
-        BinaryOp::Add => broadcast_map(a, b, &shape, |x, y| x + y),
-        BinaryOp::Sub => broadcast_map(a, b, &shape, |x, y| x - y),
-        BinaryOp::Mul => broadcast_map(a, b, &shape, |x, y| x * y),
-        BinaryOp::Div => broadcast_map(a, b, &shape, |x, y| x / y),
-    })
+    Some(broadcast_map(a, b, &shape, binary_fn::<T>(op)))
+}
+
+/// Integer power as ONNX Runtime computes it for integer tensors (`pow` in double, truncated).
+fn pow_i64(x: i64, e: i64) -> i64 {
+    if e >= 0 {
+        let e = u32::try_from(e).unwrap_or(u32::MAX);
+        x.wrapping_pow(e)
+    } else {
+        match x {
+            1 => 1,
+            -1 if e % 2 == 0 => 1,
+            -1 => -1,
+            _ => 0,
+        }
+    }
 }
 
 /// Integer version of [`binary`] (shape arithmetic during constant folding); division
 /// truncates toward zero like ONNX Runtime, and division by zero yields 0 rather than trapping.
+/// `None` for a remainder by zero (undefined) and for PRelu (no integer meaning in exports).
 pub fn binary_i64(op: BinaryOp, a: &Tensor<i64>, b: &Tensor<i64>) -> Option<Tensor<i64>> {
     let shape = broadcast_shape(a.shape(), b.shape())?;
+    let t = |v: bool| v as i64;
     Some(match op {
         BinaryOp::Add => broadcast_map(a, b, &shape, |x, y| x.wrapping_add(y)),
         BinaryOp::Sub => broadcast_map(a, b, &shape, |x, y| x.wrapping_sub(y)),
         BinaryOp::Mul => broadcast_map(a, b, &shape, |x, y| x.wrapping_mul(y)),
         BinaryOp::Div => broadcast_map(a, b, &shape, |x, y| x.checked_div(y).unwrap_or(0)),
+        BinaryOp::Pow => broadcast_map(a, b, &shape, pow_i64),
+        BinaryOp::Mod { fmod } => {
+            if b.data().contains(&0) {
+                return None;
+            }
+            broadcast_map(a, b, &shape, move |x, y| {
+                let r = x.wrapping_rem(y);
+                if !fmod && r != 0 && (r < 0) != (y < 0) {
+                    r + y
+                } else {
+                    r
+                }
+            })
+        }
+        BinaryOp::Equal => broadcast_map(a, b, &shape, |x, y| t(x == y)),
+        BinaryOp::Less => broadcast_map(a, b, &shape, |x, y| t(x < y)),
+        BinaryOp::Greater => broadcast_map(a, b, &shape, |x, y| t(x > y)),
+        BinaryOp::LessOrEqual => broadcast_map(a, b, &shape, |x, y| t(x <= y)),
+        BinaryOp::GreaterOrEqual => broadcast_map(a, b, &shape, |x, y| t(x >= y)),
+        BinaryOp::And => broadcast_map(a, b, &shape, |x, y| t(x != 0 && y != 0)),
+        BinaryOp::Or => broadcast_map(a, b, &shape, |x, y| t(x != 0 || y != 0)),
+        BinaryOp::Xor => broadcast_map(a, b, &shape, |x, y| t((x != 0) != (y != 0))),
+        BinaryOp::PRelu => return None,
     })
 }
+
+/// `erf` in the element type (computed in f64 by `libm`, a port of musl's).
+#[inline]
+pub fn erf<T: Float>(x: T) -> T {
+    T::of(libm::erf(x.f64()))
+}
+
+/// `ln(1 + eˣ)` without overflow for large `x`.
+#[inline]
+pub fn softplus<T: Float>(x: T) -> T {
+    if x > T::zero() {
+        x + (-x).exp().ln_1p()
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+/// √(2/π), the scale of GELU's tanh approximation.
+pub const GELU_TANH_BETA: f64 = 0.797_884_560_802_865_4;
+/// The cubic coefficient of GELU's tanh approximation.
+pub const GELU_TANH_KAPPA: f64 = 0.044_715;
 
 /// The scalar function of a unary op.
 #[inline]
@@ -160,6 +331,46 @@ pub fn unary_fn<T: Float>(op: UnaryOp) -> impl Fn(T) -> T + Sync + Send + Copy {
         UnaryOp::Sqrt => x.sqrt(),
         UnaryOp::Neg => -x,
         UnaryOp::Abs => x.abs(),
+        UnaryOp::Gelu { tanh: false } => {
+            T::of(0.5) * x * (T::one() + erf(x * T::of(std::f64::consts::FRAC_1_SQRT_2)))
+        }
+        UnaryOp::Gelu { tanh: true } => {
+            let inner = T::of(GELU_TANH_BETA) * (x + T::of(GELU_TANH_KAPPA) * x * x * x);
+            T::of(0.5) * x * (T::one() + inner.tanh())
+        }
+        UnaryOp::Erf => erf(x),
+        UnaryOp::Reciprocal => T::one() / x,
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Elu { alpha } => {
+            if x > T::zero() {
+                x
+            } else {
+                T::of(alpha) * x.exp_m1()
+            }
+        }
+        UnaryOp::Selu { alpha, gamma } => {
+            if x > T::zero() {
+                T::of(gamma) * x
+            } else {
+                T::of(gamma) * (T::of(alpha) * x.exp_m1())
+            }
+        }
+        UnaryOp::Celu { alpha } => {
+            let a = T::of(alpha);
+            x.max(T::zero()) + (a * (x / a).exp_m1()).min(T::zero())
+        }
+        UnaryOp::Softplus => softplus(x),
+        UnaryOp::Softsign => x / (T::one() + x.abs()),
+        UnaryOp::Mish => x * softplus(x).tanh(),
+        UnaryOp::Not => {
+            if x == T::zero() {
+                T::one()
+            } else {
+                T::zero()
+            }
+        }
+        UnaryOp::Sin => x.sin(),
+        UnaryOp::Cos => x.cos(),
     }
 }
 
@@ -172,4 +383,61 @@ pub fn unary<T: Float>(op: UnaryOp, x: &Tensor<T>) -> Tensor<T> {
         x.data().iter().map(|&v| f(v)).collect()
     };
     Tensor::from_parts(x.shape().to_vec(), data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(shape: &[usize], v: &[i64]) -> Tensor<i64> {
+        Tensor::from_parts(shape.to_vec(), v.to_vec())
+    }
+
+    #[test]
+    fn integer_mod_takes_the_divisors_sign_and_fmod_the_dividends() {
+        let a = t(&[4], &[7, -7, 7, -7]);
+        let b = t(&[4], &[3, 3, -3, -3]);
+        let m = binary_i64(BinaryOp::Mod { fmod: false }, &a, &b).unwrap();
+        assert_eq!(m.data(), &[1, 2, -2, -1]);
+        let f = binary_i64(BinaryOp::Mod { fmod: true }, &a, &b).unwrap();
+        assert_eq!(f.data(), &[1, -1, 1, -1]);
+        assert!(binary_i64(BinaryOp::Mod { fmod: false }, &a, &t(&[1], &[0])).is_none());
+    }
+
+    #[test]
+    fn float_mod_without_fmod_matches_integer_mod_on_integral_values() {
+        let f = binary_fn::<f64>(BinaryOp::Mod { fmod: false });
+        assert_eq!(
+            [
+                f(7.0, 3.0),
+                f(-7.0, 3.0),
+                f(7.0, -3.0),
+                f(-7.0, -3.0),
+                f(6.0, 3.0)
+            ],
+            [1.0, 2.0, -2.0, -1.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn integer_pow_truncates_negative_exponents() {
+        assert_eq!(pow_i64(3, 4), 81);
+        assert_eq!(pow_i64(2, -1), 0);
+        assert_eq!(pow_i64(-1, -3), -1);
+        assert_eq!(pow_i64(-1, -2), 1);
+        assert_eq!(pow_i64(1, -5), 1);
+    }
+
+    #[test]
+    fn select_broadcasts_three_ways_and_handles_scalars() {
+        let c = t(&[2, 1], &[1, 0]);
+        let a = t(&[3], &[1, 2, 3]);
+        let b = t(&[], &[-1]);
+        let y = select(&c, &a, &b).unwrap();
+        assert_eq!(y.shape(), &[2, 3]);
+        assert_eq!(y.data(), &[1, 2, 3, -1, -1, -1]);
+        let s = select(&t(&[], &[0]), &t(&[], &[5]), &t(&[], &[6])).unwrap();
+        assert_eq!((s.shape(), s.data()), (&[][..], &[6][..]));
+        assert!(select(&t(&[2], &[1, 0]), &a, &b).is_none());
+    }
 }

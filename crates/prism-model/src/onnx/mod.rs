@@ -20,7 +20,8 @@ use crate::graph::{
 use crate::kernels::index::ScatterReduction;
 use crate::kernels::resize::{CoordMode, NearestMode, ResizeMode};
 use crate::op::{
-    AutoPad, BinaryOp, KeepAspect, Op, PadMode, ResizeTarget, UnaryOp, Window, SUPPORTED_OPS,
+    AutoPad, BinaryOp, CastTo, KeepAspect, Op, PadMode, ResizeTarget, UnaryOp, Window,
+    SUPPORTED_OPS,
 };
 use crate::tensor::{Constant, DType, Tensor};
 use proto::tensor_proto::DataType;
@@ -98,6 +99,8 @@ fn build_graph(g: &proto::GraphProto, opset: i64, base: &Path) -> Result<Graph> 
         ));
     }
 
+    // Element types the file declares or implies, for CastLike's target type.
+    let mut elem_types = declared_elem_types(g);
     // Parse every node first, then order them.
     let mut parsed: Vec<(String, Op, &proto::NodeProto)> = Vec::with_capacity(g.node.len());
     let mut used_names: HashMap<String, usize> = HashMap::new();
@@ -114,7 +117,14 @@ fn build_graph(g: &proto::GraphProto, opset: i64, base: &Path) -> Result<Graph> 
         if *count > 1 {
             name = format!("{name}_{}", *count - 1);
         }
-        let op = parse_op(n, &name, &op_type, opset, base)?;
+        let op = if op_type == "CastLike"
+            && matches!(n.domain.as_deref(), None | Some("") | Some("ai.onnx"))
+        {
+            cast_like(n, &name, &elem_types)?
+        } else {
+            parse_op(n, &name, &op_type, opset, base)?
+        };
+        note_elem_types(n, &op, &mut elem_types);
         parsed.push((name, op, n));
     }
     // Producer of each output name.
@@ -223,6 +233,107 @@ fn build_graph(g: &proto::GraphProto, opset: i64, base: &Path) -> Result<Graph> 
     };
     graph.validate()?;
     Ok(graph)
+}
+
+/// The ONNX element type of every tensor whose type the file states: initializers, graph
+/// inputs and outputs, and `value_info` entries.
+fn declared_elem_types(g: &proto::GraphProto) -> HashMap<String, i32> {
+    use proto::type_proto::Value as T;
+    let mut m = HashMap::new();
+    for vi in g.input.iter().chain(&g.output).chain(&g.value_info) {
+        if let (Some(name), Some(T::TensorType(t))) = (
+            vi.name.as_ref(),
+            vi.r#type.as_ref().and_then(|t| t.value.as_ref()),
+        ) {
+            if let Some(e) = t.elem_type.filter(|&e| e != 0) {
+                m.insert(name.clone(), e);
+            }
+        }
+    }
+    for init in &g.initializer {
+        if let (Some(name), Some(dt)) = (init.name.as_ref(), init.data_type) {
+            m.insert(name.clone(), dt);
+        }
+    }
+    m
+}
+
+/// Records the element types a node's outputs are known to have without shape inference:
+/// Constant's value and Cast's target.
+fn note_elem_types(n: &proto::NodeProto, op: &Op, m: &mut HashMap<String, i32>) {
+    let Some(out) = n.output.first().filter(|o| !o.is_empty()) else {
+        return;
+    };
+    let dt = match op {
+        Op::Constant(c) => match n
+            .attribute
+            .iter()
+            .find(|a| a.name.as_deref() == Some("value"))
+            .and_then(|a| a.t.as_ref())
+            .and_then(|t| t.data_type)
+        {
+            Some(dt) => dt,
+            None => match c.dtype() {
+                DType::I64 => DataType::Int64 as i32,
+                DType::F32 => DataType::Float as i32,
+                DType::F64 => DataType::Double as i32,
+            },
+        },
+        Op::Cast { .. } => match n
+            .attribute
+            .iter()
+            .find(|a| a.name.as_deref() == Some("to"))
+            .and_then(|a| a.i)
+        {
+            Some(to) => to as i32,
+            // CastLike: its target's type.
+            None => match n.input.get(1).and_then(|t| m.get(t)) {
+                Some(&dt) => dt,
+                None => return,
+            },
+        },
+        _ => return,
+    };
+    m.entry(out.clone()).or_insert(dt);
+}
+
+/// The Cast target of an ONNX element type, or an error naming the type.
+fn cast_target(to: i32) -> std::result::Result<CastTo, String> {
+    match DataType::try_from(to).unwrap_or(DataType::Undefined) {
+        DataType::Float | DataType::Float16 | DataType::Bfloat16 => Ok(CastTo::F32),
+        DataType::Double => Ok(CastTo::F64),
+        DataType::Int64
+        | DataType::Int32
+        | DataType::Int16
+        | DataType::Int8
+        | DataType::Uint8
+        | DataType::Uint16
+        | DataType::Uint32
+        | DataType::Uint64 => Ok(CastTo::Int),
+        DataType::Bool => Ok(CastTo::Bool),
+        _ => Err(format!("cast to {} is not supported", data_type_name(to))),
+    }
+}
+
+/// CastLike(input, target_type) is a Cast to the element type of its second input, which must
+/// be known from the file (an initializer, a Constant or Cast output, or a declared type).
+fn cast_like(n: &proto::NodeProto, name: &str, elem_types: &HashMap<String, i32>) -> Result<Op> {
+    let err = |d: String| ModelError::node(name, "CastLike", d);
+    let target = n
+        .input
+        .get(1)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| err("has no target_type input".into()))?;
+    let dt = elem_types.get(target).copied().ok_or_else(|| {
+        err(format!(
+            "the element type of its target_type input '{target}' is not known: it is neither \
+             a constant nor declared in the model's value_info; run onnx.shape_inference.infer_shapes \
+             on the model, or export it with a Cast"
+        ))
+    })?;
+    Ok(Op::Cast {
+        to: cast_target(dt).map_err(err)?,
+    })
 }
 
 fn input_dims(vi: &proto::ValueInfoProto) -> Result<(Vec<Dim>, ElemType)> {
@@ -601,6 +712,56 @@ fn parse_op(
         "Sqrt" => unary(UnaryOp::Sqrt),
         "Neg" => unary(UnaryOp::Neg),
         "Abs" => unary(UnaryOp::Abs),
+        "Gelu" => match a.string("approximate").as_deref() {
+            None | Some("none") => unary(UnaryOp::Gelu { tanh: false }),
+            Some("tanh") => unary(UnaryOp::Gelu { tanh: true }),
+            Some(other) => Err(a.err(format!(
+                "Gelu approximate '{other}' is not supported; supported: none, tanh"
+            ))),
+        },
+        "Erf" => unary(UnaryOp::Erf),
+        "Reciprocal" => unary(UnaryOp::Reciprocal),
+        "Log" => unary(UnaryOp::Log),
+        "Elu" => unary(UnaryOp::Elu {
+            alpha: a.float_or("alpha", 1.0),
+        }),
+        "Selu" => unary(UnaryOp::Selu {
+            alpha: a.float_or("alpha", 1.673_263_192_176_818_8),
+            gamma: a.float_or("gamma", 1.050_701_022_148_132_3),
+        }),
+        "Celu" => {
+            let alpha = a.float_or("alpha", 1.0);
+            if alpha == 0.0 {
+                return Err(a.err("Celu alpha must not be 0"));
+            }
+            unary(UnaryOp::Celu { alpha })
+        }
+        "Softplus" => unary(UnaryOp::Softplus),
+        "Softsign" => unary(UnaryOp::Softsign),
+        "Mish" => unary(UnaryOp::Mish),
+        "Not" => unary(UnaryOp::Not),
+        "Sin" => unary(UnaryOp::Sin),
+        "Cos" => unary(UnaryOp::Cos),
+        "Pow" => Ok(Op::Binary(BinaryOp::Pow)),
+        "Mod" => match a.int_or("fmod", 0) {
+            0 => Ok(Op::Binary(BinaryOp::Mod { fmod: false })),
+            1 => Ok(Op::Binary(BinaryOp::Mod { fmod: true })),
+            other => Err(a.err(format!(
+                "Mod fmod={other} is not supported; supported: 0, 1"
+            ))),
+        },
+        "Equal" => Ok(Op::Binary(BinaryOp::Equal)),
+        "Less" => Ok(Op::Binary(BinaryOp::Less)),
+        "Greater" => Ok(Op::Binary(BinaryOp::Greater)),
+        "LessOrEqual" => Ok(Op::Binary(BinaryOp::LessOrEqual)),
+        "GreaterOrEqual" => Ok(Op::Binary(BinaryOp::GreaterOrEqual)),
+        "And" => Ok(Op::Binary(BinaryOp::And)),
+        "Or" => Ok(Op::Binary(BinaryOp::Or)),
+        "Xor" => Ok(Op::Binary(BinaryOp::Xor)),
+        "PRelu" => Ok(Op::Binary(BinaryOp::PRelu)),
+        "Max" => Ok(Op::Max),
+        "Min" => Ok(Op::Min),
+        "Where" => Ok(Op::Where),
         "Softmax" => Ok(Op::Softmax {
             axis: a.int_or("axis", if opset < 13 { 1 } else { -1 }),
             flatten: opset < 13,
@@ -725,23 +886,9 @@ fn parse_op(
         }),
         "Cast" => {
             let to = a.int("to").ok_or_else(|| a.err("missing attribute 'to'"))?;
-            let to = match DataType::try_from(to as i32).unwrap_or(DataType::Undefined) {
-                DataType::Float | DataType::Float16 | DataType::Bfloat16 => DType::F32,
-                DataType::Double => DType::F64,
-                DataType::Int64
-                | DataType::Int32
-                | DataType::Int16
-                | DataType::Int8
-                | DataType::Uint8
-                | DataType::Bool => DType::I64,
-                _ => {
-                    return Err(a.err(format!(
-                        "cast to {} is not supported",
-                        data_type_name(to as i32)
-                    )))
-                }
-            };
-            Ok(Op::Cast { to })
+            Ok(Op::Cast {
+                to: cast_target(to as i32).map_err(|d| a.err(d))?,
+            })
         }
         "Slice" => Ok(if opset < 10 {
             Op::Slice {
