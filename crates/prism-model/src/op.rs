@@ -179,6 +179,60 @@ pub enum Op {
     Expand {
         shape: Option<Vec<i64>>,
     },
+    /// Inputs: X, Scale, optional B; outputs Y and, when the graph reads them, Mean and
+    /// InvStdDev (shape `X.shape[..axis]` followed by ones). Statistics over the axes from
+    /// `axis` on, computed in the run's float type (`stash_type` 1 or 11).
+    LayerNormalization {
+        axis: i64,
+        epsilon: f64,
+    },
+    /// Inputs: X (N × C × …), scale, bias. Statistics per sample and group of
+    /// `C / num_groups` channels; scale and bias hold one value per group (opset 18–20) or
+    /// per channel (`per_channel`, opset 21).
+    GroupNormalization {
+        num_groups: usize,
+        epsilon: f64,
+        per_channel: bool,
+    },
+    /// Inputs: X (N × C × …), scale [C], B [C]. Statistics per sample and channel.
+    InstanceNormalization {
+        epsilon: f64,
+    },
+    /// `x − log Σ exp x` along `axis` (flattened from `axis` on before opset 13).
+    LogSoftmax {
+        axis: i64,
+        flatten: bool,
+    },
+    /// Splits the input along `axis` into `outputs` pieces: of the sizes `split` (attribute
+    /// before opset 13, constant input after), equal pieces, or with `uneven` (opset 18's
+    /// `num_outputs`) pieces of ⌈d / outputs⌉ with a smaller last one.
+    Split {
+        axis: i64,
+        split: Option<Vec<i64>>,
+        outputs: usize,
+        uneven: bool,
+    },
+    /// Keeps the upper (`j − i ≥ k`) or lower (`j − i ≤ k`) triangle of the last two axes; `k`
+    /// resolved from the optional constant input.
+    Trilu {
+        upper: bool,
+        k: i64,
+    },
+    /// Inputs: start, limit, delta (scalars); always folded at specialisation, since its
+    /// output shape depends on the values.
+    Range,
+    /// Repeats resolved from the constant input at specialisation.
+    Tile {
+        repeats: Option<Vec<i64>>,
+    },
+    /// Cumulative sum along `axis` (resolved from the constant input).
+    CumSum {
+        axis: Option<i64>,
+        exclusive: bool,
+        reverse: bool,
+    },
+    /// A parsed Einstein summation.
+    Einsum(crate::einsum::Equation),
 }
 
 /// Names of every ONNX operator type Prism accepts (for error messages and `inspect`).
@@ -194,8 +248,10 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ConstantOfShape",
     "Conv",
     "ConvTranspose",
+    "CumSum",
     "Div",
     "Dropout",
+    "Einsum",
     "Exp",
     "Expand",
     "Flatten",
@@ -203,15 +259,20 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
+    "GroupNormalization",
     "HardSigmoid",
     "HardSwish",
     "Identity",
+    "InstanceNormalization",
+    "LayerNormalization",
     "LeakyRelu",
+    "LogSoftmax",
     "MatMul",
     "MaxPool",
     "Mul",
     "Neg",
     "Pad",
+    "Range",
     "ReduceMean",
     "ReduceSum",
     "Relu",
@@ -220,11 +281,14 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Sigmoid",
     "Slice",
     "Softmax",
+    "Split",
     "Sqrt",
     "Squeeze",
     "Sub",
     "Tanh",
+    "Tile",
     "Transpose",
+    "Trilu",
     "Unsqueeze",
 ];
 
@@ -301,6 +365,16 @@ impl Op {
             Op::Slice { .. } => "Slice",
             Op::ConstantOfShape { .. } => "ConstantOfShape",
             Op::Expand { .. } => "Expand",
+            Op::LayerNormalization { .. } => "LayerNormalization",
+            Op::GroupNormalization { .. } => "GroupNormalization",
+            Op::InstanceNormalization { .. } => "InstanceNormalization",
+            Op::LogSoftmax { .. } => "LogSoftmax",
+            Op::Split { .. } => "Split",
+            Op::Trilu { .. } => "Trilu",
+            Op::Range => "Range",
+            Op::Tile { .. } => "Tile",
+            Op::CumSum { .. } => "CumSum",
+            Op::Einsum(_) => "Einsum",
         }
     }
 
