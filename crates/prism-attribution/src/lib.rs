@@ -147,10 +147,13 @@ impl<'m> Explainer<'m> {
                 spec.inputs.len()
             )));
         }
+        // A bias exported as a separate Add is part of its layer, canonizers or not (Zennit
+        // sees `nn.Linear` whole).
+        let (spec, _) = canonize::merge_linear_bias(&spec, T::DTYPE)?;
         let graph = if self.canonize {
             Arc::new(canonize::merge_batchnorm(&spec, T::DTYPE)?.0)
         } else {
-            spec
+            Arc::new(spec)
         };
         let rules = match &self.composite {
             Some(c) => c.assign(&graph, self.canonize),

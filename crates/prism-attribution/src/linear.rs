@@ -135,7 +135,8 @@ impl<'a, X: Clone> Linear<'a, X> {
                     x_shape: xs.to_vec(),
                     y_shape: y,
                     weight: Cow::Borrowed(ins[1]),
-                    bias: None,
+                    // A bias merged from a separate Add (`canonize::merge_linear_bias`).
+                    bias: ins.get(2).map(|b| Cow::Borrowed(*b)),
                 }
             }
             _ => return Ok(None),

@@ -151,7 +151,11 @@ pub fn vjp<T: Float, B: Backend<T>>(
             } else {
                 None
             };
-            Ok(vec![Some(da), db])
+            let mut out = vec![Some(da), db];
+            if ins.len() > 2 {
+                out.push(None); // a merged bias (a parameter)
+            }
+            Ok(out)
         }
         Op::Binary(op) => {
             let (l, r) = (ins[0], ins[1]);

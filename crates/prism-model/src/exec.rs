@@ -69,7 +69,16 @@ pub fn run_node<T: Float>(
             *trans_b,
             &out0(),
         )?,
-        Op::MatMul => matmul(x, inputs[1]).ok_or_else(|| err("shapes do not multiply".into()))?,
+        Op::MatMul => {
+            let y = matmul(x, inputs[1]).ok_or_else(|| err("shapes do not multiply".into()))?;
+            // A bias merged from a separate Add (prism-attribution's `merge_linear_bias`).
+            match inputs.get(2) {
+                Some(bias) => cpu
+                    .broadcast(Zip::Add, &y, bias)
+                    .map_err(|_| err("bias does not broadcast".into()))?,
+                None => y,
+            }
+        }
         Op::Binary(b) => {
             let f = match b {
                 BinaryOp::Add => Zip::Add,

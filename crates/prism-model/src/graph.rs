@@ -37,11 +37,49 @@ impl std::fmt::Display for Dim {
     }
 }
 
+/// Element type of a graph input as declared in the model file.
+///
+/// Run-time tensors are all float (`f32` or `f64`): integer and boolean inputs (token ids,
+/// attention masks) are carried in the float type exactly, booleans as 0/1, and checked at the
+/// boundary ([`crate::Tensor::from_ints`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ElemType {
+    Float32,
+    Float64,
+    Int64,
+    Int32,
+    Bool,
+}
+
+impl ElemType {
+    /// numpy's name of the type (`float32`, `int64`, `bool`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ElemType::Float32 => "float32",
+            ElemType::Float64 => "float64",
+            ElemType::Int64 => "int64",
+            ElemType::Int32 => "int32",
+            ElemType::Bool => "bool",
+        }
+    }
+
+    /// Whether values of this type are integers (token ids, masks, booleans).
+    pub fn is_integer(self) -> bool {
+        !matches!(self, ElemType::Float32 | ElemType::Float64)
+    }
+}
+
+impl std::fmt::Display for ElemType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where a value comes from.
 #[derive(Clone, Debug)]
 pub enum Source {
-    /// A graph input, with its declared shape.
-    Input(Vec<Dim>),
+    /// A graph input, with its declared shape and element type.
+    Input(Vec<Dim>, ElemType),
     /// A constant: an initializer, a `Constant` node or a folded value.
     Constant(Constant),
     /// Output `index` of node `node`.
@@ -137,9 +175,22 @@ impl Graph {
     /// Declared shape of graph input `i`.
     pub fn input_dims(&self, i: usize) -> &[Dim] {
         match &self.values[self.inputs[i].0].source {
-            Source::Input(d) => d,
+            Source::Input(d, _) => d,
             _ => &[],
         }
+    }
+    /// Declared element type of graph input `i`.
+    pub fn input_type(&self, i: usize) -> ElemType {
+        match &self.values[self.inputs[i].0].source {
+            Source::Input(_, t) => *t,
+            _ => ElemType::Float32,
+        }
+    }
+    /// Index of the graph input called `name`.
+    pub fn input_index(&self, name: &str) -> Option<usize> {
+        self.inputs
+            .iter()
+            .position(|v| self.values[v.0].name == name)
     }
     /// Number of parameters: elements of float constants read by nodes.
     pub fn parameter_count(&self) -> usize {

@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex};
 pub use backend::{Backend, Cpu};
 pub use error::{ModelError, Result};
 pub use exec::{Executor, Keep, Trace};
-pub use graph::{Dim, Graph, Node, NodeId, Source, Value, ValueId};
+pub use graph::{Dim, ElemType, Graph, Node, NodeId, Source, Value, ValueId};
 pub use op::{Op, OpGroup};
 pub use tensor::{Constant, DType, Float, Tensor};
 

@@ -24,6 +24,9 @@ pub trait Float:
 {
     /// The run-time tag of this type.
     const DTYPE: DType;
+    /// The largest integer magnitude this type holds exactly (2²⁴ for f32, 2⁵³ for f64):
+    /// integer inputs (token ids) beyond it cannot be carried without rounding.
+    const EXACT_INT: i64;
     /// Converts from f64 (rounding to nearest for f32).
     fn of(v: f64) -> Self;
     /// Widens to f64.
@@ -36,6 +39,7 @@ pub trait Float:
 
 impl Float for f32 {
     const DTYPE: DType = DType::F32;
+    const EXACT_INT: i64 = 1 << 24;
     fn of(v: f64) -> Self {
         v as f32
     }
@@ -55,6 +59,7 @@ impl Float for f32 {
 
 impl Float for f64 {
     const DTYPE: DType = DType::F64;
+    const EXACT_INT: i64 = 1 << 53;
     fn of(v: f64) -> Self {
         v
     }
@@ -95,6 +100,21 @@ impl std::fmt::Display for DType {
 pub struct Tensor<T> {
     shape: Vec<usize>,
     data: Vec<T>,
+}
+
+impl<T: Float> Tensor<T> {
+    /// Carries integer values (token ids, masks, indices) in the float type, exactly: fails when
+    /// a value is beyond [`Float::EXACT_INT`] (run in f64 for such inputs).
+    pub fn from_ints(shape: Vec<usize>, data: &[i64]) -> Result<Self> {
+        if let Some(v) = data.iter().find(|v| v.unsigned_abs() > T::EXACT_INT as u64) {
+            return Err(ModelError::Invalid(format!(
+                "integer value {v} cannot be carried exactly in {} (largest: {}); run in f64",
+                T::DTYPE,
+                T::EXACT_INT
+            )));
+        }
+        Tensor::new(shape, data.iter().map(|&v| T::of(v as f64)).collect())
+    }
 }
 
 impl<T: Copy + Default> Tensor<T> {

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 
 use crate::error::{ModelError, Result};
-use crate::graph::{topological_order, Dim, Graph, Node, NodeId, Source, Value, ValueTable};
+use crate::graph::{
+    topological_order, Dim, ElemType, Graph, Node, NodeId, Source, Value, ValueTable,
+};
 use crate::op::{AutoPad, BinaryOp, Op, PadMode, UnaryOp, Window, SUPPORTED_OPS};
 use crate::tensor::{Constant, DType, Tensor};
 use proto::tensor_proto::DataType;
@@ -79,10 +81,10 @@ fn build_graph(g: &proto::GraphProto, opset: i64, base: &Path) -> Result<Graph> 
         if table.by_name.contains_key(&name) {
             continue; // old exporters list initializers as inputs too
         }
-        let dims = input_dims(vi)?;
+        let (dims, elem) = input_dims(vi)?;
         inputs.push(table.add(Value {
             name,
-            source: Source::Input(dims),
+            source: Source::Input(dims, elem),
             shape: None,
         }));
     }
@@ -219,7 +221,7 @@ fn build_graph(g: &proto::GraphProto, opset: i64, base: &Path) -> Result<Graph> 
     Ok(graph)
 }
 
-fn input_dims(vi: &proto::ValueInfoProto) -> Result<Vec<Dim>> {
+fn input_dims(vi: &proto::ValueInfoProto) -> Result<(Vec<Dim>, ElemType)> {
     use proto::tensor_shape_proto::dimension::Value as D;
     use proto::type_proto::Value as T;
     let name = vi.name.clone().unwrap_or_default();
@@ -229,20 +231,28 @@ fn input_dims(vi: &proto::ValueInfoProto) -> Result<Vec<Dim>> {
             detail: "is not a tensor; Prism models take tensor inputs".into(),
         });
     };
-    let elem = t.elem_type.unwrap_or(0);
-    if elem != DataType::Float as i32 && elem != DataType::Double as i32 {
-        return Err(ModelError::Input {
-            name,
-            detail: format!(
-                "has element type {}; Prism feeds float inputs (float32/float64)",
-                data_type_name(elem)
-            ),
-        });
-    }
-    let Some(shape) = &t.shape else {
-        return Ok(Vec::new());
+    let raw = t.elem_type.unwrap_or(0);
+    let elem = match DataType::try_from(raw) {
+        Ok(DataType::Float) => ElemType::Float32,
+        Ok(DataType::Double) => ElemType::Float64,
+        Ok(DataType::Int64) => ElemType::Int64,
+        Ok(DataType::Int32) => ElemType::Int32,
+        Ok(DataType::Bool) => ElemType::Bool,
+        _ => {
+            return Err(ModelError::Input {
+                name,
+                detail: format!(
+                    "has element type {}; Prism feeds float32, float64, int64, int32 and bool \
+                     inputs",
+                    data_type_name(raw)
+                ),
+            })
+        }
     };
-    Ok(shape
+    let Some(shape) = &t.shape else {
+        return Ok((Vec::new(), elem));
+    };
+    let dims = shape
         .dim
         .iter()
         .map(|d| match &d.value {
@@ -250,7 +260,8 @@ fn input_dims(vi: &proto::ValueInfoProto) -> Result<Vec<Dim>> {
             Some(D::DimParam(p)) if !p.is_empty() => Dim::Symbolic(p.clone()),
             _ => Dim::Symbolic("?".into()),
         })
-        .collect())
+        .collect();
+    Ok((dims, elem))
 }
 
 fn data_type_name(t: i32) -> String {
