@@ -122,9 +122,8 @@ pub fn vjp<T: Float, B: Backend<T>>(
         }
         Op::MatMul => {
             let (sa, sw) = (b.shape(ins[0]).to_vec(), b.shape(ins[1]).to_vec());
-            let (batch, m, _, n, _) = shape::matmul_dims(&sa, &sw).ok_or_else(|| {
-                err(node, format!("cannot multiply shapes {sa:?} and {sw:?}"))
-            })?;
+            let (batch, m, _, n, _) = shape::matmul_dims(&sa, &sw)
+                .ok_or_else(|| err(node, format!("cannot multiply shapes {sa:?} and {sw:?}")))?;
             // numpy's 1-D operands are a row (left) or a column (right) vector; the output
             // lacks that axis, so the gradient gets it back.
             let a: Cow<B::Tensor> = if sa.len() == 1 {

@@ -94,7 +94,10 @@ impl Equation {
             }
             Ok(out)
         };
-        let inputs = lhs.split(',').map(term).collect::<std::result::Result<Vec<_>, _>>()?;
+        let inputs = lhs
+            .split(',')
+            .map(term)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let output = rhs.map(term).transpose()?;
         if let Some(out) = &output {
             for s in out {
@@ -227,7 +230,11 @@ impl Bound {
     }
 
     /// Evaluates the equation on `operands` (in the shapes it was bound to).
-    pub fn eval<T: Float, B: Backend<T>>(&self, b: &B, operands: &[&B::Tensor]) -> Result<B::Tensor> {
+    pub fn eval<T: Float, B: Backend<T>>(
+        &self,
+        b: &B,
+        operands: &[&B::Tensor],
+    ) -> Result<B::Tensor> {
         let terms: Vec<(Cow<B::Tensor>, Vec<Label>)> = operands
             .iter()
             .zip(&self.inputs)
@@ -246,7 +253,8 @@ impl Bound {
         g: &B::Tensor,
         i: usize,
     ) -> Result<B::Tensor> {
-        let mut terms: Vec<(Cow<B::Tensor>, Vec<Label>)> = vec![(Cow::Borrowed(g), self.output.clone())];
+        let mut terms: Vec<(Cow<B::Tensor>, Vec<Label>)> =
+            vec![(Cow::Borrowed(g), self.output.clone())];
         for (j, (t, l)) in operands.iter().zip(&self.inputs).enumerate() {
             if j != i {
                 terms.push((Cow::Borrowed(*t), l.clone()));
@@ -262,7 +270,13 @@ impl Bound {
         // Labels of operand i alone (summed in the forward pass) get size 1, then broadcast.
         let with_ones: Vec<usize> = mine
             .iter()
-            .map(|l| if reached.contains(l) { self.sizes[l] } else { 1 })
+            .map(|l| {
+                if reached.contains(l) {
+                    self.sizes[l]
+                } else {
+                    1
+                }
+            })
             .collect();
         let d = b.reshape(d, with_ones)?;
         let d = b.expand(&d, &self.shape_of(mine))?;
@@ -327,7 +341,8 @@ fn contract<T: Float, B: Backend<T>>(
         return Err(ModelError::Invalid("einsum: no operands".into()));
     };
     let rest: Vec<(Cow<B::Tensor>, Vec<Label>)> = rest.collect();
-    let needed_after = |k: usize, l: &Label| out.contains(l) || rest[k..].iter().any(|(_, ls)| ls.contains(l));
+    let needed_after =
+        |k: usize, l: &Label| out.contains(l) || rest[k..].iter().any(|(_, ls)| ls.contains(l));
     // Labels of the first operand nothing else needs are summed right away.
     let lone: Vec<Label> = cl.iter().copied().filter(|l| !needed_after(0, l)).collect();
     cur = sum_over(b, cur, &mut cl, &lone, false);
@@ -341,23 +356,47 @@ fn contract<T: Float, B: Backend<T>>(
             .collect();
         let mut next = sum_over(b, next, &mut nl, &lone, false);
         let keep = |l: &Label| needed_after(k + 1, l);
-        let batch: Vec<Label> = cl.iter().copied().filter(|l| nl.contains(l) && keep(l)).collect();
-        let summed: Vec<Label> = cl.iter().copied().filter(|l| nl.contains(l) && !keep(l)).collect();
+        let batch: Vec<Label> = cl
+            .iter()
+            .copied()
+            .filter(|l| nl.contains(l) && keep(l))
+            .collect();
+        let summed: Vec<Label> = cl
+            .iter()
+            .copied()
+            .filter(|l| nl.contains(l) && !keep(l))
+            .collect();
         let left: Vec<Label> = cl.iter().copied().filter(|l| !nl.contains(l)).collect();
         let right: Vec<Label> = nl.iter().copied().filter(|l| !cl.contains(l)).collect();
         // A summed label of size 1 on one side only: sum the other side over it first.
         let dim = |t: &B::Tensor, ls: &[Label], l: Label| {
             ls.iter().position(|&m| m == l).map_or(1, |i| b.shape(t)[i])
         };
-        let cur_ones: Vec<Label> = summed.iter().copied().filter(|&l| dim(&next, &nl, l) == 1 && dim(&cur, &cl, l) != 1).collect();
-        let next_ones: Vec<Label> = summed.iter().copied().filter(|&l| dim(&cur, &cl, l) == 1 && dim(&next, &nl, l) != 1).collect();
+        let cur_ones: Vec<Label> = summed
+            .iter()
+            .copied()
+            .filter(|&l| dim(&next, &nl, l) == 1 && dim(&cur, &cl, l) != 1)
+            .collect();
+        let next_ones: Vec<Label> = summed
+            .iter()
+            .copied()
+            .filter(|&l| dim(&cur, &cl, l) == 1 && dim(&next, &nl, l) != 1)
+            .collect();
         cur = sum_over(b, cur, &mut cl, &cur_ones, true);
         next = sum_over(b, next, &mut nl, &next_ones, true);
         let dims = |t: &B::Tensor, ls: &[Label], which: &[Label]| -> Vec<usize> {
             which.iter().map(|&l| dim(t, ls, l)).collect()
         };
-        let (cb, cm, ck) = (dims(&cur, &cl, &batch), dims(&cur, &cl, &left), dims(&cur, &cl, &summed));
-        let (nb, nk, nn) = (dims(&next, &nl, &batch), dims(&next, &nl, &summed), dims(&next, &nl, &right));
+        let (cb, cm, ck) = (
+            dims(&cur, &cl, &batch),
+            dims(&cur, &cl, &left),
+            dims(&cur, &cl, &summed),
+        );
+        let (nb, nk, nn) = (
+            dims(&next, &nl, &batch),
+            dims(&next, &nl, &summed),
+            dims(&next, &nl, &right),
+        );
         let kk: usize = ck.iter().product();
         if kk != nk.iter().product::<usize>() {
             return Err(ModelError::shape("einsum", b.shape(&cur), b.shape(&next)));
@@ -379,7 +418,10 @@ fn contract<T: Float, B: Backend<T>>(
     let extra: Vec<Label> = cl.iter().copied().filter(|l| !out.contains(l)).collect();
     cur = sum_over(b, cur, &mut cl, &extra, false);
     let cur = permute(b, cur, &cl, out)?.into_owned();
-    let full: Vec<usize> = out.iter().map(|l| sizes.get(l).copied().unwrap_or(1)).collect();
+    let full: Vec<usize> = out
+        .iter()
+        .map(|l| sizes.get(l).copied().unwrap_or(1))
+        .collect();
     if b.shape(&cur) == full.as_slice() {
         Ok(cur)
     } else {
@@ -395,7 +437,11 @@ mod tests {
 
     fn t(shape: &[usize]) -> Tensor<f64> {
         let n: usize = shape.iter().product();
-        Tensor::new(shape.to_vec(), (0..n).map(|i| ((i * 7) % 11) as f64 - 5.0).collect()).unwrap()
+        Tensor::new(
+            shape.to_vec(),
+            (0..n).map(|i| ((i * 7) % 11) as f64 - 5.0).collect(),
+        )
+        .unwrap()
     }
 
     /// Reference: the sum over all label assignments, by brute force.
@@ -414,9 +460,15 @@ mod tests {
                 idx /= bd.sizes[l];
             }
             let at = |ls: &[Label], shape: &[usize]| {
-                ls.iter().zip(shape).fold(0, |acc, (l, &d)| acc * d + if d == 1 { 0 } else { val[l] })
+                ls.iter()
+                    .zip(shape)
+                    .fold(0, |acc, (l, &d)| acc * d + if d == 1 { 0 } else { val[l] })
             };
-            let p: f64 = ops.iter().zip(&bd.inputs).map(|(o, ls)| o.data()[at(ls, o.shape())]).product();
+            let p: f64 = ops
+                .iter()
+                .zip(&bd.inputs)
+                .map(|(o, ls)| o.data()[at(ls, o.shape())])
+                .product();
             let o = at(&bd.output, &out_shape);
             y.data_mut()[o] += p;
         }

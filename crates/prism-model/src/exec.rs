@@ -227,13 +227,15 @@ pub fn run_node<T: Float>(
             cpu.channel_affine(&xhat, &scale, &bias).map_err(at)?
         }
         Op::LogSoftmax { axis, flatten } => {
-            let a = softmax_axis(*axis, *flatten, x.shape()).ok_or_else(|| err("axis out of range".into()))?;
+            let a = softmax_axis(*axis, *flatten, x.shape())
+                .ok_or_else(|| err("axis out of range".into()))?;
             cpu.log_softmax(x, &a).map_err(at)?
         }
         Op::Split { .. } => {
             let pieces = shape::split_pieces(op, x.shape()).map_err(err)?;
             let ys: Vec<Tensor<T>> = pieces.iter().map(|p| cpu.slice(x, p)).collect();
-            if ys.len() != outs.len() || ys.iter().zip(outs).any(|(y, o)| y.shape() != o.as_slice()) {
+            if ys.len() != outs.len() || ys.iter().zip(outs).any(|(y, o)| y.shape() != o.as_slice())
+            {
                 return Err(err(format!(
                     "computed pieces {:?} differ from the inferred {outs:?}",
                     ys.iter().map(|y| y.shape().to_vec()).collect::<Vec<_>>()
@@ -253,7 +255,10 @@ pub fn run_node<T: Float>(
         }
         Op::Einsum(eq) => {
             let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
-            eq.bind(&shapes).map_err(err)?.eval(&cpu, inputs).map_err(at)?
+            eq.bind(&shapes)
+                .map_err(err)?
+                .eval(&cpu, inputs)
+                .map_err(at)?
         }
         Op::Range => {
             return Err(err(
@@ -333,8 +338,16 @@ pub fn tile_shapes(s: &[usize], repeats: &[i64]) -> Result<(Vec<usize>, Vec<usiz
         )));
     }
     let ones = s.iter().flat_map(|&d| [1, d]).collect();
-    let full = s.iter().zip(repeats).flat_map(|(&d, &r)| [r as usize, d]).collect();
-    let out = s.iter().zip(repeats).map(|(&d, &r)| d * r as usize).collect();
+    let full = s
+        .iter()
+        .zip(repeats)
+        .flat_map(|(&d, &r)| [r as usize, d])
+        .collect();
+    let out = s
+        .iter()
+        .zip(repeats)
+        .map(|(&d, &r)| d * r as usize)
+        .collect();
     Ok((ones, full, out))
 }
 

@@ -669,7 +669,8 @@ pub fn split_sizes(op: &Op, x: &[usize]) -> std::result::Result<(usize, Vec<usiz
     else {
         return Err("not a Split".into());
     };
-    let a = norm_axis(*axis, x.len()).ok_or_else(|| format!("axis {axis} out of range for shape {x:?}"))?;
+    let a = norm_axis(*axis, x.len())
+        .ok_or_else(|| format!("axis {axis} out of range for shape {x:?}"))?;
     let (d, n) = (x[a], *outputs);
     let sizes = match split {
         Some(s) => {

@@ -476,9 +476,15 @@ fn range(node: &Node, ins: &[Option<Constant>]) -> Result<Constant> {
                 0
             };
             let n = usize::try_from(n).unwrap_or(0);
-            Constant::i64(Tensor::from_parts(vec![n], (0..n as i64).map(|i| s + i * d).collect()))
+            Constant::i64(Tensor::from_parts(
+                vec![n],
+                (0..n as i64).map(|i| s + i * d).collect(),
+            ))
         }
-        _ if [start, limit, delta].iter().any(|c| c.dtype() == DType::F64) => {
+        _ if [start, limit, delta]
+            .iter()
+            .any(|c| c.dtype() == DType::F64) =>
+        {
             let mut v = Vec::with_capacity(n);
             let mut x = s;
             for _ in 0..n {

@@ -745,7 +745,13 @@ impl<T: Float> Backend<T> for Cpu {
         Ok(Tensor::from_parts(y.shape().to_vec(), dx))
     }
 
-    fn cumsum(&self, x: &Tensor<T>, axis: usize, exclusive: bool, reverse: bool) -> Result<Tensor<T>> {
+    fn cumsum(
+        &self,
+        x: &Tensor<T>,
+        axis: usize,
+        exclusive: bool,
+        reverse: bool,
+    ) -> Result<Tensor<T>> {
         if axis >= x.rank() {
             return Err(ModelError::shape("cumsum", x.shape(), &[axis]));
         }

@@ -175,7 +175,12 @@ pub fn standardize_grad<T: Float>(xhat: &[T], inv: &[T], g: &[T]) -> Vec<T> {
 
 /// Log-softmax over a tensor viewed as outer × axis_len × inner: `x − m − log Σ exp(x − m)`
 /// with `m` the maximum along the axis.
-pub fn log_softmax<T: Float>(x: &Tensor<T>, outer: usize, axis_len: usize, inner: usize) -> Tensor<T> {
+pub fn log_softmax<T: Float>(
+    x: &Tensor<T>,
+    outer: usize,
+    axis_len: usize,
+    inner: usize,
+) -> Tensor<T> {
     let mut out = x.data().to_vec();
     if axis_len == 0 || out.is_empty() {
         return Tensor::from_parts(x.shape().to_vec(), out);
@@ -202,7 +207,13 @@ pub fn log_softmax<T: Float>(x: &Tensor<T>, outer: usize, axis_len: usize, inner
 }
 
 /// Input-gradient of [`log_softmax`] for its output `y`: `g − exp(y) · Σ_axis g`.
-pub fn log_softmax_grad<T: Float>(y: &[T], g: &[T], outer: usize, axis_len: usize, inner: usize) -> Vec<T> {
+pub fn log_softmax_grad<T: Float>(
+    y: &[T],
+    g: &[T],
+    outer: usize,
+    axis_len: usize,
+    inner: usize,
+) -> Vec<T> {
     let mut dx = vec![T::zero(); y.len()];
     if axis_len == 0 || y.is_empty() {
         return dx;

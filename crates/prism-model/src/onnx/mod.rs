@@ -806,7 +806,11 @@ fn parse_op(
             if outputs == 0 {
                 return Err(a.err("has no outputs"));
             }
-            let num_outputs = if opset >= 18 { a.int("num_outputs") } else { None };
+            let num_outputs = if opset >= 18 {
+                a.int("num_outputs")
+            } else {
+                None
+            };
             if let Some(k) = num_outputs {
                 if k != outputs as i64 {
                     return Err(a.err(format!(
