@@ -80,6 +80,16 @@ impl Default for AttributorParams {
 }
 
 impl Attributor {
+    /// The attributor's name (`gradient`, `smoothgrad`, `integrated-gradients`, `occlusion`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Attributor::Gradient => "gradient",
+            Attributor::SmoothGrad { .. } => "smoothgrad",
+            Attributor::IntegratedGradients { .. } => "integrated-gradients",
+            Attributor::Occlusion { .. } => "occlusion",
+        }
+    }
+
     pub fn by_name(name: &str, p: &AttributorParams) -> Result<Attributor> {
         let n_iter = p.n_iter.unwrap_or(DEFAULT_N_ITER);
         if n_iter == 0 {

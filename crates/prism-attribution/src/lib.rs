@@ -92,7 +92,117 @@ pub struct Attribution<T> {
     pub targets: Vec<usize>,
 }
 
-type PreparedKey = (Vec<usize>, prism_model::DType);
+/// Where [`Explainer::attribute_inputs`] reads the relevance off.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum AttributeAt {
+    /// The model's float input when it has exactly one and no integer inputs; for a token
+    /// model (integer inputs), the output of its embedding lookup: the `Gather` from a constant
+    /// table with run-time indices (the largest table when there are several: word, not
+    /// position or segment, embeddings), with relevance per token (summed over the hidden
+    /// dimension).
+    #[default]
+    Auto,
+    /// A tensor (or a node, meaning its first output) by name, e.g. a hidden layer. The
+    /// relevance has the tensor's shape (per token when it is an embedding lookup's output).
+    Named(String),
+}
+
+impl AttributeAt {
+    /// The value in the prepared graph `g` (specialised from `original`) and whether it is an
+    /// embedding lookup's output.
+    fn resolve(&self, original: &Graph, g: &Graph) -> Result<(prism_model::ValueId, bool)> {
+        let is_embedding = |v: prism_model::ValueId| {
+            g.producer(v).is_some_and(|n| {
+                let node = g.node(n);
+                node.op.type_name() == "Gather"
+                    && node.input(0).is_some_and(|d| g.constant(d).is_some())
+                    && node.input(1).is_some_and(|i| g.constant(i).is_none())
+            })
+        };
+        match self {
+            AttributeAt::Named(name) => {
+                let v = g
+                    .find_value(name)
+                    .or_else(|| g.find_node(name).map(|n| g.node(n).outputs[0]))
+                    .ok_or_else(|| {
+                        AttributionError::Invalid(format!(
+                            "no tensor or node named '{name}' in the model (after folding \
+                             constants); `prism inspect --nodes` lists them"
+                        ))
+                    })?;
+                if g.constant(v).is_some() {
+                    return Err(AttributionError::Invalid(format!(
+                        "'{name}' is a constant (it does not depend on the inputs): relevance \
+                         cannot be read off it"
+                    )));
+                }
+                if let Some(i) = g.inputs.iter().position(|i| *i == v) {
+                    if original.input_type(i).is_integer() {
+                        return Err(AttributionError::Invalid(format!(
+                            "input '{name}' holds integers ({}): attribute at the embedding \
+                             lookup's output instead (the default)",
+                            original.input_type(i)
+                        )));
+                    }
+                }
+                Ok((v, is_embedding(v)))
+            }
+            AttributeAt::Auto => {
+                let types: Vec<_> = (0..original.inputs.len())
+                    .map(|i| original.input_type(i))
+                    .collect();
+                if types.iter().all(|t| !t.is_integer()) {
+                    if g.inputs.len() == 1 {
+                        return Ok((g.inputs[0], false));
+                    }
+                    return Err(AttributionError::Invalid(format!(
+                        "the model has {} float inputs: choose where to attribute with \
+                         --attribute-at (an input or a tensor name)",
+                        g.inputs.len()
+                    )));
+                }
+                let best = g
+                    .nodes
+                    .iter()
+                    .filter(|n| is_embedding(n.outputs[0]))
+                    .max_by_key(|n| {
+                        // the largest table; the first of equal ones (max_by_key keeps the last)
+                        let rows = n
+                            .input(0)
+                            .and_then(|d| g.shape(d))
+                            .and_then(|s| s.first().copied())
+                            .unwrap_or(0);
+                        (rows, std::cmp::Reverse(n.outputs[0].0))
+                    });
+                best.map(|n| (n.outputs[0], true)).ok_or_else(|| {
+                    AttributionError::Invalid(
+                        "the model has integer inputs but no embedding lookup (Gather from a \
+                         constant table by run-time indices) was found: choose where to \
+                         attribute with --attribute-at"
+                            .into(),
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// The result of [`Explainer::attribute_inputs`].
+#[derive(Clone, Debug)]
+pub struct TensorAttribution<T> {
+    /// Relevance at the tensor `at` (per token, `[batch, tokens]`, when `per_token`).
+    pub relevance: Tensor<T>,
+    /// The model's first output.
+    pub output: Tensor<T>,
+    /// The target class of each sample.
+    pub targets: Vec<usize>,
+    /// The name of the tensor the relevance was read off.
+    pub at: String,
+    /// Whether the relevance was summed over the hidden dimension of an embedding lookup.
+    pub per_token: bool,
+}
+
+type PreparedKey = (Vec<Vec<usize>>, prism_model::DType);
 
 struct Prepared<T> {
     graph: Arc<Graph>,
@@ -131,8 +241,21 @@ impl<'m> Explainer<'m> {
         self
     }
 
+    /// The prepared graph for a single-input model and this input shape.
     fn prepared<T: Float>(&self, shape: &[usize]) -> Result<Arc<Prepared<T>>> {
-        let key = (shape.to_vec(), T::DTYPE);
+        let inputs = self.model.graph().inputs.len();
+        if inputs != 1 {
+            return Err(AttributionError::Invalid(format!(
+                "this attribution takes a single-input model; this one has {inputs} inputs \
+                 (attribute several inputs with `attribute_inputs`)"
+            )));
+        }
+        self.prepared_for(&[shape.to_vec()])
+    }
+
+    /// The specialised, canonized graph, its executor and rules for these input shapes.
+    fn prepared_for<T: Float>(&self, shapes: &[Vec<usize>]) -> Result<Arc<Prepared<T>>> {
+        let key = (shapes.to_vec(), T::DTYPE);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = cache
             .get(&key)
@@ -140,13 +263,7 @@ impl<'m> Explainer<'m> {
         {
             return Ok(p);
         }
-        let spec = self.model.specialize(&[shape.to_vec()])?;
-        if spec.inputs.len() != 1 {
-            return Err(AttributionError::Invalid(format!(
-                "attribution needs a single-input model; this one has {} inputs",
-                spec.inputs.len()
-            )));
-        }
+        let spec = self.model.specialize(shapes)?;
         // A bias exported as a separate Add is part of its layer, canonizers or not (Zennit
         // sees `nn.Linear` whole).
         let (spec, _) = canonize::merge_linear_bias(&spec, T::DTYPE)?;
@@ -168,7 +285,12 @@ impl<'m> Explainer<'m> {
     /// The rule each node of the (specialised, canonized) graph gets for this input shape:
     /// `(node name, operator, rule name)`; `gradient` where no composite entry matched.
     pub fn rule_table(&self, shape: &[usize]) -> Result<Vec<(String, String, String)>> {
-        let p = self.prepared::<f32>(shape)?;
+        self.rule_table_for(&[shape.to_vec()])
+    }
+
+    /// [`rule_table`](Self::rule_table) for a model with several inputs of these shapes.
+    pub fn rule_table_for(&self, shapes: &[Vec<usize>]) -> Result<Vec<(String, String, String)>> {
+        let p = self.prepared_for::<f32>(shapes)?;
         Ok(p.graph
             .nodes
             .iter()
@@ -294,6 +416,72 @@ impl<'m> Explainer<'m> {
             relevance,
             output,
             targets,
+        })
+    }
+
+    /// Attributes a batch of a model with any number of inputs (token ids, attention masks,
+    /// float tensors; integers carried exactly in `T`, see [`Tensor::from_ints`]), reading the
+    /// relevance off the tensor `at` names ([`AttributeAt`]). Gradient-based methods only
+    /// (plain gradient and every LRP composite): SmoothGrad, IntegratedGradients and Occlusion
+    /// perturb a float input and go through [`attribute`](Self::attribute).
+    pub fn attribute_inputs<T: Float>(
+        &self,
+        inputs: Vec<Tensor<T>>,
+        at: &AttributeAt,
+        target: &Target,
+        seed: SeedMode,
+        attributor: &Attributor,
+    ) -> Result<TensorAttribution<T>> {
+        let n = inputs
+            .first()
+            .map_or(0, |x| x.shape().first().copied().unwrap_or(0));
+        if n == 0 || inputs.iter().any(|x| x.shape().first() != Some(&n)) {
+            return Err(AttributionError::Invalid(format!(
+                "expected batches with the same number of samples (first axis), got shapes {:?}",
+                inputs
+                    .iter()
+                    .map(|x| x.shape().to_vec())
+                    .collect::<Vec<_>>()
+            )));
+        }
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|x| x.shape().to_vec()).collect();
+        let p = self.prepared_for::<T>(&shapes)?;
+        let (value, embedding) = at.resolve(self.model.graph(), &p.graph)?;
+        let name = p.graph.value(value).name.clone();
+        if !matches!(attributor, Attributor::Gradient) {
+            return Err(AttributionError::Invalid(format!(
+                "{} perturbs a float input; attributing at '{name}' takes the gradient or an \
+                 LRP composite",
+                attributor.name()
+            )));
+        }
+        let mut trace = p.exec.run(inputs, &Keep::NodeInputs)?;
+        let output = (*trace.outputs[0]).clone();
+        let targets = resolve_targets(&output, target)?;
+        let seed_t = Cpu.seed(&output, &targets, seed == SeedMode::Logit)?;
+        let mut r = propagate::propagate_to(
+            &p.graph,
+            &p.exec,
+            &mut trace,
+            &p.rules,
+            vec![(p.graph.outputs[0], seed_t)],
+            &[value],
+        )?;
+        let full = r.remove(0);
+        let relevance = if embedding {
+            // relevance per token: the sum over the hidden dimension
+            let s = full.shape();
+            let axis = s.len().saturating_sub(1);
+            Cpu.reduce(&full, &[axis], false, false)
+        } else {
+            full
+        };
+        Ok(TensorAttribution {
+            relevance,
+            output,
+            targets,
+            at: name,
+            per_token: embedding,
         })
     }
 

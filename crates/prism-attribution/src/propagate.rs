@@ -35,12 +35,46 @@ pub fn propagate<T: Float>(
     rules: &[Option<Rule>],
     seeds: Vec<(ValueId, Tensor<T>)>,
 ) -> Result<Vec<Tensor<T>>> {
+    propagate_to(graph, exec, trace, rules, seeds, &graph.inputs)
+}
+
+/// [`propagate`], returning the relevance at the values `at` (graph inputs or computed tensors,
+/// e.g. a token model's embedding output) instead of the inputs. The sweep stops at each of
+/// them: nothing flows past a value in `at`, and it ends once all are reached.
+pub fn propagate_to<T: Float>(
+    graph: &Graph,
+    exec: &Executor<T>,
+    trace: &mut Trace<T>,
+    rules: &[Option<Rule>],
+    seeds: Vec<(ValueId, Tensor<T>)>,
+    at: &[ValueId],
+) -> Result<Vec<Tensor<T>>> {
     let b = &Cpu;
     let mut rel: Vec<Option<Tensor<T>>> = vec![None; graph.values.len()];
     for (v, t) in seeds {
         add_into(b, &mut rel[v.0], t)?;
     }
+    let mut captured: Vec<Option<Option<Tensor<T>>>> = vec![None; at.len()];
+    // When every value asked for is computed, the sweep ends at the last cut.
+    let all_computed = at.iter().all(|v| graph.producer(*v).is_some());
+    let mut remaining = at.len();
     for (ni, node) in graph.nodes.iter().enumerate().rev() {
+        if node.outputs.iter().any(|o| at.contains(o)) {
+            // A cut: the relevance here is complete (all readers ran); it flows no further.
+            for (k, v) in at.iter().enumerate() {
+                if node.outputs.contains(v) && captured[k].is_none() {
+                    captured[k] = Some(rel[v.0].take());
+                    remaining = remaining.saturating_sub(1);
+                }
+            }
+            for o in &node.outputs {
+                trace.values[o.0] = None;
+            }
+            if all_computed && remaining == 0 {
+                break;
+            }
+            continue;
+        }
         // A node's output is read by its consumers, all processed before it: once the node is
         // done, its forward value is no longer needed and goes (peak memory falls as we go).
         let mut rs: Vec<Option<Tensor<T>>> = node.outputs.iter().map(|o| rel[o.0].take()).collect();
@@ -112,16 +146,15 @@ pub fn propagate<T: Float>(
             trace.values[o.0] = None;
         }
     }
-    graph
-        .inputs
-        .iter()
-        .map(|i| match rel[i.0].take() {
+    at.iter()
+        .zip(captured)
+        .map(|(i, c)| match c.flatten().or_else(|| rel[i.0].take()) {
             Some(r) => Ok(r),
-            // No path from the seeds reaches this input: its relevance is zero.
+            // No path from the seeds reaches this value: its relevance is zero.
             None => {
                 let shape = graph.shape(*i).ok_or_else(|| {
                     AttributionError::Invalid(format!(
-                        "input '{}' has no known shape",
+                        "tensor '{}' has no known shape",
                         graph.value(*i).name
                     ))
                 })?;

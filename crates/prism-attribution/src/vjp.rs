@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use prism_model::backend::{Backend, Map, MatMul, SoftmaxAxis, Zip};
 use prism_model::exec::{norm_channels, softmax_axis, tile_shapes};
+use prism_model::kernels::index::{self, ScatterReduction};
 use prism_model::op::{BinaryOp, Op};
 use prism_model::shape::{self, norm_axis};
 use prism_model::{Float, Node};
@@ -351,11 +352,76 @@ pub fn vjp<T: Float, B: Backend<T>>(
                 node.op.type_name()
             ),
         )),
+        // Run-time indices get no gradient; the data gets the gathered gradient scattered
+        // back (an embedding table that is a constant is not `wanted`).
+        Op::Gather {
+            axis,
+            indices: None,
+        } => {
+            let a = norm_axis(*axis, rank).ok_or_else(|| err(node, "axis"))?;
+            let dx = if wanted.first().copied().unwrap_or(false) {
+                Some(b.gather_grad(g, xs, &host_indices(b, node, ins, 1)?, a)?)
+            } else {
+                None
+            };
+            Ok(vec![dx, None])
+        }
+        Op::GatherElements { axis } => {
+            let a = norm_axis(*axis, rank).ok_or_else(|| err(node, "axis"))?;
+            let dx = if wanted.first().copied().unwrap_or(false) {
+                Some(b.gather_elements_grad(g, xs, &host_indices(b, node, ins, 1)?, a)?)
+            } else {
+                None
+            };
+            Ok(vec![dx, None])
+        }
+        Op::GatherND { batch_dims } => {
+            let dx = if wanted.first().copied().unwrap_or(false) {
+                Some(b.gather_nd_grad(g, xs, &host_indices(b, node, ins, 1)?, *batch_dims)?)
+            } else {
+                None
+            };
+            Ok(vec![dx, None])
+        }
+        Op::ScatterND { reduction } => {
+            let idx = host_indices(b, node, ins, 1)?;
+            let u = ins
+                .get(2)
+                .ok_or_else(|| err(node, "missing updates input"))?;
+            // y = data with the indexed slices replaced (none) or incremented (add) by updates:
+            // the data's gradient is g with the replaced slices zeroed (none) or g itself (add);
+            // the updates' gradient is g gathered at the indices.
+            let dd = match reduction {
+                ScatterReduction::None => {
+                    let zeros = b.full(b.shape(u), T::zero());
+                    b.scatter_nd(g, &idx, &zeros, ScatterReduction::None)?
+                }
+                ScatterReduction::Add => g.clone(),
+                ScatterReduction::Mul | ScatterReduction::Max | ScatterReduction::Min => {
+                    return Err(err(
+                        node,
+                        format!(
+                            "the gradient of ScatterND with reduction '{}' is not supported (none and add are)",
+                            format!("{reduction:?}").to_lowercase()
+                        ),
+                    ))
+                }
+            };
+            let du = if wanted.get(2).copied().unwrap_or(false) {
+                Some(b.gather_nd(g, &idx, 0)?)
+            } else {
+                None
+            };
+            Ok(vec![Some(dd), None, du])
+        }
+        Op::Resize { .. } => {
+            let plan = shape::resize_plan(&node.name, &node.op, xs)?;
+            one(b.resize_grad(g, &plan)?)
+        }
         // Parameter inputs that specialisation resolves: a node still carrying them was not
         // specialised.
         Op::ClipInputs
         | Op::Pad { pads: None, .. }
-        | Op::Gather { indices: None, .. }
         | Op::Tile { repeats: None }
         | Op::CumSum { axis: None, .. } => Err(err(
             node,
@@ -543,6 +609,20 @@ fn channel_norm_grad<T: Float, B: Backend<T>>(
         None
     });
     Ok(out)
+}
+
+/// Run-time indices of input `i`, read back to the host (they are small) and checked integral.
+fn host_indices<T: Float, B: Backend<T>>(
+    b: &B,
+    node: &Node,
+    ins: &[&B::Tensor],
+    i: usize,
+) -> Result<prism_model::Tensor<i64>> {
+    let t = ins
+        .get(i)
+        .ok_or_else(|| err(node, "missing indices input"))?;
+    let host = b.download(t)?;
+    index::indices_from_float(&host).map_err(|e| err(node, e))
 }
 
 fn swap_last<T: Float, B: Backend<T>>(b: &B, t: &B::Tensor) -> Result<B::Tensor> {

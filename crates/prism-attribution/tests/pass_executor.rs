@@ -39,6 +39,17 @@ fn window(k: usize, stride: usize, pad: usize) -> Window {
     }
 }
 
+fn window3(k: usize, stride: usize, pad: usize) -> Window {
+    Window {
+        kernel: vec![k; 3],
+        strides: vec![stride; 3],
+        dilations: vec![1; 3],
+        pads: vec![pad; 6],
+        auto_pad: AutoPad::NotSet,
+        ceil_mode: false,
+    }
+}
+
 /// A linear layer to test: the node, its input shape, weight shape and bias shape.
 struct Layer {
     op: Op,
@@ -76,6 +87,27 @@ fn layers() -> Vec<Layer> {
             },
             x: vec![2, 3, 3, 3],
             w: vec![3, 2, 2, 2],
+            b: vec![2],
+        },
+        // 3 spatial axes (medical and video volumes)
+        Layer {
+            op: Op::Conv {
+                window: window3(3, 1, 1),
+                group: 1,
+            },
+            x: vec![2, 3, 4, 5, 4],
+            w: vec![4, 3, 3, 3, 3],
+            b: vec![4],
+        },
+        Layer {
+            op: Op::ConvTranspose {
+                window: window3(2, 2, 0),
+                group: 1,
+                output_padding: vec![],
+                output_shape: vec![],
+            },
+            x: vec![2, 3, 2, 3, 2],
+            w: vec![3, 2, 2, 2, 2],
             b: vec![2],
         },
         Layer {

@@ -243,3 +243,61 @@ fn explain_rejects_bad_configuration_with_one_line_errors() {
     assert!(e.contains("unknown attributor"), "{e}");
     assert!(!Path::new("/tmp/never.npy").exists());
 }
+
+#[test]
+fn predict_feeds_named_integer_and_float_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("y.npy");
+    let case = |s: &str| path(&format!("ops/basics/int_input_cast.{s}.npy"));
+    let res = prism()
+        .args([
+            "predict",
+            &path("ops/basics/int_input_cast.onnx"),
+            "--input",
+            &format!("ids={}", case("in0")),
+            "--input",
+            &format!("x={}", case("in1")),
+            "--top-k",
+            "0",
+            "--output",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let got: prism_model::Tensor<f32> = prism_store::npy::read_float(&out).unwrap();
+    let want: prism_model::Tensor<f32> =
+        prism_store::npy::read_float(Path::new(&case("out0"))).unwrap();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn named_input_mistakes_are_one_line_errors() {
+    let model = path("ops/basics/int_input_cast.onnx");
+    let ids = format!("ids={}", path("ops/basics/int_input_cast.in0.npy"));
+    let x = format!("x={}", path("ops/basics/int_input_cast.in1.npy"));
+    let e = fails(&["predict", &model, "--input", &ids]);
+    assert!(
+        e.contains("missing --input for x") && e.contains("ids (int64)"),
+        "{e}"
+    );
+    let e = fails(&["predict", &model, "--input", &ids, "--input", "nope=a.npy"]);
+    assert!(e.contains("no input 'nope'"), "{e}");
+    let e = fails(&[
+        "predict",
+        &model,
+        &path("ops/basics/int_input_cast.in1.npy"),
+    ]);
+    assert!(
+        e.contains("has 2 inputs") && e.contains("--input NAME=FILE"),
+        "{e}"
+    );
+    // float values where the model takes integer ids
+    let bad = format!("ids={}", path("ops/basics/int_input_cast.in1.npy"));
+    let e = fails(&["predict", &model, "--input", &bad, "--input", &x]);
+    assert!(e.contains("input 'ids'") && e.contains("integer"), "{e}");
+}

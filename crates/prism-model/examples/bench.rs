@@ -3,12 +3,16 @@
 //! ```text
 //! cargo run --release -p prism-model --example bench -- conv
 //! cargo run --release -p prism-model --example bench -- model target/torchvision/vgg16.onnx 8
+//! cargo run --release -p prism-model --example bench -- model bert.onnx 8 \
+//!     --input input_ids=ids.npy --input attention_mask=mask.npy
 //! ```
+//! Without `--input`, the model is fed one random `BATCH × 3 × 224 × 224` image batch; with
+//! it, the given arrays (every graph input; BATCH is then read from them).
 //! Prints one JSON object per measurement. Threads: `RAYON_NUM_THREADS`.
 
 use std::time::Instant;
 
-use prism_model::kernels::conv::{conv2d, conv2d_input_grad, ConvGeom};
+use prism_model::kernels::conv::{conv2d, conv2d_input_grad, ConvGeom, Depth};
 use prism_model::{Model, Tensor};
 
 /// 1 warm-up, then repeat until 2 s have passed (at least 3, at most 20 runs).
@@ -68,6 +72,7 @@ fn main() {
                         ho: h,
                         wo: h,
                         group: 1,
+                        depth: Depth::FLAT,
                     };
                     let x = random(batch * c * h * h, 1);
                     let w = random(c * c * 9, 2);
@@ -113,6 +118,7 @@ fn main() {
                     ho: h,
                     wo: h,
                     group: 1,
+                    depth: Depth::FLAT,
                 };
                 let x = random(8 * ci * h * h, 1);
                 let w = random(co * ci, 2);
@@ -130,20 +136,55 @@ fn main() {
         }
         Some("model") if args.len() >= 3 => {
             let path = std::path::Path::new(&args[1]);
-            let batch: usize = args[2].parse().unwrap_or(1);
-            let model = match Model::load(path) {
-                Ok(m) => m,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    std::process::exit(1);
-                }
+            let fail = |e: String| -> ! {
+                eprintln!("error: {e}");
+                std::process::exit(1)
             };
-            let x = Tensor::new(vec![batch, 3, 224, 224], random(batch * 3 * 224 * 224, 4))
-                .unwrap_or_else(|e| panic!("{e}"));
+            let batch: usize = args[2]
+                .parse()
+                .unwrap_or_else(|_| fail(format!("BATCH must be a number, got {:?}", args[2])));
+            let model = Model::load(path).unwrap_or_else(|e| fail(e.to_string()));
+            let g = model.graph();
+            let named: Vec<&String> = args[3..].iter().filter(|a| *a != "--input").collect();
+            let x: Vec<Tensor<f32>> = if named.is_empty() {
+                vec![Tensor::new(vec![batch, 3, 224, 224], random(batch * 3 * 224 * 224, 4))
+                    .unwrap_or_else(|e| fail(e.to_string()))]
+            } else {
+                // --input NAME=FILE.npy per graph input (token ids as int64 .npy)
+                let mut feeds: Vec<Option<Tensor<f32>>> = vec![None; g.inputs.len()];
+                for spec in named {
+                    let (name, file) = spec
+                        .split_once('=')
+                        .unwrap_or_else(|| fail(format!("expected NAME=FILE.npy, got {spec}")));
+                    let i = g
+                        .input_index(name)
+                        .unwrap_or_else(|| fail(format!("the model has no input '{name}'")));
+                    let file = std::path::Path::new(file);
+                    let t = if g.input_type(i).is_integer() {
+                        let ints = prism_store::npy::read_i64(file)
+                            .unwrap_or_else(|e| fail(e.to_string()));
+                        Tensor::from_ints(ints.shape().to_vec(), ints.data())
+                    } else {
+                        prism_store::npy::read_float(file)
+                            .map_err(|e| prism_model::ModelError::Invalid(e.to_string()))
+                    };
+                    feeds[i] = Some(t.unwrap_or_else(|e| fail(e.to_string())));
+                }
+                feeds
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        t.unwrap_or_else(|| {
+                            fail(format!("missing --input for '{}'", g.value(g.inputs[i]).name))
+                        })
+                    })
+                    .collect()
+            };
+            let batch = x[0].shape()[0];
             let (med, min) = time(|| {
                 std::hint::black_box(
                     model
-                        .forward(vec![x.clone()])
+                        .forward(x.clone())
                         .unwrap_or_else(|e| panic!("{e}")),
                 );
             });
@@ -156,7 +197,9 @@ fn main() {
             );
         }
         _ => {
-            eprintln!("usage: bench conv | bench model MODEL.onnx BATCH");
+            eprintln!(
+                "usage: bench conv | bench model MODEL.onnx BATCH [--input NAME=FILE.npy ...]"
+            );
             std::process::exit(2);
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::backend::{Backend, Cpu, Map, SoftmaxAxis, Zip};
 use crate::error::{ModelError, Result};
 use crate::graph::{Graph, Node, Source, ValueId};
-use crate::kernels::{elementwise, linalg, movement, reduce, threads};
+use crate::kernels::{elementwise, index, linalg, movement, reduce, threads};
 use crate::op::{BinaryOp, Op, UnaryOp};
 use crate::shape::{self, norm_axis};
 use crate::tensor::{Float, Tensor};
@@ -271,10 +271,35 @@ pub fn run_node<T: Float>(
                 "unresolved parameter input (internal: the graph was not specialised)".into(),
             ))
         }
-        Op::ConstantOfShape { .. }
-        | Op::ClipInputs
-        | Op::Pad { pads: None, .. }
-        | Op::Gather { indices: None, .. } => {
+        Op::Gather {
+            axis,
+            indices: None,
+        } => {
+            let a = norm_axis(*axis, x.rank()).ok_or_else(|| err("axis out of range".into()))?;
+            let idx = run_indices(inputs, 1).map_err(&err)?;
+            cpu.gather(x, &idx, a).map_err(at)?
+        }
+        Op::GatherElements { axis } => {
+            let a = norm_axis(*axis, x.rank()).ok_or_else(|| err("axis out of range".into()))?;
+            let idx = run_indices(inputs, 1).map_err(&err)?;
+            cpu.gather_elements(x, &idx, a).map_err(at)?
+        }
+        Op::GatherND { batch_dims } => {
+            let idx = run_indices(inputs, 1).map_err(&err)?;
+            cpu.gather_nd(x, &idx, *batch_dims).map_err(at)?
+        }
+        Op::ScatterND { reduction } => {
+            let idx = run_indices(inputs, 1).map_err(&err)?;
+            let u = inputs
+                .get(2)
+                .ok_or_else(|| err("missing updates input".into()))?;
+            cpu.scatter_nd(x, &idx, u, *reduction).map_err(at)?
+        }
+        Op::Resize { .. } => {
+            let plan = shape::resize_plan(name, op, x.shape())?;
+            cpu.resize(x, &plan).map_err(at)?
+        }
+        Op::ConstantOfShape { .. } | Op::ClipInputs | Op::Pad { pads: None, .. } => {
             return Err(err(
                 "unresolved parameter input (internal: the graph was not specialised)".into(),
             ))
@@ -349,6 +374,18 @@ pub fn tile_shapes(s: &[usize], repeats: &[i64]) -> Result<(Vec<usize>, Vec<usiz
         .map(|(&d, &r)| d * r as usize)
         .collect();
     Ok((ones, full, out))
+}
+
+/// Run-time indices from input `i` (carried in the float type): checked integral here, in
+/// range by the kernel.
+fn run_indices<T: Float>(
+    inputs: &[&Tensor<T>],
+    i: usize,
+) -> std::result::Result<Tensor<i64>, String> {
+    let t = inputs
+        .get(i)
+        .ok_or_else(|| "missing indices input".to_string())?;
+    index::indices_from_float(t)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -478,6 +515,17 @@ pub fn run_node_i64(op: &Op, inputs: &[&Tensor<i64>], outs: &[Vec<usize>]) -> Op
             indices: Some(idx),
         } => movement::gather(x, idx, norm_axis(*axis, x.rank())?)?,
         Op::Slice { .. } => movement::slice(x, &shape::slice_for(op, x.shape())?),
+        Op::Gather {
+            axis,
+            indices: None,
+        } => movement::gather(x, inputs.get(1)?, norm_axis(*axis, x.rank())?)?,
+        Op::GatherElements { axis } => {
+            index::gather_elements(x, inputs.get(1)?, norm_axis(*axis, x.rank())?).ok()?
+        }
+        Op::GatherND { batch_dims } => index::gather_nd(x, inputs.get(1)?, *batch_dims).ok()?,
+        Op::ScatterND { reduction } => {
+            index::scatter_nd(x, inputs.get(1)?, inputs.get(2)?, *reduction).ok()?
+        }
         Op::Expand { .. } => movement::expand(x, &outs[0]),
         Op::Pad {
             pads: Some(p),
@@ -547,7 +595,7 @@ pub fn run_node_i64(op: &Op, inputs: &[&Tensor<i64>], outs: &[Vec<usize>]) -> Op
         | Op::Pad { pads: None, .. }
         | Op::Constant(_)
         | Op::Shape { .. }
-        | Op::Gather { indices: None, .. }
+        | Op::Resize { .. }
         | Op::ConstantOfShape { .. }
         | Op::LayerNormalization { .. }
         | Op::GroupNormalization { .. }

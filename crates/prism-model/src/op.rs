@@ -5,9 +5,11 @@
 //! specialised to concrete input shapes; after that the node keeps only its data inputs and
 //! parameters (weights, biases, BatchNorm statistics).
 
+use crate::kernels::index::ScatterReduction;
+use crate::kernels::resize::{CoordMode, ResizeMode};
 use crate::tensor::{Constant, DType};
 
-/// Geometry of an N-d convolution or pooling window (N = 1 or 2 spatial dimensions).
+/// Geometry of an N-d convolution or pooling window (N = 1, 2 or 3 spatial dimensions).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Window {
     /// Kernel size per spatial dimension; empty until known (Conv infers it from the weight).
@@ -26,6 +28,23 @@ pub enum AutoPad {
     SameUpper,
     SameLower,
     Valid,
+}
+
+/// The output size of a Resize: per-axis scales or target sizes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ResizeTarget {
+    /// One scale per axis of `axes` (all axes when absent); output = ⌊input · scale⌋.
+    Scales(Vec<f32>),
+    /// One size per axis of `axes` (all axes when absent).
+    Sizes(Vec<i64>),
+}
+
+/// Resize's `keep_aspect_ratio_policy` (applies to `sizes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeepAspect {
+    Stretch,
+    NotLarger,
+    NotSmaller,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,7 +178,9 @@ pub enum Op {
         start: i64,
         end: Option<i64>,
     },
-    /// Indices resolved from a constant input at specialisation.
+    /// Indices resolved from a constant input at specialisation (the fast path), or `None`:
+    /// run-time indices as the second input (carried in the float type, checked integral and
+    /// in range when the node runs).
     Gather {
         axis: i64,
         indices: Option<std::sync::Arc<crate::tensor::Tensor<i64>>>,
@@ -233,6 +254,30 @@ pub enum Op {
     },
     /// A parsed Einstein summation.
     Einsum(crate::einsum::Equation),
+    /// Inputs: data, indices (constant or run-time); output shaped like the indices.
+    GatherElements {
+        axis: i64,
+    },
+    /// Inputs: data, indices `[b…, i…, k]`.
+    GatherND {
+        batch_dims: usize,
+    },
+    /// Inputs: data, indices, updates.
+    ScatterND {
+        reduction: ScatterReduction,
+    },
+    /// Resize, and the deprecated Upsample (`upsample`). The target is resolved from the
+    /// constant `scales`/`sizes` inputs at specialisation (Upsample-7 has it as an attribute).
+    Resize {
+        mode: ResizeMode,
+        coord: CoordMode,
+        target: Option<ResizeTarget>,
+        axes: Option<Vec<i64>>,
+        keep_aspect: KeepAspect,
+        /// Input layout X, scales (Upsample-9, Resize-10) instead of X, roi, scales, sizes.
+        legacy_inputs: bool,
+        upsample: bool,
+    },
 }
 
 /// Names of every ONNX operator type Prism accepts (for error messages and `inspect`).
@@ -256,6 +301,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Expand",
     "Flatten",
     "Gather",
+    "GatherElements",
+    "GatherND",
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
@@ -277,6 +324,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ReduceSum",
     "Relu",
     "Reshape",
+    "Resize",
+    "ScatterND",
     "Shape",
     "Sigmoid",
     "Slice",
@@ -290,6 +339,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Transpose",
     "Trilu",
     "Unsqueeze",
+    "Upsample",
 ];
 
 /// Coarse families of operators, the vocabulary that composites match on.
@@ -375,6 +425,11 @@ impl Op {
             Op::Tile { .. } => "Tile",
             Op::CumSum { .. } => "CumSum",
             Op::Einsum(_) => "Einsum",
+            Op::GatherElements { .. } => "GatherElements",
+            Op::GatherND { .. } => "GatherND",
+            Op::ScatterND { .. } => "ScatterND",
+            Op::Resize { upsample: true, .. } => "Upsample",
+            Op::Resize { .. } => "Resize",
         }
     }
 

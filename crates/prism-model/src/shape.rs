@@ -1,11 +1,13 @@
 //! Shape inference and operator geometry for concrete input shapes.
 
 use crate::error::{ModelError, Result};
-use crate::kernels::conv::ConvGeom;
+use crate::kernels::conv::{ConvGeom, Depth};
 use crate::kernels::elementwise::broadcast_shape;
+use crate::kernels::index::gather_nd_layout;
 use crate::kernels::movement::{slice_spec, SliceSpec};
 use crate::kernels::pool::PoolGeom;
-use crate::op::{AutoPad, Op, Window};
+use crate::kernels::resize::{axis_taps, is_identity, AxisResample, ResizePlan};
+use crate::op::{AutoPad, KeepAspect, Op, ResizeTarget, Window};
 
 /// Normalises a possibly negative axis against a rank.
 pub fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
@@ -52,15 +54,16 @@ fn axis_geometry(
     Some((pb, pe, out))
 }
 
-/// Window parameters for 2 spatial axes, lifting 1-D windows to height 1.
-struct Axes2 {
-    k: [usize; 2],
-    s: [usize; 2],
-    d: [usize; 2],
-    p: [(usize, usize); 2],
+/// Window parameters for 3 spatial axes (depth, height, width), lifting 1-D and 2-D windows
+/// to depth and height 1.
+struct Axes3 {
+    k: [usize; 3],
+    s: [usize; 3],
+    d: [usize; 3],
+    p: [(usize, usize); 3],
 }
 
-fn lift(window: &Window, kernel: &[usize], spatial: usize) -> Option<Axes2> {
+fn lift(window: &Window, kernel: &[usize], spatial: usize) -> Option<Axes3> {
     let get = |v: &[usize], i: usize, default: usize| -> usize {
         if v.is_empty() {
             default
@@ -68,20 +71,21 @@ fn lift(window: &Window, kernel: &[usize], spatial: usize) -> Option<Axes2> {
             v[i]
         }
     };
-    if kernel.len() != spatial
+    if !(1..=3).contains(&spatial)
+        || kernel.len() != spatial
         || (!window.strides.is_empty() && window.strides.len() != spatial)
         || (!window.dilations.is_empty() && window.dilations.len() != spatial)
         || (!window.pads.is_empty() && window.pads.len() != 2 * spatial)
     {
         return None;
     }
-    let mut a = Axes2 {
-        k: [1, 1],
-        s: [1, 1],
-        d: [1, 1],
-        p: [(0, 0), (0, 0)],
+    let mut a = Axes3 {
+        k: [1; 3],
+        s: [1; 3],
+        d: [1; 3],
+        p: [(0, 0); 3],
     };
-    let off = 2 - spatial;
+    let off = 3 - spatial;
     for (i, &k) in kernel.iter().enumerate() {
         a.k[off + i] = k;
         a.s[off + i] = get(&window.strides, i, 1).max(1);
@@ -97,21 +101,21 @@ fn lift(window: &Window, kernel: &[usize], spatial: usize) -> Option<Axes2> {
     Some(a)
 }
 
-fn spatial_hw(x: &[usize]) -> Option<(usize, usize)> {
+/// (depth, height, width) of an N × C × spatial… input with 1 to 3 spatial axes.
+fn spatial_dhw(x: &[usize]) -> Option<[usize; 3]> {
     match x.len() {
-        3 => Some((1, x[2])),
-        4 => Some((x[2], x[3])),
+        3 => Some([1, 1, x[2]]),
+        4 => Some([1, x[2], x[3]]),
+        5 => Some([x[2], x[3], x[4]]),
         _ => None,
     }
 }
 
 /// Output shape with the same rank as the input (1-D stays 1-D).
-fn out_shape(x: &[usize], c: usize, ho: usize, wo: usize) -> Vec<usize> {
-    if x.len() == 3 {
-        vec![x[0], c, wo]
-    } else {
-        vec![x[0], c, ho, wo]
-    }
+fn out_shape(x: &[usize], c: usize, o: [usize; 3]) -> Vec<usize> {
+    let mut s = vec![x[0], c, o[0], o[1], o[2]];
+    s.drain(2..2 + (5 - x.len()));
+    s
 }
 
 /// Geometry of a Conv node for input shape `x` and weight shape `w`.
@@ -123,9 +127,9 @@ pub fn conv_geom(
     w: &[usize],
 ) -> Result<(ConvGeom, Vec<usize>)> {
     let err = |d: String| ModelError::node(node, "Conv", d);
-    let (h, wd) = spatial_hw(x).ok_or_else(|| {
+    let dims = spatial_dhw(x).ok_or_else(|| {
         err(format!(
-            "expects a 3-D or 4-D input (N×C×L or N×C×H×W), got shape {x:?}"
+            "expects a 3-D, 4-D or 5-D input (N×C×L, N×C×H×W or N×C×D×H×W), got shape {x:?}"
         ))
     })?;
     if w.len() != x.len() {
@@ -147,29 +151,47 @@ pub fn conv_geom(
             w[1] * group
         )));
     }
-    let (pt, _, ho) = axis_geometry(h, a.k[0], a.s[0], a.d[0], a.p[0], window.auto_pad, false)
+    let mut geo = [(0, 0, 0); 3];
+    for i in 0..3 {
+        geo[i] = axis_geometry(
+            dims[i],
+            a.k[i],
+            a.s[i],
+            a.d[i],
+            a.p[i],
+            window.auto_pad,
+            false,
+        )
         .ok_or_else(|| err(format!("kernel larger than the padded input {x:?}")))?;
-    let (pl, _, wo) = axis_geometry(wd, a.k[1], a.s[1], a.d[1], a.p[1], window.auto_pad, false)
-        .ok_or_else(|| err(format!("kernel larger than the padded input {x:?}")))?;
+    }
     let g = ConvGeom {
         batch: x[0],
         c_in: x[1],
-        h,
-        w: wd,
+        h: dims[1],
+        w: dims[2],
         c_out: w[0],
-        kh: a.k[0],
-        kw: a.k[1],
-        sh: a.s[0],
-        sw: a.s[1],
-        dh: a.d[0],
-        dw: a.d[1],
-        pt,
-        pl,
-        ho,
-        wo,
+        kh: a.k[1],
+        kw: a.k[2],
+        sh: a.s[1],
+        sw: a.s[2],
+        dh: a.d[1],
+        dw: a.d[2],
+        pt: geo[1].0,
+        pl: geo[2].0,
+        ho: geo[1].2,
+        wo: geo[2].2,
         group,
+        depth: Depth {
+            d: dims[0],
+            k: a.k[0],
+            s: a.s[0],
+            dil: a.d[0],
+            pf: geo[0].0,
+            pb: geo[0].1,
+            out: geo[0].2,
+        },
     };
-    let out = out_shape(x, g.c_out, ho, wo);
+    let out = out_shape(x, g.c_out, [geo[0].2, geo[1].2, geo[2].2]);
     Ok((g, out))
 }
 
@@ -185,8 +207,8 @@ pub fn conv_transpose_geom(
     w: &[usize],
 ) -> Result<(ConvGeom, Vec<usize>)> {
     let err = |d: String| ModelError::node(node, "ConvTranspose", d);
-    let (h, wd) =
-        spatial_hw(x).ok_or_else(|| err(format!("expects a 3-D or 4-D input, got shape {x:?}")))?;
+    let inputs = spatial_dhw(x)
+        .ok_or_else(|| err(format!("expects a 3-D, 4-D or 5-D input, got shape {x:?}")))?;
     if w.len() != x.len() || w[0] != x[1] || group == 0 || x[1] % group != 0 {
         return Err(err(format!(
             "weight shape {w:?} does not fit input shape {x:?} with group={group}"
@@ -199,19 +221,19 @@ pub fn conv_transpose_geom(
         window.kernel.clone()
     };
     let a = lift(window, &kernel, spatial).ok_or_else(|| err("inconsistent attributes".into()))?;
-    let off = 2 - spatial;
-    let mut op = [0usize; 2];
-    let mut target = [None, None];
+    let off = 3 - spatial;
+    let mut op = [0usize; 3];
+    let mut target = [None; 3];
     for i in 0..spatial {
         op[off + i] = output_padding.get(i).copied().unwrap_or(0);
         if !output_shape.is_empty() {
             target[off + i] = output_shape.get(output_shape.len() - spatial + i).copied();
         }
     }
-    let inputs = [h, wd];
-    let mut outs = [0usize; 2];
-    let mut begins = [0usize; 2];
-    for i in 0..2 {
+    let mut outs = [0usize; 3];
+    let mut begins = [0usize; 3];
+    let mut ends = [0usize; 3];
+    for i in 0..3 {
         let eff = (a.k[i] - 1) * a.d[i] + 1;
         let full = a.s[i] * (inputs[i] - 1) + op[i] + eff;
         let (pb, pe) = if let Some(t) = target[i] {
@@ -242,27 +264,37 @@ pub fn conv_transpose_geom(
             .filter(|&o| o > 0)
             .ok_or_else(|| err("padding removes the whole output".into()))?;
         begins[i] = pb;
+        ends[i] = pe;
     }
     let c_out = w[1] * group;
     let g = ConvGeom {
         batch: x[0],
         c_in: c_out,
-        h: outs[0],
-        w: outs[1],
+        h: outs[1],
+        w: outs[2],
         c_out: x[1],
-        kh: a.k[0],
-        kw: a.k[1],
-        sh: a.s[0],
-        sw: a.s[1],
-        dh: a.d[0],
-        dw: a.d[1],
-        pt: begins[0],
-        pl: begins[1],
-        ho: h,
-        wo: wd,
+        kh: a.k[1],
+        kw: a.k[2],
+        sh: a.s[1],
+        sw: a.s[2],
+        dh: a.d[1],
+        dw: a.d[2],
+        pt: begins[1],
+        pl: begins[2],
+        ho: inputs[1],
+        wo: inputs[2],
         group,
+        depth: Depth {
+            d: outs[0],
+            k: a.k[0],
+            s: a.s[0],
+            dil: a.d[0],
+            pf: begins[0],
+            pb: ends[0],
+            out: inputs[0],
+        },
     };
-    Ok((g, out_shape(x, c_out, outs[0], outs[1])))
+    Ok((g, out_shape(x, c_out, outs)))
 }
 
 /// Geometry of a MaxPool/AveragePool node.
@@ -273,49 +305,51 @@ pub fn pool_geom(
     x: &[usize],
 ) -> Result<(PoolGeom, Vec<usize>)> {
     let err = |d: String| ModelError::node(node, op, d);
-    let (h, wd) =
-        spatial_hw(x).ok_or_else(|| err(format!("expects a 3-D or 4-D input, got shape {x:?}")))?;
+    let dims = spatial_dhw(x)
+        .ok_or_else(|| err(format!("expects a 3-D, 4-D or 5-D input, got shape {x:?}")))?;
     let a = lift(window, &window.kernel, x.len() - 2)
         .ok_or_else(|| err("kernel_shape missing or inconsistent with the input rank".into()))?;
-    let (pt, pb, ho) = axis_geometry(
-        h,
-        a.k[0],
-        a.s[0],
-        a.d[0],
-        a.p[0],
-        window.auto_pad,
-        window.ceil_mode,
-    )
-    .ok_or_else(|| err(format!("window larger than the padded input {x:?}")))?;
-    let (pl, pr, wo) = axis_geometry(
-        wd,
-        a.k[1],
-        a.s[1],
-        a.d[1],
-        a.p[1],
-        window.auto_pad,
-        window.ceil_mode,
-    )
-    .ok_or_else(|| err(format!("window larger than the padded input {x:?}")))?;
+    let mut geo = [(0, 0, 0); 3];
+    for i in 0..3 {
+        geo[i] = axis_geometry(
+            dims[i],
+            a.k[i],
+            a.s[i],
+            a.d[i],
+            a.p[i],
+            window.auto_pad,
+            window.ceil_mode,
+        )
+        .ok_or_else(|| err(format!("window larger than the padded input {x:?}")))?;
+    }
     let g = PoolGeom {
         batch: x[0],
         channels: x[1],
-        h,
-        w: wd,
-        kh: a.k[0],
-        kw: a.k[1],
-        sh: a.s[0],
-        sw: a.s[1],
-        dh: a.d[0],
-        dw: a.d[1],
-        pt,
-        pl,
-        pb,
-        pr,
-        ho,
-        wo,
+        h: dims[1],
+        w: dims[2],
+        kh: a.k[1],
+        kw: a.k[2],
+        sh: a.s[1],
+        sw: a.s[2],
+        dh: a.d[1],
+        dw: a.d[2],
+        pt: geo[1].0,
+        pl: geo[2].0,
+        pb: geo[1].1,
+        pr: geo[2].1,
+        ho: geo[1].2,
+        wo: geo[2].2,
+        depth: Depth {
+            d: dims[0],
+            k: a.k[0],
+            s: a.s[0],
+            dil: a.d[0],
+            pf: geo[0].0,
+            pb: geo[0].1,
+            out: geo[0].2,
+        },
     };
-    Ok((g, out_shape(x, x[1], ho, wo)))
+    Ok((g, out_shape(x, x[1], [geo[0].2, geo[1].2, geo[2].2])))
 }
 
 /// Matrix dimensions of a Gemm: (M, K, N) after the transposition flags.
@@ -646,11 +680,40 @@ pub fn infer(node: &str, op: &Op, inputs: &[&[usize]]) -> Result<Vec<Vec<usize>>
             one(x.to_vec())
         }
         Op::Einsum(eq) => one(eq.bind(inputs).map_err(err)?.output_shape()),
+        Op::Gather { axis, indices: None } => {
+            need(2)?;
+            let a = norm_axis(*axis, x.len()).ok_or_else(|| err(format!("axis {axis} out of range for {x:?}")))?;
+            let mut s = x[..a].to_vec();
+            s.extend_from_slice(inputs[1]);
+            s.extend_from_slice(&x[a + 1..]);
+            one(s)
+        }
+        Op::GatherElements { axis } => {
+            need(2)?;
+            let a = norm_axis(*axis, x.len()).ok_or_else(|| err(format!("axis {axis} out of range for {x:?}")))?;
+            let is = inputs[1];
+            if is.len() != x.len() || (0..x.len()).any(|d| d != a && is[d] > x[d]) {
+                return Err(err(format!("indices of shape {is:?} do not fit data {x:?} along axis {a}")));
+            }
+            one(is.to_vec())
+        }
+        Op::GatherND { batch_dims } => {
+            need(2)?;
+            one(gather_nd_layout(x, inputs[1], *batch_dims).map_err(err)?.0)
+        }
+        Op::ScatterND { .. } => {
+            need(3)?;
+            let (want, ..) = gather_nd_layout(x, inputs[1], 0).map_err(err)?;
+            if inputs[2] != want.as_slice() {
+                return Err(err(format!("updates of shape {:?} do not fit data {x:?} and indices {:?} (expected {want:?})", inputs[2], inputs[1])));
+            }
+            one(x.to_vec())
+        }
+        Op::Resize { .. } => one(resize_plan(node, op, x)?.output_shape),
         Op::ConstantOfShape { .. }
         | Op::Reshape { shape: None, .. }
         | Op::Unsqueeze { axes: None }
         | Op::Pad { pads: None, .. }
-        | Op::Gather { indices: None, .. }
         | Op::Expand { shape: None }
         | Op::Range
         | Op::Tile { repeats: None }
@@ -772,4 +835,106 @@ pub fn shape_range(start: i64, end: Option<i64>, rank: usize) -> (usize, usize) 
     let r = rank as i64;
     let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
     (clamp(start), clamp(end.unwrap_or(r)))
+}
+
+/// The resolved resampling of a Resize/Upsample node for input shape `x`: output sizes as
+/// ONNX Runtime computes them (`⌊input · scale⌋` in `f32`; `sizes` as given, or scaled by one
+/// common factor under `keep_aspect_ratio_policy`), and the scale each axis's coordinate
+/// transformation uses (the given scale, or `output / input`).
+pub fn resize_plan(node: &str, op: &Op, x: &[usize]) -> Result<ResizePlan> {
+    let Op::Resize {
+        mode,
+        coord,
+        target: Some(target),
+        axes,
+        keep_aspect,
+        ..
+    } = op
+    else {
+        return Err(ModelError::node(
+            node,
+            op.type_name(),
+            "scales/sizes input is not constant; Prism needs output sizes that do not depend on the input values",
+        ));
+    };
+    let err = |d: String| ModelError::node(node, op.type_name(), d);
+    let rank = x.len();
+    let axes: Vec<usize> = match axes {
+        Some(a) => {
+            let n = norm_axes(a, rank)
+                .filter(|n| n.len() == a.len())
+                .ok_or_else(|| err(format!("axes {a:?} invalid for input {x:?}")))?;
+            // keep the order given (scales/sizes follow it)
+            a.iter()
+                .filter_map(|&v| norm_axis(v, rank))
+                .take(n.len())
+                .collect()
+        }
+        None => (0..rank).collect(),
+    };
+    let count = match target {
+        ResizeTarget::Scales(v) => v.len(),
+        ResizeTarget::Sizes(v) => v.len(),
+    };
+    if count != axes.len() {
+        return Err(err(format!(
+            "has {count} scales/sizes for {} axes of input {x:?}",
+            axes.len()
+        )));
+    }
+    let mut out = x.to_vec();
+    let mut scales = vec![1.0f32; rank];
+    match target {
+        ResizeTarget::Scales(v) => {
+            for (&a, &s) in axes.iter().zip(v) {
+                if !(s > 0.0 && s.is_finite()) {
+                    return Err(err(format!("scale {s} must be positive")));
+                }
+                scales[a] = s;
+                out[a] = (s * x[a] as f32) as usize;
+            }
+        }
+        ResizeTarget::Sizes(v) => {
+            let ratio = |i: usize| v[i] as f32 / x[axes[i]] as f32;
+            let common = match keep_aspect {
+                KeepAspect::Stretch => None,
+                KeepAspect::NotLarger => (0..axes.len()).map(ratio).reduce(f32::min),
+                KeepAspect::NotSmaller => (0..axes.len()).map(ratio).reduce(f32::max),
+            };
+            for (i, &a) in axes.iter().enumerate() {
+                if v[i] <= 0 {
+                    return Err(err(format!("size {} must be positive", v[i])));
+                }
+                match common {
+                    Some(c) => {
+                        scales[a] = c;
+                        out[a] = (c * x[a] as f32).round() as usize;
+                    }
+                    None => {
+                        out[a] = v[i] as usize;
+                        scales[a] = ratio(i);
+                    }
+                }
+            }
+        }
+    }
+    if out.contains(&0) {
+        return Err(err(format!("resizing {x:?} gives the empty shape {out:?}")));
+    }
+    let mut plan = Vec::new();
+    for a in 0..rank {
+        let taps = axis_taps(*mode, *coord, scales[a], x[a], out[a]);
+        if !is_identity(&taps, x[a]) {
+            plan.push(AxisResample {
+                axis: a,
+                input: x[a],
+                taps,
+            });
+        }
+    }
+    Ok(ResizePlan {
+        input_shape: x.to_vec(),
+        output_shape: out,
+        axes: plan,
+    })
 }

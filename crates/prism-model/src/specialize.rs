@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::error::{ModelError, Result};
 use crate::exec::{run_node, run_node_i64};
 use crate::graph::{Dim, Graph, Node, NodeId, Source, Value, ValueId};
-use crate::op::{Op, UnaryOp};
+use crate::op::{Op, ResizeTarget, UnaryOp};
 use crate::shape::infer;
 use crate::tensor::{Constant, DType, Float, Tensor};
 
@@ -287,8 +287,13 @@ fn resolve(
             axis,
             indices: None,
         } => {
-            let idx = param(1, "indices")?
+            let iv = node
+                .input(1)
                 .ok_or_else(|| ModelError::node(&node.name, t, "missing indices input"))?;
+            let Some(idx) = constant(iv) else {
+                // Run-time indices (an embedding lookup of token ids): a second data input.
+                return Ok((node.op.clone(), vec![first()?[0], iv]));
+            };
             let data = idx
                 .to_i64()
                 .ok_or_else(|| ModelError::node(&node.name, t, "indices must be integers"))?;
@@ -351,6 +356,55 @@ fn resolve(
                 reverse: *reverse,
             }
         }
+        Op::Resize {
+            target: None,
+            mode,
+            coord,
+            axes,
+            keep_aspect,
+            legacy_inputs,
+            upsample,
+        } => {
+            // An empty tensor stands for an absent optional input (opset 11–12 exports).
+            let present = |c: Option<Constant>| c.filter(|c| !c.is_empty());
+            let (scales, sizes) = if *legacy_inputs {
+                (present(param(1, "scales")?), None)
+            } else {
+                (present(param(2, "scales")?), present(param(3, "sizes")?))
+            };
+            let target = match (scales, sizes) {
+                (Some(_), Some(_)) => {
+                    return Err(ModelError::node(
+                        &node.name,
+                        t,
+                        "gives both scales and sizes; ONNX allows only one",
+                    ))
+                }
+                (Some(sc), None) => {
+                    ResizeTarget::Scales(sc.to_f64().data().iter().map(|&v| v as f32).collect())
+                }
+                (None, Some(sz)) => ResizeTarget::Sizes(
+                    sz.to_i64()
+                        .ok_or_else(|| ModelError::node(&node.name, t, "sizes must be integers"))?,
+                ),
+                (None, None) => {
+                    return Err(ModelError::node(
+                        &node.name,
+                        t,
+                        "has neither scales nor sizes",
+                    ))
+                }
+            };
+            Op::Resize {
+                target: Some(target),
+                mode: *mode,
+                coord: *coord,
+                axes: axes.clone(),
+                keep_aspect: *keep_aspect,
+                legacy_inputs: *legacy_inputs,
+                upsample: *upsample,
+            }
+        }
         Op::ConstantOfShape { .. } => return Ok((node.op.clone(), vec![])),
         op @ (Op::Dropout
         | Op::Cast { .. }
@@ -411,6 +465,25 @@ fn fold(node: &Node, op: &Op, ins: &[Constant], outs: &[Vec<usize>]) -> Result<V
             .collect();
         if let Some(y) = run_node_i64(op, &ts, outs) {
             return Ok(vec![Constant::i64(y)]);
+        }
+        // Index ops on integer constants return `None` above on bad indices: say why.
+        if let (
+            Op::Gather { indices: None, .. }
+            | Op::GatherElements { .. }
+            | Op::GatherND { .. }
+            | Op::ScatterND { .. },
+            Some(idx),
+        ) = (op, ts.get(1))
+        {
+            return Err(ModelError::node(
+                &node.name,
+                t,
+                format!(
+                    "indices of shape {:?} do not fit the data of shape {:?} (an index is out of range or the shapes disagree)",
+                    idx.shape(),
+                    ts[0].shape()
+                ),
+            ));
         }
     }
     fn float<T: Float>(

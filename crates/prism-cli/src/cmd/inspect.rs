@@ -94,7 +94,12 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     println!("Inputs:");
     for (i, id) in g.inputs.iter().enumerate() {
         let dims: Vec<String> = g.input_dims(i).iter().map(ToString::to_string).collect();
-        println!("  {}  [{}]", g.value(*id).name, dims.join(", "));
+        println!(
+            "  {}  [{}]  {}",
+            g.value(*id).name,
+            dims.join(", "),
+            g.input_type(i)
+        );
     }
     let shapes = concrete_input_shapes(&model, args.batch, args.input_shape.as_deref())?;
     let sg = model.specialize(&shapes).context("inferring shapes")?;

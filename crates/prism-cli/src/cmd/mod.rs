@@ -7,6 +7,7 @@ pub mod demo;
 pub mod evaluate;
 pub mod explain;
 pub mod heatmap;
+pub mod inputs;
 pub mod inspect;
 pub mod merge;
 pub mod method;

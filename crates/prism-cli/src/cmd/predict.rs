@@ -10,21 +10,28 @@ use prism_store::npy;
 /// Run an ONNX model on inputs from a .npy file and report the top-k classes per sample.
 ///
 /// INPUT is a float32/float64 .npy array in the model's layout (N×C×H×W for images, N×F for
-/// vectors), already preprocessed. Samples are processed in chunks of --batch-size; the logits
-/// (N × classes) are written to --output if given.
+/// vectors), already preprocessed. A model with several inputs (a token model's input_ids and
+/// attention_mask, say) takes each with --input NAME=FILE.npy instead; integer inputs are int64
+/// or int32 .npy arrays (`prism inspect` lists the inputs with their types). Samples are
+/// processed in chunks of --batch-size; the first output (N × classes) is written to --output
+/// if given.
 ///
 /// Examples:
 ///
 ///   prism predict resnet50.onnx images.npy --top-k 5
 ///
 ///   prism predict model.onnx inputs.npy --output logits.npy --dtype f64
+///
+///   prism predict bert.onnx --input input_ids=ids.npy --input attention_mask=mask.npy -o out.npy
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct PredictArgs {
     /// The ONNX model file.
     pub model: PathBuf,
-    /// Input array (.npy), first axis = samples.
-    pub input: PathBuf,
+    /// Input array (.npy), first axis = samples (single-input models).
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub inputs: super::inputs::NamedInputs,
     /// Where to write the logits (.npy, N × classes, in --dtype).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -98,28 +105,24 @@ pub(crate) fn chunks<T: Float>(x: &Tensor<T>, size: usize) -> Vec<Tensor<T>> {
 fn run_typed<T: Float>(args: &PredictArgs) -> anyhow::Result<()> {
     let model =
         Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
-    if model.graph().inputs.len() != 1 {
-        bail!(
-            "{} has {} inputs; `prism predict` feeds single-input models",
-            args.model.display(),
-            model.graph().inputs.len()
-        );
-    }
-    let x: Tensor<T> = read_batch(&args.input)?;
-    let n = x.shape()[0];
-    let parts = chunks(&x, args.batch_size);
+    let x: Vec<Tensor<T>> =
+        super::inputs::read_inputs(&model, args.input.as_deref(), &args.inputs)?;
+    let n = x[0].shape()[0];
+    let parts = super::inputs::chunk_inputs(&x, args.batch_size);
     let bar = sample_progress(n, parts.len());
     let mut logits: Vec<T> = Vec::new();
     let mut out_shape: Vec<usize> = Vec::new();
+    let mut done = 0;
     for part in parts {
-        let k = part.shape()[0];
-        let y = model.forward(vec![part]).with_context(|| {
+        let k = part[0].shape()[0];
+        let y = model.forward(part).with_context(|| {
             format!(
-                "running {} on {}",
+                "running {} on samples {done}..{}",
                 args.model.display(),
-                args.input.display()
+                done + k
             )
         })?;
+        done += k;
         let y = &y[0];
         if y.rank() == 0 || y.shape()[0] != k {
             bail!(

@@ -11,8 +11,10 @@ use super::{Backend, GammaRatios, Map, MatMul, Sign, SoftmaxAxis, Stabilize, Zip
 use crate::error::{ModelError, Result};
 use crate::kernels::conv::{self, ConvGeom};
 use crate::kernels::elementwise::{broadcast_map, broadcast_shape, broadcast_strides, unary_fn};
+use crate::kernels::index::{self, ScatterReduction};
 use crate::kernels::movement::{self, SliceSpec};
 use crate::kernels::pool::{self, PoolGeom};
+use crate::kernels::resize::{self, ResizePlan};
 use crate::kernels::{linalg, reduce, threads};
 use crate::op::{PadMode, UnaryOp};
 use crate::tensor::{Float, Tensor};
@@ -508,7 +510,7 @@ impl<T: Float> Backend<T> for Cpu {
     }
 
     fn max_pool(&self, x: &Tensor<T>, g: &PoolGeom) -> Result<Tensor<T>> {
-        len_is("max_pool", x, &[g.batch, g.channels, g.h, g.w])?;
+        len_is("max_pool", x, &g.input_shape())?;
         Ok(pool::max_pool(x.data(), g))
     }
 
@@ -518,17 +520,13 @@ impl<T: Float> Backend<T> for Cpu {
         dy: &Tensor<T>,
         g: &PoolGeom,
     ) -> Result<Tensor<T>> {
-        len_is(
-            "max_pool input-gradient",
-            x,
-            &[g.batch, g.channels, g.h, g.w],
-        )?;
+        len_is("max_pool input-gradient", x, &g.input_shape())?;
         len_is("max_pool input-gradient", dy, &g.output_shape())?;
         Ok(pool::max_pool_input_grad(x.data(), dy.data(), g))
     }
 
     fn avg_pool(&self, x: &Tensor<T>, g: &PoolGeom, count_include_pad: bool) -> Result<Tensor<T>> {
-        len_is("avg_pool", x, &[g.batch, g.channels, g.h, g.w])?;
+        len_is("avg_pool", x, &g.input_shape())?;
         Ok(pool::avg_pool(x.data(), g, count_include_pad))
     }
 
@@ -902,6 +900,87 @@ impl<T: Float> Backend<T> for Cpu {
             }
         }
         Ok(Tensor::from_parts(shape.to_vec(), dx))
+    }
+
+    fn gather_elements(
+        &self,
+        x: &Tensor<T>,
+        indices: &Tensor<i64>,
+        axis: usize,
+    ) -> Result<Tensor<T>> {
+        if axis >= x.rank() {
+            return Err(ModelError::shape("gather_elements", x.shape(), &[axis]));
+        }
+        index::gather_elements(x, indices, axis)
+            .map_err(|e| ModelError::Invalid(format!("gather_elements: {e}")))
+    }
+
+    fn gather_elements_grad(
+        &self,
+        g: &Tensor<T>,
+        shape: &[usize],
+        indices: &Tensor<i64>,
+        axis: usize,
+    ) -> Result<Tensor<T>> {
+        if axis >= shape.len() {
+            return Err(ModelError::shape(
+                "gather_elements gradient",
+                g.shape(),
+                shape,
+            ));
+        }
+        index::gather_elements_grad(g, shape, indices, axis)
+            .map_err(|e| ModelError::Invalid(format!("gather_elements gradient: {e}")))
+    }
+
+    fn gather_nd(
+        &self,
+        x: &Tensor<T>,
+        indices: &Tensor<i64>,
+        batch_dims: usize,
+    ) -> Result<Tensor<T>> {
+        index::gather_nd(x, indices, batch_dims)
+            .map_err(|e| ModelError::Invalid(format!("gather_nd: {e}")))
+    }
+
+    fn gather_nd_grad(
+        &self,
+        g: &Tensor<T>,
+        shape: &[usize],
+        indices: &Tensor<i64>,
+        batch_dims: usize,
+    ) -> Result<Tensor<T>> {
+        index::gather_nd_grad(g, shape, indices, batch_dims)
+            .map_err(|e| ModelError::Invalid(format!("gather_nd gradient: {e}")))
+    }
+
+    fn scatter_nd(
+        &self,
+        data: &Tensor<T>,
+        indices: &Tensor<i64>,
+        updates: &Tensor<T>,
+        reduction: ScatterReduction,
+    ) -> Result<Tensor<T>> {
+        index::scatter_nd(data, indices, updates, reduction)
+            .map_err(|e| ModelError::Invalid(format!("scatter_nd: {e}")))
+    }
+
+    fn resize(&self, x: &Tensor<T>, plan: &ResizePlan) -> Result<Tensor<T>> {
+        if x.shape() != plan.input_shape.as_slice() {
+            return Err(ModelError::shape("resize", x.shape(), &plan.input_shape));
+        }
+        Ok(resize::resize(x, plan))
+    }
+
+    fn resize_grad(&self, g: &Tensor<T>, plan: &ResizePlan) -> Result<Tensor<T>> {
+        if g.shape() != plan.output_shape.as_slice() {
+            return Err(ModelError::shape(
+                "resize gradient",
+                g.shape(),
+                &plan.output_shape,
+            ));
+        }
+        Ok(resize::resize_grad(g, plan))
     }
 
     fn concat(&self, xs: &[&Tensor<T>], axis: usize) -> Result<Tensor<T>> {

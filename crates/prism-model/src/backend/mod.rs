@@ -22,8 +22,10 @@ pub use cpu::Cpu;
 
 use crate::error::Result;
 use crate::kernels::conv::ConvGeom;
+use crate::kernels::index::ScatterReduction;
 use crate::kernels::movement::SliceSpec;
 use crate::kernels::pool::PoolGeom;
+use crate::kernels::resize::ResizePlan;
 use crate::op::{PadMode, UnaryOp};
 use crate::tensor::{Float, Tensor};
 
@@ -384,6 +386,50 @@ pub trait Backend<T: Float>: Send + Sync {
         axis: usize,
     ) -> Result<Self::Tensor>;
     fn concat(&self, xs: &[&Self::Tensor], axis: usize) -> Result<Self::Tensor>;
+    /// ONNX GatherElements along `axis` (indices on the host, checked in range).
+    fn gather_elements(
+        &self,
+        x: &Self::Tensor,
+        indices: &Tensor<i64>,
+        axis: usize,
+    ) -> Result<Self::Tensor>;
+    /// Adds `g` back at the positions [`gather_elements`](Self::gather_elements) read, in a
+    /// zero tensor of `shape`.
+    fn gather_elements_grad(
+        &self,
+        g: &Self::Tensor,
+        shape: &[usize],
+        indices: &Tensor<i64>,
+        axis: usize,
+    ) -> Result<Self::Tensor>;
+    /// ONNX GatherND with `batch_dims`.
+    fn gather_nd(
+        &self,
+        x: &Self::Tensor,
+        indices: &Tensor<i64>,
+        batch_dims: usize,
+    ) -> Result<Self::Tensor>;
+    /// Adds every gathered slice of `g` back at its source in a zero tensor of `shape`.
+    fn gather_nd_grad(
+        &self,
+        g: &Self::Tensor,
+        shape: &[usize],
+        indices: &Tensor<i64>,
+        batch_dims: usize,
+    ) -> Result<Self::Tensor>;
+    /// ONNX ScatterND: `data` with the slices at `indices` replaced by (or reduced with)
+    /// `updates`.
+    fn scatter_nd(
+        &self,
+        data: &Self::Tensor,
+        indices: &Tensor<i64>,
+        updates: &Self::Tensor,
+        reduction: ScatterReduction,
+    ) -> Result<Self::Tensor>;
+    /// Resize by a resolved [`ResizePlan`] (nearest or N-linear).
+    fn resize(&self, x: &Self::Tensor, plan: &ResizePlan) -> Result<Self::Tensor>;
+    /// The transpose of [`resize`](Self::resize): its input-gradient.
+    fn resize_grad(&self, g: &Self::Tensor, plan: &ResizePlan) -> Result<Self::Tensor>;
 
     // --- attribution bookkeeping --------------------------------------------------------
 

@@ -1,4 +1,5 @@
 //! 2-D convolution (1-D as height 1): forward, input-gradient (VJP) and transposed convolution.
+//! 3-D convolutions are sums of 2-D ones, one per kernel depth slice ([`Depth`]).
 //!
 //! Forward: per sample and tile of output rows, im2col into a cache-sized buffer, then one GEMM
 //! `W (C_out × C_in·kh·kw) · col` written straight into the output. Input-gradient: the adjoint,
@@ -12,7 +13,47 @@ use super::linalg::{gemm_raw, Mat};
 use super::{threads, SyncPtr};
 use crate::tensor::{Float, Tensor};
 
-/// Fully resolved geometry of a 2-D convolution.
+/// The depth axis of a 3-D convolution or pooling window (N × C × D × H × W);
+/// [`Depth::FLAT`] for 1-D and 2-D ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Depth {
+    /// Input depth.
+    pub d: usize,
+    /// Kernel depth, stride and dilation.
+    pub k: usize,
+    pub s: usize,
+    pub dil: usize,
+    /// Padding in front (and at the back: shapes `out`, and pooling's `count_include_pad`).
+    pub pf: usize,
+    pub pb: usize,
+    /// Output depth.
+    pub out: usize,
+}
+
+impl Depth {
+    /// No depth axis (1-D and 2-D windows).
+    pub const FLAT: Depth = Depth {
+        d: 1,
+        k: 1,
+        s: 1,
+        dil: 1,
+        pf: 0,
+        pb: 0,
+        out: 1,
+    };
+    /// Whether the window has a real depth axis (a depth-1 volume with a depth-1 kernel runs
+    /// as 2-D).
+    pub fn is_flat(&self) -> bool {
+        self.d == 1 && self.k == 1 && self.out == 1 && self.pf == 0
+    }
+    /// Input depth position of output depth `o` and kernel depth `kz`, if inside the input.
+    pub fn source(&self, o: usize, kz: usize) -> Option<usize> {
+        let i = (o * self.s + kz * self.dil) as isize - self.pf as isize;
+        (i >= 0 && (i as usize) < self.d).then_some(i as usize)
+    }
+}
+
+/// Fully resolved geometry of a 2-D (or, with [`Depth`], 3-D) convolution.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConvGeom {
     pub batch: usize,
@@ -32,6 +73,8 @@ pub struct ConvGeom {
     pub ho: usize,
     pub wo: usize,
     pub group: usize,
+    /// The depth axis of a 3-D convolution ([`Depth::FLAT`] otherwise).
+    pub depth: Depth,
 }
 
 impl ConvGeom {
@@ -41,15 +84,31 @@ impl ConvGeom {
     pub fn cout_g(&self) -> usize {
         self.c_out / self.group
     }
-    /// Rows of the im2col matrix per group: C_in/group · kh · kw.
+    /// Weight elements per output channel: C_in/group · (kd ·) kh · kw.
     pub fn k(&self) -> usize {
-        self.cin_g() * self.kh * self.kw
+        self.cin_g() * self.depth.k * self.kh * self.kw
     }
-    pub fn input_shape(&self) -> [usize; 4] {
-        [self.batch, self.c_in, self.h, self.w]
+    pub fn input_shape(&self) -> Vec<usize> {
+        if self.depth.is_flat() {
+            vec![self.batch, self.c_in, self.h, self.w]
+        } else {
+            vec![self.batch, self.c_in, self.depth.d, self.h, self.w]
+        }
     }
-    pub fn output_shape(&self) -> [usize; 4] {
-        [self.batch, self.c_out, self.ho, self.wo]
+    pub fn output_shape(&self) -> Vec<usize> {
+        if self.depth.is_flat() {
+            vec![self.batch, self.c_out, self.ho, self.wo]
+        } else {
+            vec![self.batch, self.c_out, self.depth.out, self.ho, self.wo]
+        }
+    }
+    /// The 2-D convolution of one kernel depth slice over every (sample, output depth) pair.
+    fn slice_2d(&self) -> ConvGeom {
+        ConvGeom {
+            batch: self.batch * self.depth.out,
+            depth: Depth::FLAT,
+            ..self.clone()
+        }
     }
     fn is_pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.pt == 0 && self.pl == 0
@@ -164,6 +223,10 @@ pub fn conv2d<T: Float>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeom) -> T
 
 /// [`conv2d`] into a caller-provided output buffer (overwritten).
 pub fn conv2d_into<T: Float>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeom, y: &mut [T]) {
+    if !g.depth.is_flat() {
+        conv3d_into(x, w, bias, g, y);
+        return;
+    }
     let plane_out = g.ho * g.wo;
     assert_eq!(x.len(), g.batch * g.c_in * g.h * g.w, "conv2d: input size");
     assert_eq!(w.len(), g.c_out * g.k(), "conv2d: weight size");
@@ -282,6 +345,10 @@ pub fn conv2d_input_grad<T: Float>(dy: &[T], w: &[T], g: &ConvGeom) -> Tensor<T>
 
 /// [`conv2d_input_grad`] into a caller-provided buffer (overwritten).
 pub fn conv2d_input_grad_into<T: Float>(dy: &[T], w: &[T], g: &ConvGeom, dx: &mut [T]) {
+    if !g.depth.is_flat() {
+        conv3d_input_grad_into(dy, w, g, dx);
+        return;
+    }
     let plane_in = g.h * g.w;
     let plane_out = g.ho * g.wo;
     assert_eq!(
@@ -416,7 +483,7 @@ fn depthwise_input_grad<T: Float>(dy: &[T], w: &[T], g: &ConvGeom, dx: &mut [T])
 pub fn conv_transpose2d<T: Float>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeom) -> Tensor<T> {
     let mut y = conv2d_input_grad(x, w, g);
     if let Some(b) = bias {
-        let plane = g.h * g.w;
+        let plane = g.depth.d * g.h * g.w;
         y.data_mut()
             .par_chunks_mut(plane)
             .enumerate()
@@ -426,4 +493,128 @@ pub fn conv_transpose2d<T: Float>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Conv
             });
     }
     y
+}
+
+/// The weights of kernel depth slice `kz`: C_out × C_in/group × kh × kw out of
+/// C_out × C_in/group × kd × kh × kw.
+fn weight_slice<T: Float>(w: &[T], g: &ConvGeom, kz: usize) -> Vec<T> {
+    let khw = g.kh * g.kw;
+    let rows = g.c_out * g.cin_g();
+    let mut out = Vec::with_capacity(rows * khw);
+    for r in 0..rows {
+        out.extend_from_slice(&w[(r * g.depth.k + kz) * khw..][..khw]);
+    }
+    out
+}
+
+/// 3-D convolution as a sum over kernel depth slices `kz` of 2-D convolutions: the input
+/// planes each output depth reads through `kz` are stacked as a batch of N · D_out images
+/// (zero planes in the padding), convolved with the slice's weights, and added up.
+fn conv3d_into<T: Float>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeom, y: &mut [T]) {
+    let dp = g.depth;
+    let (plane_in, plane_out) = (g.h * g.w, g.ho * g.wo);
+    assert_eq!(
+        x.len(),
+        g.batch * g.c_in * dp.d * plane_in,
+        "conv3d: input size"
+    );
+    assert_eq!(w.len(), g.c_out * g.k(), "conv3d: weight size");
+    assert_eq!(
+        y.len(),
+        g.batch * g.c_out * dp.out * plane_out,
+        "conv3d: output size"
+    );
+    let g2 = g.slice_2d();
+    let mut stack = vec![T::zero(); g2.batch * g.c_in * plane_in];
+    let mut part = vec![T::zero(); g2.batch * g.c_out * plane_out];
+    // acc[(n, o), co] accumulates the slices; written to y[n, co, o] at the end
+    let mut acc = vec![T::zero(); part.len()];
+    for kz in 0..dp.k {
+        let mut any = false;
+        for n in 0..g.batch {
+            for o in 0..dp.out {
+                let src = dp.source(o, kz);
+                any |= src.is_some();
+                for ci in 0..g.c_in {
+                    let dst = &mut stack[((n * dp.out + o) * g.c_in + ci) * plane_in..][..plane_in];
+                    match src {
+                        Some(iz) => dst.copy_from_slice(
+                            &x[((n * g.c_in + ci) * dp.d + iz) * plane_in..][..plane_in],
+                        ),
+                        None => dst.fill(T::zero()),
+                    }
+                }
+            }
+        }
+        if !any {
+            continue;
+        }
+        conv2d_into(&stack, &weight_slice(w, g, kz), None, &g2, &mut part);
+        acc.par_iter_mut().zip(&part).for_each(|(a, &p)| *a += p);
+    }
+    for n in 0..g.batch {
+        for co in 0..g.c_out {
+            let b = bias.map_or(T::zero(), |b| b[co]);
+            for o in 0..dp.out {
+                let src = &acc[((n * dp.out + o) * g.c_out + co) * plane_out..][..plane_out];
+                let dst = &mut y[((n * g.c_out + co) * dp.out + o) * plane_out..][..plane_out];
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = v + b;
+                }
+            }
+        }
+    }
+}
+
+/// Input-gradient of [`conv3d_into`]: per kernel depth slice, the 2-D input-gradient of the
+/// stacked output gradient, added back to the input planes it came from.
+fn conv3d_input_grad_into<T: Float>(dy: &[T], w: &[T], g: &ConvGeom, dx: &mut [T]) {
+    let dp = g.depth;
+    let (plane_in, plane_out) = (g.h * g.w, g.ho * g.wo);
+    assert_eq!(
+        dy.len(),
+        g.batch * g.c_out * dp.out * plane_out,
+        "conv3d_input_grad: gradient size"
+    );
+    assert_eq!(w.len(), g.c_out * g.k(), "conv3d_input_grad: weight size");
+    assert_eq!(
+        dx.len(),
+        g.batch * g.c_in * dp.d * plane_in,
+        "conv3d_input_grad: input size"
+    );
+    dx.fill(T::zero());
+    let g2 = g.slice_2d();
+    // dy[n, co, o] → stacked[(n, o), co]
+    let mut stacked = vec![T::zero(); dy.len()];
+    for n in 0..g.batch {
+        for co in 0..g.c_out {
+            for o in 0..dp.out {
+                stacked[((n * dp.out + o) * g.c_out + co) * plane_out..][..plane_out]
+                    .copy_from_slice(
+                        &dy[((n * g.c_out + co) * dp.out + o) * plane_out..][..plane_out],
+                    );
+            }
+        }
+    }
+    let mut part = vec![T::zero(); g2.batch * g.c_in * plane_in];
+    for kz in 0..dp.k {
+        if (0..dp.out).all(|o| dp.source(o, kz).is_none()) {
+            continue;
+        }
+        conv2d_input_grad_into(&stacked, &weight_slice(w, g, kz), &g2, &mut part);
+        for n in 0..g.batch {
+            for o in 0..dp.out {
+                let Some(iz) = dp.source(o, kz) else {
+                    continue;
+                };
+                for ci in 0..g.c_in {
+                    let src = &part[((n * dp.out + o) * g.c_in + ci) * plane_in..][..plane_in];
+                    let dst = &mut dx[((n * g.c_in + ci) * dp.d + iz) * plane_in..][..plane_in];
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d += v;
+                    }
+                }
+            }
+        }
+    }
 }

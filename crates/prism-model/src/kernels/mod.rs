@@ -7,10 +7,12 @@
 
 pub mod conv;
 pub mod elementwise;
+pub mod index;
 pub mod linalg;
 pub mod movement;
 pub mod pool;
 pub mod reduce;
+pub mod resize;
 
 /// A raw pointer that may cross threads. Every use writes disjoint regions, which the caller
 /// guarantees by construction (distinct samples, channels or tiles).

@@ -1,6 +1,10 @@
-//! Max and average pooling over 2-D windows (1-D as height 1), and their input-gradients.
+//! Max and average pooling over 2-D windows (1-D as height 1) and 3-D windows, and their
+//! input-gradients. The 2-D kernels are untouched by the 3-D ones: a window with a depth axis
+//! ([`Depth`]) takes its own loops.
 
 use rayon::prelude::*;
+
+use super::conv::Depth;
 
 use crate::tensor::{Float, Tensor};
 
@@ -24,11 +28,45 @@ pub struct PoolGeom {
     pub pr: usize,
     pub ho: usize,
     pub wo: usize,
+    /// The depth axis of a 3-D window ([`Depth::FLAT`] otherwise).
+    pub depth: Depth,
 }
 
 impl PoolGeom {
-    pub fn output_shape(&self) -> [usize; 4] {
-        [self.batch, self.channels, self.ho, self.wo]
+    pub fn input_shape(&self) -> Vec<usize> {
+        if self.depth.is_flat() {
+            vec![self.batch, self.channels, self.h, self.w]
+        } else {
+            vec![self.batch, self.channels, self.depth.d, self.h, self.w]
+        }
+    }
+    pub fn output_shape(&self) -> Vec<usize> {
+        if self.depth.is_flat() {
+            vec![self.batch, self.channels, self.ho, self.wo]
+        } else {
+            vec![self.batch, self.channels, self.depth.out, self.ho, self.wo]
+        }
+    }
+    /// Flat input positions of the 3-D window of output (oz, oy, ox), inside the input.
+    fn window3(&self, oz: usize, oy: usize, ox: usize) -> impl Iterator<Item = usize> + '_ {
+        let dp = self.depth;
+        (0..dp.k)
+            .filter_map(move |kz| dp.source(oz, kz))
+            .flat_map(move |iz| {
+                self.window(oy, ox)
+                    .map(move |(iy, ix)| (iz * self.h + iy) * self.w + ix)
+            })
+    }
+    /// The divisor of a 3-D average-pooling window.
+    fn divisor3(&self, oz: usize, oy: usize, ox: usize, count_include_pad: bool) -> usize {
+        if count_include_pad {
+            let dp = self.depth;
+            let z0 = (oz * dp.s) as isize - dp.pf as isize;
+            let z1 = (z0 + ((dp.k - 1) * dp.dil + 1) as isize).min((dp.d + dp.pb) as isize);
+            (z0..z1).step_by(dp.dil).count() * divisor(self, oy, ox, true)
+        } else {
+            self.window3(oz, oy, ox).count()
+        }
     }
     /// Input positions (iy, ix) of the window of output (oy, ox), inside the input.
     fn window(&self, oy: usize, ox: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
@@ -47,6 +85,16 @@ impl PoolGeom {
 
 /// Max pooling; windows that lie entirely in the padding yield −∞ like ONNX Runtime.
 pub fn max_pool<T: Float>(x: &[T], g: &PoolGeom) -> Tensor<T> {
+    if !g.depth.is_flat() {
+        return pool3d(x, g, |xp, oz, oy, ox| {
+            g.window3(oz, oy, ox)
+                .map(|i| xp[i])
+                .fold(
+                    T::neg_infinity(),
+                    |a, b| if b > a || b.is_nan() { b } else { a },
+                )
+        });
+    }
     let (pi, po) = (g.h * g.w, g.ho * g.wo);
     let mut y = vec![T::zero(); g.batch * g.channels * po];
     y.par_chunks_mut(po.max(1))
@@ -62,12 +110,26 @@ pub fn max_pool<T: Float>(x: &[T], g: &PoolGeom) -> Tensor<T> {
                 }
             }
         });
-    Tensor::from_parts(g.output_shape().to_vec(), y)
+    Tensor::from_parts(g.output_shape(), y)
 }
 
 /// Gradient of max pooling: each output's gradient goes to the first maximal input of its
 /// window (winner takes all, like PyTorch).
 pub fn max_pool_input_grad<T: Float>(x: &[T], dy: &[T], g: &PoolGeom) -> Tensor<T> {
+    if !g.depth.is_flat() {
+        return pool3d_grad(dy, g, |xp_index, oz, oy, ox, v, din| {
+            let xp = &x[xp_index..];
+            let mut best: Option<(usize, T)> = None;
+            for i in g.window3(oz, oy, ox) {
+                if best.is_none_or(|(_, b)| xp[i] > b) {
+                    best = Some((i, xp[i]));
+                }
+            }
+            if let Some((i, _)) = best {
+                din[i] += v;
+            }
+        });
+    }
     let (pi, po) = (g.h * g.w, g.ho * g.wo);
     let mut dx = vec![T::zero(); g.batch * g.channels * pi];
     dx.par_chunks_mut(pi.max(1))
@@ -111,6 +173,12 @@ fn divisor(g: &PoolGeom, oy: usize, ox: usize, count_include_pad: bool) -> usize
 
 /// Average pooling.
 pub fn avg_pool<T: Float>(x: &[T], g: &PoolGeom, count_include_pad: bool) -> Tensor<T> {
+    if !g.depth.is_flat() {
+        return pool3d(x, g, |xp, oz, oy, ox| {
+            let s: T = g.window3(oz, oy, ox).map(|i| xp[i]).sum();
+            s / T::of(g.divisor3(oz, oy, ox, count_include_pad).max(1) as f64)
+        });
+    }
     let (pi, po) = (g.h * g.w, g.ho * g.wo);
     let mut y = vec![T::zero(); g.batch * g.channels * po];
     y.par_chunks_mut(po.max(1))
@@ -125,11 +193,19 @@ pub fn avg_pool<T: Float>(x: &[T], g: &PoolGeom, count_include_pad: bool) -> Ten
                 }
             }
         });
-    Tensor::from_parts(g.output_shape().to_vec(), y)
+    Tensor::from_parts(g.output_shape(), y)
 }
 
 /// Gradient of average pooling: each output's gradient spread evenly over its window.
 pub fn avg_pool_input_grad<T: Float>(dy: &[T], g: &PoolGeom, count_include_pad: bool) -> Tensor<T> {
+    if !g.depth.is_flat() {
+        return pool3d_grad(dy, g, |_, oz, oy, ox, v, din| {
+            let v = v / T::of(g.divisor3(oz, oy, ox, count_include_pad).max(1) as f64);
+            for i in g.window3(oz, oy, ox) {
+                din[i] += v;
+            }
+        });
+    }
     let (pi, po) = (g.h * g.w, g.ho * g.wo);
     let mut dx = vec![T::zero(); g.batch * g.channels * pi];
     dx.par_chunks_mut(pi.max(1))
@@ -147,6 +223,54 @@ pub fn avg_pool_input_grad<T: Float>(dy: &[T], g: &PoolGeom, count_include_pad: 
             }
         });
     Tensor::from_parts(vec![g.batch, g.channels, g.h, g.w], dx)
+}
+
+/// A 3-D pooling forward: `f(volume, oz, oy, ox)` per output, parallel over (sample, channel).
+fn pool3d<T: Float>(
+    x: &[T],
+    g: &PoolGeom,
+    f: impl Fn(&[T], usize, usize, usize) -> T + Sync,
+) -> Tensor<T> {
+    let vi = g.depth.d * g.h * g.w;
+    let vo = g.depth.out * g.ho * g.wo;
+    let mut y = vec![T::zero(); g.batch * g.channels * vo];
+    y.par_chunks_mut(vo.max(1))
+        .enumerate()
+        .for_each(|(p, out)| {
+            let xp = &x[p * vi..][..vi];
+            for oz in 0..g.depth.out {
+                for oy in 0..g.ho {
+                    for ox in 0..g.wo {
+                        out[(oz * g.ho + oy) * g.wo + ox] = f(xp, oz, oy, ox);
+                    }
+                }
+            }
+        });
+    Tensor::from_parts(g.output_shape(), y)
+}
+
+/// A 3-D pooling input-gradient: `f(volume offset, oz, oy, ox, dy, dx volume)` per output.
+fn pool3d_grad<T: Float>(
+    dy: &[T],
+    g: &PoolGeom,
+    f: impl Fn(usize, usize, usize, usize, T, &mut [T]) + Sync,
+) -> Tensor<T> {
+    let vi = g.depth.d * g.h * g.w;
+    let vo = g.depth.out * g.ho * g.wo;
+    let mut dx = vec![T::zero(); g.batch * g.channels * vi];
+    dx.par_chunks_mut(vi.max(1))
+        .enumerate()
+        .for_each(|(p, din)| {
+            let gp = &dy[p * vo..][..vo];
+            for oz in 0..g.depth.out {
+                for oy in 0..g.ho {
+                    for ox in 0..g.wo {
+                        f(p * vi, oz, oy, ox, gp[(oz * g.ho + oy) * g.wo + ox], din);
+                    }
+                }
+            }
+        });
+    Tensor::from_parts(g.input_shape(), dx)
 }
 
 /// Mean over each plane of an N × C × (spatial…) tensor, keeping singleton spatial dims.

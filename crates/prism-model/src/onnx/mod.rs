@@ -17,7 +17,11 @@ use crate::error::{ModelError, Result};
 use crate::graph::{
     topological_order, Dim, ElemType, Graph, Node, NodeId, Source, Value, ValueTable,
 };
-use crate::op::{AutoPad, BinaryOp, Op, PadMode, UnaryOp, Window, SUPPORTED_OPS};
+use crate::kernels::index::ScatterReduction;
+use crate::kernels::resize::{CoordMode, NearestMode, ResizeMode};
+use crate::op::{
+    AutoPad, BinaryOp, KeepAspect, Op, PadMode, ResizeTarget, UnaryOp, Window, SUPPORTED_OPS,
+};
 use crate::tensor::{Constant, DType, Tensor};
 use proto::tensor_proto::DataType;
 
@@ -858,6 +862,113 @@ fn parse_op(
             }
             Ok(Op::Einsum(eq))
         }
+        "GatherElements" => Ok(Op::GatherElements {
+            axis: a.int_or("axis", 0),
+        }),
+        "GatherND" => {
+            let b = a.int_or("batch_dims", 0);
+            Ok(Op::GatherND {
+                batch_dims: usize::try_from(b)
+                    .map_err(|_| a.err(format!("batch_dims must be non-negative, got {b}")))?,
+            })
+        }
+        "ScatterND" => {
+            let reduction = match a.string("reduction").as_deref() {
+                None | Some("none") | Some("") => ScatterReduction::None,
+                Some("add") => ScatterReduction::Add,
+                Some("mul") => ScatterReduction::Mul,
+                Some("max") => ScatterReduction::Max,
+                Some("min") => ScatterReduction::Min,
+                Some(other) => {
+                    return Err(a.err(format!(
+                        "ScatterND reduction '{other}' is not supported; supported: none, add, mul, max, min"
+                    )))
+                }
+            };
+            Ok(Op::ScatterND { reduction })
+        }
+        "Resize" | "Upsample" => parse_resize(&a, op_type == "Upsample", opset),
         _ => Err(unsupported()),
     }
+}
+
+/// Resize (opsets 10–19) and Upsample (7, 9).
+fn parse_resize(a: &Attrs<'_>, upsample: bool, opset: i64) -> Result<Op> {
+    let legacy = upsample || opset < 11;
+    let nearest = if legacy {
+        NearestMode::Simple
+    } else {
+        match a.string("nearest_mode").as_deref() {
+            None | Some("round_prefer_floor") => NearestMode::RoundPreferFloor,
+            Some("round_prefer_ceil") => NearestMode::RoundPreferCeil,
+            Some("floor") => NearestMode::Floor,
+            Some("ceil") => NearestMode::Ceil,
+            Some(other) => {
+                return Err(a.err(format!(
+                    "nearest_mode '{other}' is not supported; supported: round_prefer_floor, \
+                     round_prefer_ceil, floor, ceil"
+                )))
+            }
+        }
+    };
+    let mode = match a.string("mode").as_deref() {
+        None | Some("nearest") => ResizeMode::Nearest(nearest),
+        // Opsets 7–9 of Upsample spell it "bilinear" too.
+        Some("linear") | Some("bilinear") => ResizeMode::Linear,
+        Some(other) => {
+            return Err(a.err(format!(
+                "mode '{other}' is not supported; supported: nearest, linear"
+            )))
+        }
+    };
+    let coord = if legacy {
+        CoordMode::Asymmetric
+    } else {
+        match a.string("coordinate_transformation_mode").as_deref() {
+            None | Some("half_pixel") => CoordMode::HalfPixel,
+            Some("half_pixel_symmetric") => CoordMode::HalfPixelSymmetric,
+            Some("pytorch_half_pixel") => CoordMode::PytorchHalfPixel,
+            Some("align_corners") => CoordMode::AlignCorners,
+            Some("asymmetric") => CoordMode::Asymmetric,
+            Some(other) => {
+                return Err(a.err(format!(
+                    "coordinate_transformation_mode '{other}' is not supported; supported: \
+                     half_pixel, half_pixel_symmetric, pytorch_half_pixel, align_corners, asymmetric"
+                )))
+            }
+        }
+    };
+    if a.int_or("antialias", 0) != 0 {
+        return Err(a.err("antialias=1 is not supported; export with antialias=False"));
+    }
+    let keep_aspect = match a.string("keep_aspect_ratio_policy").as_deref() {
+        None | Some("stretch") => KeepAspect::Stretch,
+        Some("not_larger") => KeepAspect::NotLarger,
+        Some("not_smaller") => KeepAspect::NotSmaller,
+        Some(other) => {
+            return Err(a.err(format!(
+                "keep_aspect_ratio_policy '{other}' is not supported; supported: stretch, \
+                 not_larger, not_smaller"
+            )))
+        }
+    };
+    let target = if upsample && opset < 9 {
+        let scales = a
+            .map
+            .get("scales")
+            .map(|s| s.floats.clone())
+            .ok_or_else(|| a.err("missing attribute scales"))?;
+        Some(ResizeTarget::Scales(scales))
+    } else {
+        None
+    };
+    Ok(Op::Resize {
+        mode,
+        coord,
+        target,
+        axes: a.ints("axes").filter(|v| !v.is_empty()),
+        keep_aspect,
+        legacy_inputs: legacy,
+        upsample,
+    })
 }

@@ -1,0 +1,143 @@
+//! Model inputs from `.npy` files: the single positional INPUT, or `--input NAME=FILE.npy` per
+//! graph input (token ids, attention masks, several float tensors). Integer and boolean inputs
+//! are read as integers and carried exactly in the computation type (an id beyond 2²⁴ needs
+//! `--dtype f64`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use prism_model::{ElemType, Float, Model, Tensor};
+use prism_store::npy;
+
+/// The `--input NAME=FILE.npy` option, shared by the commands that run a model on arrays.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct NamedInputs {
+    /// A graph input by name: `--input input_ids=ids.npy --input attention_mask=mask.npy`
+    /// (repeatable; every input of the model, first axis = samples; integer inputs as int64 or
+    /// int32 .npy). Replaces the positional INPUT for models with several inputs.
+    #[arg(long = "input", value_name = "NAME=FILE.npy")]
+    pub named: Vec<String>,
+}
+
+/// Reads one array for graph input `index` of `model`, checking it fits the declared type.
+fn read_one<T: Float>(model: &Model, index: usize, path: &Path) -> anyhow::Result<Tensor<T>> {
+    let g = model.graph();
+    let name = &g.value(g.inputs[index]).name;
+    let ty = g.input_type(index);
+    let x: Tensor<T> = if ty.is_integer() {
+        let ints = npy::read_i64(path)
+            .with_context(|| format!("input '{name}' ({ty}) from {}", path.display()))?;
+        if ty == ElemType::Bool && ints.data().iter().any(|v| *v != 0 && *v != 1) {
+            bail!(
+                "input '{name}' is boolean, but {} holds values other than 0 and 1",
+                path.display()
+            );
+        }
+        Tensor::from_ints(ints.shape().to_vec(), ints.data())
+            .with_context(|| format!("input '{name}' from {}", path.display()))?
+    } else {
+        npy::read_float(path).with_context(|| format!("input '{name}' from {}", path.display()))?
+    };
+    if x.rank() == 0 || x.shape()[0] == 0 {
+        bail!(
+            "{}: expected a batch of samples for input '{name}' (first axis = samples), got \
+             shape {:?}",
+            path.display(),
+            x.shape()
+        );
+    }
+    Ok(x)
+}
+
+/// The model's inputs in graph order, from the positional file or the named ones.
+pub fn read_inputs<T: Float>(
+    model: &Model,
+    positional: Option<&Path>,
+    named: &NamedInputs,
+) -> anyhow::Result<Vec<Tensor<T>>> {
+    let g = model.graph();
+    let describe = || {
+        (0..g.inputs.len())
+            .map(|i| format!("{} ({})", g.value(g.inputs[i]).name, g.input_type(i)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let inputs = match (positional, named.named.is_empty()) {
+        (Some(_), false) => {
+            bail!("give either the positional INPUT or --input NAME=FILE, not both")
+        }
+        (None, true) => bail!(
+            "no input given: pass INPUT.npy, or --input NAME=FILE.npy for each of the model's \
+             inputs: {}",
+            describe()
+        ),
+        (Some(p), true) => {
+            if g.inputs.len() != 1 {
+                bail!(
+                    "the model has {} inputs ({}): give each with --input NAME=FILE.npy",
+                    g.inputs.len(),
+                    describe()
+                );
+            }
+            vec![read_one(model, 0, p)?]
+        }
+        (None, false) => {
+            let mut files: Vec<Option<PathBuf>> = vec![None; g.inputs.len()];
+            for spec in &named.named {
+                let Some((name, file)) = spec.split_once('=') else {
+                    bail!("--input {spec:?}: expected NAME=FILE.npy");
+                };
+                let i = g.input_index(name).with_context(|| {
+                    format!(
+                        "--input {name}: the model has no input '{name}'; its inputs: {}",
+                        describe()
+                    )
+                })?;
+                if files[i].replace(PathBuf::from(file)).is_some() {
+                    bail!("--input {name} is given twice");
+                }
+            }
+            let missing: Vec<&str> = files
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| f.is_none())
+                .map(|(i, _)| g.value(g.inputs[i]).name.as_str())
+                .collect();
+            if !missing.is_empty() {
+                bail!(
+                    "missing --input for {}: the model's inputs are {}",
+                    missing.join(", "),
+                    describe()
+                );
+            }
+            files
+                .iter()
+                .enumerate()
+                .filter_map(|(i, f)| f.as_deref().map(|f| read_one(model, i, f)))
+                .collect::<anyhow::Result<_>>()?
+        }
+    };
+    let n = inputs[0].shape()[0];
+    if let Some((i, x)) = inputs.iter().enumerate().find(|(_, x)| x.shape()[0] != n) {
+        bail!(
+            "input '{}' has {} samples, input '{}' has {n}: every input needs the same first axis",
+            g.value(g.inputs[i]).name,
+            x.shape()[0],
+            g.value(g.inputs[0]).name
+        );
+    }
+    Ok(inputs)
+}
+
+/// Splits every input along the first axis into chunks of at most `size` samples: one list of
+/// inputs per chunk.
+pub fn chunk_inputs<T: Float>(inputs: &[Tensor<T>], size: usize) -> Vec<Vec<Tensor<T>>> {
+    let per: Vec<Vec<Tensor<T>>> = inputs
+        .iter()
+        .map(|x| super::predict::chunks(x, size))
+        .collect();
+    let k = per.first().map_or(0, Vec::len);
+    (0..k)
+        .map(|c| per.iter().map(|p| p[c].clone()).collect())
+        .collect()
+}
