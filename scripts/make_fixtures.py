@@ -723,20 +723,17 @@ def write_errors(fx: Fixtures):
     fx.error("errors/not_onnx.onnx", "not_onnx",
              "PNG signature followed by plain text; not a protobuf ModelProto.")
 
-    # Valid model with Einsum (opset 12+), which Prism does not support.
-    w = _rng(99).standard_normal((4, 3)).astype(np.float32)
+    # Valid model with Det (matrix determinant), which Prism does not support.
     g = helper.make_graph(
-        [helper.make_node("Einsum", ["input", "W"], ["output"], name="my_einsum",
-                          equation="ij,jk->ik")],
-        "unsupported_op", [_io("input", ["batch", 4])], [_io("output", ["batch", 3])],
-        [_raw("W", w)])
+        [helper.make_node("Det", ["input"], ["output"], name="my_det")],
+        "unsupported_op", [_io("input", ["batch", 3, 3])], [_io("output", ["batch"])])
     m = _model(g)
     onnx.checker.check_model(m, full_check=True)
     onnx.save_model(m, fx.path("errors/unsupported_op.onnx"))
     fx.error("errors/unsupported_op.onnx", "unsupported_op",
-             "Valid model (passes onnx.checker) with one Einsum node named 'my_einsum' "
-             "(equation ij,jk->ik); the error should name the op and the node.",
-             op="Einsum", node="my_einsum")
+             "Valid model (passes onnx.checker) with one Det node named 'my_det'; the error "
+             "should name the op and the node.",
+             op="Det", node="my_det")
 
     g = helper.make_graph(
         [helper.make_node("Relu", ["input"], ["r"], name="relu"),

@@ -301,8 +301,10 @@ def export(model, feeds, path, exporter):
 
 
 def token_gradient(model, name, feeds):
-    """Gradient of each sample's predicted logit w.r.t. the word-embedding output, summed over
-    the hidden dimension (float64): what `prism explain` gives per token with the gradient."""
+    """Gradient of each sample's predicted logit w.r.t. the word-embedding output (float64,
+    [batch, tokens, hidden]): what Prism's attribution at the embedding lookup computes with the
+    plain gradient, before it sums over the hidden dimension (a sum that is ~0 here: a
+    LayerNorm follows)."""
     m64 = type(model)()
     m64.load_state_dict(model.state_dict())
     m64 = m64.double().eval()
@@ -317,7 +319,7 @@ def token_gradient(model, name, feeds):
     h.remove()
     targets = y.argmax(1)
     y.gather(1, targets[:, None]).sum().backward()
-    g = grabbed["emb"].grad.sum(-1).numpy()
+    g = grabbed["emb"].grad.numpy()
     np.save(OUT / f"{name}.token_gradient.npy", g)
     return {"file": f"{name}.token_gradient.npy", "targets": targets.tolist()}
 

@@ -190,7 +190,7 @@ impl AttributeAt {
 /// The result of [`Explainer::attribute_inputs`].
 #[derive(Clone, Debug)]
 pub struct TensorAttribution<T> {
-    /// Relevance at the tensor `at` (per token, `[batch, tokens]`, when `per_token`).
+    /// Relevance at the tensor `at`, with its shape.
     pub relevance: Tensor<T>,
     /// The model's first output.
     pub output: Tensor<T>,
@@ -198,8 +198,9 @@ pub struct TensorAttribution<T> {
     pub targets: Vec<usize>,
     /// The name of the tensor the relevance was read off.
     pub at: String,
-    /// Whether the relevance was summed over the hidden dimension of an embedding lookup.
-    pub per_token: bool,
+    /// When `at` is an embedding lookup's output: the relevance per token (`[batch, tokens]`,
+    /// summed over the hidden dimension).
+    pub per_token: Option<Tensor<T>>,
 }
 
 type PreparedKey = (Vec<Vec<usize>>, prism_model::DType);
@@ -467,21 +468,18 @@ impl<'m> Explainer<'m> {
             vec![(p.graph.outputs[0], seed_t)],
             &[value],
         )?;
-        let full = r.remove(0);
-        let relevance = if embedding {
-            // relevance per token: the sum over the hidden dimension
-            let s = full.shape();
-            let axis = s.len().saturating_sub(1);
-            Cpu.reduce(&full, &[axis], false, false)
-        } else {
-            full
-        };
+        let relevance = r.remove(0);
+        // relevance per token: the sum over the hidden dimension
+        let per_token = embedding.then(|| {
+            let axis = relevance.rank().saturating_sub(1);
+            Cpu.reduce(&relevance, &[axis], false, false)
+        });
         Ok(TensorAttribution {
             relevance,
             output,
             targets,
             at: name,
-            per_token: embedding,
+            per_token,
         })
     }
 

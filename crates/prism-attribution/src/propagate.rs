@@ -12,7 +12,7 @@ use crate::error::{AttributionError, Result};
 use crate::linear::{self, Linear};
 use crate::passes::ratio;
 use crate::rule::Rule;
-use crate::vjp::vjp;
+use crate::vjp::{vjp, vjp_outputs};
 
 fn add_into<T: Float, B: Backend<T>>(
     b: &B,
@@ -77,10 +77,23 @@ pub fn propagate_to<T: Float>(
         }
         // A node's output is read by its consumers, all processed before it: once the node is
         // done, its forward value is no longer needed and goes (peak memory falls as we go).
-        let Some(r) = rel[node.outputs[0].0].take() else {
+        let mut rs: Vec<Option<Tensor<T>>> = node.outputs.iter().map(|o| rel[o.0].take()).collect();
+        if rs.iter().all(Option::is_none) {
             for o in &node.outputs {
                 trace.values[o.0] = None;
             }
+            continue;
+        }
+        // Relevance at outputs after the first (Split's pieces, LayerNormalization's
+        // statistics): the node's gradient from all its outputs at once.
+        if rs.iter().skip(1).any(Option::is_some) {
+            multi_output(graph, exec, trace, node, rules[ni].as_ref(), &rs, &mut rel)?;
+            for o in &node.outputs {
+                trace.values[o.0] = None;
+            }
+            continue;
+        }
+        let Some(r) = rs[0].take() else {
             continue;
         };
         // Pass hands the relevance on unchanged: move it instead of copying.
@@ -149,6 +162,67 @@ pub fn propagate_to<T: Float>(
             }
         })
         .collect()
+}
+
+/// The backward step of a node whose relevance arrived at several outputs (`rs`, one per
+/// output): by the gradient (see [`vjp_outputs`]), since a rule describes one output.
+fn multi_output<T: Float>(
+    graph: &Graph,
+    exec: &Executor<T>,
+    trace: &Trace<T>,
+    node: &prism_model::Node,
+    rule: Option<&Rule>,
+    rs: &[Option<Tensor<T>>],
+    rel: &mut [Option<Tensor<T>>],
+) -> Result<()> {
+    let b = &Cpu;
+    if let Some(rule) = rule.filter(|r| **r != Rule::Gradient) {
+        return Err(node_err(
+            node,
+            format!(
+                "relevance reached several of its outputs, and the {} rule describes one; \
+                 give this node the gradient rule",
+                rule.name()
+            ),
+        ));
+    }
+    let fetch = |v: ValueId| {
+        exec.constant(v)
+            .or_else(|| trace.get(v))
+            .map(|t| &**t)
+            .ok_or_else(|| {
+                node_err(
+                    node,
+                    format!(
+                        "tensor '{}' was not kept by the forward pass",
+                        graph.value(v).name
+                    ),
+                )
+            })
+    };
+    let ins: Vec<&Tensor<T>> = node
+        .inputs
+        .iter()
+        .flatten()
+        .map(|v| fetch(*v))
+        .collect::<Result<_>>()?;
+    let ys: Vec<Option<&Tensor<T>>> = node.outputs.iter().map(|o| fetch(*o).ok()).collect();
+    let gs: Vec<Option<&Tensor<T>>> = rs.iter().map(Option::as_ref).collect();
+    let wanted: Vec<bool> = node
+        .inputs
+        .iter()
+        .flatten()
+        .map(|v| exec.constant(*v).is_none())
+        .collect();
+    let grads = vjp_outputs(b, node, &ins, &ys, &gs, &wanted)?;
+    for (v, g) in node.inputs.iter().flatten().zip(grads) {
+        if let Some(g) = g {
+            if exec.constant(*v).is_none() {
+                add_into(b, &mut rel[v.0], g)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn node_err(node: &prism_model::Node, detail: String) -> AttributionError {

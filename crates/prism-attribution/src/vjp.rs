@@ -5,7 +5,10 @@
 //! Every computation goes through the [`Backend`] seam; the match over operators is
 //! exhaustive, so a new operator cannot compile without a decision on its gradient.
 
+use std::borrow::Cow;
+
 use prism_model::backend::{Backend, Map, MatMul, SoftmaxAxis, Zip};
+use prism_model::exec::{norm_channels, softmax_axis, tile_shapes};
 use prism_model::kernels::index::{self, ScatterReduction};
 use prism_model::op::{BinaryOp, CastTo, Op};
 use prism_model::shape::{self, norm_axis};
@@ -119,23 +122,36 @@ pub fn vjp<T: Float, B: Backend<T>>(
             Ok(out)
         }
         Op::MatMul => {
-            let (a, w) = (ins[0], ins[1]);
-            if b.shape(a).len() < 2 || b.shape(w).len() < 2 {
-                return Err(err(
-                    node,
-                    "gradients of 1-D matmul operands are not supported",
-                ));
-            }
-            let bt = swap_last(b, w)?;
-            let at = swap_last(b, a)?;
-            let da = b.matmul_batched(g, &bt)?;
+            let (sa, sw) = (b.shape(ins[0]).to_vec(), b.shape(ins[1]).to_vec());
+            let (batch, m, _, n, _) = shape::matmul_dims(&sa, &sw)
+                .ok_or_else(|| err(node, format!("cannot multiply shapes {sa:?} and {sw:?}")))?;
+            // numpy's 1-D operands are a row (left) or a column (right) vector; the output
+            // lacks that axis, so the gradient gets it back.
+            let a: Cow<B::Tensor> = if sa.len() == 1 {
+                Cow::Owned(b.reshape(ins[0].clone(), vec![1, sa[0]])?)
+            } else {
+                Cow::Borrowed(ins[0])
+            };
+            let w: Cow<B::Tensor> = if sw.len() == 1 {
+                Cow::Owned(b.reshape(ins[1].clone(), vec![sw[0], 1])?)
+            } else {
+                Cow::Borrowed(ins[1])
+            };
+            let full: Vec<usize> = batch.iter().copied().chain([m, n]).collect();
+            let g = if b.shape(g) == full.as_slice() {
+                Cow::Borrowed(g)
+            } else {
+                Cow::Owned(b.reshape(g.clone(), full)?)
+            };
+            let da = b.matmul_batched(&g, &swap_last(b, &w)?)?;
+            let da = b.reshape(b.reduce_to_shape(&da, b.shape(&*a))?, sa)?;
             let db = if wanted.get(1).copied().unwrap_or(false) {
-                let db = b.matmul_batched(&at, g)?;
-                Some(b.reduce_to_shape(&db, b.shape(w))?)
+                let db = b.matmul_batched(&swap_last(b, &a)?, &g)?;
+                Some(b.reshape(b.reduce_to_shape(&db, b.shape(&*w))?, sw)?)
             } else {
                 None
             };
-            let mut out = vec![Some(b.reduce_to_shape(&da, b.shape(a))?), db];
+            let mut out = vec![Some(da), db];
             if ins.len() > 2 {
                 out.push(None); // a merged bias (a parameter)
             }
@@ -362,9 +378,58 @@ pub fn vjp<T: Float, B: Backend<T>>(
             let a = norm_axis(*axis, rank).ok_or_else(|| err(node, "axis"))?;
             one(b.gather_grad(g, xs, idx, a)?)
         }
+        Op::LayerNormalization { .. } => layer_norm_grad(b, node, ins, &[Some(g)], wanted),
+        Op::GroupNormalization {
+            num_groups,
+            epsilon,
+            per_channel,
+        } => {
+            let groups = (!*per_channel).then_some(*num_groups);
+            channel_norm_grad(b, node, ins, g, wanted, *num_groups, groups, *epsilon)
+        }
+        Op::InstanceNormalization { epsilon } => {
+            let c = xs.get(1).copied().ok_or_else(|| err(node, "input rank"))?;
+            channel_norm_grad(b, node, ins, g, wanted, c, None, *epsilon)
+        }
+        Op::LogSoftmax { axis, flatten } => {
+            let a = softmax_axis(*axis, *flatten, xs).ok_or_else(|| err(node, "axis"))?;
+            one(b.log_softmax_grad(y, g, &a)?)
+        }
+        Op::Split { .. } => split_grad(b, node, ins, &[Some(g)]),
+        Op::Trilu { upper, k } => one(b.trilu(g, *k, *upper)?),
+        Op::Tile { repeats: Some(r) } => {
+            let (_, full, _) = tile_shapes(xs, r)?;
+            let gt = b.reshape(g.clone(), full)?;
+            let axes: Vec<usize> = (0..rank).map(|i| 2 * i).collect();
+            let mut out = vec![Some(b.reduce(&gt, &axes, false, false))];
+            out.extend((1..ins.len()).map(|_| None));
+            Ok(out)
+        }
+        Op::CumSum {
+            axis: Some(axis),
+            exclusive,
+            reverse,
+        } => {
+            // The sum over the later (earlier, when reversed) outputs each element entered.
+            let a = norm_axis(*axis, rank).ok_or_else(|| err(node, "axis"))?;
+            one(b.cumsum(g, a, *exclusive, !*reverse)?)
+        }
+        Op::Einsum(eq) => {
+            let shapes: Vec<&[usize]> = ins.iter().map(|t| b.shape(*t)).collect();
+            let bound = eq.bind(&shapes).map_err(|e| err(node, e))?;
+            (0..ins.len())
+                .map(|i| {
+                    if i == 0 || wanted.get(i).copied().unwrap_or(false) {
+                        Ok(Some(bound.grad(b, ins, g, i)?))
+                    } else {
+                        Ok(None)
+                    }
+                })
+                .collect()
+        }
         // Outputs that do not depend on the input values (shapes, constants): no gradient
         // flows through them.
-        Op::Shape { .. } | Op::Constant(_) | Op::ConstantOfShape { .. } => Err(err(
+        Op::Shape { .. } | Op::Constant(_) | Op::ConstantOfShape { .. } | Op::Range => Err(err(
             node,
             format!(
                 "has no gradient: operator {} does not depend on its input's values",
@@ -439,11 +504,195 @@ pub fn vjp<T: Float, B: Backend<T>>(
         }
         // Parameter inputs that specialisation resolves: a node still carrying them was not
         // specialised.
-        Op::ClipInputs | Op::Pad { pads: None, .. } => Err(err(
+        Op::ClipInputs
+        | Op::Pad { pads: None, .. }
+        | Op::Tile { repeats: None }
+        | Op::CumSum { axis: None, .. } => Err(err(
             node,
             "has no gradient: unresolved parameter input (internal: the graph was not specialised)",
         )),
     }
+}
+
+/// Input-gradients of a node whose outputs received the gradients `gs` (one per output,
+/// `None` where none arrived; `ys` the outputs the forward pass kept). Split concatenates its
+/// pieces' gradients (zeros where a piece got none); LayerNormalization adds the gradients at
+/// its Mean and InvStdDev outputs; any other node takes a gradient at its first output only.
+pub fn vjp_outputs<T: Float, B: Backend<T>>(
+    b: &B,
+    node: &Node,
+    ins: &[&B::Tensor],
+    ys: &[Option<&B::Tensor>],
+    gs: &[Option<&B::Tensor>],
+    wanted: &[bool],
+) -> Result<Vec<Option<B::Tensor>>> {
+    match &node.op {
+        Op::Split { .. } => split_grad(b, node, ins, gs),
+        Op::LayerNormalization { .. } => layer_norm_grad(b, node, ins, gs, wanted),
+        _ => {
+            if let Some(k) = gs.iter().skip(1).position(Option::is_some) {
+                return Err(err(
+                    node,
+                    format!(
+                        "a gradient reached output {} of the node; {} propagates gradients from \
+                         its first output only",
+                        k + 1,
+                        node.op.type_name()
+                    ),
+                ));
+            }
+            let (Some(y), Some(g)) = (ys.first().copied().flatten(), gs.first().copied().flatten())
+            else {
+                return Err(err(node, "no gradient and output to propagate (internal)"));
+            };
+            vjp(b, node, ins, y, g, wanted)
+        }
+    }
+}
+
+/// Split's input-gradient: the output-gradients concatenated along the split axis, zeros for
+/// outputs that received none.
+fn split_grad<T: Float, B: Backend<T>>(
+    b: &B,
+    node: &Node,
+    ins: &[&B::Tensor],
+    gs: &[Option<&B::Tensor>],
+) -> Result<Vec<Option<B::Tensor>>> {
+    let xs = b.shape(ins[0]).to_vec();
+    let (axis, _) = shape::split_sizes(&node.op, &xs).map_err(|e| err(node, e))?;
+    let pieces = shape::split_pieces(&node.op, &xs).map_err(|e| err(node, e))?;
+    let zeros: Vec<Option<B::Tensor>> = pieces
+        .iter()
+        .enumerate()
+        .map(|(k, p)| match gs.get(k).copied().flatten() {
+            Some(g) if b.shape(g) == p.len.as_slice() => Ok(None),
+            Some(g) => Err(err(
+                node,
+                format!(
+                    "gradient of shape {:?} at output {k}, which has shape {:?}",
+                    b.shape(g),
+                    p.len
+                ),
+            )),
+            None => Ok(Some(b.full(&p.len, T::zero()))),
+        })
+        .collect::<Result<_>>()?;
+    let parts: Vec<&B::Tensor> = zeros
+        .iter()
+        .enumerate()
+        .map(|(k, z)| match z {
+            Some(z) => Ok(z),
+            None => gs
+                .get(k)
+                .copied()
+                .flatten()
+                .ok_or_else(|| err(node, "gradient (internal)")),
+        })
+        .collect::<Result<_>>()?;
+    let mut out = vec![Some(b.concat(&parts, axis)?)];
+    out.extend((1..ins.len()).map(|_| None));
+    Ok(out)
+}
+
+/// LayerNormalization's exact input-gradient (mean and variance as functions of `x`), with
+/// the gradients at Mean (`∂μ/∂x = 1/n`) and InvStdDev (`∂s/∂x = −s²·x̂/n`) added when they
+/// arrive; the scale and bias gradients when wanted.
+fn layer_norm_grad<T: Float, B: Backend<T>>(
+    b: &B,
+    node: &Node,
+    ins: &[&B::Tensor],
+    gs: &[Option<&B::Tensor>],
+    wanted: &[bool],
+) -> Result<Vec<Option<B::Tensor>>> {
+    let Op::LayerNormalization { axis, epsilon } = &node.op else {
+        return Err(err(node, "not a LayerNormalization (internal)"));
+    };
+    let (x, scale) = (ins[0], ins[1]);
+    let xs = b.shape(x).to_vec();
+    let a = norm_axis(*axis, xs.len()).ok_or_else(|| err(node, "axis"))?;
+    let rows: usize = xs[..a].iter().product();
+    let n = xs[a..].iter().product::<usize>().max(1) as f64;
+    let (xhat, _, inv) = b.standardize(x, rows, *epsilon)?;
+    let mut stat_shape = xs[..a].to_vec();
+    stat_shape.resize(xs.len(), 1);
+    let mut dx: Option<B::Tensor> = None;
+    let mut out = vec![None; ins.len()];
+    if let Some(g) = gs.first().copied().flatten() {
+        let gh = b.broadcast(Zip::Mul, g, scale)?;
+        dx = Some(b.standardize_grad(&xhat, &inv, &gh)?);
+        if wanted.get(1).copied().unwrap_or(false) {
+            let gx = b.zip(Zip::Mul, g, &xhat)?;
+            out[1] = Some(b.reduce_to_shape(&gx, b.shape(scale))?);
+        }
+        if let (Some(bias), true) = (ins.get(2), wanted.get(2).copied().unwrap_or(false)) {
+            out[2] = Some(b.reduce_to_shape(g, b.shape(*bias))?);
+        }
+    }
+    if let Some(gm) = gs.get(1).copied().flatten() {
+        let t = b.reshape(b.map(Map::Divide(n), gm), stat_shape.clone())?;
+        dx = Some(match dx {
+            Some(d) => b.broadcast(Zip::Add, &d, &t)?,
+            None => b.expand(&t, &xs)?,
+        });
+    }
+    if let Some(gi) = gs.get(2).copied().flatten() {
+        let inv = b.reshape(inv, stat_shape.clone())?;
+        let inv2 = b.zip(Zip::Mul, &inv, &inv)?;
+        let c = b.map(Map::Divide(n), &b.zip(Zip::Mul, gi, &inv2)?);
+        let t = b.broadcast(Zip::Mul, &xhat, &c)?;
+        dx = Some(match dx {
+            Some(d) => b.zip(Zip::Sub, &d, &t)?,
+            None => b.map(Map::Negate, &t),
+        });
+    }
+    out[0] = Some(dx.ok_or_else(|| err(node, "no gradient reached any output (internal)"))?);
+    Ok(out)
+}
+
+/// Input-gradient of Group/Instance normalisation: statistics over `rows_per_sample` groups of
+/// channels per sample, the affine part per channel (`groups`: scale and bias per group,
+/// repeated over the group's channels); scale and bias gradients when wanted.
+#[allow(clippy::too_many_arguments)]
+fn channel_norm_grad<T: Float, B: Backend<T>>(
+    b: &B,
+    node: &Node,
+    ins: &[&B::Tensor],
+    g: &B::Tensor,
+    wanted: &[bool],
+    rows_per_sample: usize,
+    groups: Option<usize>,
+    eps: f64,
+) -> Result<Vec<Option<B::Tensor>>> {
+    let x = ins[0];
+    let xs = b.shape(x).to_vec();
+    if xs.len() < 2 || ins.len() < 3 {
+        return Err(err(node, "expects N×C(×…) input, scale and bias"));
+    }
+    let c = xs[1];
+    let (xhat, _, inv) = b.standardize(x, xs[0] * rows_per_sample, eps)?;
+    let scale = norm_channels(b, ins[1], groups, c)?;
+    let gh = b.channel(Zip::Mul, g, &scale)?;
+    let mut out = vec![Some(b.standardize_grad(&xhat, &inv, &gh)?)];
+    // Per channel: sum over samples and positions; per group: then over the group's channels.
+    let per_param = |t: &B::Tensor, like: &B::Tensor| -> Result<B::Tensor> {
+        let axes: Vec<usize> = (0..xs.len()).filter(|&i| i != 1).collect();
+        let mut s = b.reduce(t, &axes, false, false);
+        if let Some(gr) = groups {
+            s = b.reduce(&b.reshape(s, vec![gr, c / gr.max(1)])?, &[1], false, false);
+        }
+        Ok(b.reshape(s, b.shape(like).to_vec())?)
+    };
+    out.push(if wanted.get(1).copied().unwrap_or(false) {
+        Some(per_param(&b.zip(Zip::Mul, g, &xhat)?, ins[1])?)
+    } else {
+        None
+    });
+    out.push(if wanted.get(2).copied().unwrap_or(false) {
+        Some(per_param(g, ins[2])?)
+    } else {
+        None
+    });
+    Ok(out)
 }
 
 /// Run-time indices of input `i`, read back to the host (they are small) and checked integral.

@@ -32,7 +32,7 @@ fn non_onnx_file_is_a_one_line_error() {
 #[test]
 fn unsupported_op_is_a_one_line_error_naming_it() {
     let e = fails(&["inspect", &path("errors/unsupported_op.onnx")]);
-    assert!(e.contains("Einsum") && e.contains("my_einsum"), "{e}");
+    assert!(e.contains("Det") && e.contains("my_det"), "{e}");
 }
 
 #[test]
@@ -300,4 +300,46 @@ fn named_input_mistakes_are_one_line_errors() {
     let bad = format!("ids={}", path("ops/basics/int_input_cast.in1.npy"));
     let e = fails(&["predict", &model, "--input", &bad, "--input", &x]);
     assert!(e.contains("input 'ids'") && e.contains("integer"), "{e}");
+}
+
+#[test]
+fn explain_a_token_model_writes_relevance_per_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tokens.npy");
+    let m = |s: &str| path(&format!("models/{s}"));
+    let res = prism()
+        .args([
+            "explain",
+            &m("bert.dynamo.onnx"),
+            "--input",
+            &format!("input_ids={}", m("bert.in0.npy")),
+            "--input",
+            &format!("attention_mask={}", m("bert.in1.npy")),
+            "--composite",
+            "epsilon-plus",
+            "--output",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "{stderr}");
+    assert!(stderr.contains("(per token)"), "{stderr}");
+    let r: prism_model::Tensor<f32> = prism_store::npy::read_float(&out).unwrap();
+    assert_eq!(r.shape(), &[2, 8]);
+    assert!(r.data().iter().all(|v| v.is_finite()));
+    // smoothgrad perturbs a float input: refused for a token model
+    let e = fails(&[
+        "explain",
+        &m("bert.dynamo.onnx"),
+        "--input",
+        &format!("input_ids={}", m("bert.in0.npy")),
+        "--input",
+        &format!("attention_mask={}", m("bert.in1.npy")),
+        "--attributor",
+        "smoothgrad",
+        "-o",
+        "/tmp/never.npy",
+    ]);
+    assert!(e.contains("smoothgrad perturbs a float input"), "{e}");
 }

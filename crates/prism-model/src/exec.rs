@@ -210,6 +210,92 @@ pub fn run_node<T: Float>(
             )
         }
         Op::Constant(c) => (*c.to_float::<T>()).clone(),
+        Op::LayerNormalization { axis, epsilon } => {
+            let a = norm_axis(*axis, x.rank()).ok_or_else(|| err("axis out of range".into()))?;
+            let rows: usize = x.shape()[..a].iter().product();
+            let (xhat, mean, inv) = cpu.standardize(x, rows, *epsilon).map_err(at)?;
+            let mut y = cpu.broadcast(Zip::Mul, &xhat, inputs[1]).map_err(at)?;
+            if let Some(bias) = inputs.get(2) {
+                y = cpu.broadcast(Zip::Add, &y, bias).map_err(at)?;
+            }
+            if y.shape() != outs[0].as_slice() {
+                return Err(err(format!(
+                    "scale/bias broadcast the output to {:?}, not {:?}",
+                    y.shape(),
+                    outs[0]
+                )));
+            }
+            // Mean and InvStdDev, when the node has those outputs.
+            let mut ys = vec![y];
+            for (stat, shape) in [mean, inv].into_iter().zip(outs.iter().skip(1)) {
+                ys.push(stat.reshape(shape.clone())?);
+            }
+            return Ok(ys);
+        }
+        Op::GroupNormalization {
+            num_groups,
+            epsilon,
+            per_channel,
+        } => {
+            let (n, c) = (x.shape()[0], x.shape()[1]);
+            let (xhat, _, _) = cpu.standardize(x, n * num_groups, *epsilon).map_err(at)?;
+            let groups = (!*per_channel).then_some(*num_groups);
+            let scale = norm_channels(&cpu, inputs[1], groups, c).map_err(at)?;
+            let bias = norm_channels(&cpu, inputs[2], groups, c).map_err(at)?;
+            cpu.channel_affine(&xhat, &scale, &bias).map_err(at)?
+        }
+        Op::InstanceNormalization { epsilon } => {
+            let (n, c) = (x.shape()[0], x.shape()[1]);
+            let (xhat, _, _) = cpu.standardize(x, n * c, *epsilon).map_err(at)?;
+            let scale = norm_channels(&cpu, inputs[1], None, c).map_err(at)?;
+            let bias = norm_channels(&cpu, inputs[2], None, c).map_err(at)?;
+            cpu.channel_affine(&xhat, &scale, &bias).map_err(at)?
+        }
+        Op::LogSoftmax { axis, flatten } => {
+            let a = softmax_axis(*axis, *flatten, x.shape())
+                .ok_or_else(|| err("axis out of range".into()))?;
+            cpu.log_softmax(x, &a).map_err(at)?
+        }
+        Op::Split { .. } => {
+            let pieces = shape::split_pieces(op, x.shape()).map_err(err)?;
+            let ys: Vec<Tensor<T>> = pieces.iter().map(|p| cpu.slice(x, p)).collect();
+            if ys.len() != outs.len() || ys.iter().zip(outs).any(|(y, o)| y.shape() != o.as_slice())
+            {
+                return Err(err(format!(
+                    "computed pieces {:?} differ from the inferred {outs:?}",
+                    ys.iter().map(|y| y.shape().to_vec()).collect::<Vec<_>>()
+                )));
+            }
+            return Ok(ys);
+        }
+        Op::Trilu { upper, k } => cpu.trilu(x, *k, *upper).map_err(at)?,
+        Op::Tile { repeats: Some(r) } => tile(&cpu, x, r).map_err(at)?,
+        Op::CumSum {
+            axis: Some(axis),
+            exclusive,
+            reverse,
+        } => {
+            let a = norm_axis(*axis, x.rank()).ok_or_else(|| err("axis out of range".into()))?;
+            cpu.cumsum(x, a, *exclusive, *reverse).map_err(at)?
+        }
+        Op::Einsum(eq) => {
+            let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+            eq.bind(&shapes)
+                .map_err(err)?
+                .eval(&cpu, inputs)
+                .map_err(at)?
+        }
+        Op::Range => {
+            return Err(err(
+                "Range is evaluated at specialisation (internal: the graph was not specialised)"
+                    .into(),
+            ))
+        }
+        Op::Tile { repeats: None } | Op::CumSum { axis: None, .. } => {
+            return Err(err(
+                "unresolved parameter input (internal: the graph was not specialised)".into(),
+            ))
+        }
         Op::Gather {
             axis,
             indices: None,
@@ -252,6 +338,67 @@ pub fn run_node<T: Float>(
         )));
     }
     Ok(vec![y])
+}
+
+/// The outer × axis × inner view of a (Log)Softmax (flattened from `axis` on before opset 13).
+pub fn softmax_axis(axis: i64, flatten: bool, s: &[usize]) -> Option<SoftmaxAxis> {
+    let a = norm_axis(axis, s.len())?;
+    let outer: usize = s[..a].iter().product();
+    let (len, inner) = if flatten {
+        (s[a..].iter().product(), 1)
+    } else {
+        (s[a], s[a + 1..].iter().product())
+    };
+    Some(SoftmaxAxis { outer, len, inner })
+}
+
+/// A normalisation's scale or bias as one value per channel (shape `[c]`): as is, or with
+/// each of `groups` values repeated for the `c / groups` channels of its group.
+pub fn norm_channels<T: Float, B: Backend<T>>(
+    b: &B,
+    t: &B::Tensor,
+    groups: Option<usize>,
+    c: usize,
+) -> Result<B::Tensor> {
+    match groups {
+        None => b.reshape(t.clone(), vec![c]),
+        Some(g) => {
+            let t = b.reshape(t.clone(), vec![g, 1])?;
+            let t = b.expand(&t, &[g, c / g.max(1)])?;
+            b.reshape(t, vec![c])
+        }
+    }
+}
+
+/// ONNX Tile as a broadcast: `x` of shape [d₀, d₁, …] viewed as [1, d₀, 1, d₁, …], expanded to
+/// [r₀, d₀, r₁, d₁, …] and read as [r₀·d₀, r₁·d₁, …].
+pub fn tile<T: Float, B: Backend<T>>(b: &B, x: &B::Tensor, repeats: &[i64]) -> Result<B::Tensor> {
+    let s = b.shape(x).to_vec();
+    let (ones, full, out) = tile_shapes(&s, repeats)?;
+    let t = b.reshape(x.clone(), ones)?;
+    let t = b.expand(&t, &full)?;
+    b.reshape(t, out)
+}
+
+/// The interleaved shapes of [`tile`]: ([1, d₀, 1, d₁, …], [r₀, d₀, r₁, d₁, …], output).
+pub fn tile_shapes(s: &[usize], repeats: &[i64]) -> Result<(Vec<usize>, Vec<usize>, Vec<usize>)> {
+    if repeats.len() != s.len() || repeats.iter().any(|&r| r < 1) {
+        return Err(ModelError::Invalid(format!(
+            "tile: repeats {repeats:?} must hold one positive count per axis of {s:?}"
+        )));
+    }
+    let ones = s.iter().flat_map(|&d| [1, d]).collect();
+    let full = s
+        .iter()
+        .zip(repeats)
+        .flat_map(|(&d, &r)| [r as usize, d])
+        .collect();
+    let out = s
+        .iter()
+        .zip(repeats)
+        .map(|(&d, &r)| d * r as usize)
+        .collect();
+    Ok((ones, full, out))
 }
 
 /// Run-time indices from input `i` (carried in the float type): checked integral here, in
@@ -446,6 +593,23 @@ pub fn run_node_i64(op: &Op, inputs: &[&Tensor<i64>], outs: &[Vec<usize>]) -> Op
             *mode,
             *value as i64,
         )?,
+        Op::Trilu { upper, k } if x.rank() >= 2 => movement::trilu(x, *k, *upper),
+        Op::CumSum {
+            axis: Some(axis),
+            exclusive,
+            reverse,
+        } => {
+            let a = norm_axis(*axis, x.rank())?;
+            Tensor::from_parts(
+                x.shape().to_vec(),
+                reduce::cumsum(x.data(), x.shape(), a, *exclusive, *reverse),
+            )
+        }
+        Op::Tile { repeats: Some(r) } => {
+            let (ones, full, out) = tile_shapes(x.shape(), r).ok()?;
+            let t = movement::expand(&Tensor::from_parts(ones, x.data().to_vec()), &full);
+            Tensor::from_parts(out, t.into_data())
+        }
         Op::Unary(UnaryOp::Neg) => x.map(|v| -v),
         Op::Unary(UnaryOp::Abs) => x.map(|v| v.abs()),
         Op::ReduceSum {
@@ -498,7 +662,18 @@ pub fn run_node_i64(op: &Op, inputs: &[&Tensor<i64>], outs: &[Vec<usize>]) -> Op
         | Op::Constant(_)
         | Op::Shape { .. }
         | Op::Resize { .. }
-        | Op::ConstantOfShape { .. } => return None,
+        | Op::ConstantOfShape { .. }
+        | Op::LayerNormalization { .. }
+        | Op::GroupNormalization { .. }
+        | Op::InstanceNormalization { .. }
+        | Op::LogSoftmax { .. }
+        // Split folds on integers in `specialize` (it has several outputs).
+        | Op::Split { .. }
+        | Op::Trilu { .. }
+        | Op::Range
+        | Op::Tile { repeats: None }
+        | Op::CumSum { axis: None, .. }
+        | Op::Einsum(_) => return None,
     })
 }
 

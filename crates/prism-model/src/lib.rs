@@ -27,6 +27,7 @@
 //! ```
 
 pub mod backend;
+pub mod einsum;
 pub mod error;
 pub mod exec;
 pub mod graph;

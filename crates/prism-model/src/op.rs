@@ -283,6 +283,60 @@ pub enum Op {
     Expand {
         shape: Option<Vec<i64>>,
     },
+    /// Inputs: X, Scale, optional B; outputs Y and, when the graph reads them, Mean and
+    /// InvStdDev (shape `X.shape[..axis]` followed by ones). Statistics over the axes from
+    /// `axis` on, computed in the run's float type (`stash_type` 1 or 11).
+    LayerNormalization {
+        axis: i64,
+        epsilon: f64,
+    },
+    /// Inputs: X (N × C × …), scale, bias. Statistics per sample and group of
+    /// `C / num_groups` channels; scale and bias hold one value per group (opset 18–20) or
+    /// per channel (`per_channel`, opset 21).
+    GroupNormalization {
+        num_groups: usize,
+        epsilon: f64,
+        per_channel: bool,
+    },
+    /// Inputs: X (N × C × …), scale [C], B [C]. Statistics per sample and channel.
+    InstanceNormalization {
+        epsilon: f64,
+    },
+    /// `x − log Σ exp x` along `axis` (flattened from `axis` on before opset 13).
+    LogSoftmax {
+        axis: i64,
+        flatten: bool,
+    },
+    /// Splits the input along `axis` into `outputs` pieces: of the sizes `split` (attribute
+    /// before opset 13, constant input after), equal pieces, or with `uneven` (opset 18's
+    /// `num_outputs`) pieces of ⌈d / outputs⌉ with a smaller last one.
+    Split {
+        axis: i64,
+        split: Option<Vec<i64>>,
+        outputs: usize,
+        uneven: bool,
+    },
+    /// Keeps the upper (`j − i ≥ k`) or lower (`j − i ≤ k`) triangle of the last two axes; `k`
+    /// resolved from the optional constant input.
+    Trilu {
+        upper: bool,
+        k: i64,
+    },
+    /// Inputs: start, limit, delta (scalars); always folded at specialisation, since its
+    /// output shape depends on the values.
+    Range,
+    /// Repeats resolved from the constant input at specialisation.
+    Tile {
+        repeats: Option<Vec<i64>>,
+    },
+    /// Cumulative sum along `axis` (resolved from the constant input).
+    CumSum {
+        axis: Option<i64>,
+        exclusive: bool,
+        reverse: bool,
+    },
+    /// A parsed Einstein summation.
+    Einsum(crate::einsum::Equation),
     /// Inputs: data, indices (constant or run-time); output shaped like the indices.
     GatherElements {
         axis: i64,
@@ -326,8 +380,10 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Conv",
     "ConvTranspose",
     "Cos",
+    "CumSum",
     "Div",
     "Dropout",
+    "Einsum",
     "Elu",
     "Equal",
     "Erf",
@@ -343,13 +399,17 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "GlobalMaxPool",
     "Greater",
     "GreaterOrEqual",
+    "GroupNormalization",
     "HardSigmoid",
     "HardSwish",
     "Identity",
+    "InstanceNormalization",
+    "LayerNormalization",
     "LeakyRelu",
     "Less",
     "LessOrEqual",
     "Log",
+    "LogSoftmax",
     "MatMul",
     "Max",
     "MaxPool",
@@ -363,6 +423,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "PRelu",
     "Pad",
     "Pow",
+    "Range",
     "Reciprocal",
     "ReduceMean",
     "ReduceSum",
@@ -378,11 +439,14 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Softmax",
     "Softplus",
     "Softsign",
+    "Split",
     "Sqrt",
     "Squeeze",
     "Sub",
     "Tanh",
+    "Tile",
     "Transpose",
+    "Trilu",
     "Unsqueeze",
     "Upsample",
     "Where",
@@ -489,6 +553,16 @@ impl Op {
             Op::Slice { .. } => "Slice",
             Op::ConstantOfShape { .. } => "ConstantOfShape",
             Op::Expand { .. } => "Expand",
+            Op::LayerNormalization { .. } => "LayerNormalization",
+            Op::GroupNormalization { .. } => "GroupNormalization",
+            Op::InstanceNormalization { .. } => "InstanceNormalization",
+            Op::LogSoftmax { .. } => "LogSoftmax",
+            Op::Split { .. } => "Split",
+            Op::Trilu { .. } => "Trilu",
+            Op::Range => "Range",
+            Op::Tile { .. } => "Tile",
+            Op::CumSum { .. } => "CumSum",
+            Op::Einsum(_) => "Einsum",
             Op::GatherElements { .. } => "GatherElements",
             Op::GatherND { .. } => "GatherND",
             Op::ScatterND { .. } => "ScatterND",

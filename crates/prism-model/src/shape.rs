@@ -638,6 +638,68 @@ pub fn infer(node: &str, op: &Op, inputs: &[&[usize]]) -> Result<Vec<Vec<usize>>
             one(broadcast_shape(x, &target).ok_or_else(|| err(format!("cannot expand {x:?} to {s:?}")))?)
         }
         Op::Constant(c) => one(c.shape().to_vec()),
+        Op::LayerNormalization { axis, .. } => {
+            need(2)?;
+            let a = norm_axis(*axis, x.len()).ok_or_else(|| err(format!("axis {axis} out of range for shape {x:?}")))?;
+            for p in &inputs[1..] {
+                if p.len() > x.len() - a || broadcast_shape(p, &x[a..]).as_deref() != Some(&x[a..]) {
+                    return Err(err(format!("scale/bias shape {p:?} does not broadcast to the normalised dimensions {:?} of {x:?}", &x[a..])));
+                }
+            }
+            let mut stats = x[..a].to_vec();
+            stats.resize(x.len(), 1);
+            Ok(vec![x.to_vec(), stats.clone(), stats])
+        }
+        Op::GroupNormalization { num_groups, per_channel, .. } => {
+            need(3)?;
+            if x.len() < 2 || x[1] % num_groups != 0 {
+                return Err(err(format!("expects N×C(×…) input with C divisible by num_groups={num_groups}, got {x:?}")));
+            }
+            let want = if *per_channel { x[1] } else { *num_groups };
+            for p in &inputs[1..3] {
+                if p.iter().product::<usize>() != want {
+                    return Err(err(format!(
+                        "scale/bias shape {p:?} does not hold one value per {} ({want})",
+                        if *per_channel { "channel (opset ≥ 21)" } else { "group (opset 18–20)" }
+                    )));
+                }
+            }
+            one(x.to_vec())
+        }
+        Op::InstanceNormalization { .. } => {
+            need(3)?;
+            if x.len() < 3 {
+                return Err(err(format!("expects N×C×spatial input, got {x:?}")));
+            }
+            for p in &inputs[1..3] {
+                if p.iter().product::<usize>() != x[1] {
+                    return Err(err(format!("scale/bias shape {p:?} does not match {} channels", x[1])));
+                }
+            }
+            one(x.to_vec())
+        }
+        Op::LogSoftmax { axis, .. } => {
+            norm_axis(*axis, x.len()).ok_or_else(|| err(format!("axis {axis} out of range for shape {x:?}")))?;
+            one(x.to_vec())
+        }
+        Op::Split { .. } => Ok(split_pieces(op, x).map_err(err)?.into_iter().map(|p| p.len).collect()),
+        Op::Trilu { .. } => {
+            if x.len() < 2 {
+                return Err(err(format!("expects an input of rank ≥ 2, got {x:?}")));
+            }
+            one(x.to_vec())
+        }
+        Op::Tile { repeats: Some(r) } => {
+            if r.len() != x.len() || r.iter().any(|&k| k < 1) {
+                return Err(err(format!("repeats {r:?} must hold one positive count per axis of {x:?}")));
+            }
+            one(x.iter().zip(r).map(|(&d, &k)| d * k as usize).collect())
+        }
+        Op::CumSum { axis: Some(axis), .. } => {
+            norm_axis(*axis, x.len()).ok_or_else(|| err(format!("axis {axis} out of range for shape {x:?}")))?;
+            one(x.to_vec())
+        }
+        Op::Einsum(eq) => one(eq.bind(inputs).map_err(err)?.output_shape()),
         Op::Gather { axis, indices: None } => {
             need(2)?;
             let a = norm_axis(*axis, x.len()).ok_or_else(|| err(format!("axis {axis} out of range for {x:?}")))?;
@@ -672,8 +734,73 @@ pub fn infer(node: &str, op: &Op, inputs: &[&[usize]]) -> Result<Vec<Vec<usize>>
         | Op::Reshape { shape: None, .. }
         | Op::Unsqueeze { axes: None }
         | Op::Pad { pads: None, .. }
-        | Op::Expand { shape: None } => Err(err("a parameter input is not constant; Prism needs shapes and parameters that do not depend on the input values".into())),
+        | Op::Expand { shape: None }
+        | Op::Range
+        | Op::Tile { repeats: None }
+        | Op::CumSum { axis: None, .. } => Err(err("a parameter input is not constant; Prism needs shapes and parameters that do not depend on the input values".into())),
     }
+}
+
+/// Sizes of the pieces of a Split along its (normalised) axis.
+pub fn split_sizes(op: &Op, x: &[usize]) -> std::result::Result<(usize, Vec<usize>), String> {
+    let Op::Split {
+        axis,
+        split,
+        outputs,
+        uneven,
+    } = op
+    else {
+        return Err("not a Split".into());
+    };
+    let a = norm_axis(*axis, x.len())
+        .ok_or_else(|| format!("axis {axis} out of range for shape {x:?}"))?;
+    let (d, n) = (x[a], *outputs);
+    let sizes = match split {
+        Some(s) => {
+            if s.len() != n || s.iter().any(|&v| v < 0) || s.iter().sum::<i64>() != d as i64 {
+                return Err(format!(
+                    "split {s:?} must hold {n} non-negative sizes summing to dimension {a} of {x:?} ({d})"
+                ));
+            }
+            s.iter().map(|&v| v as usize).collect()
+        }
+        None if *uneven => {
+            let chunk = d.div_ceil(n);
+            let last = d as i64 - (chunk * (n - 1)) as i64;
+            if last <= 0 {
+                return Err(format!(
+                    "num_outputs={n} cannot split dimension {a} of {x:?} ({d}): pieces of {chunk} leave none for the last output"
+                ));
+            }
+            let mut v = vec![chunk; n - 1];
+            v.push(last as usize);
+            v
+        }
+        None => {
+            if d % n != 0 {
+                return Err(format!(
+                    "dimension {a} of {x:?} ({d}) does not split evenly into {n} outputs; give split sizes"
+                ));
+            }
+            vec![d / n; n]
+        }
+    };
+    Ok((a, sizes))
+}
+
+/// The slices a Split takes, one per output.
+pub fn split_pieces(op: &Op, x: &[usize]) -> std::result::Result<Vec<SliceSpec>, String> {
+    let (a, sizes) = split_sizes(op, x)?;
+    let mut start = 0i64;
+    sizes
+        .iter()
+        .map(|&len| {
+            let spec = slice_spec(x, &[start], &[start + len as i64], &[a], &[1])
+                .ok_or_else(|| "invalid split".to_string());
+            start += len as i64;
+            spec
+        })
+        .collect()
 }
 
 /// Axes of a reduction, or `None` if out of range. Empty axes reduce everything unless

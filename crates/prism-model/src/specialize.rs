@@ -112,6 +112,11 @@ impl Graph {
                 set_constant(&mut values, node.outputs[0], c);
                 continue;
             }
+            if let Op::Range = &op {
+                let c = range(node, &kept.iter().map(|v| constant(*v)).collect::<Vec<_>>())?;
+                set_constant(&mut values, node.outputs[0], c);
+                continue;
+            }
             let outs = infer(&node.name, &op, &shapes)?;
             if let Op::Shape { start, end } = &op {
                 let (s, e) = crate::shape::shape_range(*start, *end, shapes[0].len());
@@ -297,6 +302,60 @@ fn resolve(
                 indices: Some(Arc::new(Tensor::from_parts(idx.shape().to_vec(), data))),
             }
         }
+        Op::Split {
+            axis,
+            split,
+            outputs,
+            uneven,
+        } => Op::Split {
+            axis: *axis,
+            split: match ints(1, "split")? {
+                Some(s) => Some(s),
+                None => split.clone(),
+            },
+            outputs: *outputs,
+            uneven: *uneven,
+        },
+        Op::Trilu { upper, k } => Op::Trilu {
+            upper: *upper,
+            k: match ints(1, "k")? {
+                Some(v) if v.len() == 1 => v[0],
+                Some(v) => {
+                    return Err(ModelError::node(
+                        &node.name,
+                        t,
+                        format!("k must be a scalar, got {} values", v.len()),
+                    ))
+                }
+                None => *k,
+            },
+        },
+        Op::Tile { repeats: None } => Op::Tile {
+            repeats: Some(
+                ints(1, "repeats")?
+                    .ok_or_else(|| ModelError::node(&node.name, t, "missing repeats input"))?,
+            ),
+        },
+        Op::CumSum {
+            axis: None,
+            exclusive,
+            reverse,
+        } => {
+            let axis = ints(1, "axis")?
+                .ok_or_else(|| ModelError::node(&node.name, t, "missing axis input"))?;
+            if axis.len() != 1 {
+                return Err(ModelError::node(
+                    &node.name,
+                    t,
+                    format!("axis must be a scalar, got {} values", axis.len()),
+                ));
+            }
+            Op::CumSum {
+                axis: Some(axis[0]),
+                exclusive: *exclusive,
+                reverse: *reverse,
+            }
+        }
         Op::Resize {
             target: None,
             mode,
@@ -408,6 +467,14 @@ fn fold(node: &Node, op: &Op, ins: &[Constant], outs: &[Vec<usize>]) -> Result<V
                 .collect());
         }
     }
+    if let (Op::Split { .. }, [Constant::I64(x)]) = (op, ins) {
+        // Integer pieces (shape arithmetic): the float kernel's slices, on integers.
+        return Ok(crate::shape::split_pieces(op, x.shape())
+            .map_err(|e| ModelError::node(&node.name, t, e))?
+            .iter()
+            .map(|spec| Constant::i64(crate::kernels::movement::slice(x, spec)))
+            .collect());
+    }
     if ins.iter().all(|c| c.dtype() == DType::I64) {
         let ts: Vec<&Tensor<i64>> = ins
             .iter()
@@ -466,6 +533,69 @@ fn fold(node: &Node, op: &Op, ins: &[Constant], outs: &[Vec<usize>]) -> Result<V
     } else {
         float::<f32>(node, op, ins, outs)
     }
+}
+
+/// Folds a Range node: `⌈(limit − start) / delta⌉` values `start, start + delta, …`
+/// (accumulated, as the ONNX definition does), integer when all three inputs are.
+fn range(node: &Node, ins: &[Option<Constant>]) -> Result<Constant> {
+    let t = node.op.type_name();
+    let err = |d: &str| ModelError::node(&node.name, t, d);
+    let [Some(start), Some(limit), Some(delta)] = ins else {
+        return Err(err(
+            "start, limit and delta must be constant (Range's output shape depends on their values)",
+        ));
+    };
+    if [start, limit, delta].iter().any(|c| c.len() != 1) {
+        return Err(err("start, limit and delta must be scalars"));
+    }
+    let scalar = |c: &Constant| c.to_f64().data()[0];
+    let (s, l, d) = (scalar(start), scalar(limit), scalar(delta));
+    if d == 0.0 {
+        return Err(err("delta must not be zero"));
+    }
+    let n = ((l - s) / d).ceil().max(0.0);
+    if !n.is_finite() || n > (1u64 << 32) as f64 {
+        return Err(err("the range has too many elements"));
+    }
+    let n = n as usize;
+    Ok(match (start, limit, delta) {
+        (Constant::I64(s), Constant::I64(l), Constant::I64(d)) => {
+            let (s, l, d) = (s.data()[0], l.data()[0], d.data()[0]);
+            // Exact integer count: ⌈(l − s) / d⌉ without rounding through floats.
+            let span = l - s;
+            let n = if (span > 0) == (d > 0) && span != 0 {
+                (span + d - d.signum()) / d
+            } else {
+                0
+            };
+            let n = usize::try_from(n).unwrap_or(0);
+            Constant::i64(Tensor::from_parts(
+                vec![n],
+                (0..n as i64).map(|i| s + i * d).collect(),
+            ))
+        }
+        _ if [start, limit, delta]
+            .iter()
+            .any(|c| c.dtype() == DType::F64) =>
+        {
+            let mut v = Vec::with_capacity(n);
+            let mut x = s;
+            for _ in 0..n {
+                v.push(x);
+                x += d;
+            }
+            Constant::F64(Arc::new(Tensor::from_parts(vec![n], v)))
+        }
+        _ => {
+            let (mut x, d) = (s as f32, d as f32);
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(x);
+                x += d;
+            }
+            Constant::f32(Tensor::from_parts(vec![n], v))
+        }
+    })
 }
 
 /// Drops dead nodes and unused values, renumbering what is left.

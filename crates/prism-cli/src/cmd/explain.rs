@@ -193,11 +193,15 @@ fn run_at<T: Float>(
         let a = explainer
             .attribute_inputs(part, &at, &t, method.seed, &method.attributor)
             .with_context(|| format!("attributing samples {offset}..{}", offset + k))?;
-        let per = a.relevance.len() / k.max(1);
+        let (rel, per_token) = match a.per_token {
+            Some(t) => (t, true),
+            None => (a.relevance, false),
+        };
+        let per = rel.len() / k.max(1);
         for (i, (&cls, r)) in a
             .targets
             .iter()
-            .zip(a.relevance.data().chunks(per.max(1)))
+            .zip(rel.data().chunks(per.max(1)))
             .enumerate()
         {
             let sum: f64 = r.iter().map(|v| v.f64()).sum();
@@ -208,13 +212,13 @@ fn run_at<T: Float>(
                 )
             });
         }
-        shape = a.relevance.shape().to_vec();
-        at_name = if a.per_token {
+        shape = rel.shape().to_vec();
+        at_name = if per_token {
             format!("{} (per token)", a.at)
         } else {
             a.at
         };
-        relevance.extend_from_slice(a.relevance.data());
+        relevance.extend_from_slice(rel.data());
         offset += k;
         bar.inc(k as u64);
     }

@@ -812,6 +812,86 @@ impl<T: Float> Backend<T> for Cpu {
         Ok(reduce::channel_affine(x, a.data(), b.data()))
     }
 
+    fn standardize(
+        &self,
+        x: &Tensor<T>,
+        rows: usize,
+        eps: f64,
+    ) -> Result<(Tensor<T>, Tensor<T>, Tensor<T>)> {
+        if rows == 0 || x.len() % rows != 0 {
+            return Err(ModelError::shape("standardize", x.shape(), &[rows]));
+        }
+        let (y, mean, inv) = reduce::standardize(x.data(), rows, eps);
+        Ok((
+            Tensor::from_parts(x.shape().to_vec(), y),
+            Tensor::from_parts(vec![rows], mean),
+            Tensor::from_parts(vec![rows], inv),
+        ))
+    }
+
+    fn standardize_grad(
+        &self,
+        xhat: &Tensor<T>,
+        inv_std: &Tensor<T>,
+        g: &Tensor<T>,
+    ) -> Result<Tensor<T>> {
+        same("standardize gradient", xhat, g)?;
+        if inv_std.is_empty() || xhat.len() % inv_std.len() != 0 {
+            return Err(ModelError::shape(
+                "standardize gradient",
+                xhat.shape(),
+                inv_std.shape(),
+            ));
+        }
+        let dx = reduce::standardize_grad(xhat.data(), inv_std.data(), g.data());
+        Ok(Tensor::from_parts(xhat.shape().to_vec(), dx))
+    }
+
+    fn log_softmax(&self, x: &Tensor<T>, a: &SoftmaxAxis) -> Result<Tensor<T>> {
+        if a.outer * a.len * a.inner != x.len() {
+            return Err(ModelError::shape(
+                "log_softmax",
+                x.shape(),
+                &[a.outer, a.len, a.inner],
+            ));
+        }
+        Ok(reduce::log_softmax(x, a.outer, a.len, a.inner))
+    }
+
+    fn log_softmax_grad(&self, y: &Tensor<T>, g: &Tensor<T>, a: &SoftmaxAxis) -> Result<Tensor<T>> {
+        same("log_softmax gradient", y, g)?;
+        if a.outer * a.len * a.inner != y.len() {
+            return Err(ModelError::shape(
+                "log_softmax gradient",
+                y.shape(),
+                &[a.outer, a.len, a.inner],
+            ));
+        }
+        let dx = reduce::log_softmax_grad(y.data(), g.data(), a.outer, a.len, a.inner);
+        Ok(Tensor::from_parts(y.shape().to_vec(), dx))
+    }
+
+    fn cumsum(
+        &self,
+        x: &Tensor<T>,
+        axis: usize,
+        exclusive: bool,
+        reverse: bool,
+    ) -> Result<Tensor<T>> {
+        if axis >= x.rank() {
+            return Err(ModelError::shape("cumsum", x.shape(), &[axis]));
+        }
+        let y = reduce::cumsum(x.data(), x.shape(), axis, exclusive, reverse);
+        Ok(Tensor::from_parts(x.shape().to_vec(), y))
+    }
+
+    fn trilu(&self, x: &Tensor<T>, k: i64, upper: bool) -> Result<Tensor<T>> {
+        if x.rank() < 2 {
+            return Err(ModelError::shape("trilu", x.shape(), &[2]));
+        }
+        Ok(movement::trilu(x, k, upper))
+    }
+
     fn transpose(&self, x: &Tensor<T>, perm: &[usize]) -> Result<Tensor<T>> {
         let mut seen = vec![false; x.rank()];
         if perm.len() != x.rank()

@@ -332,7 +332,49 @@ pub trait Backend<T: Float>: Send + Sync {
         b: &Self::Tensor,
     ) -> Result<Self::Tensor>;
 
+    /// Standardises each of `rows` contiguous rows of `x`: `x̂ = (x − μ) · s` with the row's
+    /// mean `μ`, biased variance `σ²` and `s = 1 / √(σ² + ε)` (Layer/Group/Instance
+    /// normalisation before their affine part). Returns `(x̂, μ, s)`, the statistics shaped
+    /// `[rows]`.
+    fn standardize(
+        &self,
+        x: &Self::Tensor,
+        rows: usize,
+        eps: f64,
+    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
+    /// Input-gradient of [`standardize`](Self::standardize) for the gradient `g` at `x̂`, with
+    /// the statistics counted as functions of `x`: per row
+    /// `s · (g − mean(g) − x̂ · mean(g ⊙ x̂))`.
+    fn standardize_grad(
+        &self,
+        xhat: &Self::Tensor,
+        inv_std: &Self::Tensor,
+        g: &Self::Tensor,
+    ) -> Result<Self::Tensor>;
+    /// `x − log Σ_axis exp x` (stabilised by the maximum along the axis).
+    fn log_softmax(&self, x: &Self::Tensor, a: &SoftmaxAxis) -> Result<Self::Tensor>;
+    /// `g − exp(y) · Σ_axis g` for the log-softmax output `y`.
+    fn log_softmax_grad(
+        &self,
+        y: &Self::Tensor,
+        g: &Self::Tensor,
+        a: &SoftmaxAxis,
+    ) -> Result<Self::Tensor>;
+    /// Cumulative sum along `axis` (`exclusive`: without the element itself; `reverse`: from
+    /// the end).
+    fn cumsum(
+        &self,
+        x: &Self::Tensor,
+        axis: usize,
+        exclusive: bool,
+        reverse: bool,
+    ) -> Result<Self::Tensor>;
+
     // --- data movement and their gradients ----------------------------------------------
+
+    /// Keeps the upper (`j − i ≥ k`) or lower (`j − i ≤ k`) triangle of every matrix of the
+    /// last two axes, zeroes the rest.
+    fn trilu(&self, x: &Self::Tensor, k: i64, upper: bool) -> Result<Self::Tensor>;
 
     fn transpose(&self, x: &Self::Tensor, perm: &[usize]) -> Result<Self::Tensor>;
     fn slice(&self, x: &Self::Tensor, spec: &SliceSpec) -> Self::Tensor;

@@ -225,3 +225,27 @@ pub fn expand<T: Copy>(x: &Tensor<T>, shape: &[usize]) -> Tensor<T> {
     let data = gather_strided(x.data(), shape, &st, 0);
     Tensor::from_parts(shape.to_vec(), data)
 }
+
+/// ONNX Trilu: keeps, in every matrix of the last two axes, the elements with `j − i ≥ k`
+/// (`upper`) or `j − i ≤ k` (lower) and zeroes the others.
+pub fn trilu<T: Copy + Default>(x: &Tensor<T>, k: i64, upper: bool) -> Tensor<T> {
+    let s = x.shape();
+    let r = s.len();
+    let (rows, cols) = (s[r - 2], s[r - 1]);
+    let data = x
+        .data()
+        .iter()
+        .enumerate()
+        .map(|(idx, &v)| {
+            let j = (idx % cols) as i64;
+            let i = ((idx / cols) % rows) as i64;
+            let keep = if upper { j - i >= k } else { j - i <= k };
+            if keep {
+                v
+            } else {
+                T::default()
+            }
+        })
+        .collect();
+    Tensor::from_parts(s.to_vec(), data)
+}

@@ -633,6 +633,18 @@ impl<'a> Attrs<'a> {
     }
 }
 
+/// Checks a normalisation's `stash_type`: Prism computes the statistics in the float type it
+/// runs in, which is what `stash_type` 1 (float) and 11 (double) ask for up to rounding.
+fn stash_type(a: &Attrs) -> Result<()> {
+    match a.int_or("stash_type", 1) {
+        1 | 11 => Ok(()),
+        other => Err(a.err(format!(
+            "stash_type {other} ({}) is not supported; supported: 1 (float), 11 (double)",
+            data_type_name(other as i32)
+        ))),
+    }
+}
+
 fn parse_op(
     n: &proto::NodeProto,
     name: &str,
@@ -911,6 +923,92 @@ fn parse_op(
                 .unwrap_or_else(|| Constant::f32(Tensor::from_parts(vec![1], vec![0.0]))),
         }),
         "Expand" => Ok(Op::Expand { shape: None }),
+        "LayerNormalization" => {
+            stash_type(&a)?;
+            Ok(Op::LayerNormalization {
+                axis: a.int_or("axis", -1),
+                epsilon: a.float_or("epsilon", 1e-5),
+            })
+        }
+        "GroupNormalization" => {
+            stash_type(&a)?;
+            let groups = a
+                .int("num_groups")
+                .ok_or_else(|| a.err("missing attribute num_groups"))?;
+            let num_groups = usize::try_from(groups)
+                .ok()
+                .filter(|&g| g > 0)
+                .ok_or_else(|| a.err(format!("num_groups must be positive, got {groups}")))?;
+            Ok(Op::GroupNormalization {
+                num_groups,
+                epsilon: a.float_or("epsilon", 1e-5),
+                per_channel: opset >= 21,
+            })
+        }
+        "InstanceNormalization" => Ok(Op::InstanceNormalization {
+            epsilon: a.float_or("epsilon", 1e-5),
+        }),
+        "LogSoftmax" => Ok(Op::LogSoftmax {
+            axis: a.int_or("axis", if opset < 13 { 1 } else { -1 }),
+            flatten: opset < 13,
+        }),
+        "Split" => {
+            let outputs = n.output.len();
+            if outputs == 0 {
+                return Err(a.err("has no outputs"));
+            }
+            let num_outputs = if opset >= 18 {
+                a.int("num_outputs")
+            } else {
+                None
+            };
+            if let Some(k) = num_outputs {
+                if k != outputs as i64 {
+                    return Err(a.err(format!(
+                        "num_outputs={k} but the node has {outputs} outputs"
+                    )));
+                }
+                if n.input.get(1).is_some_and(|s| !s.is_empty()) {
+                    return Err(a.err("takes either a split input or num_outputs, not both"));
+                }
+            }
+            Ok(Op::Split {
+                axis: a.int_or("axis", 0),
+                split: if opset < 13 {
+                    a.ints("split").filter(|s| !s.is_empty())
+                } else {
+                    None
+                },
+                outputs,
+                uneven: num_outputs.is_some(),
+            })
+        }
+        "Trilu" => Ok(Op::Trilu {
+            upper: a.int_or("upper", 1) != 0,
+            k: 0,
+        }),
+        "Range" => Ok(Op::Range),
+        "Tile" => Ok(Op::Tile { repeats: None }),
+        "CumSum" => Ok(Op::CumSum {
+            axis: None,
+            exclusive: a.int_or("exclusive", 0) != 0,
+            reverse: a.int_or("reverse", 0) != 0,
+        }),
+        "Einsum" => {
+            let eq = a
+                .string("equation")
+                .ok_or_else(|| a.err("missing attribute equation"))?;
+            let eq = crate::einsum::Equation::parse(&eq).map_err(|e| a.err(e))?;
+            if eq.operands() != n.input.len() {
+                return Err(a.err(format!(
+                    "equation '{}' takes {} operand(s) but the node has {} input(s)",
+                    eq.text(),
+                    eq.operands(),
+                    n.input.len()
+                )));
+            }
+            Ok(Op::Einsum(eq))
+        }
         "GatherElements" => Ok(Op::GatherElements {
             axis: a.int_or("axis", 0),
         }),
