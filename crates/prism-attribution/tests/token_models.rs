@@ -111,7 +111,10 @@ fn integer_inputs_cannot_be_attribution_targets_and_perturbing_attributors_are_r
         )
         .unwrap_err()
         .to_string();
-    assert!(e.contains("no tensor or node named 'no_such_tensor'"), "{e}");
+    assert!(
+        e.contains("no tensor or node named 'no_such_tensor'"),
+        "{e}"
+    );
     let e = ex
         .attribute_inputs(
             inputs,
@@ -125,5 +128,8 @@ fn integer_inputs_cannot_be_attribution_targets_and_perturbing_attributors_are_r
         )
         .unwrap_err()
         .to_string();
-    assert!(e.contains("integrated-gradients perturbs a float input"), "{e}");
+    assert!(
+        e.contains("integrated-gradients perturbs a float input"),
+        "{e}"
+    );
 }

@@ -147,8 +147,10 @@ fn main() {
             let g = model.graph();
             let named: Vec<&String> = args[3..].iter().filter(|a| *a != "--input").collect();
             let x: Vec<Tensor<f32>> = if named.is_empty() {
-                vec![Tensor::new(vec![batch, 3, 224, 224], random(batch * 3 * 224 * 224, 4))
-                    .unwrap_or_else(|e| fail(e.to_string()))]
+                vec![
+                    Tensor::new(vec![batch, 3, 224, 224], random(batch * 3 * 224 * 224, 4))
+                        .unwrap_or_else(|e| fail(e.to_string())),
+                ]
             } else {
                 // --input NAME=FILE.npy per graph input (token ids as int64 .npy)
                 let mut feeds: Vec<Option<Tensor<f32>>> = vec![None; g.inputs.len()];
@@ -175,18 +177,17 @@ fn main() {
                     .enumerate()
                     .map(|(i, t)| {
                         t.unwrap_or_else(|| {
-                            fail(format!("missing --input for '{}'", g.value(g.inputs[i]).name))
+                            fail(format!(
+                                "missing --input for '{}'",
+                                g.value(g.inputs[i]).name
+                            ))
                         })
                     })
                     .collect()
             };
             let batch = x[0].shape()[0];
             let (med, min) = time(|| {
-                std::hint::black_box(
-                    model
-                        .forward(x.clone())
-                        .unwrap_or_else(|e| panic!("{e}")),
-                );
+                std::hint::black_box(model.forward(x.clone()).unwrap_or_else(|e| panic!("{e}")));
             });
             let name = path
                 .file_stem()

@@ -17,7 +17,10 @@ fn scaled(a: &[f64], b: &[f64]) -> f64 {
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
-        .fold(0f64, |m, d| if d.is_nan() { f64::INFINITY } else { m.max(d) })
+        .fold(
+            0f64,
+            |m, d| if d.is_nan() { f64::INFINITY } else { m.max(d) },
+        )
         / scale
 }
 
@@ -58,9 +61,14 @@ fn every_model_from_both_exporters_matches_onnxruntime() {
                 npy::read_float(&dir().join(e["output"].as_str().unwrap())).unwrap();
             match (run::<f32>(&model, &inputs), run::<f64>(&model, &inputs)) {
                 (Ok(a), Ok(b)) => {
-                    let (e32, e64, e3264) =
-                        (scaled(&a, want.data()), scaled(&b, want.data()), scaled(&a, &b));
-                    eprintln!("{name} {exporter}: f32 {e32:.1e}, f64 {e64:.1e}, f32~f64 {e3264:.1e}");
+                    let (e32, e64, e3264) = (
+                        scaled(&a, want.data()),
+                        scaled(&b, want.data()),
+                        scaled(&a, &b),
+                    );
+                    eprintln!(
+                        "{name} {exporter}: f32 {e32:.1e}, f64 {e64:.1e}, f32~f64 {e3264:.1e}"
+                    );
                     if a.len() != want.len() || e32 > 1e-4 || e64 > 1e-4 || e3264 > 1e-4 {
                         failures.push(format!(
                             "{name} {exporter}: scaled max error f32 {e32:e}, f64 {e64:e}, f32 vs f64 {e3264:e}"
