@@ -459,3 +459,22 @@ CASES.append(
          note="Equal/Less/Greater/Not/And/Or/Where/Mod/Max/Min/Pow/Cast on a Shape output, "
               "folded to Reshape's constant shape")
 )
+
+# IsNaN / IsInf: Hugging Face exports test their masks with them.
+_special = np.array([[1.0, np.nan, np.inf, -np.inf, 0.0, -2.5]], np.float32)
+CASES += [
+    Case("isnan", unary("IsNaN", np.zeros_like(_special), opset=13), [_special], grad=False,
+         note="0/1 where the input is NaN"),
+    Case("isinf", unary("IsInf", np.zeros_like(_special), opset=13), [_special], grad=False,
+         note="both signs (default)"),
+    Case("isinf_positive_only",
+         unary("IsInf", np.zeros_like(_special), {"detect_negative": 0}, opset=13),
+         [_special], grad=False, note="detect_negative = 0"),
+    Case("isnan_of_masked_softmax",
+         make_model(
+             [helper.make_node("Softmax", ["x"], ["s"], axis=-1),
+              helper.make_node("IsNaN", ["s"], ["nan"]),
+              helper.make_node("Where", ["nan", "zero", "s"], ["y"])],
+             [("x", f32(2, 5))], ["y"], [init("zero", np.float32(0.0))], opset=13),
+         [f32(2, 5)], note="the Hugging Face pattern: Where(IsNaN(p), 0, p)"),
+]

@@ -552,6 +552,8 @@ pub fn run_node_i64(op: &Op, inputs: &[&Tensor<i64>], outs: &[Vec<usize>]) -> Op
         }
         Op::Where => elementwise::select(x, inputs.get(1)?, inputs.get(2)?)?,
         Op::Unary(UnaryOp::Not) => x.map(|&v| (v == 0) as i64),
+        // integers are never NaN or infinite
+        Op::Unary(UnaryOp::IsNaN | UnaryOp::IsInf { .. }) => x.map(|_| 0),
         Op::Unary(UnaryOp::Clip { min, max }) => x.map(|&v| {
             let f = v as f64;
             if f < *min {

@@ -162,6 +162,13 @@ pub enum UnaryOp {
     Mish,
     /// Logical not on 0/1 values: `1` where `x = 0`, else `0`.
     Not,
+    /// `1` where `x` is NaN, else `0` (Hugging Face exports test masks with it).
+    IsNaN,
+    /// `1` where `x` is an infinity of a detected sign, else `0`.
+    IsInf {
+        negative: bool,
+        positive: bool,
+    },
     Sin,
     Cos,
 }
@@ -404,6 +411,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "HardSwish",
     "Identity",
     "InstanceNormalization",
+    "IsInf",
+    "IsNaN",
     "LayerNormalization",
     "LeakyRelu",
     "Less",
@@ -522,6 +531,8 @@ impl Op {
                 UnaryOp::Softsign => "Softsign",
                 UnaryOp::Mish => "Mish",
                 UnaryOp::Not => "Not",
+                UnaryOp::IsNaN => "IsNaN",
+                UnaryOp::IsInf { .. } => "IsInf",
                 UnaryOp::Sin => "Sin",
                 UnaryOp::Cos => "Cos",
             },
@@ -585,6 +596,8 @@ impl Op {
                 | UnaryOp::Reciprocal
                 | UnaryOp::Log
                 | UnaryOp::Not
+                | UnaryOp::IsNaN
+                | UnaryOp::IsInf { .. }
                 | UnaryOp::Sin
                 | UnaryOp::Cos,
             ) => OpGroup::Other,

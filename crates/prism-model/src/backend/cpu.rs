@@ -458,7 +458,7 @@ impl<T: Float> Backend<T> for Cpu {
                     t + xv * sig * (one - t * t)
                 }
                 // Boolean-valued: piecewise constant.
-                UnaryOp::Not => zero,
+                UnaryOp::Not | UnaryOp::IsNaN | UnaryOp::IsInf { .. } => zero,
                 UnaryOp::Sin => xv.cos(),
                 UnaryOp::Cos => -xv.sin(),
             }

@@ -369,6 +369,20 @@ pub fn unary_fn<T: Float>(op: UnaryOp) -> impl Fn(T) -> T + Sync + Send + Copy {
                 T::zero()
             }
         }
+        UnaryOp::IsNaN => {
+            if x.is_nan() {
+                T::one()
+            } else {
+                T::zero()
+            }
+        }
+        UnaryOp::IsInf { negative, positive } => {
+            if (positive && x == T::infinity()) || (negative && x == T::neg_infinity()) {
+                T::one()
+            } else {
+                T::zero()
+            }
+        }
         UnaryOp::Sin => x.sin(),
         UnaryOp::Cos => x.cos(),
     }

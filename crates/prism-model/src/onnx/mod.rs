@@ -752,6 +752,11 @@ fn parse_op(
         "Softsign" => unary(UnaryOp::Softsign),
         "Mish" => unary(UnaryOp::Mish),
         "Not" => unary(UnaryOp::Not),
+        "IsNaN" => unary(UnaryOp::IsNaN),
+        "IsInf" => unary(UnaryOp::IsInf {
+            negative: a.int_or("detect_negative", 1) != 0,
+            positive: a.int_or("detect_positive", 1) != 0,
+        }),
         "Sin" => unary(UnaryOp::Sin),
         "Cos" => unary(UnaryOp::Cos),
         "Pow" => Ok(Op::Binary(BinaryOp::Pow)),
