@@ -500,11 +500,19 @@ pub fn matmul<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Option<Tensor<T>> {
     } else {
         vec![]
     };
+    let mut y = vec![T::zero(); nb * m * n];
+    if m * n == 0 {
+        return Some(Tensor::from_parts(out, y));
+    }
+    // The right operand is shared by every batch (a dense layer on [batch, tokens, features]):
+    // one GEMM over all rows, on all threads.
+    if b_batch.iter().all(|&d| d == 1) && a_batch.iter().product::<usize>() == nb {
+        linalg::matmul(nb * m, n, k, a.data(), b.data(), &mut y, false, threads());
+        return Some(Tensor::from_parts(out, y));
+    }
     let sa = elementwise::broadcast_strides(&a_batch, &batch);
     let sb = elementwise::broadcast_strides(&b_batch, &batch);
-    let mut y = vec![T::zero(); nb * m * n];
-    let inner = if nb < threads() { threads() } else { 1 };
-    for i in 0..nb {
+    let offsets = |i: usize| {
         let (mut oa, mut ob, mut rem) = (0, 0, i);
         for d in (0..batch.len()).rev() {
             let j = rem % batch[d];
@@ -512,9 +520,24 @@ pub fn matmul<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Option<Tensor<T>> {
             oa += j * sa[d];
             ob += j * sb[d];
         }
+        (oa, ob)
+    };
+    let one = |i: usize, yi: &mut [T], inner: usize| {
+        let (oa, ob) = offsets(i);
         let av = &a.data()[oa * m * k..][..m * k];
         let bv = &b.data()[ob * k * n..][..k * n];
-        linalg::matmul(m, n, k, av, bv, &mut y[i * m * n..][..m * n], false, inner);
+        linalg::matmul(m, n, k, av, bv, yi, false, inner);
+    };
+    if nb < threads() {
+        for (i, yi) in y.chunks_mut(m * n).enumerate() {
+            one(i, yi, threads());
+        }
+    } else {
+        // Many small products (attention heads): one per task, each single-threaded.
+        use rayon::prelude::*;
+        y.par_chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(i, yi)| one(i, yi, 1));
     }
     Some(Tensor::from_parts(out, y))
 }

@@ -310,7 +310,14 @@ impl<T: Float> Backend<T> for Cpu {
     fn broadcast(&self, f: Zip, a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
         let shape = broadcast_shape(a.shape(), b.shape())
             .ok_or_else(|| ModelError::shape("broadcast", a.shape(), b.shape()))?;
-        Ok(broadcast_map(a, b, &shape, zip_fn::<T>(f)))
+        // The arithmetic every graph is full of gets its own loop (no per-element dispatch).
+        Ok(match f {
+            Zip::Add => broadcast_map(a, b, &shape, |x: T, y: T| x + y),
+            Zip::Sub => broadcast_map(a, b, &shape, |x: T, y: T| x - y),
+            Zip::Mul => broadcast_map(a, b, &shape, |x: T, y: T| x * y),
+            Zip::Div => broadcast_map(a, b, &shape, |x: T, y: T| x / y),
+            _ => broadcast_map(a, b, &shape, zip_fn::<T>(f)),
+        })
     }
 
     fn select(&self, c: &Tensor<T>, a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
