@@ -512,8 +512,9 @@ def prism_bench_model(args, path, batch, files, kind, size):
     """Prism forward time through the timing harness crates/prism-model/examples/bench.rs
     (`bench model MODEL.onnx BATCH`: one warm-up, runs until 2 s, 3..20 runs, median).
     That harness feeds one random N x 3 x 224 x 224 input, so it is used only for an image model
-    at 224; for other inputs it is first asked with `--input NAME=FILE.npy` (a proposed
-    extension) and, failing that, None is returned (the caller falls back to predict slope)."""
+    at 224; other inputs go as `--input NAME=FILE.npy` (BATCH is then read from the arrays);
+    with an older harness that lacks it, None is returned (the caller falls back to the
+    predict slope)."""
     exe = args.bench_exe
     if not exe or not Path(exe).exists():
         return None, f"no timing harness at {exe}"
@@ -526,7 +527,8 @@ def prism_bench_model(args, path, batch, files, kind, size):
         usage = subprocess.run([exe], capture_output=True, text=True, env=env, timeout=60)
         if "--input" not in usage.stdout + usage.stderr:
             return None, "the timing harness feeds only N x 3 x 224 x 224 images"
-        cmd = [exe, "model", str(path)] + [a for n, f in files for a in ("--input", f"{n}={f}")]
+        cmd = [exe, "model", str(path), str(batch)] + [
+            a for n, f in files for a in ("--input", f"{n}={f}")]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.prism_timeout)
     recs = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
     if p.returncode != 0 or not recs:
