@@ -118,6 +118,24 @@ def hf_config(name, tiny):
     raise KeyError(f"unknown Hugging Face model '{name}' (bert, distilbert, gpt2)")
 
 
+def randomize_zero_init(model, seed):
+    """Draw weights that the architecture initialises to zero (ViT's and Swin's classifier
+    heads, layer-scale or zero-init residual branches): with them the output is constant and
+    the comparison proves nothing. Returns how many tensors were redrawn."""
+    import torch
+    g = torch.Generator().manual_seed(seed + 3)
+    n = 0
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() >= 2 and not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+                n += 1
+            elif p.dim() == 1 and not p.any() and not name.endswith("bias"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+                n += 1
+    return n
+
+
 def calibrate_bn(model, size, seed, calib_batch=8):
     """Estimate BN running statistics from a batch of noise; the rest of the model stays in eval."""
     import numpy as np
@@ -173,6 +191,9 @@ def build(name, size, batch, seq, seed, tiny):
             kw["init_weights"] = True
         model = torchvision.models.get_model(name, weights=None, **kw).eval()
         note = f"torchvision.models.{name}(weights=None{''.join(f', {k}={v}' for k, v in kw.items())})"
+    nz = randomize_zero_init(model, seed)
+    if nz:
+        note += f", {nz} zero-initialised weights drawn at random"
     nbn = calibrate_bn(model, size, seed)
     if nbn:
         note += f", BN statistics calibrated on noise ({nbn} BN layers)"
