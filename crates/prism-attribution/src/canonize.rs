@@ -34,6 +34,24 @@ fn like(t: Tensor<f64>, like: &Constant, dtype: DType) -> Constant {
     }
 }
 
+/// The graph `g` with these values and nodes, less the nodes marked in `drop` (a merged node's
+/// output now comes from the node it was merged into).
+fn rebuild(g: &Graph, values: Vec<Value>, nodes: Vec<Node>, drop: &[bool]) -> Result<Graph> {
+    let nodes: Vec<Node> = nodes
+        .into_iter()
+        .zip(drop)
+        .filter(|(_, d)| !**d)
+        .map(|(n, _)| n)
+        .collect();
+    Ok(Graph::from_parts(
+        values,
+        nodes,
+        g.inputs.clone(),
+        g.outputs.clone(),
+        g.opset,
+    )?)
+}
+
 /// Folds BatchNorm nodes into the linear node before them, computing the merged parameters
 /// in f64 and storing them for execution in `dtype`. Returns the new graph and the number of
 /// merged nodes.
@@ -131,14 +149,7 @@ pub fn merge_batchnorm(g: &Graph, dtype: DType) -> Result<(Graph, usize)> {
         drop[bi] = true;
         merged += 1;
     }
-    let nodes: Vec<Node> = nodes
-        .into_iter()
-        .zip(drop)
-        .filter(|(_, d)| !d)
-        .map(|(n, _)| n)
-        .collect();
-    let graph = Graph::from_parts(values, nodes, g.inputs.clone(), g.outputs.clone(), g.opset)?;
-    Ok((graph, merged))
+    Ok((rebuild(g, values, nodes, &drop)?, merged))
 }
 
 /// Folds a constant `Add` after a dense or convolution node into that node's bias (see the
@@ -267,12 +278,5 @@ pub fn merge_linear_bias(g: &Graph, dtype: DType) -> Result<(Graph, usize)> {
         drop[ai] = true;
         merged += 1;
     }
-    let nodes: Vec<Node> = nodes
-        .into_iter()
-        .zip(drop)
-        .filter(|(_, d)| !d)
-        .map(|(n, _)| n)
-        .collect();
-    let graph = Graph::from_parts(values, nodes, g.inputs.clone(), g.outputs.clone(), g.opset)?;
-    Ok((graph, merged))
+    Ok((rebuild(g, values, nodes, &drop)?, merged))
 }
