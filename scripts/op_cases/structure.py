@@ -452,3 +452,18 @@ for name, sa, sb in [
         single("MatMul", [("a", zeros(*sa)), ("b", zeros(*sb))], opset=13),
         [f32(*sa), f32(*sb)],
     )
+
+# ReduceL2 (Swin V2's cosine attention normalises queries and keys with it)
+_rl2 = np.random.default_rng(41).standard_normal((2, 3, 4)).astype(np.float32)
+CASES += [
+    Case("reduce_l2_last_axis_keepdims",
+         single("ReduceL2", [("x", _rl2)], {"axes": [-1], "keepdims": 1}, opset=13),
+         [_rl2], note="opset 13: axes attribute"),
+    Case("reduce_l2_axes_input_opset18",
+         single("ReduceL2", [("x", _rl2)], {"keepdims": 0}, opset=18,
+                params=[("axes", np.array([0, 2], np.int64))]),
+         [_rl2], note="opset 18: axes as an input, keepdims 0"),
+    Case("reduce_l2_all",
+         single("ReduceL2", [("x", _rl2)], {"keepdims": 0}, opset=13),
+         [_rl2], note="no axes: every axis"),
+]

@@ -315,6 +315,30 @@ pub fn vjp<T: Float, B: Backend<T>>(
                 one(dx)
             }
         }
+        Op::ReduceL2 {
+            axes,
+            keepdims,
+            noop_with_empty_axes,
+        } => {
+            // d‖x‖/dx = x / ‖x‖ (NaN where a whole slice is zero, as the formula says)
+            let ax = shape::reduce_axes(axes.as_deref(), *noop_with_empty_axes, rank)
+                .ok_or_else(|| err(node, "axes"))?;
+            let kept: Vec<usize> = xs
+                .iter()
+                .enumerate()
+                .map(|(i, &d)| if ax.contains(&i) { 1 } else { d })
+                .collect();
+            let (gk, yk) = if *keepdims {
+                (g.clone(), y.clone())
+            } else {
+                (
+                    b.reshape(g.clone(), kept.clone())?,
+                    b.reshape(y.clone(), kept)?,
+                )
+            };
+            let ratio = b.zip(Zip::Div, &gk, &yk)?;
+            one(b.broadcast(Zip::Mul, x, &ratio)?)
+        }
         Op::BatchNormalization { epsilon } => {
             let (a, _) = b.batchnorm_coefficients(ins[1], ins[2], ins[3], ins[4], *epsilon)?;
             let zero = b.full(b.shape(&a), T::zero());

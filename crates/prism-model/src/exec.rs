@@ -157,6 +157,19 @@ pub fn run_node<T: Float>(
                 .ok_or_else(|| err("axes out of range".into()))?;
             cpu.reduce(x, &a, *keepdims, matches!(op, Op::ReduceMean { .. }))
         }
+        Op::ReduceL2 {
+            axes,
+            keepdims,
+            noop_with_empty_axes,
+        } => {
+            let a = shape::reduce_axes(axes.as_deref(), *noop_with_empty_axes, x.rank())
+                .ok_or_else(|| err("axes out of range".into()))?;
+            let sq = cpu.zip(Zip::Mul, x, x).map_err(at)?;
+            cpu.map(
+                Map::Unary(UnaryOp::Sqrt),
+                &cpu.reduce(&sq, &a, *keepdims, false),
+            )
+        }
         Op::BatchNormalization { epsilon } => {
             let (a, b) = cpu
                 .batchnorm_coefficients(inputs[1], inputs[2], inputs[3], inputs[4], *epsilon)
@@ -648,6 +661,7 @@ pub fn run_node_i64(op: &Op, inputs: &[&Tensor<i64>], outs: &[Vec<usize>]) -> Op
         }
         // Float-only arithmetic, and parameters that specialisation resolves: no integer
         // meaning (a new operator must say here whether it folds on integers).
+        Op::ReduceL2 { .. } => return None,
         Op::Unary(
             UnaryOp::Relu
             | UnaryOp::LeakyRelu { .. }

@@ -219,6 +219,12 @@ pub enum Op {
         keepdims: bool,
         noop_with_empty_axes: bool,
     },
+    /// `sqrt(Σ x²)` over the axes (cosine attention in Swin V2 normalises with it).
+    ReduceL2 {
+        axes: Option<Vec<i64>>,
+        keepdims: bool,
+        noop_with_empty_axes: bool,
+    },
     ReduceSum {
         axes: Option<Vec<i64>>,
         keepdims: bool,
@@ -435,6 +441,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Range",
     "Reciprocal",
     "ReduceMean",
+    "ReduceL2",
     "ReduceSum",
     "Relu",
     "Reshape",
@@ -544,6 +551,7 @@ impl Op {
             Op::GlobalMaxPool => "GlobalMaxPool",
             Op::ReduceMean { .. } => "ReduceMean",
             Op::ReduceSum { .. } => "ReduceSum",
+            Op::ReduceL2 { .. } => "ReduceL2",
             Op::BatchNormalization { .. } => "BatchNormalization",
             Op::Concat { .. } => "Concat",
             Op::Flatten { .. } => "Flatten",

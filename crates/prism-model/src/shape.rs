@@ -549,7 +549,7 @@ pub fn infer(node: &str, op: &Op, inputs: &[&[usize]]) -> Result<Vec<Vec<usize>>
             s[2..].iter_mut().for_each(|d| *d = 1);
             one(s)
         }
-        Op::ReduceMean { axes, keepdims, noop_with_empty_axes } | Op::ReduceSum { axes, keepdims, noop_with_empty_axes } => {
+        Op::ReduceMean { axes, keepdims, noop_with_empty_axes } | Op::ReduceSum { axes, keepdims, noop_with_empty_axes } | Op::ReduceL2 { axes, keepdims, noop_with_empty_axes } => {
             let axes = reduce_axes(axes.as_deref(), *noop_with_empty_axes, x.len()).ok_or_else(|| err(format!("axes out of range for shape {x:?}")))?;
             let s = if *keepdims {
                 x.iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect()

@@ -261,6 +261,15 @@ fn resolve(
             keepdims: *keepdims,
             noop_with_empty_axes: *noop_with_empty_axes,
         },
+        Op::ReduceL2 {
+            axes: None,
+            keepdims,
+            noop_with_empty_axes,
+        } => Op::ReduceL2 {
+            axes: ints(1, "axes")?,
+            keepdims: *keepdims,
+            noop_with_empty_axes: *noop_with_empty_axes,
+        },
         Op::Pad {
             mode, pads: None, ..
         } => Op::Pad {

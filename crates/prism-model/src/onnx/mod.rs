@@ -800,6 +800,15 @@ fn parse_op(
         }),
         "GlobalAveragePool" => Ok(Op::GlobalAveragePool),
         "GlobalMaxPool" => Ok(Op::GlobalMaxPool),
+        "ReduceL2" => {
+            // axes as an input from opset 18
+            let axes = if opset >= 18 { None } else { a.ints("axes") };
+            Ok(Op::ReduceL2 {
+                axes,
+                keepdims: a.int_or("keepdims", 1) != 0,
+                noop_with_empty_axes: a.int_or("noop_with_empty_axes", 0) != 0,
+            })
+        }
         "ReduceMean" | "ReduceSum" => {
             // ReduceSum takes axes as an input from opset 13, ReduceMean from opset 18.
             let axes_as_input = (op_type == "ReduceSum" && opset >= 13) || opset >= 18;
