@@ -295,13 +295,7 @@ pub fn vjp<T: Float, B: Backend<T>>(
             keepdims,
             noop_with_empty_axes,
         } => {
-            let ax = shape::reduce_axes(axes.as_deref(), *noop_with_empty_axes, rank)
-                .ok_or_else(|| err(node, "axes"))?;
-            let kept: Vec<usize> = xs
-                .iter()
-                .enumerate()
-                .map(|(i, &d)| if ax.contains(&i) { 1 } else { d })
-                .collect();
+            let (ax, kept) = reduced(node, xs, axes.as_deref(), *noop_with_empty_axes)?;
             let gk = if *keepdims {
                 g.clone()
             } else {
@@ -321,13 +315,7 @@ pub fn vjp<T: Float, B: Backend<T>>(
             noop_with_empty_axes,
         } => {
             // d‖x‖/dx = x / ‖x‖ (NaN where a whole slice is zero, as the formula says)
-            let ax = shape::reduce_axes(axes.as_deref(), *noop_with_empty_axes, rank)
-                .ok_or_else(|| err(node, "axes"))?;
-            let kept: Vec<usize> = xs
-                .iter()
-                .enumerate()
-                .map(|(i, &d)| if ax.contains(&i) { 1 } else { d })
-                .collect();
+            let (_, kept) = reduced(node, xs, axes.as_deref(), *noop_with_empty_axes)?;
             let (gk, yk) = if *keepdims {
                 (g.clone(), y.clone())
             } else {
@@ -731,6 +719,23 @@ fn host_indices<T: Float, B: Backend<T>>(
         .ok_or_else(|| err(node, "missing indices input"))?;
     let host = b.download(t)?;
     index::indices_from_float(&host).map_err(|e| err(node, e))
+}
+
+/// The axes a reduction sums over and the input shape with those axes kept as 1.
+fn reduced(
+    node: &Node,
+    xs: &[usize],
+    axes: Option<&[i64]>,
+    noop_with_empty_axes: bool,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let ax = shape::reduce_axes(axes, noop_with_empty_axes, xs.len())
+        .ok_or_else(|| err(node, "axes"))?;
+    let kept = xs
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if ax.contains(&i) { 1 } else { d })
+        .collect();
+    Ok((ax, kept))
 }
 
 fn swap_last<T: Float, B: Backend<T>>(b: &B, t: &B::Tensor) -> Result<B::Tensor> {
