@@ -31,6 +31,13 @@ pub enum AttributionError {
     Target(String),
     #[error("{0}")]
     Invalid(String),
+    /// A batch of [`crate::Explainer::explain_batched`] failed: `start..end` are its samples.
+    #[error("attributing samples {start}..{end}: {error}")]
+    Batch {
+        start: usize,
+        end: usize,
+        error: Box<AttributionError>,
+    },
 }
 
 pub type Result<T, E = AttributionError> = std::result::Result<T, E>;

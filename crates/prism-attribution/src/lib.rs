@@ -29,6 +29,7 @@
 //! ```
 
 pub mod attributor;
+pub mod batched;
 pub mod canonize;
 pub mod composite;
 pub mod error;
@@ -51,6 +52,7 @@ pub use attributor::{
     Attributor, AttributorParams, ATTRIBUTORS, DEFAULT_BASELINE, DEFAULT_NOISE_LEVEL,
     DEFAULT_N_ITER, DEFAULT_SEED, DEFAULT_STRIDE, DEFAULT_WINDOW,
 };
+pub use batched::{Explained, ExplainedBatch};
 pub use composite::{Composite, CompositeParams, Group, Matcher, COMPOSITES};
 pub use error::{AttributionError, Result};
 pub use method::{CompositeSource, Method, MethodSpec};

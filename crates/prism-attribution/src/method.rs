@@ -38,6 +38,24 @@ pub enum CompositeSource {
     File { path: PathBuf, blake3: String },
 }
 
+impl CompositeSource {
+    /// Reads a user composite file: its source (path and blake3 of its bytes, for provenance and
+    /// run keys) and its TOML text, for [`MethodSpec::build`].
+    pub fn read_file(path: &std::path::Path) -> Result<(CompositeSource, String)> {
+        let bad = |detail: String| AttributionError::CompositeFile {
+            path: path.display().to_string(),
+            detail,
+        };
+        let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let source = CompositeSource::File {
+            path: path.to_path_buf(),
+            blake3: blake3::hash(&bytes).to_hex().to_string(),
+        };
+        let text = String::from_utf8(bytes).map_err(|_| bad("not UTF-8 text".into()))?;
+        Ok((source, text))
+    }
+}
+
 impl fmt::Display for CompositeSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

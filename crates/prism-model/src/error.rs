@@ -17,6 +17,16 @@ pub enum ModelError {
     Decode { path: PathBuf, detail: String },
     #[error("{0}")]
     Invalid(String),
+    /// A batch of a batch loop failed: `start..end` are its samples.
+    #[error("samples {start}..{end}: {error}")]
+    Batch {
+        start: usize,
+        end: usize,
+        error: Box<ModelError>,
+    },
+    /// A batch loop was stopped by its caller (e.g. Ctrl-C) after `done` of `total` samples.
+    #[error("stopped after {done} of {total} samples")]
+    Stopped { done: usize, total: usize },
     #[error(
         "node '{node}' uses operator '{op}'{domain}, which Prism does not support; supported operators: {supported}"
     )]

@@ -27,6 +27,7 @@
 //! ```
 
 pub mod backend;
+pub mod batch;
 pub mod einsum;
 pub mod error;
 pub mod exec;
@@ -44,6 +45,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub use backend::{Backend, Cpu};
+pub use batch::{split_batches, BatchDone, Flow};
 pub use error::{ModelError, Result};
 pub use exec::{Executor, Keep, Trace};
 pub use graph::{Dim, ElemType, Graph, Node, NodeId, Source, Value, ValueId};

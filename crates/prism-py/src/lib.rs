@@ -14,6 +14,8 @@
 use pyo3::prelude::*;
 
 pub mod errors;
+pub mod heatmap;
+pub mod model;
 pub mod runtime;
 
 /// The extension module `prism_xai._prism`.
@@ -21,5 +23,7 @@ pub mod runtime;
 fn _prism(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     runtime::register(m)?;
+    model::register(m)?;
+    heatmap::register(m)?;
     Ok(())
 }

@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use prism_attribution::{AttributeAt, Explainer, Target};
-use prism_model::{Float, Model, Tensor};
+use prism_attribution::{AttributeAt, Explainer};
+use prism_model::{Float, Flow, Model, Tensor};
 use prism_store::npy;
 
 use super::method::MethodArgs;
-use super::predict::{chunks, sample_progress, DTypeArg};
+use super::predict::{sample_progress, DTypeArg};
 
 /// Explain a model's decisions: relevance (or gradient) of each input for a target class.
 ///
@@ -83,94 +83,27 @@ fn run_typed<T: Float>(args: &ExplainArgs) -> anyhow::Result<()> {
     let (_, method) = args.method.build()?;
     let model =
         Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
-    let g = model.graph();
-    let plain = g.inputs.len() == 1 && !g.input_type(0).is_integer();
-    if !plain || args.attribute_at.is_some() {
-        return run_at::<T>(args, &model, method);
-    }
-    let mut x: Vec<Tensor<T>> =
+    let inputs: Vec<Tensor<T>> =
         super::inputs::read_inputs(&model, args.input.as_deref(), &args.inputs)?;
-    let x = x.remove(0);
-    let n = x.shape()[0];
+    let n = inputs[0].shape()[0];
     let target = super::method::parse_target(&args.target, n)?;
     let mut explainer = Explainer::new(&model).with_canonizers(method.canonize);
     if let Some(c) = method.composite {
         explainer = explainer.with_composite(c);
     }
-    let (seed, attributor) = (method.seed, method.attributor);
-    let parts = chunks(&x, args.batch_size);
+    let at = args
+        .attribute_at
+        .as_ref()
+        .map(|name| AttributeAt::Named(name.clone()));
     if args.show_rules {
-        for (node, op, rule) in explainer
-            .rule_table(parts[0].shape())
-            .context("assigning rules")?
-        {
-            println!("{node:<50} {op:<20} {rule}");
-        }
-    }
-    let bar = sample_progress(n, parts.len());
-    let mut relevance: Vec<T> = Vec::with_capacity(x.len());
-    let mut offset = 0;
-    for part in parts {
-        let k = part.shape()[0];
-        let t = match &target {
-            Target::PerSample(v) => Target::PerSample(v[offset..offset + k].to_vec()),
-            other => other.clone(),
-        };
-        let a = explainer
-            .attribute(&part, &t, seed, &attributor)
-            .with_context(|| format!("attributing samples {offset}..{}", offset + k))?;
-        let per = a.relevance.len() / k;
-        for (i, (&cls, r)) in a
-            .targets
+        let shapes: Vec<Vec<usize>> = inputs
             .iter()
-            .zip(a.relevance.data().chunks(per))
-            .enumerate()
-        {
-            let sum: f64 = r.iter().map(|v| v.f64()).sum();
-            bar.suspend(|| {
-                println!(
-                    "sample {}: target {cls}, relevance sum {sum:.6}",
-                    offset + i
-                )
-            });
-        }
-        relevance.extend_from_slice(a.relevance.data());
-        offset += k;
-        bar.inc(k as u64);
-    }
-    bar.finish_and_clear();
-    let r = Tensor::new(x.shape().to_vec(), relevance)?;
-    npy::write_float(&args.output, &r)
-        .with_context(|| format!("writing {}", args.output.display()))?;
-    eprintln!(
-        "wrote relevance {:?} to {}",
-        r.shape(),
-        args.output.display()
-    );
-    Ok(())
-}
-
-/// Attribution at a tensor (`--attribute-at`, or a token model's embedding lookup) for models
-/// with any inputs.
-fn run_at<T: Float>(
-    args: &ExplainArgs,
-    model: &Model,
-    method: prism_attribution::Method,
-) -> anyhow::Result<()> {
-    let inputs: Vec<Tensor<T>> =
-        super::inputs::read_inputs(model, args.input.as_deref(), &args.inputs)?;
-    let n = inputs[0].shape()[0];
-    let target = super::method::parse_target(&args.target, n)?;
-    let mut explainer = Explainer::new(model).with_canonizers(method.canonize);
-    if let Some(c) = method.composite {
-        explainer = explainer.with_composite(c);
-    }
-    let at = match &args.attribute_at {
-        Some(name) => AttributeAt::Named(name.clone()),
-        None => AttributeAt::Auto,
-    };
-    if args.show_rules {
-        let shapes: Vec<Vec<usize>> = inputs.iter().map(|x| x.shape().to_vec()).collect();
+            .map(|x| {
+                let mut s = x.shape().to_vec();
+                s[0] = s[0].min(args.batch_size.max(1));
+                s
+            })
+            .collect();
         for (node, op, rule) in explainer
             .rule_table_for(&shapes)
             .context("assigning rules")?
@@ -178,59 +111,57 @@ fn run_at<T: Float>(
             println!("{node:<50} {op:<20} {rule}");
         }
     }
-    let parts = super::inputs::chunk_inputs(&inputs, args.batch_size);
-    let bar = sample_progress(n, parts.len());
-    let mut relevance: Vec<T> = Vec::new();
-    let mut shape: Vec<usize> = Vec::new();
-    let mut at_name = String::new();
-    let mut offset = 0;
-    for part in parts {
-        let k = part[0].shape()[0];
-        let t = match &target {
-            Target::PerSample(v) => Target::PerSample(v[offset..offset + k].to_vec()),
-            other => other.clone(),
-        };
-        let a = explainer
-            .attribute_inputs(part, &at, &t, method.seed, &method.attributor)
-            .with_context(|| format!("attributing samples {offset}..{}", offset + k))?;
-        let (rel, per_token) = match a.per_token {
-            Some(t) => (t, true),
-            None => (a.relevance, false),
-        };
-        let per = rel.len() / k.max(1);
-        for (i, (&cls, r)) in a
-            .targets
-            .iter()
-            .zip(rel.data().chunks(per.max(1)))
-            .enumerate()
-        {
-            let sum: f64 = r.iter().map(|v| v.f64()).sum();
-            bar.suspend(|| {
-                println!(
-                    "sample {}: target {cls}, relevance sum {sum:.6}",
-                    offset + i
-                )
-            });
-        }
-        shape = rel.shape().to_vec();
-        at_name = if per_token {
-            format!("{} (per token)", a.at)
-        } else {
-            a.at
-        };
-        relevance.extend_from_slice(rel.data());
-        offset += k;
-        bar.inc(k as u64);
-    }
+    let bar = sample_progress(n, n.div_ceil(args.batch_size.max(1)));
+    let explained = explainer
+        .explain_batched(
+            &inputs,
+            at.as_ref(),
+            &target,
+            method.seed,
+            &method.attributor,
+            args.batch_size,
+            |batch| {
+                let k = batch.done.count;
+                let per = batch.relevance.len() / k.max(1);
+                for (i, (&cls, r)) in batch
+                    .targets
+                    .iter()
+                    .zip(batch.relevance.data().chunks(per.max(1)))
+                    .enumerate()
+                {
+                    let sum: f64 = r.iter().map(|v| v.f64()).sum();
+                    bar.suspend(|| {
+                        println!(
+                            "sample {}: target {cls}, relevance sum {sum:.6}",
+                            batch.done.offset + i
+                        )
+                    });
+                }
+                bar.inc(k as u64);
+                Flow::Continue
+            },
+        )
+        .context("attributing")?;
     bar.finish_and_clear();
-    shape[0] = n;
-    let r = Tensor::new(shape, relevance)?;
+    let r = explained.relevance;
     npy::write_float(&args.output, &r)
         .with_context(|| format!("writing {}", args.output.display()))?;
-    eprintln!(
-        "wrote relevance at {at_name} {:?} to {}",
-        r.shape(),
-        args.output.display()
-    );
+    match explained.at {
+        None => eprintln!(
+            "wrote relevance {:?} to {}",
+            r.shape(),
+            args.output.display()
+        ),
+        Some(at) => eprintln!(
+            "wrote relevance at {at}{} {:?} to {}",
+            if explained.per_token {
+                " (per token)"
+            } else {
+                ""
+            },
+            r.shape(),
+            args.output.display()
+        ),
+    }
     Ok(())
 }

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use prism_model::{ElemType, Float, Model, Tensor};
+use prism_model::batch::InputValues;
+use prism_model::{Float, Model, Tensor};
 use prism_store::npy;
 
 /// The `--input NAME=FILE.npy` option, shared by the commands that run a model on arrays.
@@ -24,29 +25,22 @@ fn read_one<T: Float>(model: &Model, index: usize, path: &Path) -> anyhow::Resul
     let g = model.graph();
     let name = &g.value(g.inputs[index]).name;
     let ty = g.input_type(index);
-    let x: Tensor<T> = if ty.is_integer() {
+    let values = if ty.is_integer() {
         let ints = npy::read_i64(path)
             .with_context(|| format!("input '{name}' ({ty}) from {}", path.display()))?;
-        if ty == ElemType::Bool && ints.data().iter().any(|v| *v != 0 && *v != 1) {
-            bail!(
-                "input '{name}' is boolean, but {} holds values other than 0 and 1",
-                path.display()
-            );
+        InputValues::Ints {
+            shape: ints.shape().to_vec(),
+            data: ints.data().to_vec(),
         }
-        Tensor::from_ints(ints.shape().to_vec(), ints.data())
-            .with_context(|| format!("input '{name}' from {}", path.display()))?
     } else {
-        npy::read_float(path).with_context(|| format!("input '{name}' from {}", path.display()))?
+        InputValues::Float(
+            npy::read_float(path)
+                .with_context(|| format!("input '{name}' from {}", path.display()))?,
+        )
     };
-    if x.rank() == 0 || x.shape()[0] == 0 {
-        bail!(
-            "{}: expected a batch of samples for input '{name}' (first axis = samples), got \
-             shape {:?}",
-            path.display(),
-            x.shape()
-        );
-    }
-    Ok(x)
+    model
+        .input_tensor(index, values)
+        .with_context(|| format!("{}", path.display()))
 }
 
 /// The model's inputs in graph order, from the positional file or the named ones.
@@ -127,17 +121,4 @@ pub fn read_inputs<T: Float>(
         );
     }
     Ok(inputs)
-}
-
-/// Splits every input along the first axis into chunks of at most `size` samples: one list of
-/// inputs per chunk.
-pub fn chunk_inputs<T: Float>(inputs: &[Tensor<T>], size: usize) -> Vec<Vec<Tensor<T>>> {
-    let per: Vec<Vec<Tensor<T>>> = inputs
-        .iter()
-        .map(|x| super::predict::chunks(x, size))
-        .collect();
-    let k = per.first().map_or(0, Vec::len);
-    (0..k)
-        .map(|c| per.iter().map(|p| p[c].clone()).collect())
-        .collect()
 }

@@ -148,19 +148,8 @@ impl OcclusionArgs {
 
 /// A composite file's path and text, and its source (path + blake3 of its bytes) for the spec.
 pub fn read_composite_file(file: &Path) -> anyhow::Result<(CompositeSource, String)> {
-    let bytes = std::fs::read(file)
-        .map_err(|e| AttributionError::CompositeFile {
-            path: file.display().to_string(),
-            detail: e.to_string(),
-        })
-        .with_context(|| format!("reading composite {}", file.display()))?;
-    let source = CompositeSource::File {
-        path: file.to_path_buf(),
-        blake3: blake3::hash(&bytes).to_hex().to_string(),
-    };
-    let text = String::from_utf8(bytes)
-        .with_context(|| format!("reading composite {}: not UTF-8 text", file.display()))?;
-    Ok((source, text))
+    CompositeSource::read_file(file)
+        .with_context(|| format!("reading composite {}", file.display()))
 }
 
 impl MethodArgs {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use prism_model::{Float, Model, Tensor};
+use prism_model::{Float, Flow, Model, Tensor};
 use prism_store::npy;
 
 /// Run an ONNX model on inputs from a .npy file and report the top-k classes per sample.
@@ -86,57 +86,20 @@ pub(crate) fn sample_progress(n: usize, chunks: usize) -> ProgressBar {
     b
 }
 
-/// Splits `x` along the first axis into chunks of at most `size` samples.
-pub(crate) fn chunks<T: Float>(x: &Tensor<T>, size: usize) -> Vec<Tensor<T>> {
-    let n = x.shape()[0];
-    let per = x.len() / n.max(1);
-    (0..n)
-        .step_by(size.max(1))
-        .map(|s| {
-            let e = (s + size.max(1)).min(n);
-            let mut shape = x.shape().to_vec();
-            shape[0] = e - s;
-            Tensor::new(shape, x.data()[s * per..e * per].to_vec())
-                .expect("chunk sizes are consistent")
-        })
-        .collect()
-}
-
 fn run_typed<T: Float>(args: &PredictArgs) -> anyhow::Result<()> {
     let model =
         Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
     let x: Vec<Tensor<T>> =
         super::inputs::read_inputs(&model, args.input.as_deref(), &args.inputs)?;
     let n = x[0].shape()[0];
-    let parts = super::inputs::chunk_inputs(&x, args.batch_size);
-    let bar = sample_progress(n, parts.len());
-    let mut logits: Vec<T> = Vec::new();
-    let mut out_shape: Vec<usize> = Vec::new();
-    let mut done = 0;
-    for part in parts {
-        let k = part[0].shape()[0];
-        let y = model.forward(part).with_context(|| {
-            format!(
-                "running {} on samples {done}..{}",
-                args.model.display(),
-                done + k
-            )
-        })?;
-        done += k;
-        let y = &y[0];
-        if y.rank() == 0 || y.shape()[0] != k {
-            bail!(
-                "the model's output has shape {:?}, which is not per sample",
-                y.shape()
-            );
-        }
-        out_shape = y.shape().to_vec();
-        logits.extend_from_slice(y.data());
-        bar.inc(k as u64);
-    }
+    let bar = sample_progress(n, n.div_ceil(args.batch_size.max(1)));
+    let logits = model
+        .predict_batched(&x, args.batch_size, |done| {
+            bar.inc(done.count as u64);
+            Flow::Continue
+        })
+        .with_context(|| format!("running {}", args.model.display()))?;
     bar.finish_and_clear();
-    out_shape[0] = n;
-    let logits = Tensor::new(out_shape, logits)?;
     if let Some(out) = &args.output {
         npy::write_float(out, &logits).with_context(|| format!("writing {}", out.display()))?;
         eprintln!("wrote logits {:?} to {}", logits.shape(), out.display());

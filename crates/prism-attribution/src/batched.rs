@@ -1,0 +1,130 @@
+//! Attributing many samples batch by batch: the loop of `prism explain` as one library call,
+//! shared by every front end (the CLI, the Python package), so they write the same numbers.
+
+use prism_model::batch::{sample_count, split_batches, BatchDone, Flow};
+use prism_model::{Float, ModelError, Tensor};
+
+use crate::error::{AttributionError, Result};
+use crate::{AttributeAt, Attributor, Explainer, SeedMode, Target};
+
+/// What one finished batch of [`Explainer::explain_batched`] reports.
+#[derive(Debug)]
+pub struct ExplainedBatch<'a, T> {
+    /// Where the batch sits in the run.
+    pub done: BatchDone,
+    /// The target class of each of its samples.
+    pub targets: &'a [usize],
+    /// Its relevance (the batch's part of [`Explained::relevance`]).
+    pub relevance: &'a Tensor<T>,
+}
+
+/// The relevance of a whole run.
+#[derive(Clone, Debug)]
+pub struct Explained<T> {
+    /// Relevance with the input's shape (a single float input), the tensor's shape (an
+    /// attribution at a tensor) or `[samples, tokens]` (a token model's embedding lookup).
+    pub relevance: Tensor<T>,
+    /// The target class of each sample.
+    pub targets: Vec<usize>,
+    /// The tensor the relevance was read off; `None`: the model's input.
+    pub at: Option<String>,
+    /// Whether the relevance was summed over the hidden dimension of an embedding lookup.
+    pub per_token: bool,
+}
+
+impl Explainer<'_> {
+    /// Attributes `inputs` (graph order, first axis = samples), `batch_size` samples at a time.
+    ///
+    /// A single-float-input model without `at` is attributed at its input with any attributor
+    /// (as [`attribute`](Self::attribute)); other models, or an explicit `at`, read the
+    /// relevance off a tensor (as [`attribute_inputs`](Self::attribute_inputs)). `target` is
+    /// for the whole run (a per-sample target holds one class per sample). `on_batch` sees each
+    /// finished batch and may stop the run, which then returns
+    /// [`AttributionError::Stopped`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn explain_batched<T: Float>(
+        &self,
+        inputs: &[Tensor<T>],
+        at: Option<&AttributeAt>,
+        target: &Target,
+        seed: SeedMode,
+        attributor: &Attributor,
+        batch_size: usize,
+        mut on_batch: impl FnMut(&ExplainedBatch<'_, T>) -> Flow,
+    ) -> Result<Explained<T>> {
+        let total = sample_count(inputs)?;
+        if let Target::PerSample(v) = target {
+            if v.len() != total {
+                return Err(AttributionError::Target(format!(
+                    "{} labels for {total} samples",
+                    v.len()
+                )));
+            }
+        }
+        let g = self.model.graph();
+        let plain = at.is_none() && g.inputs.len() == 1 && !g.input_type(0).is_integer();
+        let mut data: Vec<T> = Vec::new();
+        let mut shape: Vec<usize> = Vec::new();
+        let mut targets: Vec<usize> = Vec::with_capacity(total);
+        let mut at_name: Option<String> = None;
+        let mut per_token = false;
+        let mut offset = 0;
+        for part in split_batches(inputs, batch_size)? {
+            let count = part[0].shape()[0];
+            let t = match target {
+                Target::PerSample(v) => Target::PerSample(v[offset..offset + count].to_vec()),
+                other => other.clone(),
+            };
+            let in_batch = |e: AttributionError| AttributionError::Batch {
+                start: offset,
+                end: offset + count,
+                error: Box::new(e),
+            };
+            let (relevance, batch_targets) = if plain {
+                let a = self
+                    .attribute(&part[0], &t, seed, attributor)
+                    .map_err(in_batch)?;
+                (a.relevance, a.targets)
+            } else {
+                let a = self
+                    .attribute_inputs(part, at.unwrap_or(&AttributeAt::Auto), &t, seed, attributor)
+                    .map_err(in_batch)?;
+                at_name = Some(a.at);
+                match a.per_token {
+                    Some(r) => {
+                        per_token = true;
+                        (r, a.targets)
+                    }
+                    None => (a.relevance, a.targets),
+                }
+            };
+            shape = relevance.shape().to_vec();
+            data.extend_from_slice(relevance.data());
+            targets.extend_from_slice(&batch_targets);
+            let done = BatchDone {
+                offset,
+                count,
+                total,
+            };
+            offset += count;
+            let flow = on_batch(&ExplainedBatch {
+                done,
+                targets: &batch_targets,
+                relevance: &relevance,
+            });
+            if flow == Flow::Stop && offset < total {
+                return Err(AttributionError::Model(ModelError::Stopped {
+                    done: offset,
+                    total,
+                }));
+            }
+        }
+        shape[0] = total;
+        Ok(Explained {
+            relevance: Tensor::new(shape, data)?,
+            targets,
+            at: at_name,
+            per_token,
+        })
+    }
+}

@@ -1,0 +1,618 @@
+//! `Model`: an ONNX model with `predict`, `explain` and `rules`, numpy in and out.
+//!
+//! The work is the libraries' batch loops ([`prism_model::Model::predict_batched`],
+//! [`prism_attribution::Explainer::explain_batched`]), the same calls `prism predict` and
+//! `prism explain` make, so the numbers are the CLI's bit for bit.
+
+use std::path::PathBuf;
+
+use numpy::ndarray::{ArrayD, IxDyn};
+use numpy::{
+    PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
+};
+use prism_attribution::{
+    AttributeAt, AttributionError, Bound as RuleBound, CompositeSource, Explainer, Method,
+    MethodSpec, SeedMode, Target,
+};
+use prism_model::batch::InputValues;
+use prism_model::{Float, Flow, ModelError, Tensor};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+
+use crate::errors::{from_lib, invalid, Kind};
+use crate::runtime::compute;
+
+/// The computation precision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    F64,
+}
+
+/// Parses `dtype` ("float32"/"f32", "float64"/"f64").
+pub fn parse_dtype(dtype: &str) -> PyResult<DType> {
+    match dtype {
+        "float32" | "f32" => Ok(DType::F32),
+        "float64" | "f64" => Ok(DType::F64),
+        other => Err(invalid(format!(
+            "dtype {other:?} is not one of float32, float64"
+        ))),
+    }
+}
+
+/// The exception class for a model error: bad input is a `ValueError`.
+fn model_kind(e: &ModelError) -> Kind {
+    match e {
+        ModelError::Batch { error, .. } => model_kind(error),
+        ModelError::Input { .. } | ModelError::Invalid(_) => Kind::InvalidArgument,
+        _ => Kind::Model,
+    }
+}
+
+/// A library error of the model crate as a Python exception.
+pub fn model_error(e: &ModelError) -> PyErr {
+    from_lib(model_kind(e), e)
+}
+
+/// A library error of the attribution crate as a Python exception, classed by its root cause.
+pub fn attribution_error(e: &AttributionError) -> PyErr {
+    let mut inner = e;
+    while let AttributionError::Batch { error, .. } = inner {
+        inner = error;
+    }
+    let kind = match inner {
+        AttributionError::Model(m) => model_kind(m),
+        AttributionError::Parameter { .. }
+        | AttributionError::Target(_)
+        | AttributionError::Invalid(_)
+        | AttributionError::UnknownComposite { .. }
+        | AttributionError::UnknownAttributor { .. } => Kind::InvalidArgument,
+        _ => Kind::Attribution,
+    };
+    from_lib(kind, e)
+}
+
+/// An object as a numpy array (`numpy.asarray` for lists, torch CPU tensors, …).
+pub(crate) fn as_ndarray<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyUntypedArray>> {
+    if let Ok(a) = obj.cast::<PyUntypedArray>() {
+        return Ok(a.clone());
+    }
+    let np = obj.py().import("numpy")?;
+    let a = np.getattr("asarray")?.call1((obj,))?;
+    a.cast_into::<PyUntypedArray>()
+        .map_err(|_| invalid("expected a numpy array (or something numpy.asarray accepts)"))
+}
+
+/// Copies a typed numpy array in logical (C) order, whatever its memory layout: one copy.
+pub(crate) fn copy_as<E, T>(
+    a: &Bound<'_, PyUntypedArray>,
+    convert: impl Fn(E) -> T,
+) -> PyResult<Vec<T>>
+where
+    E: numpy::Element + Copy,
+{
+    let typed = a
+        .cast::<PyArrayDyn<E>>()
+        .map_err(|_| invalid("internal: the array's dtype changed"))?;
+    let ro = typed.readonly();
+    let view = ro.as_array();
+    Ok(match view.as_slice() {
+        Some(s) => s.iter().map(|&v| convert(v)).collect(),
+        None => view.iter().map(|&v| convert(v)).collect(),
+    })
+}
+
+/// The values of one input array: floats (any float dtype) or integers (any integer dtype or
+/// bool). `what` names the input in errors.
+fn values_of<T: Float>(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<InputValues<T>> {
+    let a = as_ndarray(obj)?;
+    let shape = a.shape().to_vec();
+    let dtype = a.dtype();
+    let kind: char = dtype.kind().into();
+    let size = dtype.itemsize();
+    let floats = |data: Vec<T>| -> PyResult<InputValues<T>> {
+        Tensor::new(shape.clone(), data)
+            .map(InputValues::Float)
+            .map_err(|e| model_error(&e))
+    };
+    let ints = |data: Vec<i64>| InputValues::Ints {
+        shape: shape.clone(),
+        data,
+    };
+    match (kind, size) {
+        ('f', 2) => floats(copy_as(&a, |v: half::f16| T::of(f64::from(v)))?),
+        ('f', 4) => floats(copy_as(&a, |v: f32| T::of(f64::from(v)))?),
+        ('f', 8) => floats(copy_as(&a, T::of)?),
+        ('i', 1) => Ok(ints(copy_as(&a, |v: i8| i64::from(v))?)),
+        ('i', 2) => Ok(ints(copy_as(&a, |v: i16| i64::from(v))?)),
+        ('i', 4) => Ok(ints(copy_as(&a, |v: i32| i64::from(v))?)),
+        ('i', 8) => Ok(ints(copy_as(&a, |v: i64| v)?)),
+        ('u', 1) => Ok(ints(copy_as(&a, |v: u8| i64::from(v))?)),
+        ('u', 2) => Ok(ints(copy_as(&a, |v: u16| i64::from(v))?)),
+        ('u', 4) => Ok(ints(copy_as(&a, |v: u32| i64::from(v))?)),
+        ('u', 8) => {
+            let v = copy_as(&a, |v: u64| v)?;
+            let data = v
+                .into_iter()
+                .map(|x| {
+                    i64::try_from(x).map_err(|_| invalid(format!("{what}: value {x} is too large")))
+                })
+                .collect::<PyResult<Vec<i64>>>()?;
+            Ok(ints(data))
+        }
+        ('b', 1) => Ok(ints(copy_as(&a, |v: bool| i64::from(v))?)),
+        _ => Err(invalid(format!(
+            "{what}: arrays of dtype {} are not supported; give float32/float64 values \
+             (or integers for integer inputs)",
+            dtype.str().map(|s| s.to_string()).unwrap_or_default()
+        ))),
+    }
+}
+
+/// The model's inputs in graph order from one array (single-input models) or a dict by name.
+fn read_inputs<T: Float>(
+    model: &prism_model::Model,
+    inputs: &Bound<'_, PyAny>,
+) -> PyResult<Vec<Tensor<T>>> {
+    let g = model.graph();
+    let names: Vec<String> = g.inputs.iter().map(|v| g.value(*v).name.clone()).collect();
+    let describe = || {
+        (0..names.len())
+            .map(|i| format!("{} ({})", names[i], g.input_type(i)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let one = |i: usize, obj: &Bound<'_, PyAny>| -> PyResult<Tensor<T>> {
+        let values = values_of::<T>(obj, &format!("input '{}'", names[i]))?;
+        model.input_tensor(i, values).map_err(|e| model_error(&e))
+    };
+    let tensors = if let Ok(dict) = inputs.cast::<PyDict>() {
+        let mut given: Vec<Option<Tensor<T>>> = vec![None; names.len()];
+        for (key, value) in dict.iter() {
+            let key: String = key
+                .extract()
+                .map_err(|_| invalid("the inputs dict needs input names (str) as keys"))?;
+            let i = names.iter().position(|n| *n == key).ok_or_else(|| {
+                invalid(format!(
+                    "the model has no input '{key}'; its inputs: {}",
+                    describe()
+                ))
+            })?;
+            given[i] = Some(one(i, &value)?);
+        }
+        let missing: Vec<&str> = given
+            .iter()
+            .zip(&names)
+            .filter(|(t, _)| t.is_none())
+            .map(|(_, n)| n.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(invalid(format!(
+                "missing inputs {}: the model's inputs are {}",
+                missing.join(", "),
+                describe()
+            )));
+        }
+        given.into_iter().flatten().collect()
+    } else {
+        if names.len() != 1 {
+            return Err(invalid(format!(
+                "the model has {} inputs ({}): pass a dict {{name: array}}",
+                names.len(),
+                describe()
+            )));
+        }
+        vec![one(0, inputs)?]
+    };
+    prism_model::batch::sample_count(&tensors).map_err(|e| model_error(&e))?;
+    Ok(tensors)
+}
+
+/// A tensor as a numpy array (no copy: the array takes the buffer).
+fn to_numpy<'py, T: Float + numpy::Element>(
+    py: Python<'py>,
+    t: Tensor<T>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let shape = t.shape().to_vec();
+    let a = ArrayD::from_shape_vec(IxDyn(&shape), t.into_data())
+        .map_err(|e| invalid(format!("internal: {e}")))?;
+    Ok(PyArrayDyn::from_owned_array(py, a).into_any())
+}
+
+/// The keys `method` accepts (`MethodSpec`'s fields plus `composite_file`).
+pub const METHOD_KEYS: &[&str] = &[
+    "composite",
+    "composite_file",
+    "attributor",
+    "seed_mode",
+    "canonize",
+    "zero_bias",
+    "epsilon",
+    "stabilizer",
+    "gamma",
+    "alpha",
+    "beta",
+    "low",
+    "high",
+    "beta_smooth",
+    "n_iter",
+    "noise_level",
+    "baseline",
+    "window",
+    "stride",
+    "invert_occlusion",
+    "seed",
+];
+
+fn typed<'py, V: FromPyObjectOwned<'py>>(
+    key: &str,
+    value: &Bound<'py, PyAny>,
+    what: &str,
+) -> PyResult<V> {
+    value
+        .extract::<V>()
+        .map_err(|_| invalid(format!("method parameter {key} must be {what}")))
+}
+
+/// One size or one per dimension.
+fn sizes(key: &str, value: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
+    if let Ok(one) = value.extract::<usize>() {
+        return Ok(vec![one]);
+    }
+    typed::<Vec<usize>>(key, value, "a non-negative int or a list of them")
+}
+
+/// A ZBox bound: a number, one per channel, or None.
+fn bound(key: &str, value: &Bound<'_, PyAny>) -> PyResult<Option<RuleBound>> {
+    if value.is_none() {
+        return Ok(None);
+    }
+    if let Ok(v) = value.extract::<f64>() {
+        return Ok(Some(RuleBound::Scalar(v)));
+    }
+    let v: Vec<f64> = typed(
+        key,
+        value,
+        "a float, a list of floats (per channel) or None",
+    )?;
+    Ok(Some(match v.as_slice() {
+        [one] => RuleBound::Scalar(*one),
+        _ => RuleBound::PerChannel(v),
+    }))
+}
+
+/// `method` (a dict of `prism explain`'s method options in snake case) as a spec and, for a
+/// composite file, the file's text.
+pub fn method_spec(method: Option<&Bound<'_, PyDict>>) -> PyResult<(MethodSpec, Option<String>)> {
+    let mut spec = MethodSpec::default();
+    let mut text = None;
+    let Some(method) = method else {
+        return Ok((spec, text));
+    };
+    let mut composite: Option<String> = None;
+    let mut composite_file: Option<PathBuf> = None;
+    for (key, value) in method.iter() {
+        let key: String = key
+            .extract()
+            .map_err(|_| invalid("method parameters need str keys"))?;
+        let k = key.as_str();
+        match k {
+            "composite" => {
+                composite = typed::<Option<String>>(k, &value, "a composite name or None")?
+            }
+            "composite_file" => {
+                composite_file = typed::<Option<PathBuf>>(k, &value, "a path or None")?
+            }
+            "attributor" => spec.attributor = typed(k, &value, "an attributor name")?,
+            "seed_mode" => {
+                let s: String = typed(k, &value, "\"one-hot\" or \"logit\"")?;
+                spec.seed_mode = match s.as_str() {
+                    "one-hot" | "one_hot" | "onehot" => SeedMode::OneHot,
+                    "logit" => SeedMode::Logit,
+                    other => {
+                        return Err(invalid(format!(
+                            "seed_mode {other:?} is neither \"one-hot\" nor \"logit\""
+                        )))
+                    }
+                }
+            }
+            "canonize" => spec.canonize = typed(k, &value, "a bool")?,
+            "zero_bias" => spec.zero_bias = typed(k, &value, "a bool")?,
+            "epsilon" => spec.epsilon = typed(k, &value, "a float")?,
+            "stabilizer" => spec.stabilizer = typed(k, &value, "a float")?,
+            "gamma" => spec.gamma = typed(k, &value, "a float")?,
+            "alpha" => spec.alpha = typed(k, &value, "a float")?,
+            "beta" => spec.beta = typed(k, &value, "a float")?,
+            "low" => spec.low = bound(k, &value)?,
+            "high" => spec.high = bound(k, &value)?,
+            "beta_smooth" => spec.beta_smooth = typed(k, &value, "a float")?,
+            "n_iter" => spec.n_iter = typed(k, &value, "a positive int or None")?,
+            "noise_level" => spec.noise_level = typed(k, &value, "a float")?,
+            "baseline" => spec.baseline = typed(k, &value, "a float")?,
+            "window" => spec.window = sizes(k, &value)?,
+            "stride" => spec.stride = sizes(k, &value)?,
+            "invert_occlusion" => spec.invert_occlusion = typed(k, &value, "a bool")?,
+            "seed" => spec.seed = typed(k, &value, "a non-negative int")?,
+            other => {
+                return Err(invalid(format!(
+                    "unknown method parameter {other:?}; the parameters are {}",
+                    METHOD_KEYS.join(", ")
+                )))
+            }
+        }
+    }
+    spec.composite = match (composite, composite_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid("give either composite or composite_file, not both"))
+        }
+        (Some(name), None) => CompositeSource::Builtin { name },
+        (None, Some(path)) => {
+            if !path.exists() {
+                return Err(crate::errors::error(
+                    Kind::FileNotFound,
+                    format!("composite file {} does not exist", path.display()),
+                ));
+            }
+            let (source, t) =
+                CompositeSource::read_file(&path).map_err(|e| attribution_error(&e))?;
+            text = Some(t);
+            source
+        }
+        (None, None) => CompositeSource::None,
+    };
+    Ok((spec, text))
+}
+
+/// The runnable method of `method`.
+pub fn build_method(method: Option<&Bound<'_, PyDict>>) -> PyResult<(MethodSpec, Method)> {
+    let (spec, text) = method_spec(method)?;
+    let built = spec
+        .build(text.as_deref())
+        .map_err(|e| attribution_error(&e))?;
+    Ok((spec, built))
+}
+
+/// `target`: "predicted"/None, a class index or one label per sample.
+fn parse_target(target: Option<&Bound<'_, PyAny>>) -> PyResult<Target> {
+    let Some(t) = target.filter(|t| !t.is_none()) else {
+        return Ok(Target::Predicted);
+    };
+    if let Ok(s) = t.cast::<PyString>() {
+        return match s.to_cow()?.as_ref() {
+            "predicted" => Ok(Target::Predicted),
+            other => Err(invalid(format!(
+                "target {other:?}: give \"predicted\", a class index or one label per sample"
+            ))),
+        };
+    }
+    if let Ok(c) = t.extract::<i64>() {
+        return usize::try_from(c)
+            .map(Target::Class)
+            .map_err(|_| invalid(format!("target {c} is negative")));
+    }
+    let a = as_ndarray(t)?;
+    if a.ndim() != 1 {
+        return Err(invalid(format!(
+            "target: labels must be one per sample (1-D), got shape {:?}",
+            a.shape()
+        )));
+    }
+    match values_of::<f64>(a.as_any(), "target")? {
+        InputValues::Ints { data, .. } => Ok(Target::PerSample(
+            data.into_iter()
+                .map(|v| {
+                    usize::try_from(v).map_err(|_| invalid(format!("target: negative label {v}")))
+                })
+                .collect::<PyResult<_>>()?,
+        )),
+        InputValues::Float(_) => Err(invalid(
+            "target: labels must be integers (e.g. numpy.int64), not floats",
+        )),
+    }
+}
+
+/// An ONNX model loaded by Prism.
+#[pyclass(module = "prism_xai._prism", name = "Model", frozen)]
+pub struct PyModel {
+    model: prism_model::Model,
+}
+
+#[pymethods]
+impl PyModel {
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let model = compute(py, || prism_model::Model::load(&path)).map_err(|e| model_error(&e))?;
+        Ok(PyModel { model })
+    }
+
+    /// The file the model was loaded from.
+    #[getter]
+    fn path(&self) -> String {
+        self.model.path().display().to_string()
+    }
+
+    /// The graph inputs: name, shape (ints, or names of symbolic dimensions) and dtype.
+    #[getter]
+    fn inputs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let g = self.model.graph();
+        let list = PyList::empty(py);
+        for (i, v) in g.inputs.iter().enumerate() {
+            let d = PyDict::new(py);
+            d.set_item("name", &g.value(*v).name)?;
+            let dims = PyList::empty(py);
+            for dim in g.input_dims(i) {
+                match dim {
+                    prism_model::Dim::Fixed(n) => dims.append(n)?,
+                    prism_model::Dim::Symbolic(s) => dims.append(s)?,
+                }
+            }
+            d.set_item("shape", dims)?;
+            d.set_item("dtype", g.input_type(i).as_str())?;
+            list.append(d)?;
+        }
+        Ok(list)
+    }
+
+    /// The graph outputs by name.
+    #[getter]
+    fn outputs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let g = self.model.graph();
+        let list = PyList::empty(py);
+        for v in &g.outputs {
+            let d = PyDict::new(py);
+            d.set_item("name", &g.value(*v).name)?;
+            list.append(d)?;
+        }
+        Ok(list)
+    }
+
+    /// The model's first output on `inputs`, `batch_size` samples at a time.
+    #[pyo3(signature = (inputs, *, dtype="float32", batch_size=16))]
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: &Bound<'py, PyAny>,
+        dtype: &str,
+        batch_size: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match parse_dtype(dtype)? {
+            DType::F32 => self.predict_typed::<f32>(py, inputs, batch_size),
+            DType::F64 => self.predict_typed::<f64>(py, inputs, batch_size),
+        }
+    }
+
+    /// Relevance of `inputs` for `target`: `(relevance, targets, at)`.
+    #[pyo3(signature = (inputs, *, target=None, dtype="float32", batch_size=16, attribute_at=None, method=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn explain<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: &Bound<'py, PyAny>,
+        target: Option<&Bound<'py, PyAny>>,
+        dtype: &str,
+        batch_size: usize,
+        attribute_at: Option<String>,
+        method: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let (_, method) = build_method(method)?;
+        let target = parse_target(target)?;
+        let at = attribute_at.map(AttributeAt::Named);
+        match parse_dtype(dtype)? {
+            DType::F32 => self.explain_typed::<f32>(py, inputs, &target, at, method, batch_size),
+            DType::F64 => self.explain_typed::<f64>(py, inputs, &target, at, method, batch_size),
+        }
+    }
+
+    /// The rule each node gets: `(node, operator, rule)` for inputs of these shapes (a list of
+    /// shapes, or the input arrays themselves).
+    #[pyo3(signature = (inputs, *, method=None))]
+    fn rules(
+        &self,
+        py: Python<'_>,
+        inputs: &Bound<'_, PyAny>,
+        method: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Vec<(String, String, String)>> {
+        let (_, method) = build_method(method)?;
+        let shapes: Vec<Vec<usize>> = match inputs.extract::<Vec<Vec<usize>>>() {
+            Ok(shapes) if !inputs.is_instance_of::<PyUntypedArray>() => shapes,
+            _ => read_inputs::<f32>(&self.model, inputs)?
+                .iter()
+                .map(|t| t.shape().to_vec())
+                .collect(),
+        };
+        let explainer = explainer(&self.model, method);
+        compute(py, || explainer.rule_table_for(&shapes)).map_err(|e| attribution_error(&e))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Model({:?})", self.model.path().display().to_string())
+    }
+}
+
+/// An explainer for `method`'s composite and canonizers.
+fn explainer(model: &prism_model::Model, method: Method) -> Explainer<'_> {
+    let mut e = Explainer::new(model).with_canonizers(method.canonize);
+    if let Some(c) = method.composite {
+        e = e.with_composite(c);
+    }
+    e
+}
+
+/// Checks for Ctrl-C from a batch loop running without the GIL: `Stop` (keeping the Python
+/// exception in `pending`) when a signal handler raised.
+fn interrupted(pending: &mut Option<PyErr>) -> Flow {
+    match Python::attach(|py| py.check_signals()) {
+        Ok(()) => Flow::Continue,
+        Err(e) => {
+            *pending = Some(e);
+            Flow::Stop
+        }
+    }
+}
+
+impl PyModel {
+    fn predict_typed<'py, T: Float + numpy::Element>(
+        &self,
+        py: Python<'py>,
+        inputs: &Bound<'py, PyAny>,
+        batch_size: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let x = read_inputs::<T>(&self.model, inputs)?;
+        let mut pending = None;
+        let y = compute(py, || {
+            self.model
+                .predict_batched(&x, batch_size, |_| interrupted(&mut pending))
+        });
+        if let Some(e) = pending {
+            return Err(e);
+        }
+        to_numpy(py, y.map_err(|e| model_error(&e))?)
+    }
+
+    fn explain_typed<'py, T: Float + numpy::Element>(
+        &self,
+        py: Python<'py>,
+        inputs: &Bound<'py, PyAny>,
+        target: &Target,
+        at: Option<AttributeAt>,
+        method: Method,
+        batch_size: usize,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let x = read_inputs::<T>(&self.model, inputs)?;
+        let (seed, attributor) = (method.seed, method.attributor.clone());
+        let explainer = explainer(&self.model, method);
+        let mut pending = None;
+        let result = compute(py, || {
+            explainer.explain_batched(
+                &x,
+                at.as_ref(),
+                target,
+                seed,
+                &attributor,
+                batch_size,
+                |_| interrupted(&mut pending),
+            )
+        });
+        if let Some(e) = pending {
+            return Err(e);
+        }
+        let explained = result.map_err(|e| attribution_error(&e))?;
+        let at_name = explained.at.unwrap_or_else(|| {
+            let g = self.model.graph();
+            g.value(g.inputs[0]).name.clone()
+        });
+        let targets: Vec<i64> = explained.targets.iter().map(|&t| t as i64).collect();
+        let relevance = to_numpy(py, explained.relevance)?;
+        let targets = numpy::PyArray1::from_vec(py, targets).into_any();
+        PyTuple::new(
+            py,
+            [relevance, targets, PyString::new(py, &at_name).into_any()],
+        )
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyModel>()?;
+    m.add("METHOD_KEYS", METHOD_KEYS.to_vec())?;
+    Ok(())
+}

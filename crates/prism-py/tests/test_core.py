@@ -1,0 +1,313 @@
+"""The extension's core (`prism_xai._prism`): predict, explain and heatmaps give the `prism` CLI's
+numbers bit for bit, accept any float dtype and memory layout, release the GIL, stop on Ctrl-C,
+and raise the right exceptions."""
+
+import os
+import signal
+import struct
+import threading
+import time
+import zlib
+
+import numpy as np
+import pytest
+
+import prism_xai
+from prism_xai import _prism
+
+
+def cli_explain(run_cli, tmp_path, model, x_or_inputs, *flags):
+    out = tmp_path / "r.npy"
+    if isinstance(x_or_inputs, dict):
+        args = []
+        for name, arr in x_or_inputs.items():
+            p = tmp_path / f"{name}.npy"
+            np.save(p, arr)
+            args += ["--input", f"{name}={p}"]
+    else:
+        p = tmp_path / "x.npy"
+        np.save(p, x_or_inputs)
+        args = [p]
+    run_cli("explain", model, *args, "--output", out, *flags)
+    return np.load(out)
+
+
+METHODS = [
+    ({}, []),
+    (
+        {"composite": "epsilon-gamma-box", "low": -3.0, "high": 3.0},
+        ["--composite", "epsilon-gamma-box", "--low", "-3", "--high", "3"],
+    ),
+    ({"composite": "epsilon-plus-flat"}, ["--composite", "epsilon-plus-flat"]),
+    (
+        {"composite": "epsilon-alpha2-beta1", "epsilon": 0.5, "canonize": False},
+        ["--composite", "epsilon-alpha2-beta1", "--epsilon", "0.5", "--no-canonize"],
+    ),
+    (
+        {"attributor": "smoothgrad", "n_iter": 3, "noise_level": 0.2, "seed": 7},
+        ["--attributor", "smoothgrad", "--n-iter", "3", "--noise-level", "0.2", "--seed", "7"],
+    ),
+    (
+        {"attributor": "occlusion", "window": 4, "stride": 4},
+        ["--attributor", "occlusion", "--window", "4", "--stride", "4"],
+    ),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("method,flags", METHODS)
+def test_explain_is_the_cli_bit_for_bit(run_cli, tmp_path, vgg, method, flags, dtype):
+    path, x = vgg
+    model = _prism.Model(path)
+    r, targets, at = model.explain(x, dtype=dtype, method=method, batch_size=1)
+    expected = cli_explain(run_cli, tmp_path, path, x, "--dtype", dtype[:1] + dtype[-2:], "--batch-size", "1", *flags)
+    assert r.dtype == np.dtype(dtype)
+    assert r.shape == x.shape
+    assert np.array_equal(r, expected), np.abs(r - expected).max()
+    assert targets.dtype == np.int64 and targets.shape == (len(x),)
+    assert at == model.inputs[0]["name"]
+
+
+def test_target_forms(vgg):
+    path, x = vgg
+    model = _prism.Model(path)
+    logits = model.predict(x)
+    _, predicted, _ = model.explain(x)
+    assert list(predicted) == list(logits.argmax(1))
+    r3, t3, _ = model.explain(x, target=3)
+    assert list(t3) == [3] * len(x)
+    labels = np.array([1, 2])
+    r_l, t_l, _ = model.explain(x, target=labels)
+    assert list(t_l) == [1, 2]
+    r_1, _, _ = model.explain(x[1:], target=2)
+    assert np.array_equal(r_l[1], r_1[0])
+    with pytest.raises(ValueError, match="labels for 2 samples"):
+        model.explain(x, target=np.array([1, 2, 3]))
+    with pytest.raises(ValueError, match="negative"):
+        model.explain(x, target=-1)
+    with pytest.raises(ValueError, match="integers"):
+        model.explain(x, target=np.array([1.0, 2.0]))
+
+
+def test_predict_is_the_cli_bit_for_bit(run_cli, tmp_path, resnet):
+    path, x = resnet
+    np.save(tmp_path / "x.npy", x)
+    for dtype in ("f32", "f64"):
+        run_cli("predict", path, tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--dtype", dtype, "--top-k", "0")
+        y = _prism.Model(path).predict(x, dtype="float" + dtype[1:], batch_size=1)
+        assert np.array_equal(y, np.load(tmp_path / "y.npy"))
+
+
+def test_token_model_per_token_is_the_cli(run_cli, tmp_path, bert):
+    path, ids, mask = bert
+    model = _prism.Model(path)
+    assert [i["name"] for i in model.inputs] == ["input_ids", "attention_mask"]
+    assert model.inputs[0]["dtype"] == "int64"
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    r, targets, at = model.explain(inputs, method={"composite": "epsilon-plus"}, target=0)
+    expected = cli_explain(run_cli, tmp_path, path, inputs, "--composite", "epsilon-plus", "--target", "0")
+    assert r.shape == ids.shape
+    assert np.array_equal(r, expected)
+    assert "Gather" in at or at  # the embedding lookup's output
+    # int32 ids work the same
+    r32, _, _ = model.explain({"input_ids": ids.astype(np.int32), "attention_mask": mask}, method={"composite": "epsilon-plus"}, target=0)
+    assert np.array_equal(r, r32)
+    with pytest.raises(ValueError, match="pass a dict"):
+        model.explain(ids)
+    with pytest.raises(ValueError, match="missing inputs attention_mask"):
+        model.explain({"input_ids": ids})
+    with pytest.raises(ValueError, match="not floats"):
+        model.explain({"input_ids": ids.astype(np.float32), "attention_mask": mask})
+
+
+def test_any_float_dtype_and_layout(vgg):
+    path, x = vgg
+    model = _prism.Model(path)
+    method = {"composite": "epsilon-plus-flat"}
+    ref, _, _ = model.explain(x, method=method)
+    fortran = np.asfortranarray(x)
+    strided = np.stack([x, x], axis=-1)[..., 0]
+    assert not strided.flags.c_contiguous
+    for variant in (fortran, x.astype(np.float64), strided.copy(order="C")):
+        r, _, _ = model.explain(variant, method=method)
+        assert np.array_equal(r, ref)
+    r_view, _, _ = model.explain(strided, method=method)
+    r_copy, _, _ = model.explain(np.ascontiguousarray(strided), method=method)
+    assert np.array_equal(r_view, r_copy)
+    half = x.astype(np.float16)
+    r16, _, _ = model.explain(half, method=method)
+    r16_ref, _, _ = model.explain(half.astype(np.float32), method=method)
+    assert np.array_equal(r16, r16_ref)
+    listed, _, _ = model.explain(x.tolist(), method=method)
+    assert np.allclose(listed, ref)
+
+
+def test_threads_do_not_change_numbers(vgg):
+    path, x = vgg
+    model = _prism.Model(path)
+    ref, _, _ = model.explain(x, method={"composite": "epsilon-gamma-box", "low": -3.0, "high": 3.0})
+    try:
+        _prism.set_num_threads(1)
+        assert _prism.get_num_threads() == 1
+        r, _, _ = model.explain(x, method={"composite": "epsilon-gamma-box", "low": -3.0, "high": 3.0})
+    finally:
+        _prism.set_num_threads(None)
+    assert np.array_equal(r, ref)
+
+
+def _long_input(model, x, seconds):
+    """x repeated until one explain call takes about `seconds`."""
+    start = time.perf_counter()
+    model.explain(x, method={"composite": "epsilon-plus-flat"})
+    per_call = max(time.perf_counter() - start, 1e-4)
+    return np.repeat(x, max(1, int(seconds / per_call)), axis=0)
+
+
+def test_gil_is_released(resnet):
+    path, x = resnet
+    model = _prism.Model(path)
+    big = _long_input(model, x, 0.5)
+    ticks = []
+    done = threading.Event()
+
+    def tick():
+        while not done.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.005)
+
+    t = threading.Thread(target=tick)
+    t.start()
+    start = time.perf_counter()
+    try:
+        model.explain(big, method={"composite": "epsilon-plus-flat"}, batch_size=len(big))
+    finally:
+        done.set()
+        t.join()
+    elapsed = time.perf_counter() - start
+    during = [s for s in ticks if start < s < start + elapsed]
+    # one batch, one library call: with the GIL held the ticker would be frozen throughout
+    assert elapsed > 0.2
+    assert len(during) >= 0.5 * elapsed / 0.005 * 0.2
+
+
+def test_ctrl_c_interrupts_between_batches(resnet):
+    path, x = resnet
+    model = _prism.Model(path)
+    big = _long_input(model, x, 3.0)
+    finished = []
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    start = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.explain(big, method={"composite": "epsilon-plus-flat"}, batch_size=1)
+            finished.append(time.perf_counter() - start)
+            time.sleep(10)  # lets the signal land, so that the assertion below reports it
+    finally:
+        timer.cancel()
+    assert not finished, f"explain ran to the end ({finished[0]:.2f} s) despite Ctrl-C"
+    assert time.perf_counter() - start < 2.5
+
+
+def test_errors_map_to_exceptions(tmp_path, vgg):
+    path, x = vgg
+    with pytest.raises(FileNotFoundError) as e:
+        _prism.Model(tmp_path / "missing.onnx")
+    assert isinstance(e.value, prism_xai.PrismError)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(prism_xai.ModelError, match="not a valid ONNX model"):
+        _prism.Model(bad)
+    model = _prism.Model(path)
+    with pytest.raises(ValueError, match='unknown method parameter "epsilom"' ):
+        model.explain(x, method={"epsilom": 1.0})
+    with pytest.raises(prism_xai.InvalidArgumentError, match="unknown composite"):
+        model.explain(x, method={"composite": "nope"})
+    with pytest.raises(FileNotFoundError):
+        model.explain(x, method={"composite_file": str(tmp_path / "none.toml")})
+    with pytest.raises(ValueError, match="must be a float"):
+        model.explain(x, method={"epsilon": "big"})
+    with pytest.raises(ValueError):
+        model.explain(x[:, :2])  # wrong channel count
+    with pytest.raises(ValueError, match="not integers"):
+        model.explain(x.astype(np.int64))
+    with pytest.raises(ValueError, match="batch of samples"):
+        model.explain(x[0, 0, 0, 0])
+    with pytest.raises(ValueError, match="dtype"):
+        model.explain(x, dtype="float16")
+    with pytest.raises(ValueError, match="batch size"):
+        model.predict(x, batch_size=0)
+
+
+def _png_pixels(data):
+    """Decodes an 8-bit non-interlaced RGB or palette PNG (what Prism writes) to H×W×3."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, palette = 8, b"", None
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour = struct.unpack(">IIBB", body[:10])
+            assert depth == 8 and colour in (2, 3)
+        elif kind == b"PLTE":
+            palette = np.frombuffer(body, np.uint8).reshape(-1, 3)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    bpp = 3 if colour == 2 else 1
+    stride = width * bpp
+    out = np.zeros((height, stride), np.int32)
+    for y in range(height):
+        f, line = raw[y * (stride + 1)], np.frombuffer(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)], np.uint8).astype(np.int32)
+        prev = out[y - 1] if y else np.zeros(stride, np.int32)
+        cur = np.zeros(stride, np.int32)
+        for i in range(stride):
+            a = cur[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            c = prev[i - bpp] if i >= bpp else 0
+            if f == 0:
+                p = 0
+            elif f == 1:
+                p = a
+            elif f == 2:
+                p = b
+            elif f == 3:
+                p = (a + b) // 2
+            else:
+                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                p = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            cur[i] = (line[i] + p) & 0xFF
+        out[y] = cur
+    out = out.astype(np.uint8)
+    if colour == 3:
+        return palette[out]
+    return out.reshape(height, width, 3)
+
+
+@pytest.mark.parametrize("flags,kwargs", [
+    ([], {}),
+    (["--cmap", "coldnhot", "--symmetric"], {"cmap": "coldnhot", "symmetric": True}),
+    (["--cmap", "gray", "--absolute", "--level", "2"], {"cmap": "gray", "absolute": True, "level": 2.0}),
+])
+def test_heatmaps_are_the_cli_pixels(run_cli, tmp_path, vgg, flags, kwargs):
+    path, x = vgg
+    r, _, _ = _prism.Model(path).explain(x, method={"composite": "epsilon-plus-flat"})
+    np.save(tmp_path / "r.npy", r)
+    run_cli("heatmap", tmp_path / "r.npy", "--output", tmp_path / "png", *flags)
+    images = _prism.render(r, **kwargs)
+    assert len(images) == len(x)
+    for k, image in enumerate(images):
+        assert image.dtype == np.uint8 and image.shape == (16, 16, 3)
+        expected = _png_pixels((tmp_path / "png" / f"{k:03d}.png").read_bytes())
+        assert np.array_equal(image, expected)
+        assert np.array_equal(_png_pixels(_prism.encode_png(image)), image)
+    g = _prism.grid(images, (1, 2))
+    assert g.shape[2] == 3 and g.shape[1] >= 32
+    o = _prism.overlay(r, x)
+    assert len(o) == 2 and o[0].shape == (16, 16, 3)
+    assert "bwr" in [m[0] for m in _prism.colormaps()]
+    with pytest.raises(ValueError, match="colour map"):
+        _prism.render(r, cmap="no-such-map")
+    with pytest.raises(ValueError, match="finite"):
+        _prism.render(np.full((1, 4, 4), np.nan, np.float32))
