@@ -290,7 +290,7 @@ def test_zennit_gradient_calls_explain_with_the_targets_and_seed_mode():
 def test_zennit_gradient_takes_a_callable_output_gradient():
     m, inner = fake_model(n_classes=4)
     x = np.zeros((2, 3, 8, 8), np.float32)
-    onehot = np.eye(4, dtype=np.float32)[[0, 2]]
+    onehot = np.eye(4, dtype=np.float32)[[1, 2]]  # the fake logits are 0, 1, 2, ...: not 0
     zennit.Gradient(m, "epsilon-plus")(x, lambda out: out * onehot)
     assert inner.calls[-1][2]["method"]["seed_mode"] == "logit"
 

@@ -240,7 +240,7 @@ def from_torch(
     input_names : sequence of str, optional
         Names of the graph inputs; default "input" (or "input_0", "input_1", ...).
     dynamo : bool, optional
-        Shorthand: True is ``exporter = "dynamo"``, False ``exporter="legacy"``.
+        Shorthand: True is ``exporter="dynamo"``, False ``exporter="legacy"``.
     verify : bool, optional
         After a new export, run the module (float64 copy) and the ONNX graph (Prism, float64)
         on the example and refuse a graph whose output differs by more than 1e-6 relative.
