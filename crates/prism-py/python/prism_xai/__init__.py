@@ -400,11 +400,20 @@ class Model:
         method = _method(
             {"composite": composite, "composite_file": composite_file}, rule_params, "rules"
         )
-        shapes = x
-        if not (isinstance(x, (list, tuple)) and all(isinstance(d, (int, np.integer)) for d in x)):
-            shapes = _inputs(x) if not isinstance(x, Mapping) or not all(
-                isinstance(v, (list, tuple)) for v in x.values()) else dict(x)
-        return self._model.rules(shapes, method=method)
+        return self._model.rules(_shapes_or_inputs(x), method=method)
+
+
+def _is_shape(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and all(isinstance(d, (int, np.integer)) for d in v)
+
+
+def _shapes_or_inputs(x: Any) -> Any:
+    """``rules``' argument: a shape (list of ints), a dict name -> shape, or inputs."""
+    if _is_shape(x):
+        return [int(d) for d in x]
+    if isinstance(x, Mapping) and all(_is_shape(v) for v in x.values()):
+        return {str(k): [int(d) for d in v] for k, v in x.items()}
+    return _inputs(x)
 
 
 def from_torch(module: Any, example_input: Any, *, cache_dir: Optional[PathLike] = None,
@@ -500,7 +509,9 @@ class Heatmap(np.ndarray):
             if return_scalar and out_arr.ndim == 0:
                 return out_arr[()]
             return out_arr
-        return super().__array_wrap__(out_arr, context, return_scalar)
+        if return_scalar:  # numpy >= 2 only passes it
+            return super().__array_wrap__(out_arr, context, return_scalar)
+        return super().__array_wrap__(out_arr, context)
 
     def _image(self) -> Optional[np.ndarray]:
         """The image to display: the sample, or the batch as a grid; None if not an image."""

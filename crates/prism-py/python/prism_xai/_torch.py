@@ -40,6 +40,7 @@ import inspect
 import io
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -147,7 +148,7 @@ def _class_source(cls) -> str:
         return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def cache_key(torch, module, xs, exporter: str, opset, input_names) -> str:
+def cache_key(torch, module, xs, exporter: str, opset, input_names, dtype=None) -> str:
     """The hash that names a module's export (see the module doc for what it covers)."""
     h = hashlib.blake2b(digest_size=20)
 
@@ -171,6 +172,9 @@ def cache_key(torch, module, xs, exporter: str, opset, input_names) -> str:
         if not isinstance(t, torch.Tensor):
             put(f"{name} {t!r}")
             continue
+        if dtype is not None and t.is_floating_point() and t.dtype != dtype:
+            t = t.to(dtype)  # the exported copy's weights: a float64 module exact in float32 and
+            # its float32 original share one export
         put(f"{name} {t.dtype} {tuple(t.shape)}")
         h.update(_tensor_bytes(torch, t))
     return h.hexdigest()
@@ -278,10 +282,27 @@ def _quiet(torch):
             yield
         finally:
             for w in caught:
-                logger.debug("torch.onnx.export: %s", w.message)
+                if w.category.__name__ == "TracerWarning":
+                    # The legacy exporter traced Python control flow or a Python value: the
+                    # graph holds the example's branch and may not generalise. Say so.
+                    logger.warning("from_torch (legacy exporter): %s", w.message)
+                else:
+                    logger.debug("torch.onnx.export: %s", w.message)
             for text in (out.getvalue(), err.getvalue()):
                 if text.strip():
                     logger.debug("torch.onnx.export: %s", text.strip())
+
+
+def _summary(e: BaseException) -> str:
+    """An exporter's exception in one line: torch.export's errors run to dozens of lines of
+    advice; keep the first line and the exception summary (the full text is logged at DEBUG)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    summary = next((line for line in lines if line.startswith("<class ")), None)
+    first = f"{type(e).__name__}: {lines[0]}"
+    return f"{first} ({summary})" if summary else first
 
 
 def _verify(torch, module, xs, model, dtype_name: str) -> Tuple[bool, str]:
@@ -338,7 +359,7 @@ def from_torch(module, example_input, *, cache_dir=None, exporter="auto", opset=
     xs = _example_tuple(torch, example_input)
     dtype = _export_dtype(torch, module)
     names = _names("input", len(xs), input_names)
-    key = cache_key(torch, module, _cast_example(torch, xs, dtype), exporter, opset, names)
+    key = cache_key(torch, module, _cast_example(torch, xs, dtype), exporter, opset, names, dtype)
     cache_dir = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
     path = os.path.join(cache_dir, f"{type(module).__name__}-{key}.onnx")
     if path in _LOADED:
@@ -374,8 +395,9 @@ def from_torch(module, example_input, *, cache_dir=None, exporter="auto", opset=
                 with _eval_mode(export_module):
                     export(torch, export_module, export_xs, tmp_path, opset, names, out_names)
             except Exception as e:  # noqa: BLE001 - any exporter failure: try the next one
-                failures.append(f"{which}: the export failed: {type(e).__name__}: {e}")
+                failures.append(f"{which}: the export failed: {_summary(e)}")
                 logger.info("from_torch: %s", failures[-1])
+                logger.debug("from_torch: %s export failed", which, exc_info=True)
                 continue
             n_nodes = _count_bn_nodes(tmp_path)
             if n_nodes is not None and n_nodes < n_bn:
