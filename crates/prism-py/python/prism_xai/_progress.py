@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from typing import Any, Callable, Dict, Optional, Union
 
 logger = logging.getLogger("prism_xai")
@@ -17,7 +18,11 @@ _LOG_EVERY_S = 10.0
 
 def _tqdm():
     try:
-        from tqdm.auto import tqdm  # type: ignore[import-not-found]
+        # tqdm.auto warns (on stderr) when it runs in Jupyter without ipywidgets, then uses its
+        # text bar: that is fine, the warning is noise.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from tqdm.auto import tqdm  # type: ignore[import-not-found]
     except Exception:  # noqa: BLE001 - tqdm missing or broken: fall back to logging
         return None
     return tqdm
