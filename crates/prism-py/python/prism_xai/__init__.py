@@ -1,4 +1,923 @@
-"""Prism from Python: LRP attributions, heatmaps, SpRAy and the viewer on any ONNX model."""
+"""Prism from Python: LRP attributions (Zennit-exact), heatmaps, SpRAy and the viewer on any ONNX
+model, numpy in and out.
 
+The work is done by Prism's Rust libraries (the extension ``prism_xai._prism``), the same calls
+the ``prism`` command line makes, so results are bit-identical to the CLI's. This layer adds the
+Python conveniences: keyword arguments, Jupyter display of heatmaps, progress bars, PyTorch export
+(:func:`from_torch`) and adapters for Quantus and Zennit code. See ``docs/python.md``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _prism
 from ._errors import *  # noqa: F401,F403
+from ._errors import InvalidArgumentError
 from ._prism import __version__, get_num_threads, set_num_threads  # noqa: F401
+from ._progress import make as _make_progress
+
+__all__ = [
+    "__version__",
+    "Model",
+    "from_torch",
+    "Heatmap",
+    "heatmap",
+    "grid",
+    "colormaps",
+    "attribute",
+    "analyze",
+    "project",
+    "evaluate",
+    "read_attribution",
+    "read_analysis",
+    "serve",
+    "stop",
+    "set_num_threads",
+    "get_num_threads",
+    "quantus_explain_func",
+    "METHOD_KEYS",
+    # errors
+    "PrismError",
+    "InvalidArgumentError",
+    "PrismFileNotFoundError",
+    "ModelError",
+    "AttributionError",
+    "HeatmapError",
+    "StoreError",
+    "AnalysisError",
+    "EvaluationError",
+    "ViewerError",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# The keys of an attribution method (`prism explain`'s method flags in snake case). The extension
+# is the one source when it publishes them; this list is its mirror for older builds.
+METHOD_KEYS: Tuple[str, ...] = tuple(
+    getattr(
+        _prism,
+        "METHOD_KEYS",
+        (
+            "composite",
+            "composite_file",
+            "attributor",
+            "seed_mode",
+            "canonize",
+            "zero_bias",
+            "epsilon",
+            "stabilizer",
+            "gamma",
+            "alpha",
+            "beta",
+            "low",
+            "high",
+            "beta_smooth",
+            "n_iter",
+            "noise_level",
+            "baseline",
+            "window",
+            "stride",
+            "invert_occlusion",
+            "seed",
+        ),
+    )
+)
+
+# `explain`'s own keyword arguments; every other method key is a `**rule_params` key.
+_EXPLICIT_METHOD_KEYS = ("composite", "composite_file", "attributor")
+RULE_PARAM_KEYS: Tuple[str, ...] = tuple(k for k in METHOD_KEYS if k not in _EXPLICIT_METHOD_KEYS)
+
+
+# ------------------------------------------------------------------------------------------------
+# Argument conversion
+# ------------------------------------------------------------------------------------------------
+
+
+def _fspath(p: Any) -> Any:
+    """A path as ``str`` (``os.PathLike`` accepted); anything else unchanged."""
+    if isinstance(p, os.PathLike):
+        return os.fspath(p)
+    return p
+
+
+def _paths(value: Any) -> Any:
+    """``os.PathLike`` values, also inside lists and tuples, as ``str``."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return [_paths(v) for v in value]
+    return value
+
+
+def _array(x: Any, what: str = "input") -> np.ndarray:
+    """``x`` as an ndarray without copying numpy arrays (any dtype and layout pass through: the
+    extension makes the one copy). Torch tensors are detached and moved to the CPU."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "detach") and hasattr(x, "cpu") and hasattr(x, "numpy"):  # a torch tensor
+        return x.detach().cpu().numpy()
+    try:
+        return np.asarray(x)
+    except Exception as e:  # noqa: BLE001
+        raise InvalidArgumentError(
+            f"{what}: cannot read a {type(x).__name__} as an array ({e}); pass a numpy array"
+        ) from None
+
+
+def _inputs(x: Any) -> Any:
+    """One array, or a dict name -> array for models with several inputs."""
+    if isinstance(x, Mapping):
+        return {str(k): _array(v, f"input '{k}'") for k, v in x.items()}
+    return _array(x)
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars and arrays, tuples: plain Python numbers and lists (the extension's
+    parameters are floats, ints and lists of them)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return _fspath(value)
+
+
+def _target(target: Any) -> Any:
+    if isinstance(target, str):
+        return target
+    if isinstance(target, (bool, np.bool_)):
+        raise InvalidArgumentError(
+            f"target={target!r}: give 'predicted', a class index or one index per sample"
+        )
+    if isinstance(target, (int, np.integer)):
+        return int(target)
+    t = _array(target, "target")
+    if t.ndim == 0 and np.issubdtype(t.dtype, np.integer):
+        return int(t)
+    if t.ndim != 1 or not np.issubdtype(t.dtype, np.integer):
+        raise InvalidArgumentError(
+            f"target: expected 'predicted', an int or a 1-D integer array with one class per "
+            f"sample, got an array of shape {t.shape} and dtype {t.dtype}"
+        )
+    return np.ascontiguousarray(t, dtype=np.int64)
+
+
+def _method(method: Optional[Mapping[str, Any]], params: Mapping[str, Any], where: str,
+            valid: Sequence[str] = METHOD_KEYS) -> Optional[Dict[str, Any]]:
+    """One method dict from an explicit ``method=`` dict and keyword arguments. Unknown keys raise
+    :class:`InvalidArgumentError` naming the valid ones; ``None`` values are left out (the
+    extension's default)."""
+    merged: Dict[str, Any] = {}
+    for source in (method or {}, params):
+        for key, value in source.items():
+            if key == "no_canonize":  # the CLI's flag name
+                key, value = "canonize", (None if value is None else not value)
+            if key not in METHOD_KEYS:
+                raise InvalidArgumentError(
+                    f"{where}: unknown parameter '{key}'; valid: {', '.join(valid)}"
+                )
+            if key in merged and value is not None and merged[key] != value:
+                raise InvalidArgumentError(f"{where}: '{key}' is given twice, differently")
+            if value is not None:
+                merged[key] = _plain(value)
+    if "composite" in merged and "composite_file" in merged:
+        raise InvalidArgumentError(
+            f"{where}: give composite= (a built-in name) or composite_file= (a TOML file), not both"
+        )
+    return merged or None
+
+
+# ------------------------------------------------------------------------------------------------
+# Model
+# ------------------------------------------------------------------------------------------------
+
+
+class Model:
+    """An ONNX model loaded by Prism: run it (:meth:`predict`) and explain it (:meth:`explain`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.onnx`` file (external data files next to it are read too).
+
+    Raises
+    ------
+    PrismFileNotFoundError
+        The file does not exist.
+    ModelError
+        The file is not a model Prism can load (an unsupported operator is named with its node).
+    """
+
+    def __init__(self, path: PathLike):
+        self._model = _prism.Model(_fspath(path))
+
+    @classmethod
+    def _wrap(cls, inner: Any) -> "Model":
+        m = cls.__new__(cls)
+        m._model = inner
+        return m
+
+    @property
+    def path(self) -> str:
+        """The model file."""
+        return self._model.path
+
+    @property
+    def inputs(self) -> List[Dict[str, Any]]:
+        """The graph inputs: ``[{"name", "shape", "dtype"}]``; symbolic dimensions are strings."""
+        return self._model.inputs
+
+    @property
+    def outputs(self) -> List[Dict[str, Any]]:
+        """The graph outputs: ``[{"name", "shape"}]``."""
+        return self._model.outputs
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"{i['name']}{list(i['shape'])}" for i in self.inputs)
+        return f"prism_xai.Model({self.path!r}, inputs: {ins})"
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def predict(self, x: Any, *, dtype: str = "float32", batch_size: int = 16) -> np.ndarray:
+        """Runs the model: its first output (a classifier's logits) for every sample.
+
+        Parameters
+        ----------
+        x : np.ndarray or dict of str to np.ndarray
+            The input batch ``[N, ...]`` (one array for a single-input model), or one array per
+            input name. Any float dtype and any memory layout (C, Fortran, strided) is accepted
+            and read with one copy at most; integer inputs (token ids, masks) take integer
+            arrays. Torch tensors are accepted too (detached, moved to the CPU).
+        dtype : {"float32", "float64"}, optional
+            The precision Prism computes in (float64 from the file's float32 weights: exact
+            parity with a ``.double()`` torch model). Default "float32".
+        batch_size : int, optional
+            Samples per forward pass (memory versus speed). Default 16.
+
+        Returns
+        -------
+        np.ndarray
+            ``[N, ...]`` in ``dtype``.
+
+        Raises
+        ------
+        InvalidArgumentError
+            A wrong shape, dtype, input name or a NaN in the input.
+        ModelError
+            The model cannot run on these inputs.
+        KeyboardInterrupt
+            Ctrl-C (checked between batches).
+        """
+        return self._model.predict(_inputs(x), dtype=dtype, batch_size=batch_size)
+
+    def explain(
+        self,
+        x: Any,
+        target: Any = "predicted",
+        *,
+        composite: Optional[str] = None,
+        composite_file: Optional[PathLike] = None,
+        attributor: str = "gradient",
+        dtype: str = "float32",
+        batch_size: int = 16,
+        attribute_at: Optional[str] = None,
+        **rule_params: Any,
+    ) -> np.ndarray:
+        """Explains the model's decision for every sample: the relevance of each input value.
+
+        The same computation as ``prism explain`` with the same parameters (bit-identical).
+
+        Parameters
+        ----------
+        x : np.ndarray or dict of str to np.ndarray
+            The input batch, as for :meth:`predict`.
+        target : "predicted", int or array of int, optional
+            The class to explain: the predicted one (default), one class for every sample, or
+            one class per sample (``[N]`` integers).
+        composite : str, optional
+            A built-in LRP composite, Zennit's names: "epsilon-gamma-box", "epsilon-plus",
+            "epsilon-plus-flat", "epsilon-alpha2-beta1", "epsilon-alpha2-beta1-flat",
+            "excitation-backprop", "guided-backprop", "deconvnet", "beta-smooth"
+            (snake case accepted). Without one (and without ``composite_file``): plain
+            gradients.
+        composite_file : str or os.PathLike, optional
+            Your own composite as a TOML file (docs/composites.md). Not with ``composite``.
+        attributor : str, optional
+            "gradient" (default; with a composite this is LRP), "smoothgrad",
+            "integrated-gradients" or "occlusion".
+        dtype : {"float32", "float64"}, optional
+            The precision of the computation; default "float32". Zennit parity to 1e-6 holds
+            in float64.
+        batch_size : int, optional
+            Samples per pass; default 16.
+        attribute_at : str, optional
+            The name of the tensor to attribute to instead of the input (``prism inspect
+            --shapes`` lists them); token models default to the embedding lookup.
+        **rule_params
+            Every other parameter of ``prism explain``, same names in snake case:
+            ``seed_mode`` ("one-hot" or "logit"), ``canonize`` (bool, default True;
+            ``no_canonize=True`` is accepted too), ``zero_bias``, ``epsilon``, ``stabilizer``,
+            ``gamma``, ``alpha``, ``beta``, ``low``, ``high`` (a float or one per channel; the
+            ZBox bounds of epsilon-gamma-box), ``beta_smooth``, ``n_iter``, ``noise_level``,
+            ``baseline``, ``window``, ``stride`` (int or one per trailing dimension),
+            ``invert_occlusion``, ``seed``. Defaults are Zennit's.
+
+        Returns
+        -------
+        np.ndarray
+            The relevance in ``dtype``: the input's shape for image models, ``[N, tokens]`` for
+            token models, the tensor's shape with ``attribute_at``.
+
+        Raises
+        ------
+        InvalidArgumentError
+            An unknown parameter (the message lists the valid ones), a bad value or shape.
+        AttributionError
+            The method cannot run on this model.
+        KeyboardInterrupt
+            Ctrl-C (checked between batches).
+
+        Examples
+        --------
+        >>> model = prism_xai.Model("vgg16.onnx")
+        >>> R = model.explain(x, composite="epsilon-gamma-box", low=-2.12, high=2.64)
+        >>> prism_xai.heatmap(R, cmap="coldnhot", symmetric=True)
+        """
+        relevance, _, _ = self._explain(
+            x, target, composite=composite, composite_file=composite_file,
+            attributor=attributor, dtype=dtype, batch_size=batch_size,
+            attribute_at=attribute_at, rule_params=rule_params,
+        )
+        return relevance
+
+    def _explain(self, x, target, *, composite, composite_file, attributor, dtype, batch_size,
+                 attribute_at, rule_params):
+        """``explain`` with the targets and the attributed tensor's name as well."""
+        for key in rule_params:
+            if key not in RULE_PARAM_KEYS and key != "no_canonize":
+                raise InvalidArgumentError(
+                    f"explain: unknown parameter '{key}'; valid: target, composite, "
+                    f"composite_file, attributor, dtype, batch_size, attribute_at, "
+                    f"{', '.join(RULE_PARAM_KEYS)}"
+                )
+        method = _method(
+            {"composite": composite, "composite_file": composite_file, "attributor": attributor},
+            rule_params, "explain",
+        )
+        return self._model.explain(
+            _inputs(x), target=_target(target), dtype=dtype, batch_size=batch_size,
+            attribute_at=attribute_at, method=method,
+        )
+
+    def rules(self, x: Any, *, composite: Optional[str] = None,
+              composite_file: Optional[PathLike] = None,
+              **rule_params: Any) -> List[Tuple[str, str, str]]:
+        """The rule each node of the (canonized) graph gets under a composite.
+
+        Parameters
+        ----------
+        x : np.ndarray, dict, or a shape
+            An input batch (as for :meth:`predict`), or its shape (a list of ints, or a dict
+            input name -> shape).
+        composite, composite_file, **rule_params
+            As for :meth:`explain`.
+
+        Returns
+        -------
+        list of (str, str, str)
+            ``(node name, operator, rule)`` per node, in graph order.
+        """
+        method = _method(
+            {"composite": composite, "composite_file": composite_file}, rule_params, "rules"
+        )
+        return self._model.rules(_shapes_or_inputs(x), method=method)
+
+
+def _is_shape(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and all(isinstance(d, (int, np.integer)) for d in v)
+
+
+def _shapes_or_inputs(x: Any) -> Any:
+    """``rules``' argument: a shape (list of ints), a dict name -> shape, or inputs."""
+    if _is_shape(x):
+        return [int(d) for d in x]
+    if isinstance(x, Mapping) and all(_is_shape(v) for v in x.values()):
+        return {str(k): [int(d) for d in v] for k, v in x.items()}
+    return _inputs(x)
+
+
+def from_torch(module: Any, example_input: Any, *, cache_dir: Optional[PathLike] = None,
+               exporter: str = "auto", opset: Optional[int] = None,
+               input_names: Optional[Sequence[str]] = None,
+               dynamo: Optional[bool] = None, verify: bool = True) -> Model:
+    """Exports a PyTorch module to ONNX (into a cache keyed by its weights) and loads it.
+
+    torch (and onnx, onnxscript for the dynamo exporter) are needed only here:
+    ``pip install 'prism-xai[torch]'``. The module is exported in eval mode (its training flags
+    are restored afterwards), in float32 (a float32 copy when its weights are float64 or half
+    and float32 holds them exactly), with a dynamic batch dimension and BatchNorm kept as
+    nodes, so that ``explain(..., dtype="float64")`` matches Zennit on ``module.double()``
+    to 1e-6. See docs/python.md, "from_torch".
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The model. It is not modified.
+    example_input : torch.Tensor, np.ndarray, or a tuple of them
+        An input batch (several inputs: a tuple, in ``forward``'s order). Its batch size does
+        not matter: the exported batch dimension is dynamic.
+    cache_dir : str or os.PathLike, optional
+        Where exports are kept; default ``$PRISM_CACHE`` or ``~/.cache/prism-xai/onnx``.
+    exporter : {"auto", "dynamo", "legacy"}, optional
+        "auto" (default): the dynamo exporter, and the legacy (TorchScript) one if dynamo
+        fails, folds BatchNorm away or its graph does not compute the module's numbers.
+    opset : int, optional
+        The ONNX opset; default: the exporter's (dynamo) or 17 (legacy).
+    input_names : sequence of str, optional
+        Names of the graph inputs; default "input" (or "input_0", "input_1", ...).
+    dynamo : bool, optional
+        Shorthand: True is ``exporter="dynamo"``, False ``exporter="legacy"``.
+    verify : bool, optional
+        After a new export, run the module (float64 copy) and the ONNX graph (Prism, float64)
+        on the example and refuse a graph whose output differs by more than 1e-6 relative.
+        Default True.
+
+    Returns
+    -------
+    Model
+
+    Raises
+    ------
+    ImportError
+        torch is not installed.
+    ModelError
+        No exporter produced a graph Prism loads with the module's numbers (the message
+        gives each exporter's failure).
+    """
+    from ._torch import from_torch as impl
+
+    return impl(module, example_input, cache_dir=cache_dir, exporter=exporter, opset=opset,
+                input_names=input_names, dynamo=dynamo, verify=verify)
+
+
+
+def _model_path(model: Any) -> str:
+    if isinstance(model, Model):
+        return model.path
+    if isinstance(model, _prism_model_type()):
+        return model.path
+    return _fspath(model)
+
+
+def _prism_model_type():
+    return getattr(_prism, "Model", Model)
+
+
+# ------------------------------------------------------------------------------------------------
+# Heatmaps
+# ------------------------------------------------------------------------------------------------
+
+
+class Heatmap(np.ndarray):
+    """A heatmap image: ``np.uint8``, ``[H, W, 3]`` (one sample) or ``[N, H, W, 3]`` (a batch).
+
+    It is a plain numpy array with a ``_repr_png_``, so Jupyter displays it inline (a batch as a
+    grid). :meth:`save` writes it as PNG."""
+
+    def __new__(cls, image: Any) -> "Heatmap":
+        a = np.asarray(image)
+        if a.dtype != np.uint8:
+            raise InvalidArgumentError(
+                f"a Heatmap holds uint8 pixels, got {a.dtype}; render relevance with heatmap()"
+            )
+        return a.view(cls)
+
+    def __array_wrap__(self, out_arr, context=None, return_scalar=False):
+        # Arithmetic on a heatmap (h / 255.0) is an ordinary array again, not an image.
+        if out_arr.dtype != np.uint8:
+            out_arr = out_arr.view(np.ndarray)
+            if return_scalar and out_arr.ndim == 0:
+                return out_arr[()]
+            return out_arr
+        if return_scalar:  # numpy >= 2 only passes it
+            return super().__array_wrap__(out_arr, context, return_scalar)
+        return super().__array_wrap__(out_arr, context)
+
+    def _image(self) -> Optional[np.ndarray]:
+        """The image to display: the sample, or the batch as a grid; None if not an image."""
+        a = self.view(np.ndarray)
+        if a.dtype != np.uint8:
+            return None
+        if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (1, 3)):
+            return a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a
+        if a.ndim == 4 and a.shape[-1] == 3 and a.shape[0] > 0:
+            if a.shape[0] == 1:
+                return a[0]
+            return _prism.grid([np.ascontiguousarray(img) for img in a])
+        return None
+
+    def png(self) -> bytes:
+        """The PNG file's bytes (a batch as one grid image)."""
+        img = self._image()
+        if img is None:
+            raise InvalidArgumentError(
+                f"an array of shape {self.shape} is not an image ([H, W, 3] or [N, H, W, 3])"
+            )
+        return _prism.encode_png(np.ascontiguousarray(img))
+
+    def _repr_png_(self) -> Optional[bytes]:
+        if self._image() is None:
+            return None
+        return self.png()
+
+    def save(self, path: PathLike) -> None:
+        """Writes the heatmap as a PNG file (a batch as one grid image)."""
+        data = self.png()
+        with open(_fspath(path), "wb") as f:
+            f.write(data)
+
+
+def heatmap(
+    relevance: Any,
+    *,
+    cmap: str = "bwr",
+    level: float = 1.0,
+    symmetric: bool = False,
+    absolute: bool = False,
+    vmin: Optional[float] = None,
+    vmax: Optional[float] = None,
+    channels: str = "sum",
+    overlay: Any = None,
+    alpha: Optional[float] = None,
+) -> Heatmap:
+    """Renders relevance as heatmap images, pixel-identical to ``prism heatmap`` (and Zennit's
+    ``imgify``).
+
+    Parameters
+    ----------
+    relevance : np.ndarray
+        ``[N, C, H, W]`` (channels reduced by ``channels``), ``[N, H, W]`` or one ``[H, W]``.
+    cmap : str, optional
+        A colour map name (:func:`colormaps`) or a CMSL string such as
+        ``"70:0d0,70:ddd,90:ddd,90:d0d"``; default "bwr".
+    level : float, optional
+        Gamma-like contrast level (Zennit's ``level``); default 1.0.
+    symmetric : bool, optional
+        Normalise symmetrically around zero (use with diverging maps); default False.
+    absolute : bool, optional
+        Render ``|R|``; default False.
+    vmin, vmax : float, optional
+        Fixed normalisation bounds instead of each sample's own.
+    channels : str, optional
+        How channels are combined (as ``prism heatmap --channels``): "sum" (default),
+        "abs-sum", or "none" (keep 1 or 3 channels; 3 give an RGB image, as Zennit's
+        ``imgify``).
+    overlay : np.ndarray, optional
+        The inputs (``[N, C, H, W]`` with 1 or 3 channels, or ``[N, H, W]``) to blend each
+        heatmap onto, in grayscale (rescaled from each sample's [min, max]; ViRelAy's overlay
+        mode, as ``prism heatmap --overlay``).
+    alpha : float, optional
+        The heatmap's opacity where ``|R|`` is largest; default: ``prism heatmap``'s
+        ``--overlay-alpha`` (0.9).
+
+    Returns
+    -------
+    Heatmap
+        ``uint8 [H, W, 3]`` for a 2-D ``relevance``, else ``uint8 [N, H, W, 3]``. Jupyter
+        shows it inline (a batch as a grid); ``.save(path)`` writes a PNG.
+
+    Raises
+    ------
+    HeatmapError
+        An unknown colour map or a bad CMSL string.
+    InvalidArgumentError
+        A bad shape.
+    """
+    r = _array(relevance, "relevance")
+    options = dict(cmap=cmap, level=level, symmetric=symmetric, absolute=absolute, vmin=vmin,
+                   vmax=vmax, channels=channels)
+    if overlay is None:
+        images = _prism.render(r, **options)
+    else:
+        if alpha is not None:
+            options["alpha"] = alpha
+        images = _prism.overlay(r, _array(overlay, "overlay"), **options)
+    if r.ndim == 2:
+        return Heatmap(images[0])
+    return Heatmap(np.stack(images) if images else np.zeros((0, 0, 0, 3), np.uint8))
+
+
+def grid(images: Any, shape: Optional[Tuple[int, int]] = None) -> Heatmap:
+    """Tiles images into one image (as ``prism heatmap --grid``).
+
+    Parameters
+    ----------
+    images : Heatmap, np.ndarray or list of np.ndarray
+        ``uint8`` images: a batch ``[N, H, W, 3]`` (e.g. :func:`heatmap`'s result) or a list
+        of ``[H, W, 3]`` / ``[H, W]`` images of one size.
+    shape : (int, int), optional
+        ``(rows, columns)``; default: ⌊√N⌋ columns (Zennit's default; ``prism heatmap
+        --grid``).
+
+    Returns
+    -------
+    Heatmap
+        ``uint8 [H', W', 3]``.
+    """
+    if isinstance(images, np.ndarray):
+        a = images.view(np.ndarray)
+        if a.ndim == 3 and a.dtype == np.uint8 and a.shape[-1] == 3:
+            a = a[None]  # one image
+        if a.ndim not in (3, 4):
+            raise InvalidArgumentError(
+                f"grid: expected images [N, H, W, 3] or [N, H, W], got shape {a.shape}"
+            )
+        items = list(a)
+    else:
+        items = [_array(i, "grid image") for i in images]
+    for i, img in enumerate(items):
+        if img.dtype != np.uint8:
+            raise InvalidArgumentError(
+                f"grid: image {i} is {img.dtype}, not uint8; render relevance with heatmap() "
+                f"first (heatmap(relevance) of a batch is already a grid when displayed)"
+            )
+    items = [np.ascontiguousarray(i) for i in items]
+    if shape is not None:
+        shape = (int(shape[0]), int(shape[1]))
+    return Heatmap(_prism.grid(items, shape))
+
+
+def colormaps() -> List[str]:
+    """The built-in colour map names (any CMSL string is accepted too; see docs/heatmaps.md)."""
+    return _prism.colormaps()
+
+
+# ------------------------------------------------------------------------------------------------
+# Dataset jobs
+# ------------------------------------------------------------------------------------------------
+
+
+def _accepts(fn: Callable, name: str) -> bool:
+    sig = getattr(fn, "__text_signature__", None)
+    return sig is None or name in sig
+
+
+def _options(options: Mapping[str, Any]) -> Dict[str, Any]:
+    return {k: _paths(v) for k, v in options.items()}
+
+
+def attribute(model: Any, dataset: PathLike, output: PathLike, *,
+              method: Optional[Mapping[str, Any]] = None,
+              progress: Union[bool, Callable[[Dict[str, Any]], None]] = True,
+              **options: Any) -> Dict[str, Any]:
+    """Attributes a whole dataset into an attribution file, as ``prism attribute``.
+
+    Streaming, resumable (run it again after a kill or Ctrl-C: it continues where it stopped)
+    and shardable (``shard="I/N"``).
+
+    Parameters
+    ----------
+    model : Model, str or os.PathLike
+        The model (a :class:`Model` or the ONNX file).
+    dataset : str or os.PathLike
+        An HDF5 dataset, an image folder or a ``.npy`` file (docs/datasets.md).
+    output : str or os.PathLike
+        The attribution file (``.h5``) to write.
+    method : dict, optional
+        The attribution method as a dict of :data:`METHOD_KEYS`; the same keys may be given as
+        keyword arguments instead (``composite="epsilon-plus-flat"``, ``gamma=0.5``).
+    progress : bool or callable, optional
+        True (default): a progress bar (tqdm if installed, in notebooks and terminals) or
+        ``logging`` lines on the "prism_xai" logger; False: nothing; a callable: called with
+        every progress event (a dict) instead.
+    **options
+        Every other ``prism attribute`` option in snake case: ``target`` ("label",
+        "predicted" or an int), ``batch_size``, ``shard``, ``limit``, ``compression``,
+        ``prefetch``, ``force``, ``dataset_kind``, ``labels``, ``resize``, ``crop``,
+        ``normalize``, ``channels``, ``scale``.
+
+    Returns
+    -------
+    dict
+        ``{"status": "written" | "complete" | ..., "output": str, "samples": int, ...}``.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        Ctrl-C: the job stops after the current part; what is written stays and a new call
+        resumes.
+    StoreError, AttributionError, InvalidArgumentError
+    """
+    method_params = {k: options.pop(k) for k in list(options) if k in METHOD_KEYS
+                     or k == "no_canonize"}
+    spec = _method(method, method_params, "attribute")
+    with _make_progress("attribute", progress) as bar:
+        return _prism.attribute(_model_path(model), _fspath(dataset), _fspath(output),
+                                method=spec, progress=bar, **_options(options))
+
+
+def analyze(attribution: PathLike, output: PathLike, *,
+            progress: Union[bool, Callable[[Dict[str, Any]], None]] = True,
+            **options: Any) -> Dict[str, Any]:
+    """SpRAy on an attribution file, per class, into an analysis file, as ``prism analyze``.
+
+    Parameters
+    ----------
+    attribution : str or os.PathLike
+        An attribution file (:func:`attribute`'s output).
+    output : str or os.PathLike
+        The analysis file to write.
+    progress : bool or callable, optional
+        As for :func:`attribute`.
+    **options
+        Every ``prism analyze`` option in snake case (``config``, ``force``, ``classes``,
+        ``label_map``, ``cache_dir``, ``no_cache``, the pipeline's parameters; see
+        docs/analysis.md).
+
+    Returns
+    -------
+    dict
+        A summary of what was written.
+    """
+    fn = _prism.analyze
+    with _make_progress("analyze", progress) as bar:
+        if _accepts(fn, "progress"):
+            options["progress"] = bar
+        return fn(_fspath(attribution), _fspath(output), **_options(options))
+
+
+def project(dataset: PathLike, attributions: Union[PathLike, Sequence[PathLike]],
+            output: PathLike, *, analyses: Union[PathLike, Sequence[PathLike]] = (),
+            **options: Any) -> Dict[str, Any]:
+    """Writes a ViRelAy project file over a dataset, attributions and analyses, as ``prism
+    project``.
+
+    Parameters
+    ----------
+    dataset : str or os.PathLike
+        The dataset the attributions were made from.
+    attributions : path or list of paths
+        Attribution files.
+    output : str or os.PathLike
+        The project file (``.yaml``).
+    analyses : path or list of paths, optional
+        Analysis files.
+    **options
+        Every other ``prism project`` option in snake case (``label_map``, ``name``,
+        ``model_name``, ``analysis_method``, ``force``, the dataset options).
+
+    Returns
+    -------
+    dict
+        A summary of what was written.
+    """
+    if isinstance(attributions, (str, os.PathLike)):
+        attributions = [attributions]
+    if isinstance(analyses, (str, os.PathLike)):
+        analyses = [analyses]
+    return _prism.project(_fspath(dataset), _paths(list(attributions)), _fspath(output),
+                          analyses=_paths(list(analyses)), **_options(options))
+
+
+def evaluate(model: Any, inputs: Any, output_dir: PathLike, *, methods: Sequence[str],
+             progress: Union[bool, Callable[[Dict[str, Any]], None]] = True,
+             **options: Any) -> Dict[str, Any]:
+    """Evaluates attribution methods, as ``prism evaluate``: region perturbation (MoRF/LeRF
+    AOPC), model-randomisation sanity checks, completeness; a JSON report and plots.
+
+    Parameters
+    ----------
+    model : Model, str or os.PathLike
+    inputs : np.ndarray, dict or path
+        The input batch, or a ``.npy`` file.
+    output_dir : str or os.PathLike
+        Where the report and plots go.
+    methods : list of str
+        The methods to compare (``prism evaluate --methods``' names).
+    progress : bool or callable, optional
+        As for :func:`attribute`.
+    **options
+        Every other ``prism evaluate`` option in snake case (docs/evaluation.md).
+
+    Returns
+    -------
+    dict
+        The report.
+    """
+    fn = _prism.evaluate
+    if isinstance(methods, str):
+        methods = [methods]
+    x = _fspath(inputs) if isinstance(inputs, (str, os.PathLike)) else _inputs(inputs)
+    with _make_progress("evaluate", progress) as bar:
+        if _accepts(fn, "progress"):
+            options["progress"] = bar
+        return fn(_model_path(model), x, _fspath(output_dir), methods=list(methods),
+                  **_options(options))
+
+
+def read_attribution(path: PathLike):
+    """Opens an attribution file for reading, lazily (nothing is read until asked).
+
+    Returns
+    -------
+    AttributionFile
+        ``len(f)``, ``f.shape``, ``f.labels`` (int64), ``f.classes()``,
+        ``f.indices(class_=c)``, ``f.read(indices=None, class_=None)`` (an ``np.ndarray``),
+        ``f.method`` (the method's description).
+    """
+    return _prism.read_attribution(_fspath(path))
+
+
+def read_analysis(path: PathLike):
+    """Opens an analysis file for reading, lazily.
+
+    Returns
+    -------
+    AnalysisFile
+        ``a.categories()`` (a list of names), ``a.category(name)``: a dict of arrays
+        (``"index"``, the embeddings and the clusterings by name).
+    """
+    return _prism.read_analysis(_fspath(path))
+
+
+# ------------------------------------------------------------------------------------------------
+# Viewer
+# ------------------------------------------------------------------------------------------------
+
+_servers: Dict[str, Any] = {}
+_servers_lock = threading.Lock()
+
+
+def serve(project: Union[PathLike, Sequence[PathLike]], port: int = 8080,
+          host: str = "127.0.0.1", *, cache_mib: int = 256) -> str:
+    """Starts the viewer in the background (a thread of this process) and returns its URL.
+
+    Parameters
+    ----------
+    project : path or list of paths
+        ViRelAy project files (:func:`project`'s output).
+    port : int, optional
+        Default 8080; 0 picks a free port.
+    host : str, optional
+        Default "127.0.0.1" (this machine only); "0.0.0.0" serves the network.
+    cache_mib : int, optional
+        The image cache's size; default 256.
+
+    Returns
+    -------
+    str
+        The viewer's URL. :func:`stop` stops it (it stops with the process too).
+
+    Raises
+    ------
+    ViewerError
+        The port is taken or a project cannot be read.
+    """
+    projects = [project] if isinstance(project, (str, os.PathLike)) else list(project)
+    server = _prism.serve(_paths(projects), host=host, port=port, cache_mib=cache_mib)
+    with _servers_lock:
+        _servers[server.url] = server
+    return server.url
+
+
+def stop(url: Optional[str] = None) -> None:
+    """Stops the viewer started at ``url`` (:func:`serve`'s result), or every viewer this
+    process started."""
+    with _servers_lock:
+        if url is None:
+            servers = list(_servers.values())
+            _servers.clear()
+        else:
+            if url not in _servers:
+                raise InvalidArgumentError(
+                    f"stop: no viewer runs at {url}; running: {', '.join(_servers) or 'none'}"
+                )
+            servers = [_servers.pop(url)]
+    for s in servers:
+        s.stop()
+
+
+atexit.register(stop)
+
+
+# ------------------------------------------------------------------------------------------------
+# Adapters (imported lazily: they need nothing beyond numpy, but keep the import light)
+# ------------------------------------------------------------------------------------------------
+
+
+def quantus_explain_func(model: Any, inputs: Any, targets: Any, **kwargs: Any) -> np.ndarray:
+    """Prism as Quantus' ``explain_func``; see :func:`prism_xai.adapters.quantus_explain_func`.
+    """
+    from .adapters import quantus_explain_func as impl
+
+    return impl(model, inputs, targets, **kwargs)
