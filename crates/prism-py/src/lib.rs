@@ -14,6 +14,7 @@
 use pyo3::prelude::*;
 
 pub mod errors;
+pub mod jobs;
 pub mod runtime;
 
 /// The extension module `prism_xai._prism`.
@@ -21,5 +22,6 @@ pub mod runtime;
 fn _prism(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     runtime::register(m)?;
+    jobs::register(m)?;
     Ok(())
 }
