@@ -233,7 +233,7 @@ pub(crate) fn report(
 }
 
 /// Runs `f` on a helper thread (GIL released, on Prism's pool) while this thread looks for
-/// Ctrl-C every few milliseconds. On Ctrl-C, `stop` is set (the job stops at its next
+/// Ctrl-C every 10 ms. On Ctrl-C, `stop` is set (the job stops at its next
 /// checkpoint) and the `KeyboardInterrupt` is returned with `f`'s result once `f` ends.
 pub(crate) fn watch_signals<R: Send>(
     py: Python<'_>,
@@ -244,7 +244,7 @@ pub(crate) fn watch_signals<R: Send>(
         let worker = s.spawn(move || Python::attach(|py| runtime::compute(py, f)));
         let mut interrupt = None;
         while !worker.is_finished() {
-            py.detach(|| std::thread::sleep(Duration::from_millis(5)));
+            py.detach(|| std::thread::sleep(Duration::from_millis(10)));
             if interrupt.is_none() {
                 if let Err(e) = runtime::check_signals(py) {
                     stop.store(true, Ordering::SeqCst);

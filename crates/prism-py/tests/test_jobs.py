@@ -104,7 +104,7 @@ def test_read_attribution_reads_lazily_by_class(reference):
     out, _, _ = reference
     f = _prism.read_attribution(out)
     assert len(f) == LIMIT
-    assert f.shape == [LIMIT, 1, 28, 28]
+    assert f.shape == (LIMIT, 1, 28, 28)
     labels = f.labels
     assert labels.dtype == np.int64 and labels.shape == (LIMIT,)
     assert f.classes() == sorted(set(labels.tolist()))
@@ -334,6 +334,13 @@ def test_evaluate_writes_a_report_like_the_cli(work):
     assert report["ranking"] == ["gradient"]
     assert report["input_shape"] == [2, 1, 28, 28]
     assert any(e["event"] == "stage" for e in events)
+
+    labelled = _prism.evaluate(MODEL, x, work / "eval-labels", target=np.array([3, 7]),
+                               **options)
+    assert labelled["targets"] == [3, 7]
+    assert _prism.evaluate(MODEL, x, work / "eval-class", target=5, **options)["targets"] == [5, 5]
+    with pytest.raises(InvalidArgumentError, match="target"):
+        _prism.evaluate(MODEL, x, work / "eval", target=np.array([1, 2, 3]), **options)
 
     with pytest.raises(InvalidArgumentError, match="top_k"):
         _prism.evaluate(MODEL, x, work / "eval", top_k=2.0, **options)

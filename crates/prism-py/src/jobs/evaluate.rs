@@ -122,6 +122,9 @@ fn target(py: Python<'_>, o: &Options<'_>, n: usize) -> PyResult<Target> {
         if s == "predicted" {
             return Ok(Target::Predicted);
         }
+        if let Ok(c) = s.parse::<usize>() {
+            return Ok(Target::Class(c));
+        }
         if !s.ends_with(".npy") {
             return Err(o.ill_typed("target", WHAT, &v));
         }

@@ -8,7 +8,7 @@ use numpy::{PyArray1, PyArrayDyn, PyArrayMethods};
 use prism_store::{AttrValue, Labels};
 use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyTuple};
 
 use crate::errors::{error, from_lib, invalid, Kind};
 use crate::runtime;
@@ -132,8 +132,8 @@ impl AttributionFile {
 
     /// The `attribution` dataset's shape: (N, C, H, W), (N, H, W) or (N, F).
     #[getter]
-    fn shape(&self) -> Vec<usize> {
-        self.file.shape().to_vec()
+    fn shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, self.file.shape())
     }
 
     /// The labels: int64 [N], or [N, classes] 0/1 for n-hot labels.
