@@ -147,6 +147,13 @@ impl Cache {
         }
     }
 
+    /// The default cache of an analysis written to `output`: `OUTPUT.cache/` beside it.
+    pub fn beside(output: &Path) -> Self {
+        let mut dir = output.as_os_str().to_owned();
+        dir.push(".cache");
+        Cache::at(PathBuf::from(dir))
+    }
+
     /// No caching.
     pub fn disabled() -> Self {
         Cache { dir: None }

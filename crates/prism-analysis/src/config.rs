@@ -38,6 +38,20 @@ impl AnalysisConfig {
         Ok(cfg)
     }
 
+    /// Reads a TOML configuration file (missing fields take their defaults).
+    pub fn read(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| AnalysisError::ConfigFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            AnalysisError::Config { message } => AnalysisError::Config {
+                message: format!("in configuration `{}`: {message}", path.display()),
+            },
+            e => e,
+        })
+    }
+
     /// The configuration as TOML (e.g. to start a config file from the defaults).
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).map_err(|source| AnalysisError::ConfigEncoding { source })
@@ -251,6 +265,18 @@ pub enum EigenSolver {
     Sparse,
 }
 
+impl std::str::FromStr for EigenSolver {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(EigenSolver::Auto),
+            "dense" => Ok(EigenSolver::Dense),
+            "sparse" => Ok(EigenSolver::Sparse),
+            _ => Err(format!("unknown solver `{s}` (auto, dense, sparse)")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EigenConfig {
@@ -406,6 +432,17 @@ pub enum UmapMetric {
     /// 1 − Pearson correlation (CoRelAy's default).
     Correlation,
     Euclidean,
+}
+
+impl std::str::FromStr for UmapMetric {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "correlation" => Ok(UmapMetric::Correlation),
+            "euclidean" => Ok(UmapMetric::Euclidean),
+            _ => Err(format!("unknown metric `{s}` (correlation, euclidean)")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,6 +11,13 @@ pub enum AnalysisError {
     /// A parameter is out of range or the configuration file is invalid.
     #[error("{message}")]
     Config { message: String },
+    /// The configuration file could not be read.
+    #[error("cannot read configuration `{}`", path.display())]
+    ConfigFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A numerical stage failed (e.g. the eigensolver did not converge).
     #[error("category `{category}`, stage `{stage}`: {message}")]
     Numerical {

@@ -27,6 +27,7 @@ pub mod family;
 pub mod graph;
 pub mod hdbscan;
 pub mod knn;
+pub mod overrides;
 pub mod pipeline;
 pub mod preprocess;
 
@@ -34,7 +35,8 @@ pub use cache::Cache;
 pub use config::AnalysisConfig;
 pub use error::{AnalysisError, Result};
 pub use family::{ClusteringFamily, EmbeddingFamily, Family, FamilyInput, Points};
+pub use overrides::ConfigOverrides;
 pub use pipeline::{
-    analyze_features, analyze_file, CategoryFeatures, CategoryReport, NoProgress, Progress,
-    RunOptions, StageKeys,
+    analyze_features, analyze_file, category_names, CategoryFeatures, CategoryReport, NoProgress,
+    Progress, RunOptions, StageKeys,
 };

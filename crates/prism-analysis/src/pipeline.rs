@@ -571,6 +571,15 @@ pub struct RunOptions {
     pub block_bytes: usize,
 }
 
+/// The category names of a ViRelAy label map (class number → WordNet id), for
+/// [`RunOptions::category_names`].
+pub fn category_names(label_map: &Path) -> Result<BTreeMap<u32, String>> {
+    Ok(prism_store::read_label_map(label_map)?
+        .into_iter()
+        .map(|e| (e.index, e.word_net_id))
+        .collect())
+}
+
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {

@@ -7,6 +7,12 @@ pub enum EvalError {
     Model(#[from] prism_model::ModelError),
     #[error(transparent)]
     Attribution(#[from] prism_attribution::AttributionError),
+    /// Parameters out of range, named as the front ends spell them (snake case).
+    #[error("{} {detail}", names.join(", "))]
+    Parameter {
+        names: Vec<&'static str>,
+        detail: String,
+    },
     /// Bad configuration or inputs of the wrong shape.
     #[error("{0}")]
     Invalid(String),

@@ -39,6 +39,44 @@ pub struct Settings {
     pub canonize: bool,
 }
 
+impl Settings {
+    /// Checks the ranges of the settings; the error names the parameters.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |names: &[&'static str], detail: String| {
+            Err(EvalError::Parameter {
+                names: names.to_vec(),
+                detail,
+            })
+        };
+        let p = &self.perturbation;
+        if p.patch == 0 || p.steps == 0 || p.batch_size == 0 {
+            return bad(
+                &["patch_size", "steps", "batch_size"],
+                "must be positive".into(),
+            );
+        }
+        if self.attribution_batch == 0 {
+            return bad(&["attribution_batch"], "must be positive".into());
+        }
+        if !(self.top_k_fraction > 0.0 && self.top_k_fraction <= 1.0) {
+            return bad(
+                &["top_k"],
+                format!(
+                    "is a fraction of the pixels in (0, 1], got {}",
+                    self.top_k_fraction
+                ),
+            );
+        }
+        if !(self.tolerance >= 0.0 && self.tolerance.is_finite()) {
+            return bad(
+                &["tolerance"],
+                format!("must be a non-negative number, got {}", self.tolerance),
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {

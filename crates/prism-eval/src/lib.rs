@@ -33,7 +33,7 @@ use prism_model::{Float, Model, Tensor};
 
 pub use error::{EvalError, Result};
 pub use evaluate::{evaluate, Settings};
-pub use method::Method;
+pub use method::{zbox_bounds_from_inputs, Method};
 pub use perturbation::{Baseline, Order, RegionPerturbation};
 pub use randomisation::Mode;
 pub use report::Report;

@@ -52,6 +52,25 @@ impl Method {
         Method::from_spec(spec.to_string(), method, None)
     }
 
+    /// A composite file's composite (its TOML `text`, identified by `source`) with every other
+    /// parameter from `base`, named by the composite's `name`.
+    pub fn from_composite_file(
+        source: CompositeSource,
+        text: &str,
+        base: &MethodSpec,
+    ) -> Result<Method> {
+        let spec = MethodSpec {
+            composite: source,
+            ..base.clone()
+        };
+        let m = Method::from_spec(String::new(), spec, Some(text))?;
+        let name = m
+            .composite
+            .as_ref()
+            .map_or_else(String::new, |c| c.name.clone());
+        Ok(Method { name, ..m })
+    }
+
     /// The method `spec` under `name`; `composite_toml` is the text of its composite file, if
     /// it has one.
     pub fn from_spec(
@@ -113,4 +132,25 @@ impl Method {
         }
         Ok(Tensor::new(x.shape().to_vec(), out)?)
     }
+}
+
+/// Fills the ZBox bounds `spec` lacks (`low`, `high`) with the minimum and maximum of the inputs
+/// `x`: the input domain evaluation on this data can know (epsilon-gamma-box's first layer needs
+/// it). Returns the range taken.
+pub fn zbox_bounds_from_inputs<T: Float>(spec: &mut MethodSpec, x: &Tensor<T>) -> (f64, f64) {
+    let (lo, hi) = x
+        .data()
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |m, v| {
+            (m.0.min(v.f64()), m.1.max(v.f64()))
+        });
+    spec.low = spec
+        .low
+        .take()
+        .or(Some(prism_attribution::Bound::Scalar(lo)));
+    spec.high = spec
+        .high
+        .take()
+        .or(Some(prism_attribution::Bound::Scalar(hi)));
+    (lo, hi)
 }

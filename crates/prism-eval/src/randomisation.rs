@@ -50,6 +50,17 @@ impl Mode {
         })
     }
 
+    /// A list of modes; `none` anywhere in it means no randomisation test.
+    pub fn parse_list<S: AsRef<str>>(modes: &[S]) -> Result<Vec<Mode>> {
+        if modes.iter().any(|m| m.as_ref().trim() == "none") {
+            return Ok(Vec::new());
+        }
+        modes
+            .iter()
+            .map(|m| Mode::parse(m.as_ref().trim()))
+            .collect()
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Mode::Cascading => "cascading",

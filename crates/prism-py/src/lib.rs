@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 
 pub mod errors;
 pub mod heatmap;
+pub mod jobs;
 pub mod model;
 pub mod runtime;
 
@@ -25,5 +26,6 @@ fn _prism(m: &Bound<'_, PyModule>) -> PyResult<()> {
     runtime::register(m)?;
     model::register(m)?;
     heatmap::register(m)?;
+    jobs::register(m)?;
     Ok(())
 }

@@ -74,6 +74,8 @@ pub struct AttributionFile {
     attribution: hdf5::Dataset,
     n_samples: usize,
     sample_shape: [usize; 3],
+    /// The `attribution` dataset's shape as stored (N×C×H×W, N×H×W or N×F).
+    shape: Vec<usize>,
     labels: Labels,
     index: Option<Vec<u32>>,
     prediction_shape: Vec<usize>,
@@ -172,6 +174,7 @@ impl AttributionFile {
             attribution,
             n_samples,
             sample_shape,
+            shape,
             labels,
             index,
             prediction_shape,
@@ -192,6 +195,11 @@ impl AttributionFile {
     /// Shape of one sample as `[C, H, W]` (`[1, 1, F]` for N×F files, `[1, H, W]` for N×H×W).
     pub fn sample_shape(&self) -> [usize; 3] {
         self.sample_shape
+    }
+
+    /// The `attribution` dataset's shape as stored: N×C×H×W, N×H×W or N×F.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
     }
 
     /// Number of values in one sample.

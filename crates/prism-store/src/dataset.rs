@@ -13,6 +13,7 @@ mod array;
 mod display;
 mod image_folder;
 mod preprocess;
+mod spelled;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ use image_folder::ImageFolder;
 
 pub use display::{resample, DisplayDataset, DisplayError, RgbImage};
 pub use preprocess::{Normalize, Preprocess, Resize, IMAGENET_MEAN, IMAGENET_STD};
+pub use spelled::{parse_size, DatasetOptionsText, OptionTextError};
 pub use writer::{write_dataset, DataLayout, DatasetWriter, SampleType};
 
 /// Errors from opening or reading a dataset. Each names the file (and dataset or image).

@@ -5,7 +5,14 @@ use std::path::PathBuf;
 /// Errors from reading or writing Prism's HDF5 files.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The file could not be opened as HDF5 (missing, not HDF5, truncated, no permission).
+    /// The file does not exist (or cannot be looked at).
+    #[error("cannot open `{path}`: {source}")]
+    NotFound {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file could not be opened as HDF5 (not HDF5, truncated, no permission).
     #[error(
         "cannot open `{path}` as HDF5: {source}; check that the path is right and that the file \
          is a complete HDF5 file (a truncated or partly copied file fails here)"

@@ -138,6 +138,16 @@ pub(crate) fn read_attr(
 /// Reads rows `[a, b)` of a dataset of rank 1 to 4 as f32 (HDF5 converts other number types).
 /// Opens an HDF5 file for reading; the error names the file.
 pub(crate) fn open_file(path: &Path) -> Result<hdf5::File> {
+    // A missing file is an I/O error of its own (callers tell it from a broken file), not
+    // HDF5's generic open failure.
+    if let Err(source) = std::fs::metadata(path) {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            return Err(StoreError::NotFound {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    }
     hdf5::File::open(path).map_err(|source| StoreError::Open {
         path: path.to_path_buf(),
         source,

@@ -32,15 +32,18 @@ pub use attribution::{
     AttributionFile, AttributionLayout, AttributionWriter, BatchLabels, LabelLayout, Labels,
 };
 pub use dataset::{
-    Batch, Batches, DataLayout, Dataset, DatasetError, DatasetKind, DatasetOptions, DatasetWriter,
-    DisplayDataset, DisplayError, Normalize, Preprocess, Resize, RgbImage, SampleType,
+    Batch, Batches, DataLayout, Dataset, DatasetError, DatasetKind, DatasetOptions,
+    DatasetOptionsText, DatasetWriter, DisplayDataset, DisplayError, Normalize, OptionTextError,
+    Preprocess, Resize, RgbImage, SampleType,
 };
 pub use error::{Result, StoreError};
 pub use h5util::{row_runs, AttrValue};
 pub use label_map::{read_label_map, LabelEntry};
 pub use npy::{NpyArray, NpyError};
 pub use project::Project;
-pub use provenance::{AnalysisProvenance, LabelSource, Provenance, RunSettings, Shard, TargetSpec};
+pub use provenance::{
+    AnalysisProvenance, LabelSource, Provenance, RunSettings, Shard, ShardParseError, TargetSpec,
+};
 pub use run::{
     merge_shards, AttributionRun, MergeError, PendingBatch, Prepared, RunError, RunSpec,
 };

@@ -538,6 +538,14 @@ pub struct ProjectInputs<'a> {
     pub analysis_method: &'a str,
 }
 
+/// A project's default name: the project file's stem (`project` if it has none).
+pub fn default_project_name(output: &Path) -> String {
+    output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "project".into())
+}
+
 /// What [`write_project`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectWritten {

@@ -63,6 +63,26 @@ impl Shard {
     }
 }
 
+/// A shard spelled other than `I/N` with `0 ≤ I < N`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("shard takes I/N with 0 ≤ I < N (e.g. 0/4), got `{0}`")]
+pub struct ShardParseError(pub String);
+
+impl FromStr for Shard {
+    type Err = ShardParseError;
+
+    /// `I/N`: shard `I` (0-based) of `N`.
+    fn from_str(s: &str) -> std::result::Result<Self, ShardParseError> {
+        let bad = || ShardParseError(s.to_string());
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            i.trim().parse::<usize>().map_err(|_| bad())?,
+            n.trim().parse::<usize>().map_err(|_| bad())?,
+        );
+        Shard::new(index, count).ok_or_else(bad)
+    }
+}
+
 /// The method in the settings: its description text (`MethodSpec`'s `Display`, which the run
 /// keys hash and `prism_method` holds), read back with `FromStr`.
 mod method_text {
@@ -417,4 +437,22 @@ pub fn write_source(w: &mut impl RootAttributes, source: &str) -> Result<()> {
 /// crate's `synthetic_attribution` example).
 pub fn write_generator(w: &mut impl RootAttributes, generator: &str) -> Result<()> {
     w.set_root_attr(name::GENERATOR, &AttrValue::Str(generator.into()))
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::*;
+
+    #[test]
+    fn shard_parses_index_of_count() {
+        assert_eq!("2/8".parse(), Ok(Shard { index: 2, count: 8 }));
+        assert_eq!(" 0 / 1 ".parse(), Ok(Shard { index: 0, count: 1 }));
+        for bad in ["4/4", "1", "a/2", "-1/2", ""] {
+            assert_eq!(
+                bad.parse::<Shard>(),
+                Err(ShardParseError(bad.to_string())),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -28,6 +28,7 @@ pub use api::router;
 pub use error::ViewerError;
 pub use workspace::{LoadedProject, Workspace};
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -59,6 +60,16 @@ pub fn serve(
     options: &ServeOptions,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ViewerError> {
+    serve_until(workspace, options, ready, shutdown_signal())
+}
+
+/// Serves `workspace` until `shutdown` completes.
+fn serve_until(
+    workspace: Workspace,
+    options: &ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ViewerError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,13 +94,105 @@ pub fn serve(
         ready(local);
         let app = router(Arc::new(workspace), options.cache_bytes);
         axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(shutdown)
             .await
             .map_err(|source| ViewerError::Server {
                 message: "the server stopped".into(),
                 source,
             })
     })
+}
+
+/// A server answering on a thread of its own, for front ends that keep control of their thread
+/// (a notebook, a test). It does not watch Ctrl-C: [`BackgroundServer::stop`] (or dropping it)
+/// stops it.
+#[derive(Debug)]
+pub struct BackgroundServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), ViewerError>>>,
+}
+
+fn thread_died() -> ViewerError {
+    ViewerError::Server {
+        message: "the server thread".into(),
+        source: std::io::Error::other("it stopped unexpectedly (panicked)"),
+    }
+}
+
+/// Starts serving `workspace` on a background thread; returns once the server listens (port 0
+/// picks a free port: see [`BackgroundServer::addr`]).
+pub fn spawn(
+    workspace: Workspace,
+    options: &ServeOptions,
+) -> Result<BackgroundServer, ViewerError> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let options = options.clone();
+    let thread = std::thread::Builder::new()
+        .name("prism-viewer".into())
+        .spawn(move || {
+            serve_until(
+                workspace,
+                &options,
+                |addr| {
+                    // The receiver waits for this until the thread ends.
+                    let _ = ready_tx.send(addr);
+                },
+                async {
+                    // A dropped sender stops the server as well.
+                    let _ = stop_rx.await;
+                },
+            )
+        })
+        .map_err(|source| ViewerError::Server {
+            message: "cannot start the server thread".into(),
+            source,
+        })?;
+    match ready_rx.recv() {
+        Ok(addr) => Ok(BackgroundServer {
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }),
+        // The thread ended before it listened: its error.
+        Err(_) => match thread.join() {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) | Err(_) => Err(thread_died()),
+        },
+    }
+}
+
+impl BackgroundServer {
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether the server still runs.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stops the server (open requests finish first) and waits for its thread. Stopping a
+    /// stopped server does nothing.
+    pub fn stop(&mut self) -> Result<(), ViewerError> {
+        if let Some(tx) = self.stop.take() {
+            // The server may have stopped on its own: nothing listens then.
+            let _ = tx.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| thread_died())?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for BackgroundServer {
+    fn drop(&mut self) {
+        // An error here has no one to go to; `stop` reports it to callers who ask.
+        let _ = self.stop();
+    }
 }
 
 async fn shutdown_signal() {

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use prism_analysis::config::{AffinityKind, EigenSolver, KnnMethod, UmapMetric, Variant};
-use prism_analysis::{AnalysisConfig, Cache, Progress, RunOptions};
+use prism_analysis::config::{EigenSolver, KnnMethod, UmapMetric, Variant};
+use prism_analysis::{AnalysisConfig, Cache, ConfigOverrides, Progress, RunOptions};
 
 /// Spectral relevance analysis (SpRAy) of every class of an attribution file.
 ///
@@ -86,7 +86,7 @@ pub struct AnalyzeArgs {
     #[arg(long, short = 'e')]
     pub eigenvalues: Option<usize>,
     /// Eigensolver: auto, dense or sparse [default: auto].
-    #[arg(long, value_parser = parse_solver)]
+    #[arg(long)]
     pub eigen_solver: Option<EigenSolver>,
     /// Smallest and largest k of k-means and agglomerative clustering [default: 2 30].
     #[arg(long, num_args = 2, value_names = ["MIN", "MAX"])]
@@ -104,7 +104,7 @@ pub struct AnalyzeArgs {
     #[arg(long)]
     pub umap_neighbors: Option<usize>,
     /// UMAP metric: correlation or euclidean [default: correlation].
-    #[arg(long, value_parser = parse_metric)]
+    #[arg(long)]
     pub umap_metric: Option<UmapMetric>,
     /// Seed of every random choice [default: 0].
     #[arg(long)]
@@ -129,94 +129,46 @@ pub struct AnalyzeArgs {
     pub no_umap: bool,
 }
 
-fn parse_solver(s: &str) -> Result<EigenSolver, String> {
-    match s {
-        "auto" => Ok(EigenSolver::Auto),
-        "dense" => Ok(EigenSolver::Dense),
-        "sparse" => Ok(EigenSolver::Sparse),
-        _ => Err(format!("unknown solver `{s}` (auto, dense, sparse)")),
-    }
-}
-
-fn parse_metric(s: &str) -> Result<UmapMetric, String> {
-    match s {
-        "correlation" => Ok(UmapMetric::Correlation),
-        "euclidean" => Ok(UmapMetric::Euclidean),
-        _ => Err(format!("unknown metric `{s}` (correlation, euclidean)")),
-    }
-}
-
 impl AnalyzeArgs {
     /// The configuration: file (if any), then command-line overrides.
     pub fn config(&self) -> anyhow::Result<AnalysisConfig> {
         let mut cfg = match &self.config {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read configuration `{}`", p.display()))?;
-                AnalysisConfig::from_toml(&text)
-                    .with_context(|| format!("in configuration `{}`", p.display()))?
-            }
+            Some(p) => AnalysisConfig::read(p)?,
             None => AnalysisConfig::default(),
         };
-        if let Some(v) = self.variant {
-            cfg.preprocess.variant = v;
-        }
-        if let Some(p) = self.pool {
-            cfg.preprocess.pool = p;
-        }
-        if let Some(k) = self.neighbors {
-            cfg.knn.k = k;
-        }
-        if let Some(m) = self.knn {
-            cfg.knn.method = m;
-        }
-        if let Some(p) = self.knn_nprobe {
-            cfg.knn.nprobe = p;
-        }
-        if let Some(s) = self.rbf_sigma {
-            cfg.affinity.kind = AffinityKind::Rbf;
-            cfg.affinity.sigma = s;
-        }
-        if let Some(e) = self.eigenvalues {
-            cfg.eigen.n_eigval = e;
-        }
-        if let Some(s) = self.eigen_solver {
-            cfg.eigen.solver = s;
-        }
-        if let Some(r) = &self.k_range {
-            if let [lo, hi] = r[..] {
-                cfg.kmeans.k_min = lo;
-                cfg.kmeans.k_max = hi;
-                cfg.agglomerative.k_min = lo;
-                cfg.agglomerative.k_max = hi;
-            }
-        }
-        if let Some(eps) = &self.dbscan_eps {
-            cfg.dbscan.eps = eps.clone();
-        }
-        if let Some(m) = self.hdbscan_min_cluster_size {
-            cfg.hdbscan.min_cluster_size = m;
-        }
-        if let Some(p) = self.perplexity {
-            cfg.tsne.perplexity = p;
-        }
-        if let Some(k) = self.umap_neighbors {
-            cfg.umap.n_neighbors = k;
-        }
-        if let Some(m) = self.umap_metric {
-            cfg.umap.metric = m;
-        }
-        if let Some(s) = self.seed {
-            cfg.seed = s;
-        }
-        cfg.kmeans.enabled &= !self.no_kmeans;
-        cfg.agglomerative.enabled &= !self.no_agglomerative;
-        cfg.dbscan.enabled &= !self.no_dbscan;
-        cfg.hdbscan.enabled &= !self.no_hdbscan;
-        cfg.tsne.enabled &= !self.no_tsne;
-        cfg.umap.enabled &= !self.no_umap;
-        cfg.validate()?;
+        self.overrides().apply(&mut cfg)?;
         Ok(cfg)
+    }
+
+    /// The flags that override single parameters of the configuration.
+    fn overrides(&self) -> ConfigOverrides {
+        ConfigOverrides {
+            variant: self.variant,
+            pool: self.pool,
+            neighbors: self.neighbors,
+            knn: self.knn,
+            knn_nprobe: self.knn_nprobe,
+            rbf_sigma: self.rbf_sigma,
+            eigenvalues: self.eigenvalues,
+            eigen_solver: self.eigen_solver,
+            // clap takes exactly two values (num_args = 2).
+            k_range: match self.k_range.as_deref() {
+                Some(&[lo, hi]) => Some([lo, hi]),
+                _ => None,
+            },
+            dbscan_eps: self.dbscan_eps.clone(),
+            hdbscan_min_cluster_size: self.hdbscan_min_cluster_size,
+            perplexity: self.perplexity,
+            umap_neighbors: self.umap_neighbors,
+            umap_metric: self.umap_metric,
+            seed: self.seed,
+            no_kmeans: self.no_kmeans,
+            no_agglomerative: self.no_agglomerative,
+            no_dbscan: self.no_dbscan,
+            no_hdbscan: self.no_hdbscan,
+            no_tsne: self.no_tsne,
+            no_umap: self.no_umap,
+        }
     }
 }
 
@@ -293,21 +245,14 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     if input == output {
         bail!("--output must differ from the attribution file");
     }
-    let mut category_names = BTreeMap::new();
-    if let Some(p) = &args.label_map {
-        for e in prism_store::read_label_map(p)? {
-            category_names.insert(e.index, e.word_net_id);
-        }
-    }
-    let cache = if args.no_cache {
-        Cache::disabled()
-    } else {
-        let dir = args.cache_dir.clone().unwrap_or_else(|| {
-            let mut s = output.as_os_str().to_owned();
-            s.push(".cache");
-            PathBuf::from(s)
-        });
-        Cache::at(dir)
+    let category_names = match &args.label_map {
+        Some(p) => prism_analysis::category_names(p)?,
+        None => BTreeMap::new(),
+    };
+    let cache = match (&args.cache_dir, args.no_cache) {
+        (_, true) => Cache::disabled(),
+        (Some(dir), false) => Cache::at(dir),
+        (None, false) => Cache::beside(output),
     };
     let opts = RunOptions {
         classes: args.classes.clone(),

@@ -86,13 +86,7 @@ pub struct AttributeArgs {
 }
 
 fn parse_shard(s: &str) -> anyhow::Result<Shard> {
-    let bad = || anyhow::anyhow!("--shard takes I/N with 0 ≤ I < N (e.g. 0/4), got `{s}`");
-    let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (index, count) = (
-        i.trim().parse::<usize>().map_err(|_| bad())?,
-        n.trim().parse::<usize>().map_err(|_| bad())?,
-    );
-    Shard::new(index, count).ok_or_else(bad)
+    s.parse::<Shard>().map_err(|e| anyhow::anyhow!("--{e}"))
 }
 
 fn env_usize(name: &str) -> anyhow::Result<Option<usize>> {

@@ -2,8 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
-use prism_store::dataset::{DatasetKind, DatasetOptions, Normalize, Preprocess, Resize};
+use prism_store::dataset::{DatasetOptions, DatasetOptionsText, OptionTextError};
 
 /// How to read the dataset and preprocess its samples.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -31,67 +30,34 @@ pub struct DatasetArgs {
     pub scale: Option<bool>,
 }
 
-fn size2(flag: &str, s: &str) -> anyhow::Result<[usize; 2]> {
-    let parse = |v: &str| -> anyhow::Result<usize> {
-        match v.trim().parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => bail!("--{flag} takes S or HxW with positive integers, got `{s}`"),
+impl DatasetArgs {
+    /// The options for [`prism_store::dataset::Dataset::open`] (parsed by
+    /// [`DatasetOptionsText::parse`], the parser the Python package uses too).
+    pub fn options(&self) -> anyhow::Result<DatasetOptions> {
+        DatasetOptionsText {
+            kind: self.dataset_kind.clone(),
+            labels: self.labels.clone(),
+            resize: self.resize.clone(),
+            crop: self.crop.clone(),
+            normalize: self.normalize.clone(),
+            channels: self.channels,
+            scale: self.scale,
         }
-    };
-    match s.split_once(['x', 'X', '×']) {
-        Some((h, w)) => Ok([parse(h)?, parse(w)?]),
-        None => {
-            let v = parse(s)?;
-            Ok([v, v])
-        }
+        .parse()
+        .map_err(in_flag_words)
     }
 }
 
-fn floats(flag: &str, s: &str) -> anyhow::Result<Vec<f32>> {
-    s.split(',')
-        .map(|v| {
-            v.trim().parse::<f32>().map_err(|_| {
-                anyhow::anyhow!("--{flag}: `{v}` is not a number (expected e.g. 0.485,0.456,0.406/0.229,0.224,0.225)")
-            })
-        })
-        .collect()
-}
-
-impl DatasetArgs {
-    /// The options for [`prism_store::dataset::Dataset::open`].
-    pub fn options(&self) -> anyhow::Result<DatasetOptions> {
-        let kind = self
-            .dataset_kind
-            .as_deref()
-            .map(DatasetKind::by_name)
-            .transpose()
-            .context("--dataset-kind")?;
-        let resize = match &self.resize {
-            None => None,
-            Some(s) if s.contains(['x', 'X', '×']) => Some(Resize::Exact(size2("resize", s)?)),
-            Some(s) => Some(Resize::Shorter(size2("resize", s)?[0])),
-        };
-        let crop = self.crop.as_deref().map(|s| size2("crop", s)).transpose()?;
-        let normalize = match self.normalize.as_deref() {
-            None => None,
-            Some(s) => match s.split_once('/') {
-                Some((m, sd)) => Some(
-                    Normalize::new(floats("normalize", m)?, floats("normalize", sd)?)
-                        .context("--normalize")?,
-                ),
-                None => Some(Normalize::by_name(s).context("--normalize")?),
-            },
-        };
-        Ok(DatasetOptions {
-            kind,
-            labels: self.labels.clone(),
-            preprocess: Preprocess {
-                resize,
-                crop,
-                scale: self.scale,
-                normalize,
-                channels: self.channels,
-            },
-        })
+/// A dataset option's error with its flag (`dataset_kind` → `--dataset-kind`).
+fn in_flag_words(e: OptionTextError) -> anyhow::Error {
+    let flag = format!("--{}", e.option().replace('_', "-"));
+    match e {
+        OptionTextError::Invalid { source, .. } => anyhow::Error::new(source).context(flag),
+        // Each of these messages starts with the option's name, which the flag replaces.
+        other => {
+            let text = other.to_string();
+            let rest = text.strip_prefix(other.option()).unwrap_or(&text);
+            anyhow::anyhow!("{flag}{rest}")
+        }
     }
 }

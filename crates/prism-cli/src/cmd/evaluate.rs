@@ -5,8 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use prism_attribution::{Bound, MethodSpec, DEFAULT_BASELINE};
-use prism_eval::{Baseline, EvalError, Method, Mode, Progress, RegionPerturbation, Settings};
+use prism_attribution::{MethodSpec, DEFAULT_BASELINE};
+use prism_eval::{
+    zbox_bounds_from_inputs, Baseline, EvalError, Method, Mode, Progress, RegionPerturbation,
+    Settings,
+};
 use prism_model::{Float, Model, Tensor};
 
 use super::method::{read_composite_file, OcclusionArgs, RuleArgs, SamplingArgs};
@@ -123,6 +126,19 @@ pub struct EvaluateArgs {
 fn in_flag_words(e: EvalError) -> anyhow::Error {
     match e {
         EvalError::Attribution(a) => super::method::in_flag_words(a),
+        EvalError::Parameter { names, detail } => {
+            let flags: Vec<String> = names
+                .iter()
+                .map(|n| format!("--{}", n.replace('_', "-")))
+                .collect();
+            let list = match flags.split_last() {
+                Some((last, rest)) if !rest.is_empty() => {
+                    format!("{} and {last}", rest.join(", "))
+                }
+                _ => flags.join(""),
+            };
+            anyhow::anyhow!("{list} {detail}")
+        }
         other => other.into(),
     }
 }
@@ -152,66 +168,36 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
 }
 
 fn settings(args: &EvaluateArgs) -> anyhow::Result<Settings> {
-    if args.patch_size == 0 || args.steps == 0 || args.batch_size == 0 {
-        bail!("--patch-size, --steps and --batch-size must be positive");
-    }
-    if args.attribution_batch == 0 {
-        bail!("--attribution-batch must be positive");
-    }
-    if !(args.top_k > 0.0 && args.top_k <= 1.0) {
-        bail!(
-            "--top-k is a fraction of the pixels in (0, 1], got {}",
-            args.top_k
-        );
-    }
-    if !(args.tolerance >= 0.0 && args.tolerance.is_finite()) {
-        bail!(
-            "--tolerance must be a non-negative number, got {}",
-            args.tolerance
-        );
-    }
-    let randomisation = if args.randomisation.iter().any(|m| m == "none") {
-        Vec::new()
-    } else {
-        args.randomisation
-            .iter()
-            .map(|m| Mode::parse(m.trim()))
-            .collect::<Result<Vec<_>, _>>()
-            .context("--randomisation")?
-    };
-    Ok(Settings {
+    let settings = Settings {
         perturbation: RegionPerturbation {
             patch: args.patch_size,
             steps: args.steps,
-            baseline: Baseline::parse(&args.baseline, args.patch_size).context("--baseline")?,
+            baseline: Baseline::Zero,
             batch_size: args.batch_size,
             seed: args.seed,
         },
-        randomisation,
+        randomisation: Vec::new(),
         randomisation_samples: args.randomisation_samples,
         top_k_fraction: args.top_k,
         abs: !args.signed,
         tolerance: args.tolerance,
         attribution_batch: args.attribution_batch,
         canonize: !args.no_canonize,
+    };
+    settings.validate().map_err(in_flag_words)?;
+    Ok(Settings {
+        randomisation: Mode::parse_list(&args.randomisation).context("--randomisation")?,
+        perturbation: RegionPerturbation {
+            baseline: Baseline::parse(&args.baseline, args.patch_size).context("--baseline")?,
+            ..settings.perturbation
+        },
+        ..settings
     })
 }
 
 fn run_typed<T: Float>(args: &EvaluateArgs) -> anyhow::Result<()> {
     let settings = settings(args)?;
     let x: Tensor<T> = read_batch(&args.input)?;
-    // ZBox (epsilon-gamma-box's first layer) needs the input domain; unless given, it is taken
-    // from the inputs, which is what evaluation on this data set can know.
-    let (lo, hi) = x
-        .data()
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |m, v| {
-            (m.0.min(v.f64()), m.1.max(v.f64()))
-        });
-    let needs_box = args.methods.iter().any(|m| m.contains("box"));
-    if needs_box && (args.rules.low.is_none() || args.rules.high.is_none()) {
-        eprintln!("note: ZBox bounds not given; using the inputs' range --low {lo} --high {hi}");
-    }
     let mut base = MethodSpec {
         canonize: settings.canonize,
         baseline: args.ig_baseline,
@@ -221,8 +207,14 @@ fn run_typed<T: Float>(args: &EvaluateArgs) -> anyhow::Result<()> {
     args.rules.apply(&mut base);
     args.sampling.apply(&mut base);
     args.occlusion.apply(&mut base);
-    base.low = base.low.or(Some(Bound::Scalar(lo)));
-    base.high = base.high.or(Some(Bound::Scalar(hi)));
+    // ZBox (epsilon-gamma-box's first layer) needs the input domain; unless given, it is taken
+    // from the inputs, which is what evaluation on this data set can know.
+    let needs_box = args.methods.iter().any(|m| m.contains("box"));
+    let given = base.low.is_some() && base.high.is_some();
+    let (lo, hi) = zbox_bounds_from_inputs(&mut base, &x);
+    if needs_box && !given {
+        eprintln!("note: ZBox bounds not given; using the inputs' range --low {lo} --high {hi}");
+    }
     let mut methods: Vec<Method> = args
         .methods
         .iter()
@@ -235,18 +227,10 @@ fn run_typed<T: Float>(args: &EvaluateArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     if let Some(file) = &args.composite_file {
         let (composite, text) = read_composite_file(file)?;
-        let spec = MethodSpec {
-            composite,
-            ..base.clone()
-        };
-        let m = Method::from_spec(String::new(), spec, Some(&text))
+        let m = Method::from_composite_file(composite, &text, &base)
             .map_err(in_flag_words)
             .with_context(|| format!("reading composite {}", file.display()))?;
-        let name = m
-            .composite
-            .as_ref()
-            .map_or_else(String::new, |c| c.name.clone());
-        methods.push(Method { name, ..m });
+        methods.push(m);
     }
     if methods.is_empty() {
         bail!("--methods is empty; name at least one composite or attributor");

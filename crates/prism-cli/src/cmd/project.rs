@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
-use prism_store::project::{write_project, ProjectInputs};
+use prism_store::project::{default_project_name, write_project, ProjectInputs};
 
 /// Write a ViRelAy project file (YAML) for a dataset, its attributions and analyses.
 ///
@@ -58,12 +58,10 @@ pub fn run(args: &ProjectArgs) -> anyhow::Result<()> {
             args.output.display()
         );
     }
-    let name = args.name.clone().unwrap_or_else(|| {
-        args.output
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "project".into())
-    });
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| default_project_name(&args.output));
     let written = write_project(&ProjectInputs {
         dataset: &args.dataset,
         attributions: &args.attributions,

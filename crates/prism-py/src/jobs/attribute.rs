@@ -1,0 +1,431 @@
+//! `attribute`: `prism attribute` as a function (`prism_jobs::attribute_dataset`).
+
+// The library's errors hold the store's unboxed (see prism-jobs); they pass through a closure
+// here once per call.
+#![allow(clippy::result_large_err)]
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prism_attribution::{AttributionError, Bound as Range, CompositeSource, MethodSpec, SeedMode};
+use prism_jobs::{attribute_dataset, AttributeJob, AttributeOutcome, JobError, RunProgress};
+use prism_store::{DatasetOptionsText, RunError, Shard};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+
+use super::{model_path, report, watch_signals, Options};
+use crate::errors::{from_lib, invalid, Kind};
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(attribute, m)?)?;
+    Ok(())
+}
+
+const ATTRIBUTE_OPTIONS: &[&str] = &[
+    "method",
+    "target",
+    "batch_size",
+    "shard",
+    "limit",
+    "compression",
+    "prefetch",
+    "force",
+    "dataset_kind",
+    "labels",
+    "resize",
+    "crop",
+    "normalize",
+    "channels",
+    "scale",
+    "progress",
+];
+
+/// The dataset options of `attribute` (and `project`'s dataset): the CLI's `--dataset-kind`,
+/// `--labels`, `--resize`, `--crop`, `--normalize`, `--channels`, `--scale`, parsed by
+/// [`DatasetOptionsText::parse`] like the CLI's. Sizes may also be given as an int or an
+/// `(H, W)` pair, and `normalize` as a `(mean, std)` pair of floats or lists of floats.
+pub(crate) fn dataset_options(o: &Options<'_>) -> PyResult<prism_store::DatasetOptions> {
+    let text = DatasetOptionsText {
+        kind: o.get("dataset_kind", "a str (hdf5, image-folder, npy)")?,
+        labels: o.path("labels")?,
+        resize: size_text(o, "resize")?,
+        crop: size_text(o, "crop")?,
+        normalize: normalize_text(o)?,
+        channels: o.get("channels", "1 or 3")?,
+        scale: o.get("scale", "True or False")?,
+    };
+    text.parse()
+        .map_err(|e| invalid(format!("{}: {}", o.job, crate::errors::chain(&e))))
+}
+
+/// `S`, `HxW`, an int or an `(H, W)` pair, as the text the parser takes.
+fn size_text(o: &Options<'_>, name: &'static str) -> PyResult<Option<String>> {
+    const WHAT: &str = "an int, an (H, W) pair or a str `S` / `HxW`";
+    let Some(v) = o.raw(name)? else {
+        return Ok(None);
+    };
+    if let Ok(s) = v.extract::<String>() {
+        return Ok(Some(s));
+    }
+    if let Ok(n) = v.extract::<usize>() {
+        return Ok(Some(n.to_string()));
+    }
+    if let Ok((h, w)) = v.extract::<(usize, usize)>() {
+        return Ok(Some(format!("{h}x{w}")));
+    }
+    Err(o.ill_typed(name, WHAT, &v))
+}
+
+/// `imagenet`, `MEAN,…/STD,…` or a `(mean, std)` pair, as the text the parser takes.
+fn normalize_text(o: &Options<'_>) -> PyResult<Option<String>> {
+    const WHAT: &str = "`imagenet`, a str `MEAN,…/STD,…` or a (mean, std) pair";
+    let Some(v) = o.raw("normalize")? else {
+        return Ok(None);
+    };
+    if let Ok(s) = v.extract::<String>() {
+        return Ok(Some(s));
+    }
+    let list = |x: &Bound<'_, PyAny>| -> Option<String> {
+        let values: Vec<f64> = match x.extract::<f64>() {
+            Ok(one) => vec![one],
+            Err(_) => x.extract::<Vec<f64>>().ok()?,
+        };
+        Some(
+            values
+                .iter()
+                .map(f64::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    };
+    if let Ok(pair) = v.cast::<PyTuple>() {
+        if pair.len() == 2 {
+            if let (Some(m), Some(s)) = (list(&pair.get_item(0)?), list(&pair.get_item(1)?)) {
+                return Ok(Some(format!("{m}/{s}")));
+            }
+        }
+    }
+    if let Ok(pair) = v.cast::<PyList>() {
+        if pair.len() == 2 {
+            if let (Some(m), Some(s)) = (list(&pair.get_item(0)?), list(&pair.get_item(1)?)) {
+                return Ok(Some(format!("{m}/{s}")));
+            }
+        }
+    }
+    Err(o.ill_typed("normalize", WHAT, &v))
+}
+
+/// The keys of the `method` dict (the flags of `prism explain`'s method, snake case).
+pub(crate) const METHOD_KEYS: &[&str] = &[
+    "composite",
+    "composite_file",
+    "attributor",
+    "seed_mode",
+    "canonize",
+    "zero_bias",
+    "epsilon",
+    "stabilizer",
+    "gamma",
+    "alpha",
+    "beta",
+    "low",
+    "high",
+    "beta_smooth",
+    "n_iter",
+    "noise_level",
+    "baseline",
+    "window",
+    "stride",
+    "invert_occlusion",
+    "seed",
+];
+
+/// A ZBox bound: one float, or one per channel.
+pub(crate) fn bound(o: &Options<'_>, name: &'static str) -> PyResult<Option<Range>> {
+    Ok(
+        o.list::<f64>(name, "a float or a list of floats (one per channel)")?
+            .map(|v| match v.as_slice() {
+                [one] => Range::Scalar(*one),
+                _ => Range::PerChannel(v),
+            }),
+    )
+}
+
+/// The rule, sampling and occlusion parameters present in `o` (keys as in [`METHOD_KEYS`];
+/// `baseline_key` names the integrated-gradients baseline), written into `spec`.
+pub(crate) fn apply_parameters(
+    o: &Options<'_>,
+    spec: &mut MethodSpec,
+    baseline_key: &'static str,
+) -> PyResult<()> {
+    const FLOAT: &str = "a float";
+    spec.zero_bias = o.flag("zero_bias")?;
+    spec.epsilon = o.get_or("epsilon", FLOAT, spec.epsilon)?;
+    spec.stabilizer = o.get_or("stabilizer", FLOAT, spec.stabilizer)?;
+    spec.gamma = o.get_or("gamma", FLOAT, spec.gamma)?;
+    spec.alpha = o.get_or("alpha", FLOAT, spec.alpha)?;
+    spec.beta = o.get_or("beta", FLOAT, spec.beta)?;
+    spec.low = bound(o, "low")?.or(spec.low.take());
+    spec.high = bound(o, "high")?.or(spec.high.take());
+    spec.beta_smooth = o.get_or("beta_smooth", FLOAT, spec.beta_smooth)?;
+    spec.n_iter = o.get("n_iter", "an int")?.or(spec.n_iter);
+    spec.noise_level = o.get_or("noise_level", FLOAT, spec.noise_level)?;
+    spec.baseline = o.get_or(baseline_key, FLOAT, spec.baseline)?;
+    const SIZES: &str = "an int or a list of ints";
+    if let Some(w) = o.list::<usize>("window", SIZES)? {
+        spec.window = w;
+    }
+    if let Some(s) = o.list::<usize>("stride", SIZES)? {
+        spec.stride = s;
+    }
+    spec.invert_occlusion = o.flag("invert_occlusion")?;
+    spec.seed = o.get_or("seed", "a non-negative int", spec.seed)?;
+    Ok(())
+}
+
+/// A library error about method parameters as an `InvalidArgumentError` naming them; other
+/// errors as `AttributionError`.
+pub(crate) fn method_error(e: AttributionError) -> PyErr {
+    match e {
+        AttributionError::Parameter { names, detail } => {
+            invalid(format!("{} {detail}", names.join(" and ")))
+        }
+        e => from_lib(Kind::Attribution, &e),
+    }
+}
+
+/// A composite file's source (path + blake3 of its bytes, as the CLI records it) and text.
+pub(crate) fn read_composite_file(path: &std::path::Path) -> PyResult<(CompositeSource, String)> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        from_lib(
+            Kind::Attribution,
+            &AttributionError::CompositeFile {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            },
+        )
+    })?;
+    // The hash of the file's bytes, like `prism explain --composite-file`.
+    let blake3 = prism_store::run::hash_file(path).map_err(|e| from_lib(Kind::Store, &e))?;
+    Ok((
+        CompositeSource::File {
+            path: path.to_path_buf(),
+            blake3,
+        },
+        text,
+    ))
+}
+
+// STAND-IN for the lead's `crate::model::method_spec(dict)` (not on main yet): replace this
+// function with it once it lands.
+/// The `method` dict as a method spec and its composite file's text.
+fn method_spec(method: Option<&Bound<'_, PyAny>>) -> PyResult<(MethodSpec, Option<String>)> {
+    let dict = match method {
+        None => None,
+        Some(m) if m.is_none() => None,
+        Some(m) => Some(m.cast::<PyDict>().map_err(|_| {
+            invalid(format!(
+                "`method` must be a dict of the method's parameters ({}), got {}",
+                METHOD_KEYS.join(", "),
+                super::describe(m)
+            ))
+        })?),
+    };
+    let o = Options::new("method", METHOD_KEYS, dict)?;
+    let mut spec = MethodSpec::default();
+    let composite: Option<String> = o.get("composite", "a str")?;
+    let file = o.path("composite_file")?;
+    let text = match (composite, file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "method: `composite` and `composite_file` exclude each other",
+            ))
+        }
+        (Some(name), None) => {
+            spec.composite = CompositeSource::Builtin { name };
+            None
+        }
+        (None, Some(path)) => {
+            let (source, text) = read_composite_file(&path)?;
+            spec.composite = source;
+            Some(text)
+        }
+        (None, None) => None,
+    };
+    spec.attributor = o.get_or("attributor", "a str", spec.attributor)?;
+    spec.seed_mode = match o
+        .get::<String>("seed_mode", "`one-hot` or `logit`")?
+        .as_deref()
+    {
+        None | Some("one-hot" | "one_hot") => SeedMode::OneHot,
+        Some("logit") => SeedMode::Logit,
+        Some(other) => {
+            return Err(invalid(format!(
+                "method: `seed_mode` must be `one-hot` or `logit`, got `{other}`"
+            )))
+        }
+    };
+    spec.canonize = o.get_or("canonize", "True or False", true)?;
+    apply_parameters(&o, &mut spec, "baseline")?;
+    Ok((spec, text))
+}
+
+/// Progress of an attribution run, to the Python callback; stops the run on Ctrl-C (seen by
+/// [`watch_signals`]) or when the callback raises.
+struct Progress<'a> {
+    callback: Option<Py<PyAny>>,
+    stop: &'a AtomicBool,
+    error: Option<PyErr>,
+    total: usize,
+    done: usize,
+}
+
+impl RunProgress for Progress<'_> {
+    fn started(&mut self, run: &prism_jobs::RunStarted) {
+        self.total = run.samples;
+        self.done = run.done;
+        let r = report(&self.callback, |d| {
+            d.set_item("event", "started")?;
+            d.set_item("total", run.samples)?;
+            d.set_item("done", run.done)?;
+            d.set_item("resumed", run.resumed)?;
+            d.set_item("output", run.output.display().to_string())?;
+            d.set_item("work_dir", run.work_dir.display().to_string())
+        });
+        if let Err(e) = r {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    fn part_written(&mut self, samples: usize) -> ControlFlow<()> {
+        self.done += samples;
+        if self.error.is_none() {
+            let (done, total) = (self.done, self.total);
+            if let Err(e) = report(&self.callback, |d| {
+                d.set_item("event", "part")?;
+                d.set_item("done", done)?;
+                d.set_item("total", total)
+            }) {
+                self.error = Some(e);
+            }
+        }
+        if self.error.is_some() || self.stop.load(Ordering::SeqCst) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
+fn job_error(e: JobError) -> PyErr {
+    let kind = match &e {
+        JobError::BatchSize
+        | JobError::Compression(_)
+        | JobError::Target(_)
+        | JobError::NeedsLabels { .. } => Kind::InvalidArgument,
+        JobError::LoadModel { .. } | JobError::Tensor(_) => Kind::Model,
+        JobError::Attribute { .. } => Kind::Attribution,
+        JobError::Run(RunError::OutputExists { path }) => {
+            return crate::errors::error(
+                Kind::Store,
+                format!(
+                    "{} exists (from other settings or not a complete Prism attribution \
+                     file); pass force=True to overwrite it",
+                    path.display()
+                ),
+            )
+        }
+        JobError::OpenDataset { .. }
+        | JobError::ReadBatch { .. }
+        | JobError::NoSamples { .. }
+        | JobError::Run(_) => Kind::Store,
+    };
+    from_lib(kind, &e)
+}
+
+/// Attributes every sample of a dataset and writes a ViRelAy attribution file, like
+/// `prism attribute` (resumable: an interrupted call continues where it stopped).
+#[pyfunction]
+#[pyo3(signature = (model, dataset, output, **options))]
+fn attribute<'py>(
+    py: Python<'py>,
+    model: &Bound<'py, PyAny>,
+    dataset: PathBuf,
+    output: PathBuf,
+    options: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let o = Options::new("attribute", ATTRIBUTE_OPTIONS, options)?;
+    let model = model_path(model)?;
+    let (spec, text) = method_spec(o.raw("method")?.as_ref())?;
+    let method = prism_jobs::Method::new(spec, text.as_deref()).map_err(method_error)?;
+    let target = o
+        .text("target", "`label`, `predicted` or a class number")?
+        .unwrap_or_else(|| "label".into());
+    if target.parse::<prism_store::TargetSpec>().is_err() {
+        return Err(invalid(format!(
+            "attribute: `target` must be `label`, `predicted` or a class number, got `{target}`"
+        )));
+    }
+    let shard = match o.get::<String>("shard", "a str `I/N`")? {
+        None => None,
+        Some(s) => Some(
+            s.parse::<Shard>()
+                .map_err(|e| invalid(format!("attribute: {e}")))?,
+        ),
+    };
+    let compression: Option<u8> = o.get("compression", "a gzip level 0–9")?;
+    let job = AttributeJob {
+        model,
+        dataset,
+        dataset_options: dataset_options(&o)?,
+        output,
+        target,
+        batch_size: o.get_or("batch_size", "a positive int", 16)?,
+        shard,
+        limit: o.get("limit", "a non-negative int")?,
+        compression,
+        prefetch: o.get_or("prefetch", "a non-negative int", 2)?,
+        force: o.flag("force")?,
+    };
+    let stop = AtomicBool::new(false);
+    let mut progress = Progress {
+        callback: o.callback("progress")?,
+        stop: &stop,
+        error: None,
+        total: 0,
+        done: 0,
+    };
+    let (outcome, interrupt) = watch_signals(py, &stop, || {
+        attribute_dataset(&job, &method, &mut progress)
+    });
+    if let Some(e) = interrupt.or(progress.error.take()) {
+        return Err(e);
+    }
+    let outcome = outcome.map_err(job_error)?;
+    let d = PyDict::new(py);
+    match outcome {
+        AttributeOutcome::AlreadyComplete { output } => {
+            let file = prism_store::AttributionFile::open(&output)
+                .map_err(|e| from_lib(Kind::Store, &e))?;
+            d.set_item("status", "complete")?;
+            d.set_item("output", output.display().to_string())?;
+            d.set_item("samples", file.n_samples())?;
+        }
+        AttributeOutcome::Written { output, samples } => {
+            d.set_item("status", "written")?;
+            d.set_item("output", output.display().to_string())?;
+            d.set_item("samples", samples)?;
+        }
+        AttributeOutcome::Stopped { output, parts } => {
+            d.set_item("status", "stopped")?;
+            d.set_item("output", output.display().to_string())?;
+            d.set_item("parts", parts)?;
+        }
+    }
+    d.set_item("method", method.spec.to_string())?;
+    if let Some(s) = shard {
+        d.set_item("shard", (s.index, s.count))?;
+    }
+    Ok(d)
+}
