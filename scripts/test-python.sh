@@ -37,6 +37,6 @@ fi
 "$VENV/bin/python" -m pip install -q "maturin>=1.9,<2" "pytest>=7" "numpy>=1.21"
 echo "== building prism-xai (maturin develop, dev profile)"
 cargo build -q --locked -p prism-cli
-VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" "$VENV/bin/maturin" develop -q --locked -m crates/prism-py/Cargo.toml
+VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" "$VENV/bin/maturin" develop -q --locked --profile dev -m crates/prism-py/Cargo.toml
 echo "== pytest crates/prism-py/tests"
 PRISM_BIN="$TARGET/debug/prism" "$VENV/bin/python" -m pytest crates/prism-py/tests -q "$@"

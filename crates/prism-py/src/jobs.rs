@@ -14,20 +14,17 @@
 //! Python callable as small dicts (`{"event": "part", "done": k, "total": n}`).
 
 mod analyze;
-mod attribute;
+pub(crate) mod attribute;
 mod evaluate;
 mod files;
 mod serve;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
 use crate::errors::invalid;
-use crate::runtime;
 
 /// Registers the jobs' functions and classes in `_prism`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -232,29 +229,4 @@ pub(crate) fn report(
     })
 }
 
-/// Runs `f` on a helper thread (GIL released, on Prism's pool) while this thread looks for
-/// Ctrl-C every 10 ms. On Ctrl-C, `stop` is set (the job stops at its next
-/// checkpoint) and the `KeyboardInterrupt` is returned with `f`'s result once `f` ends.
-pub(crate) fn watch_signals<R: Send>(
-    py: Python<'_>,
-    stop: &AtomicBool,
-    f: impl FnOnce() -> R + Send,
-) -> (R, Option<PyErr>) {
-    std::thread::scope(|s| {
-        let worker = s.spawn(move || Python::attach(|py| runtime::compute(py, f)));
-        let mut interrupt = None;
-        while !worker.is_finished() {
-            py.detach(|| std::thread::sleep(Duration::from_millis(10)));
-            if interrupt.is_none() {
-                if let Err(e) = runtime::check_signals(py) {
-                    stop.store(true, Ordering::SeqCst);
-                    interrupt = Some(e);
-                }
-            }
-        }
-        match py.detach(|| worker.join()) {
-            Ok(r) => (r, interrupt),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    })
-}
+pub(crate) use crate::runtime::watch_signals;

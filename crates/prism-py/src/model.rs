@@ -10,17 +10,15 @@ use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{
     PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
 };
-use prism_attribution::{
-    AttributeAt, AttributionError, Bound as RuleBound, CompositeSource, Explainer, Method,
-    MethodSpec, SeedMode, Target,
-};
+use prism_attribution::{AttributeAt, AttributionError, Explainer, Method, MethodSpec, Target};
 use prism_model::batch::InputValues;
 use prism_model::{Float, Flow, ModelError, Tensor};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::errors::{from_lib, invalid, Kind};
-use crate::runtime::compute;
+use crate::runtime::{compute, watch_signals};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The computation precision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,153 +217,9 @@ fn to_numpy<'py, T: Float + numpy::Element>(
     Ok(PyArrayDyn::from_owned_array(py, a).into_any())
 }
 
-/// The keys `method` accepts (`MethodSpec`'s fields plus `composite_file`).
-pub const METHOD_KEYS: &[&str] = &[
-    "composite",
-    "composite_file",
-    "attributor",
-    "seed_mode",
-    "canonize",
-    "zero_bias",
-    "epsilon",
-    "stabilizer",
-    "gamma",
-    "alpha",
-    "beta",
-    "low",
-    "high",
-    "beta_smooth",
-    "n_iter",
-    "noise_level",
-    "baseline",
-    "window",
-    "stride",
-    "invert_occlusion",
-    "seed",
-];
-
-fn typed<'py, V: FromPyObjectOwned<'py>>(
-    key: &str,
-    value: &Bound<'py, PyAny>,
-    what: &str,
-) -> PyResult<V> {
-    value
-        .extract::<V>()
-        .map_err(|_| invalid(format!("method parameter {key} must be {what}")))
-}
-
-/// One size or one per dimension.
-fn sizes(key: &str, value: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
-    if let Ok(one) = value.extract::<usize>() {
-        return Ok(vec![one]);
-    }
-    typed::<Vec<usize>>(key, value, "a non-negative int or a list of them")
-}
-
-/// A ZBox bound: a number, one per channel, or None.
-fn bound(key: &str, value: &Bound<'_, PyAny>) -> PyResult<Option<RuleBound>> {
-    if value.is_none() {
-        return Ok(None);
-    }
-    if let Ok(v) = value.extract::<f64>() {
-        return Ok(Some(RuleBound::Scalar(v)));
-    }
-    let v: Vec<f64> = typed(
-        key,
-        value,
-        "a float, a list of floats (per channel) or None",
-    )?;
-    Ok(Some(match v.as_slice() {
-        [one] => RuleBound::Scalar(*one),
-        _ => RuleBound::PerChannel(v),
-    }))
-}
-
-/// `method` (a dict of `prism explain`'s method options in snake case) as a spec and, for a
-/// composite file, the file's text.
-pub fn method_spec(method: Option<&Bound<'_, PyDict>>) -> PyResult<(MethodSpec, Option<String>)> {
-    let mut spec = MethodSpec::default();
-    let mut text = None;
-    let Some(method) = method else {
-        return Ok((spec, text));
-    };
-    let mut composite: Option<String> = None;
-    let mut composite_file: Option<PathBuf> = None;
-    for (key, value) in method.iter() {
-        let key: String = key
-            .extract()
-            .map_err(|_| invalid("method parameters need str keys"))?;
-        let k = key.as_str();
-        match k {
-            "composite" => {
-                composite = typed::<Option<String>>(k, &value, "a composite name or None")?
-            }
-            "composite_file" => {
-                composite_file = typed::<Option<PathBuf>>(k, &value, "a path or None")?
-            }
-            "attributor" => spec.attributor = typed(k, &value, "an attributor name")?,
-            "seed_mode" => {
-                let s: String = typed(k, &value, "\"one-hot\" or \"logit\"")?;
-                spec.seed_mode = match s.as_str() {
-                    "one-hot" | "one_hot" | "onehot" => SeedMode::OneHot,
-                    "logit" => SeedMode::Logit,
-                    other => {
-                        return Err(invalid(format!(
-                            "seed_mode {other:?} is neither \"one-hot\" nor \"logit\""
-                        )))
-                    }
-                }
-            }
-            "canonize" => spec.canonize = typed(k, &value, "a bool")?,
-            "zero_bias" => spec.zero_bias = typed(k, &value, "a bool")?,
-            "epsilon" => spec.epsilon = typed(k, &value, "a float")?,
-            "stabilizer" => spec.stabilizer = typed(k, &value, "a float")?,
-            "gamma" => spec.gamma = typed(k, &value, "a float")?,
-            "alpha" => spec.alpha = typed(k, &value, "a float")?,
-            "beta" => spec.beta = typed(k, &value, "a float")?,
-            "low" => spec.low = bound(k, &value)?,
-            "high" => spec.high = bound(k, &value)?,
-            "beta_smooth" => spec.beta_smooth = typed(k, &value, "a float")?,
-            "n_iter" => spec.n_iter = typed(k, &value, "a positive int or None")?,
-            "noise_level" => spec.noise_level = typed(k, &value, "a float")?,
-            "baseline" => spec.baseline = typed(k, &value, "a float")?,
-            "window" => spec.window = sizes(k, &value)?,
-            "stride" => spec.stride = sizes(k, &value)?,
-            "invert_occlusion" => spec.invert_occlusion = typed(k, &value, "a bool")?,
-            "seed" => spec.seed = typed(k, &value, "a non-negative int")?,
-            other => {
-                return Err(invalid(format!(
-                    "unknown method parameter {other:?}; the parameters are {}",
-                    METHOD_KEYS.join(", ")
-                )))
-            }
-        }
-    }
-    spec.composite = match (composite, composite_file) {
-        (Some(_), Some(_)) => {
-            return Err(invalid("give either composite or composite_file, not both"))
-        }
-        (Some(name), None) => CompositeSource::Builtin { name },
-        (None, Some(path)) => {
-            if !path.exists() {
-                return Err(crate::errors::error(
-                    Kind::FileNotFound,
-                    format!("composite file {} does not exist", path.display()),
-                ));
-            }
-            let (source, t) =
-                CompositeSource::read_file(&path).map_err(|e| attribution_error(&e))?;
-            text = Some(t);
-            source
-        }
-        (None, None) => CompositeSource::None,
-    };
-    Ok((spec, text))
-}
-
-/// The runnable method of `method`.
-pub fn build_method(method: Option<&Bound<'_, PyDict>>) -> PyResult<(MethodSpec, Method)> {
-    let (spec, text) = method_spec(method)?;
+/// The runnable method of `method` (a dict of `prism explain`'s method parameters).
+pub fn build_method(method: Option<&Bound<'_, PyAny>>) -> PyResult<(MethodSpec, Method)> {
+    let (spec, text) = crate::jobs::attribute::method_spec(method)?;
     let built = spec
         .build(text.as_deref())
         .map_err(|e| attribution_error(&e))?;
@@ -492,7 +346,7 @@ impl PyModel {
         dtype: &str,
         batch_size: usize,
         attribute_at: Option<String>,
-        method: Option<&Bound<'py, PyDict>>,
+        method: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let (_, method) = build_method(method)?;
         let target = parse_target(target)?;
@@ -510,7 +364,7 @@ impl PyModel {
         &self,
         py: Python<'_>,
         inputs: &Bound<'_, PyAny>,
-        method: Option<&Bound<'_, PyDict>>,
+        method: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<(String, String, String)>> {
         let (_, method) = build_method(method)?;
         let shapes: Vec<Vec<usize>> = match inputs.extract::<Vec<Vec<usize>>>() {
@@ -538,15 +392,12 @@ fn explainer(model: &prism_model::Model, method: Method) -> Explainer<'_> {
     e
 }
 
-/// Checks for Ctrl-C from a batch loop running without the GIL: `Stop` (keeping the Python
-/// exception in `pending`) when a signal handler raised.
-fn interrupted(pending: &mut Option<PyErr>) -> Flow {
-    match Python::attach(|py| py.check_signals()) {
-        Ok(()) => Flow::Continue,
-        Err(e) => {
-            *pending = Some(e);
-            Flow::Stop
-        }
+/// A batch loop's answer to a stop request (Ctrl-C seen by [`watch_signals`]).
+fn flow(stop: &AtomicBool) -> Flow {
+    if stop.load(Ordering::SeqCst) {
+        Flow::Stop
+    } else {
+        Flow::Continue
     }
 }
 
@@ -558,12 +409,11 @@ impl PyModel {
         batch_size: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
         let x = read_inputs::<T>(&self.model, inputs)?;
-        let mut pending = None;
-        let y = compute(py, || {
-            self.model
-                .predict_batched(&x, batch_size, |_| interrupted(&mut pending))
+        let stop = AtomicBool::new(false);
+        let (y, interrupt) = watch_signals(py, &stop, || {
+            self.model.predict_batched(&x, batch_size, |_| flow(&stop))
         });
-        if let Some(e) = pending {
+        if let Some(e) = interrupt {
             return Err(e);
         }
         to_numpy(py, y.map_err(|e| model_error(&e))?)
@@ -581,8 +431,8 @@ impl PyModel {
         let x = read_inputs::<T>(&self.model, inputs)?;
         let (seed, attributor) = (method.seed, method.attributor.clone());
         let explainer = explainer(&self.model, method);
-        let mut pending = None;
-        let result = compute(py, || {
+        let stop = AtomicBool::new(false);
+        let (result, interrupt) = watch_signals(py, &stop, || {
             explainer.explain_batched(
                 &x,
                 at.as_ref(),
@@ -590,10 +440,10 @@ impl PyModel {
                 seed,
                 &attributor,
                 batch_size,
-                |_| interrupted(&mut pending),
+                |_| flow(&stop),
             )
         });
-        if let Some(e) = pending {
+        if let Some(e) = interrupt {
             return Err(e);
         }
         let explained = result.map_err(|e| attribution_error(&e))?;
@@ -613,6 +463,6 @@ impl PyModel {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyModel>()?;
-    m.add("METHOD_KEYS", METHOD_KEYS.to_vec())?;
+    m.add("METHOD_KEYS", crate::jobs::attribute::METHOD_KEYS.to_vec())?;
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! The thread pool every call runs on, the GIL released around compute, and Ctrl-C.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use rayon::ThreadPool;
@@ -61,6 +63,33 @@ fn get_num_threads() -> usize {
         Some(p) => p.current_num_threads(),
         None => rayon::current_num_threads(),
     }
+}
+
+/// Runs `f` on a helper thread (GIL released, on Prism's pool) while this thread looks for
+/// Ctrl-C every 10 ms. On Ctrl-C, `stop` is set (the job stops at its next
+/// checkpoint) and the `KeyboardInterrupt` is returned with `f`'s result once `f` ends.
+pub fn watch_signals<R: Send>(
+    py: Python<'_>,
+    stop: &AtomicBool,
+    f: impl FnOnce() -> R + Send,
+) -> (R, Option<PyErr>) {
+    std::thread::scope(|s| {
+        let worker = s.spawn(move || Python::attach(|py| compute(py, f)));
+        let mut interrupt = None;
+        while !worker.is_finished() {
+            py.detach(|| std::thread::sleep(Duration::from_millis(10)));
+            if interrupt.is_none() {
+                if let Err(e) = check_signals(py) {
+                    stop.store(true, Ordering::SeqCst);
+                    interrupt = Some(e);
+                }
+            }
+        }
+        match py.detach(|| worker.join()) {
+            Ok(r) => (r, interrupt),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

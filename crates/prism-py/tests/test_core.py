@@ -190,9 +190,11 @@ def test_gil_is_released(resnet):
     assert len(during) >= 0.5 * elapsed / 0.005 * 0.2
 
 
-def test_ctrl_c_interrupts_between_batches(resnet):
+@pytest.mark.parametrize("threads", [None, 1])
+def test_ctrl_c_interrupts_between_batches(resnet, threads):
     path, x = resnet
     model = _prism.Model(path)
+    _prism.set_num_threads(threads)
     big = _long_input(model, x, 3.0)
     finished = []
     timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
@@ -205,6 +207,7 @@ def test_ctrl_c_interrupts_between_batches(resnet):
             time.sleep(10)  # lets the signal land, so that the assertion below reports it
     finally:
         timer.cancel()
+        _prism.set_num_threads(None)
     assert not finished, f"explain ran to the end ({finished[0]:.2f} s) despite Ctrl-C"
     assert time.perf_counter() - start < 2.5
 

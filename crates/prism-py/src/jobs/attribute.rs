@@ -184,43 +184,28 @@ pub(crate) fn apply_parameters(
     Ok(())
 }
 
-/// A library error about method parameters as an `InvalidArgumentError` naming them; other
-/// errors as `AttributionError`.
+/// A library error about the method: bad parameters as `InvalidArgumentError`, others as
+/// `AttributionError` (see [`crate::model::attribution_error`]).
 pub(crate) fn method_error(e: AttributionError) -> PyErr {
-    match e {
-        AttributionError::Parameter { names, detail } => {
-            invalid(format!("{} {detail}", names.join(" and ")))
-        }
-        e => from_lib(Kind::Attribution, &e),
-    }
+    crate::model::attribution_error(&e)
 }
 
 /// A composite file's source (path + blake3 of its bytes, as the CLI records it) and text.
 pub(crate) fn read_composite_file(path: &std::path::Path) -> PyResult<(CompositeSource, String)> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        from_lib(
-            Kind::Attribution,
-            &AttributionError::CompositeFile {
-                path: path.display().to_string(),
-                detail: e.to_string(),
-            },
-        )
-    })?;
-    // The hash of the file's bytes, like `prism explain --composite-file`.
-    let blake3 = prism_store::run::hash_file(path).map_err(|e| from_lib(Kind::Store, &e))?;
-    Ok((
-        CompositeSource::File {
-            path: path.to_path_buf(),
-            blake3,
-        },
-        text,
-    ))
+    if !path.exists() {
+        return Err(crate::errors::error(
+            Kind::FileNotFound,
+            format!("composite file {} does not exist", path.display()),
+        ));
+    }
+    CompositeSource::read_file(path).map_err(|e| crate::model::attribution_error(&e))
 }
 
-// STAND-IN for the lead's `crate::model::method_spec(dict)` (not on main yet): replace this
-// function with it once it lands.
-/// The `method` dict as a method spec and its composite file's text.
-fn method_spec(method: Option<&Bound<'_, PyAny>>) -> PyResult<(MethodSpec, Option<String>)> {
+/// The `method` dict (the keys of [`METHOD_KEYS`]) as a method spec and its composite file's
+/// text: the one reader of method parameters, for `Model.explain`/`rules` and the jobs.
+pub(crate) fn method_spec(
+    method: Option<&Bound<'_, PyAny>>,
+) -> PyResult<(MethodSpec, Option<String>)> {
     let dict = match method {
         None => None,
         Some(m) if m.is_none() => None,
