@@ -30,6 +30,7 @@ pub mod backend;
 pub mod einsum;
 pub mod error;
 pub mod exec;
+mod fusion;
 pub mod graph;
 pub mod kernels;
 pub mod onnx;
