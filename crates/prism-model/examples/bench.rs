@@ -134,74 +134,139 @@ fn main() {
                 );
             }
         }
-        Some("model") if args.len() >= 3 => {
+        Some(kind @ ("model" | "ops")) if args.len() >= 3 => {
             let path = std::path::Path::new(&args[1]);
-            let fail = |e: String| -> ! {
-                eprintln!("error: {e}");
-                std::process::exit(1)
-            };
-            let batch: usize = args[2]
-                .parse()
-                .unwrap_or_else(|_| fail(format!("BATCH must be a number, got {:?}", args[2])));
             let model = Model::load(path).unwrap_or_else(|e| fail(e.to_string()));
-            let g = model.graph();
-            let named: Vec<&String> = args[3..].iter().filter(|a| *a != "--input").collect();
-            let x: Vec<Tensor<f32>> = if named.is_empty() {
-                vec![
-                    Tensor::new(vec![batch, 3, 224, 224], random(batch * 3 * 224 * 224, 4))
-                        .unwrap_or_else(|e| fail(e.to_string())),
-                ]
-            } else {
-                // --input NAME=FILE.npy per graph input (token ids as int64 .npy)
-                let mut feeds: Vec<Option<Tensor<f32>>> = vec![None; g.inputs.len()];
-                for spec in named {
-                    let (name, file) = spec
-                        .split_once('=')
-                        .unwrap_or_else(|| fail(format!("expected NAME=FILE.npy, got {spec}")));
-                    let i = g
-                        .input_index(name)
-                        .unwrap_or_else(|| fail(format!("the model has no input '{name}'")));
-                    let file = std::path::Path::new(file);
-                    let t = if g.input_type(i).is_integer() {
-                        let ints = prism_store::npy::read_i64(file)
-                            .unwrap_or_else(|e| fail(e.to_string()));
-                        Tensor::from_ints(ints.shape().to_vec(), ints.data())
-                    } else {
-                        prism_store::npy::read_float(file)
-                            .map_err(|e| prism_model::ModelError::Invalid(e.to_string()))
-                    };
-                    feeds[i] = Some(t.unwrap_or_else(|e| fail(e.to_string())));
-                }
-                feeds
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        t.unwrap_or_else(|| {
-                            fail(format!(
-                                "missing --input for '{}'",
-                                g.value(g.inputs[i]).name
-                            ))
-                        })
-                    })
-                    .collect()
-            };
+            let x = inputs(&model, &args[2], &args[3..]);
             let batch = x[0].shape()[0];
-            let (med, min) = time(|| {
-                std::hint::black_box(model.forward(x.clone()).unwrap_or_else(|e| panic!("{e}")));
-            });
             let name = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            if kind == "ops" {
+                return profile_ops(&model, x);
+            }
+            let (med, min) = time(|| {
+                std::hint::black_box(model.forward(x.clone()).unwrap_or_else(|e| panic!("{e}")));
+            });
             println!(
                 r#"{{"kind":"model","model":"{name}","batch":{batch},"median_ms":{med:.3},"min_ms":{min:.3}}}"#
             );
         }
         _ => {
             eprintln!(
-                "usage: bench conv | bench model MODEL.onnx BATCH [--input NAME=FILE.npy ...]"
+                "usage: bench conv | bench model|ops MODEL.onnx BATCH [--input NAME=FILE.npy ...]"
             );
             std::process::exit(2);
         }
+    }
+}
+
+fn fail(e: String) -> ! {
+    eprintln!("error: {e}");
+    std::process::exit(1)
+}
+
+/// One random `BATCH × 3 × 224 × 224` image batch, or the `--input NAME=FILE.npy` arrays.
+fn inputs(model: &Model, batch: &str, rest: &[String]) -> Vec<Tensor<f32>> {
+    let g = model.graph();
+    let batch: usize = batch
+        .parse()
+        .unwrap_or_else(|_| fail(format!("BATCH must be a number, got {batch:?}")));
+    let named: Vec<&String> = rest.iter().filter(|a| *a != "--input").collect();
+    if named.is_empty() {
+        return vec![
+            Tensor::new(vec![batch, 3, 224, 224], random(batch * 3 * 224 * 224, 4))
+                .unwrap_or_else(|e| fail(e.to_string())),
+        ];
+    }
+    // --input NAME=FILE.npy per graph input (token ids as int64 .npy)
+    let mut feeds: Vec<Option<Tensor<f32>>> = vec![None; g.inputs.len()];
+    for spec in named {
+        let (name, file) = spec
+            .split_once('=')
+            .unwrap_or_else(|| fail(format!("expected NAME=FILE.npy, got {spec}")));
+        let i = g
+            .input_index(name)
+            .unwrap_or_else(|| fail(format!("the model has no input '{name}'")));
+        let file = std::path::Path::new(file);
+        let t = if g.input_type(i).is_integer() {
+            let ints = prism_store::npy::read_i64(file).unwrap_or_else(|e| fail(e.to_string()));
+            Tensor::from_ints(ints.shape().to_vec(), ints.data())
+        } else {
+            prism_store::npy::read_float(file)
+                .map_err(|e| prism_model::ModelError::Invalid(e.to_string()))
+        };
+        feeds[i] = Some(t.unwrap_or_else(|e| fail(e.to_string())));
+    }
+    feeds
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.unwrap_or_else(|| {
+                fail(format!(
+                    "missing --input for '{}'",
+                    g.value(g.inputs[i]).name
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Time per operator type over one forward pass (after a warm-up), node by node with the
+/// executor's kernels: where a model's forward time goes.
+fn profile_ops(model: &Model, x: Vec<Tensor<f32>>) {
+    use std::collections::BTreeMap;
+    let shapes: Vec<Vec<usize>> = x.iter().map(|t| t.shape().to_vec()).collect();
+    let exec = model
+        .executor::<f32>(&shapes)
+        .unwrap_or_else(|e| fail(e.to_string()));
+    let g = exec.graph().clone();
+    let _ = model.forward(x.clone());
+    let mut vals: Vec<Option<Tensor<f32>>> = vec![None; g.values.len()];
+    for (id, t) in g.inputs.iter().zip(x) {
+        vals[id.0] = Some(t);
+    }
+    let mut per: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    let total = Instant::now();
+    for node in &g.nodes {
+        let ins: Vec<&Tensor<f32>> = node
+            .inputs
+            .iter()
+            .flatten()
+            .map(|v| {
+                exec.constant(*v)
+                    .map(|c| &**c)
+                    .or(vals[v.0].as_ref())
+                    .unwrap_or_else(|| fail(format!("{}: input not computed", node.name)))
+            })
+            .collect();
+        let outs: Vec<Vec<usize>> = node
+            .outputs
+            .iter()
+            .map(|o| g.shape(*o).unwrap_or_default().to_vec())
+            .collect();
+        let s = Instant::now();
+        let ys = prism_model::exec::run_node(node, &node.op, &ins, &outs)
+            .unwrap_or_else(|e| fail(e.to_string()));
+        let dt = s.elapsed().as_secs_f64() * 1e3;
+        let key = format!(
+            "{} {:?}",
+            node.op.type_name(),
+            ins.iter().map(|t| t.shape().to_vec()).collect::<Vec<_>>()
+        );
+        let e = per.entry(key).or_default();
+        e.0 += dt;
+        e.1 += 1;
+        for (o, y) in node.outputs.iter().zip(ys) {
+            vals[o.0] = Some(y);
+        }
+    }
+    let total = total.elapsed().as_secs_f64() * 1e3;
+    let mut rows: Vec<_> = per.into_iter().collect();
+    rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+    println!("total {total:.1} ms over {} nodes", g.nodes.len());
+    for (k, (ms, n)) in rows {
+        println!("{ms:9.1} ms {:5.1}% {n:4}x  {k}", 100.0 * ms / total);
     }
 }

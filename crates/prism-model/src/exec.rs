@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::backend::{Backend, Cpu, Map, SoftmaxAxis, Zip};
 use crate::error::{ModelError, Result};
+use crate::fusion::{self, Fused, FusedKind};
 use crate::graph::{Graph, Node, Source, ValueId};
 use crate::kernels::{elementwise, index, linalg, movement, reduce, threads};
 use crate::op::{BinaryOp, CastTo, Op, UnaryOp};
@@ -70,9 +71,17 @@ pub fn run_node<T: Float>(
             &out0(),
         )?,
         Op::MatMul => {
-            let y = matmul(x, inputs[1]).ok_or_else(|| err("shapes do not multiply".into()))?;
-            // A bias merged from a separate Add (prism-attribution's `merge_linear_bias`).
+            let n = inputs[1].shape().last().copied().unwrap_or(1);
+            // A bias merged from a separate Add (prism-attribution's `merge_linear_bias`): in
+            // the GEMM when it is one value per column, else broadcast afterwards.
+            let row = inputs
+                .get(2)
+                .filter(|c| c.rank() <= outs[0].len())
+                .and_then(|c| row_bias(c, n));
+            let y = matmul_bias(x, inputs[1], row)
+                .ok_or_else(|| err("shapes do not multiply".into()))?;
             match inputs.get(2) {
+                Some(_) if row.is_some() => y,
                 Some(bias) => cpu
                     .broadcast(Zip::Add, &y, bias)
                     .map_err(|_| err("bias does not broadcast".into()))?,
@@ -224,26 +233,7 @@ pub fn run_node<T: Float>(
         }
         Op::Constant(c) => (*c.to_float::<T>()).clone(),
         Op::LayerNormalization { axis, epsilon } => {
-            let a = norm_axis(*axis, x.rank()).ok_or_else(|| err("axis out of range".into()))?;
-            let rows: usize = x.shape()[..a].iter().product();
-            let (xhat, mean, inv) = cpu.standardize(x, rows, *epsilon).map_err(at)?;
-            let mut y = cpu.broadcast(Zip::Mul, &xhat, inputs[1]).map_err(at)?;
-            if let Some(bias) = inputs.get(2) {
-                y = cpu.broadcast(Zip::Add, &y, bias).map_err(at)?;
-            }
-            if y.shape() != outs[0].as_slice() {
-                return Err(err(format!(
-                    "scale/bias broadcast the output to {:?}, not {:?}",
-                    y.shape(),
-                    outs[0]
-                )));
-            }
-            // Mean and InvStdDev, when the node has those outputs.
-            let mut ys = vec![y];
-            for (stat, shape) in [mean, inv].into_iter().zip(outs.iter().skip(1)) {
-                ys.push(stat.reshape(shape.clone())?);
-            }
-            return Ok(ys);
+            return layer_norm(node, x.clone(), &inputs[1..], *axis, *epsilon, outs);
         }
         Op::GroupNormalization {
             num_groups,
@@ -351,6 +341,167 @@ pub fn run_node<T: Float>(
         )));
     }
     Ok(vec![y])
+}
+
+/// LayerNormalization of `x` (reusing its buffer), with the Mean and InvStdDev outputs when
+/// the node has them: one pass per row when scale and bias have the normalised shape, else
+/// standardisation followed by broadcast scale and bias.
+fn layer_norm<T: Float>(
+    node: &Node,
+    mut x: Tensor<T>,
+    params: &[&Tensor<T>],
+    axis: i64,
+    epsilon: f64,
+    outs: &[Vec<usize>],
+) -> Result<Vec<Tensor<T>>> {
+    let err = |d: String| ModelError::node(&node.name, node.op.type_name(), d);
+    let at = |e: ModelError| err(e.to_string());
+    let cpu = Cpu;
+    let a = norm_axis(axis, x.rank()).ok_or_else(|| err("axis out of range".into()))?;
+    let rows: usize = x.shape()[..a].iter().product();
+    let scale = params
+        .first()
+        .ok_or_else(|| err("missing scale input".into()))?;
+    let bias = params.get(1);
+    let fits = |t: &Tensor<T>| t.shape() == &x.shape()[a..];
+    let (y, mean, inv) = if fits(scale) && bias.is_none_or(|b| fits(b)) {
+        let (mean, inv) = reduce::layer_norm_in_place(
+            x.data_mut(),
+            rows,
+            epsilon,
+            scale.data(),
+            bias.map(|b| b.data()),
+        );
+        let rows = vec![rows];
+        (
+            x,
+            Tensor::from_parts(rows.clone(), mean),
+            Tensor::from_parts(rows, inv),
+        )
+    } else {
+        let (xhat, mean, inv) = cpu.standardize(&x, rows, epsilon).map_err(at)?;
+        let mut y = cpu.broadcast(Zip::Mul, &xhat, scale).map_err(at)?;
+        if let Some(bias) = bias {
+            y = cpu.broadcast(Zip::Add, &y, bias).map_err(at)?;
+        }
+        (y, mean, inv)
+    };
+    if y.shape() != outs[0].as_slice() {
+        return Err(err(format!(
+            "scale/bias broadcast the output to {:?}, not {:?}",
+            y.shape(),
+            outs[0]
+        )));
+    }
+    // Mean and InvStdDev, when the node has those outputs.
+    let mut ys = vec![y];
+    for (stat, shape) in [mean, inv].into_iter().zip(outs.iter().skip(1)) {
+        ys.push(stat.reshape(shape.clone())?);
+    }
+    Ok(ys)
+}
+
+/// Runs a node that may overwrite its input at `pos` (`x`, which no later node reads): the
+/// data-movement ops that only rename a shape, element-wise ops, Softmax and
+/// LayerNormalization reuse its buffer; any other op runs as [`run_node`] does.
+fn run_node_reusing<T: Float>(
+    node: &Node,
+    mut x: Tensor<T>,
+    pos: usize,
+    others: &[&Tensor<T>],
+    outs: &[Vec<usize>],
+) -> Result<Vec<Tensor<T>>> {
+    let err = |d: String| ModelError::node(&node.name, node.op.type_name(), d);
+    let y = match &node.op {
+        Op::Flatten { .. }
+        | Op::Reshape { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Identity
+        | Op::Dropout
+        | Op::Cast {
+            to: CastTo::F32 | CastTo::F64,
+        } if pos == 0 => x.reshape(outs[0].clone())?,
+        Op::Unary(u) if pos == 0 => {
+            let f = elementwise::unary_fn::<T>(*u);
+            elementwise::map_in_place(x.data_mut(), f);
+            x
+        }
+        Op::Binary(b) if x.shape() == outs[0].as_slice() && others.len() == 1 => {
+            let ok = match b {
+                BinaryOp::Add => {
+                    elementwise::broadcast_assign(&mut x, others[0], pos == 1, |p, q| p + q)
+                }
+                BinaryOp::Sub => {
+                    elementwise::broadcast_assign(&mut x, others[0], pos == 1, |p, q| p - q)
+                }
+                BinaryOp::Mul => {
+                    elementwise::broadcast_assign(&mut x, others[0], pos == 1, |p, q| p * q)
+                }
+                BinaryOp::Div => {
+                    elementwise::broadcast_assign(&mut x, others[0], pos == 1, |p, q| p / q)
+                }
+                b => elementwise::broadcast_assign(
+                    &mut x,
+                    others[0],
+                    pos == 1,
+                    elementwise::binary_fn::<T>(*b),
+                ),
+            };
+            if !ok {
+                return Err(err("shapes do not broadcast".into()));
+            }
+            x
+        }
+        Op::Softmax { axis, flatten } if pos == 0 => {
+            let a = softmax_axis(*axis, *flatten, x.shape())
+                .ok_or_else(|| err("axis out of range".into()))?;
+            reduce::softmax_in_place(x.data_mut(), a.outer, a.len, a.inner);
+            x
+        }
+        Op::LayerNormalization { axis, epsilon } if pos == 0 => {
+            return layer_norm(node, x, others, *axis, *epsilon, outs);
+        }
+        op => {
+            let mut ins = others.to_vec();
+            ins.insert(pos.min(ins.len()), &x);
+            return run_node(node, op, &ins, outs);
+        }
+    };
+    if y.shape() != outs[0].as_slice() {
+        return Err(err(format!(
+            "computed shape {:?} differs from the inferred {:?}",
+            y.shape(),
+            outs[0]
+        )));
+    }
+    Ok(vec![y])
+}
+
+/// Which inputs of `op` [`run_node_reusing`] can overwrite.
+fn reusable_inputs(op: &Op) -> &'static [usize] {
+    match op {
+        Op::Flatten { .. }
+        | Op::Reshape { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Identity
+        | Op::Dropout
+        | Op::Cast {
+            to: CastTo::F32 | CastTo::F64,
+        }
+        | Op::Unary(_)
+        | Op::Softmax { .. }
+        | Op::LayerNormalization { .. } => &[0],
+        Op::Binary(_) => &[0, 1],
+        _ => &[],
+    }
+}
+
+/// A bias of `n` values along the last axis (shape `[n]`, or `[1, …, 1, n]`), as a row.
+fn row_bias<T>(c: &Tensor<T>, n: usize) -> Option<&[T]> {
+    let (last, lead) = c.shape().split_last()?;
+    (*last == n && lead.iter().all(|&d| d == 1)).then_some(c.data())
 }
 
 /// The outer × axis × inner view of a (Log)Softmax (flattened from `axis` on before opset 13).
@@ -501,6 +652,16 @@ fn gemm<T: Float>(
 
 /// numpy-style matmul with broadcasting over leading batch dimensions.
 pub fn matmul<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Option<Tensor<T>> {
+    matmul_bias(a, b, None)
+}
+
+/// [`matmul`] plus a bias of one value per output column (a dense layer), added by the GEMM
+/// itself: the output rows start as the bias and the products accumulate onto them.
+pub fn matmul_bias<T: Float>(
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    bias: Option<&[T]>,
+) -> Option<Tensor<T>> {
     let (batch, m, k, n, out) = shape::matmul_dims(a.shape(), b.shape())?;
     let nb: usize = batch.iter().product();
     let a_batch: Vec<usize> = if a.rank() > 2 {
@@ -513,14 +674,19 @@ pub fn matmul<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Option<Tensor<T>> {
     } else {
         vec![]
     };
-    let mut y = vec![T::zero(); nb * m * n];
+    let mut y = match bias {
+        Some(c) if c.len() != n => return None,
+        Some(c) if n > 0 => c.iter().copied().cycle().take(nb * m * n).collect(),
+        _ => vec![T::zero(); nb * m * n],
+    };
+    let acc = bias.is_some();
     if m * n == 0 {
         return Some(Tensor::from_parts(out, y));
     }
     // The right operand is shared by every batch (a dense layer on [batch, tokens, features]):
     // one GEMM over all rows, on all threads.
     if b_batch.iter().all(|&d| d == 1) && a_batch.iter().product::<usize>() == nb {
-        linalg::matmul(nb * m, n, k, a.data(), b.data(), &mut y, false, threads());
+        linalg::matmul(nb * m, n, k, a.data(), b.data(), &mut y, acc, threads());
         return Some(Tensor::from_parts(out, y));
     }
     let sa = elementwise::broadcast_strides(&a_batch, &batch);
@@ -539,7 +705,7 @@ pub fn matmul<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Option<Tensor<T>> {
         let (oa, ob) = offsets(i);
         let av = &a.data()[oa * m * k..][..m * k];
         let bv = &b.data()[ob * k * n..][..k * n];
-        linalg::matmul(m, n, k, av, bv, yi, false, inner);
+        linalg::matmul(m, n, k, av, bv, yi, acc, inner);
     };
     if nb < threads() {
         for (i, yi) in y.chunks_mut(m * n).enumerate() {
@@ -750,6 +916,10 @@ pub struct Executor<T> {
     consts: Vec<Option<Arc<Tensor<T>>>>,
     /// For each value, how many node inputs read it (for freeing intermediates).
     readers: Vec<usize>,
+    /// Node groups run as one kernel when their intermediates are not kept.
+    groups: Vec<Fused>,
+    /// For each node, its group in `groups`.
+    group_of: Vec<Option<usize>>,
 }
 
 impl<T: Float> Executor<T> {
@@ -777,10 +947,17 @@ impl<T: Float> Executor<T> {
         for o in &graph.outputs {
             readers[o.0] += 1;
         }
+        let groups = fusion::plan(&graph);
+        let mut group_of = vec![None; graph.nodes.len()];
+        for (i, f) in groups.iter().enumerate() {
+            f.members.iter().for_each(|&m| group_of[m] = Some(i));
+        }
         Ok(Executor {
             graph,
             consts,
             readers,
+            groups,
+            group_of,
         })
     }
 
@@ -788,9 +965,73 @@ impl<T: Float> Executor<T> {
         &self.graph
     }
 
+    /// How many node groups a forward pass that keeps only the outputs runs as one kernel
+    /// (dense layers with their bias Add and GELU, GELUs spelt as five nodes).
+    pub fn fused_groups(&self) -> usize {
+        self.groups.len()
+    }
+
     /// The constant behind a value, converted to `T`.
     pub fn constant(&self, id: ValueId) -> Option<&Arc<Tensor<T>>> {
         self.consts.get(id.0).and_then(Option::as_ref)
+    }
+
+    /// Runs a fused group (see [`fusion`]): its output.
+    fn run_fused(
+        &self,
+        f: &Fused,
+        vals: &mut [Option<Arc<Tensor<T>>>],
+        remaining: &[usize],
+        keep_mask: &[bool],
+    ) -> Result<Tensor<T>> {
+        let g = &*self.graph;
+        let last = &g.nodes[f.members[f.members.len() - 1]];
+        let err = |d: String| ModelError::node(&last.name, last.op.type_name(), d);
+        let get = |vals: &[Option<Arc<Tensor<T>>>], v: ValueId| {
+            self.consts[v.0]
+                .clone()
+                .or_else(|| vals[v.0].clone())
+                .ok_or_else(|| err(format!("input '{}' was not computed", g.value(v).name)))
+        };
+        let y = match f.kind {
+            FusedKind::Linear { a, b, bias, gelu } => {
+                let (a, b) = (get(vals, a)?, get(vals, b)?);
+                let bias = bias.map(|c| get(vals, c)).transpose()?;
+                let mut y = matmul_bias(&a, &b, bias.as_ref().map(|c| c.data()))
+                    .ok_or_else(|| err("shapes do not multiply".into()))?;
+                if let Some(gelu) = gelu {
+                    elementwise::gelu_in_place(y.data_mut(), gelu.r);
+                }
+                y
+            }
+            FusedKind::Gelu { x, gelu } => {
+                // x's buffer becomes y's when only this group still reads it.
+                let reads = f
+                    .members
+                    .iter()
+                    .flat_map(|&m| g.nodes[m].inputs.iter().flatten())
+                    .filter(|&&v| v == x)
+                    .count();
+                let free = self.consts[x.0].is_none() && !keep_mask[x.0] && remaining[x.0] == reads;
+                let mut y = match vals[x.0].take() {
+                    Some(t) if free => Arc::try_unwrap(t).unwrap_or_else(|t| (*t).clone()),
+                    t => {
+                        vals[x.0] = t;
+                        (*get(vals, x)?).clone()
+                    }
+                };
+                elementwise::gelu_in_place(y.data_mut(), gelu.r);
+                y
+            }
+        };
+        let want = g.shape(f.output).unwrap_or_default();
+        if y.shape() != want {
+            return Err(err(format!(
+                "computed shape {:?} differs from the inferred {want:?}",
+                y.shape()
+            )));
+        }
+        Ok(y)
     }
 
     /// Runs the graph on `inputs` (one tensor per graph input, shapes as specialised).
@@ -830,12 +1071,61 @@ impl<T: Float> Executor<T> {
             vals[id.0] = Some(Arc::new(t));
         }
         let mut remaining = self.readers.clone();
-        for node in &g.nodes {
-            let ins: Vec<&Tensor<T>> = node
-                .inputs
+        let fused: Vec<bool> = self
+            .groups
+            .iter()
+            .map(|f| !f.internal.iter().any(|v| keep_mask[v.0]))
+            .collect();
+        for (ni, node) in g.nodes.iter().enumerate() {
+            if let Some(f) = self.group_of[ni]
+                .filter(|&i| fused[i])
+                .map(|i| &self.groups[i])
+            {
+                // Members run together at the last one (their inputs are all computed by then).
+                if f.members.last() != Some(&ni) {
+                    continue;
+                }
+                let y = self.run_fused(f, &mut vals, &remaining, &keep_mask)?;
+                vals[f.output.0] = Some(Arc::new(y));
+                for &m in &f.members {
+                    for v in g.nodes[m].inputs.iter().flatten() {
+                        remaining[v.0] = remaining[v.0].saturating_sub(1);
+                        if remaining[v.0] == 0 && !keep_mask[v.0] {
+                            vals[v.0] = None;
+                        }
+                    }
+                }
+                continue;
+            }
+            let outs: Vec<Vec<usize>> = node
+                .outputs
                 .iter()
-                .flatten()
-                .map(|v| {
+                .map(|o| g.shape(*o).unwrap_or_default().to_vec())
+                .collect();
+            // An input that no later node reads and nobody keeps: its buffer can become the
+            // output (a Reshape renames it, an element-wise op overwrites it).
+            let flat: Vec<ValueId> = node.inputs.iter().flatten().copied().collect();
+            let mut owned = None;
+            for &pos in reusable_inputs(&node.op) {
+                let Some(&v) = flat.get(pos) else { continue };
+                if self.consts[v.0].is_some() || keep_mask[v.0] || remaining[v.0] != 1 {
+                    continue;
+                }
+                if let Some(arc) = vals[v.0].take() {
+                    match Arc::try_unwrap(arc) {
+                        Ok(t) => {
+                            owned = Some((pos, t));
+                            break;
+                        }
+                        Err(arc) => vals[v.0] = Some(arc),
+                    }
+                }
+            }
+            let ins: Vec<&Tensor<T>> = flat
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| owned.as_ref().is_none_or(|(pos, _)| pos != i))
+                .map(|(_, v)| {
                     self.consts[v.0]
                         .as_deref()
                         .or(vals[v.0].as_deref())
@@ -848,12 +1138,10 @@ impl<T: Float> Executor<T> {
                         })
                 })
                 .collect::<Result<_>>()?;
-            let outs: Vec<Vec<usize>> = node
-                .outputs
-                .iter()
-                .map(|o| g.shape(*o).unwrap_or_default().to_vec())
-                .collect();
-            let ys = run_node(node, &node.op, &ins, &outs)?;
+            let ys = match owned {
+                Some((pos, x)) => run_node_reusing(node, x, pos, &ins, &outs)?,
+                None => run_node(node, &node.op, &ins, &outs)?,
+            };
             drop(ins);
             for (o, y) in node.outputs.iter().zip(ys) {
                 vals[o.0] = Some(Arc::new(y));

@@ -31,6 +31,7 @@ pub mod batch;
 pub mod einsum;
 pub mod error;
 pub mod exec;
+mod fusion;
 pub mod graph;
 pub mod kernels;
 pub mod onnx;

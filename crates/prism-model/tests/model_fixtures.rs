@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use prism_model::{Float, Model, Tensor};
+use prism_model::{Float, Keep, Model, Tensor};
 use prism_store::npy;
 
 fn dir() -> PathBuf {
@@ -82,4 +82,45 @@ fn every_model_from_both_exporters_matches_onnxruntime() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(checked, 16, "8 models × 2 exporters");
+}
+
+/// The forward pass fuses dense layers with their bias and GELU (and reuses buffers) only when
+/// the intermediates are not kept: node by node (`Keep::NodeInputs`, what attribution runs)
+/// must give the same outputs, in f32 and in f64.
+#[test]
+fn fused_forward_matches_node_by_node() {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("manifest.json")).unwrap())
+            .unwrap();
+    let mut fused = 0;
+    for (name, entry) in manifest["models"].as_object().unwrap() {
+        let inputs: Vec<PathBuf> = (0..entry["inputs"].as_array().unwrap().len())
+            .map(|i| dir().join(format!("{name}.in{i}.npy")))
+            .collect();
+        for exporter in ["legacy", "dynamo"] {
+            let Some(file) = entry["exports"][exporter]["onnx"].as_str() else {
+                continue;
+            };
+            let model = Model::load(&dir().join(file)).unwrap();
+            fn both<T: Float>(model: &Model, inputs: &[PathBuf]) -> (usize, f64) {
+                let xs: Vec<Tensor<T>> =
+                    inputs.iter().map(|p| npy::read_float(p).unwrap()).collect();
+                let shapes: Vec<Vec<usize>> = xs.iter().map(|t| t.shape().to_vec()).collect();
+                let groups = model.executor::<T>(&shapes).unwrap().fused_groups();
+                let fast = model.forward(xs.clone()).unwrap();
+                let slow = model.trace(xs, &Keep::NodeInputs).unwrap().outputs;
+                let f = |t: &Tensor<T>| t.data().iter().map(|v| v.f64()).collect::<Vec<_>>();
+                (groups, scaled(&f(&fast[0]), &f(&slow[0])))
+            }
+            let (groups, e32) = both::<f32>(&model, &inputs);
+            let (_, e64) = both::<f64>(&model, &inputs);
+            assert!(
+                e32 <= 1e-6 && e64 <= 1e-12,
+                "{name} {exporter}: fused vs node by node, f32 {e32:e}, f64 {e64:e}"
+            );
+            fused += groups;
+        }
+    }
+    // ViT, Swin, BERT and GPT have dense layers with a bias Add and a GELU in erf form.
+    assert!(fused > 0, "no fused group in any fixture model");
 }

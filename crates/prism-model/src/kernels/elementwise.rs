@@ -432,6 +432,92 @@ pub fn unary<T: Float>(op: UnaryOp, x: &Tensor<T>) -> Tensor<T> {
     Tensor::from_parts(x.shape().to_vec(), data)
 }
 
+/// Smallest piece of in-place element-wise work a thread takes.
+const PAR_CHUNK: usize = 1 << 13;
+
+/// `x ← f(x)` element by element (the forward pass reusing a buffer nobody reads any more).
+pub fn map_in_place<T: Float>(x: &mut [T], f: impl Fn(T) -> T + Sync) {
+    let run = |c: &mut [T]| c.iter_mut().for_each(|v| *v = f(*v));
+    if x.len() >= PAR_MIN {
+        x.par_chunks_mut(PAR_CHUNK).for_each(run);
+    } else {
+        run(x);
+    }
+}
+
+/// `a ← f(a, b)`, or `a ← f(b, a)` when `b_first`, with `b` broadcast to `a`'s shape; `false`
+/// (and `a` untouched) when `b` does not broadcast to exactly that shape.
+pub fn broadcast_assign<T: Float>(
+    a: &mut Tensor<T>,
+    b: &Tensor<T>,
+    b_first: bool,
+    f: impl Fn(T, T) -> T + Sync,
+) -> bool {
+    let f = |x: T, y: T| if b_first { f(y, x) } else { f(x, y) };
+    if broadcast_shape(a.shape(), b.shape()).as_deref() != Some(a.shape()) {
+        return false;
+    }
+    let shape = a.shape().to_vec();
+    let n = a.len();
+    let bd = b.data();
+    if n == 0 {
+        return true;
+    }
+    if b.len() == 1 {
+        let y = bd[0];
+        map_in_place(a.data_mut(), |x| f(x, y));
+        return true;
+    }
+    if b.shape() == shape.as_slice() {
+        let run = |(c, d): (&mut [T], &[T])| {
+            c.iter_mut().zip(d).for_each(|(x, &y)| *x = f(*x, y));
+        };
+        if n >= PAR_MIN {
+            a.data_mut()
+                .par_chunks_mut(PAR_CHUNK)
+                .zip(bd.par_chunks(PAR_CHUNK))
+                .for_each(run);
+        } else {
+            run((a.data_mut(), bd));
+        }
+        return true;
+    }
+    let sb = broadcast_strides(b.shape(), &shape);
+    let last = shape.len() - 1;
+    let inner = shape[last].max(1);
+    let ib = sb[last];
+    let row = |(r, o): (usize, &mut [T])| {
+        let (mut ob, mut rem) = (0, r);
+        for d in (0..last).rev() {
+            let i = rem % shape[d];
+            rem /= shape[d];
+            ob += i * sb[d];
+        }
+        if ib == 0 {
+            let y = bd[ob];
+            o.iter_mut().for_each(|x| *x = f(*x, y));
+        } else {
+            // a bias along the last axis: contiguous in b
+            o.iter_mut()
+                .zip(&bd[ob..ob + inner])
+                .for_each(|(x, &y)| *x = f(*x, y));
+        }
+    };
+    if n >= PAR_MIN {
+        a.data_mut().par_chunks_mut(inner).enumerate().for_each(row);
+    } else {
+        a.data_mut().chunks_mut(inner).enumerate().for_each(row);
+    }
+    true
+}
+
+/// The exact GELU, `x · Φ(x) = ½ x (1 + erf(x · r))` with `r = 1/√2` (to the precision the
+/// model stores it), in place.
+pub fn gelu_in_place<T: Float>(x: &mut [T], r: f64) {
+    let (half, one, r) = (T::of(0.5), T::one(), T::of(r));
+    map_in_place(x, |v| v * (one + erf(v * r)) * half);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

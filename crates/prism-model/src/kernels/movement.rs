@@ -37,25 +37,77 @@ pub fn transpose<T: Copy>(x: &Tensor<T>, perm: &[usize]) -> Tensor<T> {
 }
 
 /// Reads `shape` elements from `src` at `offset + Σ index_i · strides_i`.
+///
+/// Axes of length 1 are dropped and neighbours that are contiguous in `src` merged first; then
+/// runs that are contiguous in `src` are copied whole, and a swap of the last two axes (a matrix
+/// transpose, as attention's `kᵀ`) goes by square tiles so that reads and writes both stay in
+/// cache.
 fn gather_strided<T: Copy>(src: &[T], shape: &[usize], strides: &[usize], offset: usize) -> Vec<T> {
     let n: usize = shape.iter().product();
     let mut out = Vec::with_capacity(n);
     if n == 0 {
         return out;
     }
-    let mut idx = vec![0usize; shape.len()];
-    let mut pos = offset;
-    for _ in 0..n {
-        out.push(src[pos]);
-        for d in (0..shape.len()).rev() {
-            idx[d] += 1;
-            pos += strides[d];
-            if idx[d] < shape[d] {
-                break;
-            }
-            pos -= strides[d] * shape[d];
-            idx[d] = 0;
+    // (length, stride), outermost first, canonical
+    let mut dims: Vec<(usize, usize)> = Vec::with_capacity(shape.len());
+    for (&len, &st) in shape.iter().zip(strides) {
+        if len == 1 {
+            continue;
         }
+        match dims.last_mut() {
+            Some(prev) if prev.1 == st * len => *prev = (prev.0 * len, st),
+            _ => dims.push((len, st)),
+        }
+    }
+    let Some(&(inner, inner_st)) = dims.last() else {
+        out.push(src[offset]);
+        return out;
+    };
+    let outer = &dims[..dims.len() - 1];
+    // the offset of outer index r (row-major over `outer`)
+    let base = |r: usize| {
+        let (mut pos, mut rem) = (offset, r);
+        for &(len, st) in outer.iter().rev() {
+            pos += (rem % len) * st;
+            rem /= len;
+        }
+        pos
+    };
+    if inner_st == 1 {
+        for r in 0..n / inner {
+            let b = base(r);
+            out.extend_from_slice(&src[b..b + inner]);
+        }
+        return out;
+    }
+    if let Some(&(rows, 1)) = outer.last() {
+        // out[.., i, j] = src[b + i + j·inner_st]: a transpose of rows × inner, tile by tile
+        const TILE: usize = 16;
+        let lead = &outer[..outer.len() - 1];
+        let blocks: usize = lead.iter().map(|d| d.0).product();
+        out.resize(n, src[offset]);
+        for blk in 0..blocks {
+            let (mut b, mut rem) = (offset, blk);
+            for &(len, st) in lead.iter().rev() {
+                b += (rem % len) * st;
+                rem /= len;
+            }
+            let dst = &mut out[blk * rows * inner..(blk + 1) * rows * inner];
+            for i0 in (0..rows).step_by(TILE) {
+                for j0 in (0..inner).step_by(TILE) {
+                    for i in i0..(i0 + TILE).min(rows) {
+                        for j in j0..(j0 + TILE).min(inner) {
+                            dst[i * inner + j] = src[b + i + j * inner_st];
+                        }
+                    }
+                }
+            }
+        }
+        return out;
+    }
+    for r in 0..n / inner {
+        let b = base(r);
+        out.extend((0..inner).map(|j| src[b + j * inner_st]));
     }
     out
 }

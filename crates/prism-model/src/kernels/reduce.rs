@@ -58,12 +58,29 @@ pub fn reduce<T: Float>(x: &Tensor<T>, axes: &[usize], keepdims: bool, mean: boo
 /// Softmax over a contiguous block: the tensor is viewed as outer × axis_len × inner.
 pub fn softmax<T: Float>(x: &Tensor<T>, outer: usize, axis_len: usize, inner: usize) -> Tensor<T> {
     let mut out = x.data().to_vec();
+    softmax_in_place(&mut out, outer, axis_len, inner);
+    Tensor::from_parts(x.shape().to_vec(), out)
+}
+
+/// [`softmax`] overwriting its input.
+pub fn softmax_in_place<T: Float>(out: &mut [T], outer: usize, axis_len: usize, inner: usize) {
     if axis_len == 0 || out.is_empty() {
-        return Tensor::from_parts(x.shape().to_vec(), out);
+        return;
     }
     out.par_chunks_mut(axis_len * inner)
         .take(outer)
         .for_each(|block| {
+            if inner == 1 {
+                // the common last-axis case, on contiguous rows
+                let m = block.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+                let mut sum = T::zero();
+                for v in block.iter_mut() {
+                    *v = (*v - m).exp();
+                    sum += *v;
+                }
+                block.iter_mut().for_each(|v| *v = *v / sum);
+                return;
+            }
             for i in 0..inner {
                 let mut m = T::neg_infinity();
                 for k in 0..axis_len {
@@ -80,7 +97,6 @@ pub fn softmax<T: Float>(x: &Tensor<T>, outer: usize, axis_len: usize, inner: us
                 }
             }
         });
-    Tensor::from_parts(x.shape().to_vec(), out)
 }
 
 /// Per-channel affine coefficients of inference-mode batch normalisation:
@@ -148,6 +164,46 @@ pub fn standardize<T: Float>(x: &[T], rows: usize, eps: f64) -> (Vec<T>, Vec<T>,
             *s = inv;
         });
     (y, mean, inv)
+}
+
+/// Layer normalisation of `rows` rows in place, `y = (x − μ) · s · γ + β` per row (the
+/// arithmetic of [`standardize`] followed by the scale and the shift, in one pass over each row
+/// while it is in cache); returns the per-row mean and `s = 1/√(σ² + ε)`.
+pub fn layer_norm_in_place<T: Float>(
+    x: &mut [T],
+    rows: usize,
+    eps: f64,
+    scale: &[T],
+    bias: Option<&[T]>,
+) -> (Vec<T>, Vec<T>) {
+    let len = x.len() / rows.max(1);
+    let mut mean = vec![T::zero(); rows];
+    let mut inv = vec![T::zero(); rows];
+    if len == 0 {
+        return (mean, inv);
+    }
+    let n = T::of(len as f64);
+    let eps = T::of(eps);
+    x.par_chunks_mut(len)
+        .zip(mean.par_iter_mut().zip(inv.par_iter_mut()))
+        .for_each(|(row, (m, s))| {
+            let mu = row.iter().copied().sum::<T>() / n;
+            let var = row.iter().map(|&v| (v - mu) * (v - mu)).sum::<T>() / n;
+            let inv = T::one() / (var + eps).sqrt();
+            match bias {
+                Some(b) => row
+                    .iter_mut()
+                    .zip(scale.iter().zip(b))
+                    .for_each(|(v, (&g, &c))| *v = (*v - mu) * inv * g + c),
+                None => row
+                    .iter_mut()
+                    .zip(scale)
+                    .for_each(|(v, &g)| *v = (*v - mu) * inv * g),
+            }
+            *m = mu;
+            *s = inv;
+        });
+    (mean, inv)
 }
 
 /// Input-gradient of [`standardize`] for the gradient `g` at `x̂`, per row:
