@@ -55,7 +55,7 @@ pub use attributor::{
 pub use batched::{Explained, ExplainedBatch};
 pub use composite::{Composite, CompositeParams, Group, Matcher, COMPOSITES};
 pub use error::{AttributionError, Result};
-pub use method::{CompositeSource, Method, MethodSpec};
+pub use method::{CompositeSource, Method, MethodSpec, METHOD_FIELDS};
 pub use rule::{
     Bound, Rule, Stabilizer, DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_BETA_SMOOTH, DEFAULT_EPSILON,
     DEFAULT_GAMMA, DEFAULT_STABILIZER,

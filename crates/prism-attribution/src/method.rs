@@ -302,8 +302,9 @@ impl fmt::Display for MethodSpec {
     }
 }
 
-/// The keys of the description, in order.
-const KEYS: [&str; 20] = [
+/// The fields of [`MethodSpec`] in the order of its description (`Display`): the parameter
+/// names every front end uses (the Python package's `method` keys add `composite_file`).
+pub const METHOD_FIELDS: [&str; 20] = [
     "composite",
     "attributor",
     "seed_mode",
@@ -380,17 +381,18 @@ impl FromStr for MethodSpec {
         let mut rest = s
             .strip_prefix("composite=")
             .ok_or_else(|| bad(format!("'{s}' does not start with composite=")))?;
-        let mut values = [""; KEYS.len()];
-        for i in (1..KEYS.len()).rev() {
+        let mut values = [""; METHOD_FIELDS.len()];
+        for i in (1..METHOD_FIELDS.len()).rev() {
             let (head, value) = rest
-                .rsplit_once(&format!(" {}=", KEYS[i]))
-                .ok_or_else(|| bad(format!("'{s}' lacks {}=", KEYS[i])))?;
+                .rsplit_once(&format!(" {}=", METHOD_FIELDS[i]))
+                .ok_or_else(|| bad(format!("'{s}' lacks {}=", METHOD_FIELDS[i])))?;
             values[i] = value;
             rest = head;
         }
         values[0] = rest;
         let v = |key: &str| -> &str {
-            KEYS.iter()
+            METHOD_FIELDS
+                .iter()
                 .position(|k| *k == key)
                 .map_or("", |i| values[i])
         };

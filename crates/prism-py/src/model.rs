@@ -463,6 +463,6 @@ impl PyModel {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyModel>()?;
-    m.add("METHOD_KEYS", crate::jobs::attribute::METHOD_KEYS.to_vec())?;
+    m.add("METHOD_KEYS", crate::jobs::attribute::METHOD_KEYS.clone())?;
     Ok(())
 }

@@ -57,37 +57,9 @@ __all__ = [
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-# The keys of an attribution method (`prism explain`'s method flags in snake case). The extension
-# is the one source when it publishes them; this list is its mirror for older builds.
-METHOD_KEYS: Tuple[str, ...] = tuple(
-    getattr(
-        _prism,
-        "METHOD_KEYS",
-        (
-            "composite",
-            "composite_file",
-            "attributor",
-            "seed_mode",
-            "canonize",
-            "zero_bias",
-            "epsilon",
-            "stabilizer",
-            "gamma",
-            "alpha",
-            "beta",
-            "low",
-            "high",
-            "beta_smooth",
-            "n_iter",
-            "noise_level",
-            "baseline",
-            "window",
-            "stride",
-            "invert_occlusion",
-            "seed",
-        ),
-    )
-)
+# The keys of an attribution method (`prism explain`'s method flags in snake case), as the
+# extension defines them.
+METHOD_KEYS: Tuple[str, ...] = tuple(_prism.METHOD_KEYS)
 
 # `explain`'s own keyword arguments; every other method key is a `**rule_params` key.
 _EXPLICIT_METHOD_KEYS = ("composite", "composite_file", "attributor")

@@ -117,29 +117,12 @@ fn normalize_text(o: &Options<'_>) -> PyResult<Option<String>> {
 }
 
 /// The keys of the `method` dict (the flags of `prism explain`'s method, snake case).
-pub(crate) const METHOD_KEYS: &[&str] = &[
-    "composite",
-    "composite_file",
-    "attributor",
-    "seed_mode",
-    "canonize",
-    "zero_bias",
-    "epsilon",
-    "stabilizer",
-    "gamma",
-    "alpha",
-    "beta",
-    "low",
-    "high",
-    "beta_smooth",
-    "n_iter",
-    "noise_level",
-    "baseline",
-    "window",
-    "stride",
-    "invert_occlusion",
-    "seed",
-];
+pub(crate) static METHOD_KEYS: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| {
+        let mut keys = prism_attribution::METHOD_FIELDS.to_vec();
+        keys.insert(1, "composite_file");
+        keys
+    });
 
 /// A ZBox bound: one float, or one per channel.
 pub(crate) fn bound(o: &Options<'_>, name: &'static str) -> PyResult<Option<Range>> {
@@ -217,7 +200,7 @@ pub(crate) fn method_spec(
             ))
         })?),
     };
-    let o = Options::new("method", METHOD_KEYS, dict)?;
+    let o = Options::new("method", &METHOD_KEYS, dict)?;
     let mut spec = MethodSpec::default();
     let composite: Option<String> = o.get("composite", "a str")?;
     let file = o.path("composite_file")?;
