@@ -18,6 +18,10 @@ if ! "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 9)' 2>/dev/null; t
   echo "error: $PYTHON is missing or older than 3.9; set PYTHON to a Python 3.9+ interpreter" >&2
   exit 1
 fi
+if [ -d "$VENV" ] && ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+  echo "== $VENV is incomplete (an interrupted earlier run?): making it again"
+  rm -rf "$VENV"
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   echo "== creating $VENV"
   if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
