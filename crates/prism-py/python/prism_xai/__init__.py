@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _prism
+from . import _errors, _prism
 from ._errors import *  # noqa: F401,F403
 from ._errors import InvalidArgumentError
 from ._prism import __version__, get_num_threads, set_num_threads  # noqa: F401
@@ -42,17 +42,7 @@ __all__ = [
     "get_num_threads",
     "quantus_explain_func",
     "METHOD_KEYS",
-    # errors
-    "PrismError",
-    "InvalidArgumentError",
-    "PrismFileNotFoundError",
-    "ModelError",
-    "AttributionError",
-    "HeatmapError",
-    "StoreError",
-    "AnalysisError",
-    "EvaluationError",
-    "ViewerError",
+    *_errors.__all__,
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]

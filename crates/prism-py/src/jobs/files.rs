@@ -54,6 +54,23 @@ impl AttributionFile {
         }
     }
 
+    /// The rows a reader (`read`, `prediction`) asks for: `indices`, the rows of `class_`, or
+    /// every row.
+    fn rows(
+        &self,
+        what: &str,
+        indices: Option<&Bound<'_, PyAny>>,
+        class_: Option<u32>,
+    ) -> PyResult<Vec<usize>> {
+        match (indices, class_) {
+            (Some(_), Some(_)) => Err(invalid(format!(
+                "{what}: give `indices` or `class_`, not both"
+            ))),
+            (Some(i), None) => self.rows_from(i),
+            (None, c) => Ok(self.rows_of(c)),
+        }
+    }
+
     /// Rows from Python: any order, repeats allowed, negative numbers count from the end.
     fn rows_from(&self, indices: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
         let n = self.file.n_samples() as i64;
@@ -186,13 +203,7 @@ impl AttributionFile {
         indices: Option<&Bound<'py, PyAny>>,
         class_: Option<u32>,
     ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let rows = match (indices, class_) {
-            (Some(_), Some(_)) => {
-                return Err(invalid("read: give `indices` or `class_`, not both"))
-            }
-            (Some(i), None) => self.rows_from(i)?,
-            (None, c) => self.rows_of(c),
-        };
+        let rows = self.rows("read", indices, class_)?;
         let width = self.file.sample_len();
         let data = self.read_in_order(py, &rows, width, |r| self.file.read_rows(r))?;
         let mut shape = vec![rows.len()];
@@ -208,13 +219,7 @@ impl AttributionFile {
         indices: Option<&Bound<'py, PyAny>>,
         class_: Option<u32>,
     ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let rows = match (indices, class_) {
-            (Some(_), Some(_)) => {
-                return Err(invalid("prediction: give `indices` or `class_`, not both"))
-            }
-            (Some(i), None) => self.rows_from(i)?,
-            (None, c) => self.rows_of(c),
-        };
+        let rows = self.rows("prediction", indices, class_)?;
         let classes: usize = self.file.prediction_shape()[1..].iter().product();
         let data = self.read_in_order(py, &rows, classes, |rows| {
             let mut out = Vec::with_capacity(rows.len() * classes);
