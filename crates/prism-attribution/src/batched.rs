@@ -14,6 +14,8 @@ pub struct ExplainedBatch<'a, T> {
     pub done: BatchDone,
     /// The target class of each of its samples.
     pub targets: &'a [usize],
+    /// The target position of each of its samples, for a positional target.
+    pub positions: Option<&'a [usize]>,
     /// Its relevance (the batch's part of [`Explained::relevance`]).
     pub relevance: &'a Tensor<T>,
 }
@@ -21,11 +23,15 @@ pub struct ExplainedBatch<'a, T> {
 /// The relevance of a whole run.
 #[derive(Clone, Debug)]
 pub struct Explained<T> {
-    /// Relevance with the input's shape (a single float input), the tensor's shape (an
-    /// attribution at a tensor) or `[samples, tokens]` (a token model's embedding lookup).
+    /// Relevance with the input's shape (a single float input) or the tensor's shape (an
+    /// attribution at a tensor, a token model's embedding lookup: `[samples, tokens,
+    /// hidden]`), `[samples, tokens]` when summed over the hidden dimension
+    /// ([`Explainer::with_hidden_sum`]).
     pub relevance: Tensor<T>,
     /// The target class of each sample.
     pub targets: Vec<usize>,
+    /// The target position of each sample, for a positional target.
+    pub positions: Option<Vec<usize>>,
     /// The tensor the relevance was read off; `None`: the model's input.
     pub at: Option<String>,
     /// Whether the relevance was summed over the hidden dimension of an embedding lookup.
@@ -53,19 +59,22 @@ impl Explainer<'_> {
         mut on_batch: impl FnMut(&ExplainedBatch<'_, T>) -> Flow,
     ) -> Result<Explained<T>> {
         let total = sample_count(inputs)?;
-        if let Target::PerSample(v) = target {
-            if v.len() != total {
-                return Err(AttributionError::Target(format!(
-                    "{} labels for {total} samples",
-                    v.len()
-                )));
-            }
+        let labels = match target {
+            Target::PerSample(v) => Some(v.len()),
+            Target::PositionPerSample(v) => Some(v.len()),
+            _ => None,
+        };
+        if let Some(k) = labels.filter(|k| *k != total) {
+            return Err(AttributionError::Target(format!(
+                "{k} labels for {total} samples"
+            )));
         }
         let g = self.model.graph();
         let plain = at.is_none() && g.inputs.len() == 1 && !g.input_type(0).is_integer();
         let mut data: Vec<T> = Vec::new();
         let mut shape: Vec<usize> = Vec::new();
         let mut targets: Vec<usize> = Vec::with_capacity(total);
+        let mut positions: Option<Vec<usize>> = None;
         let mut at_name: Option<String> = None;
         let mut per_token = false;
         let mut offset = 0;
@@ -73,6 +82,9 @@ impl Explainer<'_> {
             let count = part[0].shape()[0];
             let t = match target {
                 Target::PerSample(v) => Target::PerSample(v[offset..offset + count].to_vec()),
+                Target::PositionPerSample(v) => {
+                    Target::PositionPerSample(v[offset..offset + count].to_vec())
+                }
                 other => other.clone(),
             };
             let in_batch = |e: AttributionError| AttributionError::Batch {
@@ -80,27 +92,30 @@ impl Explainer<'_> {
                 end: offset + count,
                 error: Box::new(e),
             };
-            let (relevance, batch_targets) = if plain {
+            let (relevance, batch_targets, batch_positions) = if plain {
                 let a = self
                     .attribute(&part[0], &t, seed, attributor)
                     .map_err(in_batch)?;
-                (a.relevance, a.targets)
+                (a.relevance, a.targets, a.positions)
             } else {
                 let a = self
                     .attribute_inputs(part, at.unwrap_or(&AttributeAt::Auto), &t, seed, attributor)
                     .map_err(in_batch)?;
                 at_name = Some(a.at);
                 match a.per_token {
-                    Some(r) => {
+                    Some(r) if self.hidden_sum => {
                         per_token = true;
-                        (r, a.targets)
+                        (r, a.targets, a.positions)
                     }
-                    None => (a.relevance, a.targets),
+                    _ => (a.relevance, a.targets, a.positions),
                 }
             };
             shape = relevance.shape().to_vec();
             data.extend_from_slice(relevance.data());
             targets.extend_from_slice(&batch_targets);
+            if let Some(p) = &batch_positions {
+                positions.get_or_insert_with(Vec::new).extend_from_slice(p);
+            }
             let done = BatchDone {
                 offset,
                 count,
@@ -110,6 +125,7 @@ impl Explainer<'_> {
             let flow = on_batch(&ExplainedBatch {
                 done,
                 targets: &batch_targets,
+                positions: batch_positions.as_deref(),
                 relevance: &relevance,
             });
             if flow == Flow::Stop && offset < total {
@@ -123,6 +139,7 @@ impl Explainer<'_> {
         Ok(Explained {
             relevance: Tensor::new(shape, data)?,
             targets,
+            positions,
             at: at_name,
             per_token,
         })

@@ -9,6 +9,7 @@ use prism_model::{Graph, Node, Op, OpGroup};
 use serde::Deserialize;
 
 use crate::error::{AttributionError, Result};
+use crate::roles::Roles;
 use crate::rule::{
     Bound, Rule, RuleFields, DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_BETA_SMOOTH, DEFAULT_EPSILON,
     DEFAULT_GAMMA, DEFAULT_STABILIZER,
@@ -36,6 +37,18 @@ pub enum Group {
     Sum,
     Concat,
     Softmax,
+    /// Element-wise non-linearities: every unary operator (GELU, Erf, Tanh, Sigmoid, …),
+    /// Clip, PRelu, and the nodes of an element-wise function of one tensor spelled in several
+    /// nodes (an exported GELU or SiLU; see [`crate::roles`]). For the identity rule (`pass`).
+    Nonlinearity,
+    /// Products of two or more computed tensors (`Q·Kᵀ`, `A·V`, gating `Mul`, Einsum), other
+    /// than activations and normalisations.
+    Product,
+    /// LayerNormalization, GroupNormalization, InstanceNormalization, and the `Mul`/`Div` by the
+    /// normaliser of a decomposed LayerNorm or RMSNorm.
+    Normalization,
+    /// Every node (a composite's last, catch-all entry).
+    Any,
 }
 
 /// What a composite entry applies to.
@@ -55,6 +68,8 @@ pub struct NodeContext<'a> {
     pub graph: &'a Graph,
     /// Whether residual sums are made explicit (the sum canonizer is on).
     pub explicit_sums: bool,
+    /// The transformer roles of the graph's nodes.
+    pub roles: &'a Roles,
 }
 
 fn computed_inputs(node: &Node, graph: &Graph) -> usize {
@@ -66,7 +81,8 @@ fn computed_inputs(node: &Node, graph: &Graph) -> usize {
 }
 
 impl Group {
-    pub fn matches(self, node: &Node, ctx: &NodeContext) -> bool {
+    /// Whether node `ni` (`node`) of `ctx.graph` belongs to the group.
+    pub fn matches(self, ni: usize, node: &Node, ctx: &NodeContext) -> bool {
         let has_const_weight = || {
             node.input(1)
                 .is_some_and(|v| ctx.graph.constant(v).is_some())
@@ -78,7 +94,7 @@ impl Group {
                     && has_const_weight()
             }
             Group::Linear => {
-                Group::Convolution.matches(node, ctx) || Group::Dense.matches(node, ctx)
+                Group::Convolution.matches(ni, node, ctx) || Group::Dense.matches(ni, node, ctx)
             }
             Group::Activation => node.op.group() == OpGroup::Activation,
             Group::Relu => matches!(node.op, Op::Unary(UnaryOp::Relu)),
@@ -92,6 +108,22 @@ impl Group {
             }
             Group::Concat => node.op.group() == OpGroup::Concat,
             Group::Softmax => node.op.group() == OpGroup::Softmax,
+            Group::Nonlinearity => {
+                matches!(
+                    node.op,
+                    Op::Unary(_) | Op::ClipInputs | Op::Binary(BinaryOp::PRelu)
+                ) || ctx.roles.activation[ni]
+            }
+            Group::Product => ctx.roles.product[ni],
+            Group::Normalization => {
+                matches!(
+                    node.op,
+                    Op::LayerNormalization { .. }
+                        | Op::GroupNormalization { .. }
+                        | Op::InstanceNormalization { .. }
+                ) || ctx.roles.normaliser[ni].is_some()
+            }
+            Group::Any => true,
         }
     }
 }
@@ -146,11 +178,13 @@ pub const COMPOSITES: &[&str] = &[
     "deconvnet",
     "guided-backprop",
     "beta-smooth",
+    "attn-lrp",
+    "cp-lrp",
 ];
 
 /// The built-in composites' TOML files (`composites/*.toml`), read by the same parser as user
 /// files; the parameters they leave out come from [`CompositeParams`].
-const BUILTIN_FILES: [(&str, &str); 9] = [
+const BUILTIN_FILES: [(&str, &str); 11] = [
     (
         "epsilon-gamma-box",
         include_str!("../composites/epsilon-gamma-box.toml"),
@@ -184,7 +218,31 @@ const BUILTIN_FILES: [(&str, &str); 9] = [
         "beta-smooth",
         include_str!("../composites/beta-smooth.toml"),
     ),
+    ("attn-lrp", include_str!("../composites/attn-lrp.toml")),
+    ("cp-lrp", include_str!("../composites/cp-lrp.toml")),
 ];
+
+/// The built-in composites for transformers, whose linear layers default to LXT's ε = 0
+/// ([`default_epsilon`]).
+pub const TRANSFORMER_COMPOSITES: &[&str] = &["attn-lrp", "cp-lrp"];
+
+/// The ε of the Epsilon rule when the user gives none: LXT's 0 for the transformer composites
+/// (also as the base of a mixed name `attn-lrp+epsilon-gamma-box`, or extended by a composite
+/// file: `toml` is the file's text), Zennit's [`DEFAULT_EPSILON`] otherwise.
+pub fn default_epsilon(composite: Option<&str>, toml: Option<&str>) -> f64 {
+    let transformer = |name: &str| {
+        let base = name.split(':').next().unwrap_or(name).replace('_', "-");
+        TRANSFORMER_COMPOSITES.contains(&base.as_str())
+    };
+    let extends = toml
+        .and_then(|t| toml::from_str::<toml::Table>(t).ok())
+        .and_then(|t| t.get("extends").and_then(|e| e.as_str().map(String::from)));
+    if composite.is_some_and(transformer) || extends.as_deref().is_some_and(transformer) {
+        0.0
+    } else {
+        DEFAULT_EPSILON
+    }
+}
 
 /// The TOML text of a built-in composite (kebab or snake case), if there is one by that name.
 pub fn builtin_toml(name: &str) -> Option<&'static str> {
@@ -205,15 +263,57 @@ enum Origin {
 }
 
 impl Composite {
-    /// A built-in composite by its (Zennit) name, in kebab or snake case.
+    /// A built-in composite by its (Zennit) name, in kebab or snake case. A mixed name
+    /// `BASE:CNN` (e.g. `attn-lrp:epsilon-gamma-box`, for a convolutional stem under a
+    /// transformer) gives the convolutions the rules `CNN` gives them (its first-layer rule to
+    /// the first convolution) and every other node `BASE`'s rule.
     pub fn builtin(name: &str, p: &CompositeParams) -> Result<Composite> {
         let name = name.replace('_', "-");
-        let mut c = builtin_unchecked(&name, p)?;
+        let mut c = match name.split_once(':') {
+            None => builtin_unchecked(&name, p)?,
+            Some((base, conv)) => {
+                let mut c = builtin_unchecked(conv, p)?.for_convolutions();
+                if c.entries.is_empty() {
+                    return Err(AttributionError::Rule(format!(
+                        "'{conv}' has no rule for convolutions to lend to '{base}'"
+                    )));
+                }
+                c.entries.extend(builtin_unchecked(base, p)?.entries);
+                c.name = name.clone();
+                c
+            }
+        };
         if p.zero_bias {
             c = c.with_zero_bias();
         }
         c.validate()?;
         Ok(c)
+    }
+
+    /// The entries that concern convolutions, restricted to them: a `linear` entry becomes a
+    /// `convolution` entry, a first-layer entry applies to the first convolution, and the rest
+    /// (dense layers, activations, sums, names, operator types) is dropped.
+    fn for_convolutions(self) -> Composite {
+        let entries = self
+            .entries
+            .into_iter()
+            .filter_map(|(m, r)| {
+                let m = match m {
+                    Matcher::Group(Group::Convolution | Group::Linear) => {
+                        Matcher::Group(Group::Convolution)
+                    }
+                    Matcher::First(Group::Convolution | Group::Linear) => {
+                        Matcher::First(Group::Convolution)
+                    }
+                    _ => return None,
+                };
+                Some((m, r))
+            })
+            .collect();
+        Composite {
+            name: self.name,
+            entries,
+        }
     }
 
     /// Checks every rule's parameters.
@@ -232,15 +332,23 @@ impl Composite {
     }
 
     /// The rule of every node of a (specialised, canonized) graph; `None` means gradient.
+    /// The rules that depend on a node's place in the graph get it here: `constant-gate` its
+    /// gate operand, `frozen-norm` on a `Mul`/`Div` its normaliser operand.
     pub fn assign(&self, graph: &Graph, explicit_sums: bool) -> Vec<Option<Rule>> {
+        let roles = Roles::of(graph);
         let ctx = NodeContext {
             graph,
             explicit_sums,
+            roles: &roles,
         };
         let mut firsts: Vec<Option<usize>> = vec![None; self.entries.len()];
         for (i, (m, _)) in self.entries.iter().enumerate() {
             if let Matcher::First(g) = m {
-                firsts[i] = graph.nodes.iter().position(|n| g.matches(n, &ctx));
+                firsts[i] = graph
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .position(|(ni, n)| g.matches(ni, n, &ctx));
             }
         }
         graph
@@ -250,15 +358,67 @@ impl Composite {
             .map(|(ni, n)| {
                 self.entries.iter().enumerate().find_map(|(i, (m, r))| {
                     let hit = match m {
-                        Matcher::Group(g) => g.matches(n, &ctx),
+                        Matcher::Group(g) => g.matches(ni, n, &ctx),
                         Matcher::Name(glob) => glob.is_match(&n.name),
                         Matcher::OpType(t) => n.op.type_name() == t,
                         Matcher::First(_) => firsts[i] == Some(ni),
                     };
-                    hit.then(|| r.clone())
+                    hit.then(|| match r {
+                        Rule::ConstantGate { stabilizer, .. } => Rule::ConstantGate {
+                            stabilizer: *stabilizer,
+                            gate: roles.gate[ni],
+                        },
+                        Rule::FrozenNorm { stabilizer, .. } => Rule::FrozenNorm {
+                            stabilizer: *stabilizer,
+                            normaliser: roles.normaliser[ni],
+                        },
+                        r => r.clone(),
+                    })
                 })
             })
             .collect()
+    }
+
+    /// [`assign`](Self::assign), refusing a model with attention on which the composite leaves
+    /// a transformer node (a product of computed tensors, a normalisation, attention weights)
+    /// without a rule: such a node would pass relevance by its plain gradient, which no
+    /// transformer LRP method does. A composite that names `gradient` for them is taken at its
+    /// word.
+    pub fn assign_checked(&self, graph: &Graph, explicit_sums: bool) -> Result<Vec<Option<Rule>>> {
+        let rules = self.assign(graph, explicit_sums);
+        let roles = Roles::of(graph);
+        if !roles.has_attention() {
+            return Ok(rules);
+        }
+        let missing: Vec<String> = rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_none())
+            .filter_map(|(ni, _)| {
+                roles.transformer_role(graph, ni).map(|role| {
+                    let n = &graph.nodes[ni];
+                    format!("'{}' ({}, {role})", n.name, n.op.type_name())
+                })
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(rules);
+        }
+        let shown = missing.len().min(5);
+        Err(AttributionError::Rule(format!(
+            "composite '{}' leaves {} transformer node(s) of this model without a rule (they \
+             would pass relevance by their plain gradient): {}{}. Use --composite attn-lrp or \
+             cp-lrp (with --conv-composite NAME for a convolutional stem), a composite file that \
+             extends one of them, or give these nodes rule = \"gradient\" explicitly",
+            self.name,
+            missing.len(),
+            missing[..shown].join(", "),
+            if missing.len() > shown {
+                format!(" and {} more", missing.len() - shown)
+            } else {
+                String::new()
+            }
+        )))
     }
 
     /// Parses a composite from TOML text (format in `docs/composites.md`); parameters an entry

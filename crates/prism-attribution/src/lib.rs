@@ -37,6 +37,7 @@ pub mod linear;
 pub mod method;
 pub mod passes;
 pub mod propagate;
+pub mod roles;
 pub mod rule;
 pub mod target;
 pub mod vjp;
@@ -53,7 +54,9 @@ pub use attributor::{
     DEFAULT_N_ITER, DEFAULT_SEED, DEFAULT_STRIDE, DEFAULT_WINDOW,
 };
 pub use batched::{Explained, ExplainedBatch};
-pub use composite::{Composite, CompositeParams, Group, Matcher, COMPOSITES};
+pub use composite::{
+    default_epsilon, Composite, CompositeParams, Group, Matcher, COMPOSITES, TRANSFORMER_COMPOSITES,
+};
 pub use error::{AttributionError, Result};
 pub use method::{CompositeSource, Method, MethodSpec, METHOD_FIELDS};
 pub use rule::{
@@ -71,6 +74,58 @@ pub enum Target {
     Predicted,
     /// One class per sample (e.g. the labels).
     PerSample(Vec<usize>),
+    /// One element of an output with a position axis, `N × positions × classes` (a causal
+    /// language model's next-token logits, a token classifier's scores): the class at
+    /// `position` (negative counts from the end: `-1` is the last position), or the arg-max
+    /// there when `class` is `None` (a causal LM's predicted next token).
+    Position { position: i64, class: Option<usize> },
+    /// One (position, class) per sample.
+    PositionPerSample(Vec<(usize, usize)>),
+}
+
+impl Target {
+    /// Reads a target as the command line spells it: `predicted`, a class index `K`, or for
+    /// outputs with a position axis `POS:K`, `POS:predicted`, `last:K`, `last` (=
+    /// `last:predicted`), with `POS` an index (negative from the end). Label files are the
+    /// caller's (see [`Target::PerSample`], [`Target::PositionPerSample`]).
+    pub fn parse(spec: &str) -> Result<Target> {
+        let bad = || {
+            AttributionError::Target(format!(
+                "target '{spec}' is not one of: predicted, a class index K, POS:K, \
+                 POS:predicted, last:K, last (POS an index into the output's position axis, \
+                 negative from the end)"
+            ))
+        };
+        let class = |c: &str| -> Result<Option<usize>> {
+            match c {
+                "predicted" => Ok(None),
+                c => c.parse().map(Some).map_err(|_| bad()),
+            }
+        };
+        match spec.split_once(':') {
+            None if spec == "predicted" => Ok(Target::Predicted),
+            None if spec == "last" => Ok(Target::Position {
+                position: -1,
+                class: None,
+            }),
+            None => spec.parse().map(Target::Class).map_err(|_| bad()),
+            Some((pos, c)) => {
+                let position = match pos {
+                    "last" => -1,
+                    p => p.parse().map_err(|_| bad())?,
+                };
+                Ok(Target::Position {
+                    position,
+                    class: class(c)?,
+                })
+            }
+        }
+    }
+
+    /// Whether the target names a position as well as a class.
+    pub fn is_positional(&self) -> bool {
+        matches!(self, Target::Position { .. } | Target::PositionPerSample(_))
+    }
 }
 
 /// How the initial relevance is formed from the output.
@@ -92,6 +147,8 @@ pub struct Attribution<T> {
     pub output: Tensor<T>,
     /// The target class of each sample.
     pub targets: Vec<usize>,
+    /// The target position of each sample, for a positional [`Target`].
+    pub positions: Option<Vec<usize>>,
 }
 
 /// Where [`Explainer::attribute_inputs`] reads the relevance off.
@@ -129,7 +186,7 @@ impl AttributeAt {
                     .ok_or_else(|| {
                         AttributionError::Invalid(format!(
                             "no tensor or node named '{name}' in the model (after folding \
-                             constants); `prism inspect --nodes` lists them"
+                             constants); `prism inspect --shapes` lists them"
                         ))
                     })?;
                 if g.constant(v).is_some() {
@@ -198,6 +255,8 @@ pub struct TensorAttribution<T> {
     pub output: Tensor<T>,
     /// The target class of each sample.
     pub targets: Vec<usize>,
+    /// The target position of each sample, for a positional [`Target`].
+    pub positions: Option<Vec<usize>>,
     /// The name of the tensor the relevance was read off.
     pub at: String,
     /// When `at` is an embedding lookup's output: the relevance per token (`[batch, tokens]`,
@@ -218,6 +277,7 @@ pub struct Explainer<'m> {
     model: &'m Model,
     composite: Option<Composite>,
     canonize: bool,
+    hidden_sum: bool,
     cache: Mutex<HashMap<PreparedKey, Arc<dyn Any + Send + Sync>>>,
 }
 
@@ -228,6 +288,7 @@ impl<'m> Explainer<'m> {
             model,
             composite: None,
             canonize: true,
+            hidden_sum: false,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -235,6 +296,14 @@ impl<'m> Explainer<'m> {
     /// Attribute with LRP rules assigned by `composite`.
     pub fn with_composite(mut self, composite: Composite) -> Self {
         self.composite = Some(composite);
+        self
+    }
+
+    /// Whether [`explain_batched`](Self::explain_batched) sums a token model's relevance over
+    /// the hidden dimension of its embedding lookup (`[samples, tokens]`) instead of returning
+    /// it whole (`[samples, tokens, hidden]`, the default).
+    pub fn with_hidden_sum(mut self, on: bool) -> Self {
+        self.hidden_sum = on;
         self
     }
 
@@ -276,7 +345,7 @@ impl<'m> Explainer<'m> {
             Arc::new(spec)
         };
         let rules = match &self.composite {
-            Some(c) => c.assign(&graph, self.canonize),
+            Some(c) => c.assign_checked(&graph, self.canonize)?,
             None => vec![None; graph.nodes.len()],
         };
         let exec = Executor::<T>::new(graph.clone())?;
@@ -345,9 +414,17 @@ impl<'m> Explainer<'m> {
         let b = &Cpu;
         let p = self.prepared::<T>(x.shape())?;
         let output = (*p.exec.run(vec![x.clone()], &Keep::Outputs)?.outputs[0]).clone();
-        let targets = resolve_targets(&output, target)?;
+        let resolved = target::resolve(&output, target)?;
+        let targets = resolved.classes();
+        if resolved.positions().is_some() && matches!(attributor, Attributor::Occlusion { .. }) {
+            return Err(AttributionError::Target(
+                "occlusion scores whole classes; a target with a position takes the gradient, \
+                 SmoothGrad, IntegratedGradients or an LRP composite"
+                    .into(),
+            ));
+        }
         let relevance = match attributor {
-            Attributor::Gradient => self.sweep(&p, x.clone(), &targets, seed)?,
+            Attributor::Gradient => self.sweep(&p, x.clone(), &resolved, seed)?,
             Attributor::SmoothGrad {
                 noise_level,
                 n_iter,
@@ -371,7 +448,7 @@ impl<'m> Explainer<'m> {
                         )));
                     }
                     let xn = b.zip(Zip::Add, x, n)?;
-                    let g = self.sweep(&p, xn, &targets, seed)?;
+                    let g = self.sweep(&p, xn, &resolved, seed)?;
                     b.zip_into(Zip::Add, &mut acc, &g)?;
                 }
                 b.map(Map::Divide(noise.len().max(1) as f64), &acc)
@@ -387,7 +464,7 @@ impl<'m> Explainer<'m> {
                         },
                         x,
                     );
-                    let g = self.sweep(&p, xk, &targets, seed)?;
+                    let g = self.sweep(&p, xk, &resolved, seed)?;
                     b.zip_into(Zip::Add, &mut acc, &g)?;
                 }
                 b.zip(
@@ -419,6 +496,7 @@ impl<'m> Explainer<'m> {
             relevance,
             output,
             targets,
+            positions: resolved.positions(),
         })
     }
 
@@ -460,8 +538,19 @@ impl<'m> Explainer<'m> {
         }
         let mut trace = p.exec.run(inputs, &Keep::NodeInputs)?;
         let output = (*trace.outputs[0]).clone();
-        let targets = resolve_targets(&output, target)?;
-        let seed_t = Cpu.seed(&output, &targets, seed == SeedMode::Logit)?;
+        let token_model = (0..self.model.graph().inputs.len())
+            .any(|i| self.model.graph().input_type(i).is_integer());
+        if token_model && output.rank() == 3 && !target.is_positional() {
+            return Err(AttributionError::Target(format!(
+                "the output has shape {:?}, one score per position and class (a language \
+                 model's logits): name the position too, e.g. `last` (the predicted next token \
+                 after the last position), `last:ID`, `POS:ID` or `POS:predicted`",
+                output.shape()
+            )));
+        }
+        let resolved = target::resolve(&output, target)?;
+        let targets = resolved.classes();
+        let seed_t = target::seed(&output, &resolved, seed == SeedMode::Logit)?;
         let mut r = propagate::propagate_to(
             &p.graph,
             &p.exec,
@@ -480,6 +569,7 @@ impl<'m> Explainer<'m> {
             relevance,
             output,
             targets,
+            positions: resolved.positions(),
             at: name,
             per_token,
         })
@@ -490,12 +580,12 @@ impl<'m> Explainer<'m> {
         &self,
         p: &Prepared<T>,
         x: Tensor<T>,
-        targets: &[usize],
+        targets: &target::Resolved,
         seed: SeedMode,
     ) -> Result<Tensor<T>> {
         let mut trace = p.exec.run(vec![x], &Keep::NodeInputs)?;
         let out = &trace.outputs[0];
-        let seed_t = Cpu.seed(out, targets, seed == SeedMode::Logit)?;
+        let seed_t = target::seed(out, targets, seed == SeedMode::Logit)?;
         let mut r = propagate::propagate(
             &p.graph,
             &p.exec,

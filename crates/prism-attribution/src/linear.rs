@@ -317,6 +317,9 @@ pub fn apply_nonnegative<T: Float, B: Backend<T>>(
         | Rule::ReluDeconvNet
         | Rule::ReluGuidedBackprop
         | Rule::ReluBetaSmooth { .. }
+        | Rule::Uniform { .. }
+        | Rule::ConstantGate { .. }
+        | Rule::FrozenNorm { .. }
         | Rule::Gradient => return Ok(None),
     }))
 }

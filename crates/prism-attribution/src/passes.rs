@@ -220,6 +220,9 @@ impl Passes {
             | Rule::ReluDeconvNet
             | Rule::ReluGuidedBackprop
             | Rule::ReluBetaSmooth { .. }
+            | Rule::Uniform { .. }
+            | Rule::ConstantGate { .. }
+            | Rule::FrozenNorm { .. }
             | Rule::Gradient => return None,
         })
     }

@@ -4,14 +4,15 @@
 //! The sweep runs on the [`Cpu`] backend, where the forward [`Executor`] keeps its tensors;
 //! the rules themselves ([`apply`], [`linear`], [`vjp`]) are generic over the [`Backend`].
 
-use prism_model::backend::{Backend, Cpu, Zip};
+use prism_model::backend::{Backend, Cpu, Map, Zip};
 use prism_model::op::{BinaryOp, Op, UnaryOp};
 use prism_model::{Executor, Float, Graph, Tensor, Trace, ValueId};
 
 use crate::error::{AttributionError, Result};
 use crate::linear::{self, Linear};
 use crate::passes::ratio;
-use crate::rule::Rule;
+use crate::roles::moves_values;
+use crate::rule::{Rule, Stabilizer};
 use crate::vjp::{vjp, vjp_outputs};
 
 fn add_into<T: Float, B: Backend<T>>(
@@ -54,6 +55,19 @@ pub fn propagate_to<T: Float>(
     for (v, t) in seeds {
         add_into(b, &mut rel[v.0], t)?;
     }
+    // Values that depend on a value in `at`: relevance elsewhere (an attention mask's branch,
+    // position ids) can never reach `at`, so the sweep skips it.
+    let mut live = vec![false; graph.values.len()];
+    for v in at {
+        live[v.0] = true;
+    }
+    for node in &graph.nodes {
+        if node.inputs.iter().flatten().any(|v| live[v.0]) {
+            for o in &node.outputs {
+                live[o.0] = true;
+            }
+        }
+    }
     let mut captured: Vec<Option<Option<Tensor<T>>>> = vec![None; at.len()];
     // When every value asked for is computed, the sweep ends at the last cut.
     let all_computed = at.iter().all(|v| graph.producer(*v).is_some());
@@ -78,7 +92,7 @@ pub fn propagate_to<T: Float>(
         // A node's output is read by its consumers, all processed before it: once the node is
         // done, its forward value is no longer needed and goes (peak memory falls as we go).
         let mut rs: Vec<Option<Tensor<T>>> = node.outputs.iter().map(|o| rel[o.0].take()).collect();
-        if rs.iter().all(Option::is_none) {
+        if rs.iter().all(Option::is_none) || !node.outputs.iter().any(|o| live[o.0]) {
             for o in &node.outputs {
                 trace.values[o.0] = None;
             }
@@ -87,7 +101,16 @@ pub fn propagate_to<T: Float>(
         // Relevance at outputs after the first (Split's pieces, LayerNormalization's
         // statistics): the node's gradient from all its outputs at once.
         if rs.iter().skip(1).any(Option::is_some) {
-            multi_output(graph, exec, trace, node, rules[ni].as_ref(), &rs, &mut rel)?;
+            multi_output(
+                graph,
+                exec,
+                trace,
+                node,
+                rules[ni].as_ref(),
+                &rs,
+                &mut rel,
+                &live,
+            )?;
             for o in &node.outputs {
                 trace.values[o.0] = None;
             }
@@ -99,7 +122,7 @@ pub fn propagate_to<T: Float>(
         // Pass hands the relevance on unchanged: move it instead of copying.
         if rules[ni] == Some(Rule::Pass) {
             if let Some(x) = node.input(0) {
-                if graph.shape(x) == Some(r.shape()) && exec.constant(x).is_none() {
+                if graph.shape(x) == Some(r.shape()) && exec.constant(x).is_none() && live[x.0] {
                     add_into(b, &mut rel[x.0], r)?;
                     for o in &node.outputs {
                         trace.values[o.0] = None;
@@ -132,12 +155,12 @@ pub fn propagate_to<T: Float>(
             .inputs
             .iter()
             .flatten()
-            .map(|v| exec.constant(*v).is_none())
+            .map(|v| exec.constant(*v).is_none() && live[v.0])
             .collect();
         let grads = apply(b, node, rules[ni].as_ref(), &ins, y, &r, &wanted)?;
         for (v, g) in node.inputs.iter().flatten().zip(grads) {
             if let Some(g) = g {
-                if exec.constant(*v).is_none() {
+                if exec.constant(*v).is_none() && live[v.0] {
                     add_into(b, &mut rel[v.0], g)?;
                 }
             }
@@ -166,6 +189,7 @@ pub fn propagate_to<T: Float>(
 
 /// The backward step of a node whose relevance arrived at several outputs (`rs`, one per
 /// output): by the gradient (see [`vjp_outputs`]), since a rule describes one output.
+#[allow(clippy::too_many_arguments)]
 fn multi_output<T: Float>(
     graph: &Graph,
     exec: &Executor<T>,
@@ -174,9 +198,15 @@ fn multi_output<T: Float>(
     rule: Option<&Rule>,
     rs: &[Option<Tensor<T>>],
     rel: &mut [Option<Tensor<T>>],
+    live: &[bool],
 ) -> Result<()> {
     let b = &Cpu;
-    if let Some(rule) = rule.filter(|r| **r != Rule::Gradient) {
+    // For nodes that only move values (Split), the z-rule and the pass rule are the gradient.
+    let by_gradient = |r: &Rule| {
+        *r == Rule::Gradient
+            || (moves_values(&node.op) && matches!(r, Rule::Norm { .. } | Rule::Pass))
+    };
+    if let Some(rule) = rule.filter(|r| !by_gradient(r)) {
         return Err(node_err(
             node,
             format!(
@@ -212,7 +242,7 @@ fn multi_output<T: Float>(
         .inputs
         .iter()
         .flatten()
-        .map(|v| exec.constant(*v).is_none())
+        .map(|v| exec.constant(*v).is_none() && live[v.0])
         .collect();
     let grads = vjp_outputs(b, node, &ins, &ys, &gs, &wanted)?;
     for (v, g) in node.inputs.iter().flatten().zip(grads) {
@@ -266,17 +296,22 @@ pub fn apply<T: Float, B: Backend<T>>(
     match rule {
         Rule::Gradient => vjp(b, node, ins, y, r, wanted),
         Rule::Pass => {
-            if b.shape(x) != b.shape(r) {
-                return Err(node_err(
-                    node,
-                    format!(
-                        "the Pass rule needs equal input and output shapes, got {:?} and {:?}",
-                        b.shape(x),
-                        b.shape(r)
-                    ),
-                ));
-            }
-            first(r.clone())
+            // all relevance to the first computed input of the output's shape
+            let k = (0..ins.len())
+                .find(|&i| wanted.get(i).copied().unwrap_or(false) && b.shape(ins[i]) == b.shape(r))
+                .ok_or_else(|| {
+                    node_err(
+                        node,
+                        format!(
+                            "the pass rule needs an input of the output's shape {:?}, got {:?}",
+                            b.shape(r),
+                            ins.iter().map(|t| b.shape(*t).to_vec()).collect::<Vec<_>>()
+                        ),
+                    )
+                })?;
+            let mut out: Vec<Option<B::Tensor>> = (0..ins.len()).map(|_| None).collect();
+            out[k] = Some(r.clone());
+            Ok(out)
         }
         Rule::Norm { stabilizer }
             if matches!(node.op, Op::Binary(BinaryOp::Add))
@@ -288,18 +323,44 @@ pub fn apply<T: Float, B: Backend<T>>(
                 .map(|x| Ok(Some(b.zip(Zip::Mul, x, &s)?)))
                 .collect()
         }
-        Rule::Norm { stabilizer } => {
+        // Moving, selecting or copying values: the z-rule is the gradient of the relevance.
+        Rule::Norm { .. } if moves_values(&node.op) => vjp(b, node, ins, y, r, wanted),
+        Rule::Norm { stabilizer } => z_rule(b, node, ins, y, r, wanted, stabilizer, 1.0),
+        Rule::Uniform { stabilizer }
+        | Rule::ConstantGate {
+            stabilizer,
+            gate: None,
+        } => {
+            let k = wanted.iter().filter(|w| **w).count().max(1);
+            z_rule(b, node, ins, y, r, wanted, stabilizer, k as f64)
+        }
+        Rule::ConstantGate {
+            stabilizer,
+            gate: Some(gate),
+        } => {
+            let mut held = wanted.to_vec();
+            if let Some(w) = held.get_mut(*gate) {
+                *w = false;
+            }
+            z_rule(b, node, ins, y, r, &held, stabilizer, 1.0)
+        }
+        Rule::FrozenNorm {
+            stabilizer,
+            normaliser: Some(k),
+        } => {
+            let mut held = wanted.to_vec();
+            if let Some(w) = held.get_mut(*k) {
+                *w = false;
+            }
+            z_rule(b, node, ins, y, r, &held, stabilizer, 1.0)
+        }
+        Rule::FrozenNorm {
+            stabilizer,
+            normaliser: None,
+        } => {
             let s = ratio(b, r, y, stabilizer)?;
-            let grads = vjp(b, node, ins, y, &s, wanted)?;
-            grads
-                .into_iter()
-                .zip(ins)
-                .map(|(g, x)| {
-                    g.map(|g| b.broadcast(Zip::Mul, &g, x))
-                        .transpose()
-                        .map_err(AttributionError::from)
-                })
-                .collect()
+            let g = frozen_norm_grad(b, node, ins, &s)?;
+            first(b.zip(Zip::Relevance, &g, x)?)
         }
         Rule::ReluDeconvNet => {
             relu_only()?;
@@ -332,4 +393,98 @@ pub fn apply<T: Float, B: Backend<T>>(
             first(linear::apply(b, rule, &lin, x, y, r)?)
         }
     }
+}
+
+/// The z-rule on the inputs `wanted` names (the others held constant):
+/// `x_i ⊙ J_iᵀ(R / stab(y)) / share`, no relevance where the gradient vanishes.
+#[allow(clippy::too_many_arguments)]
+fn z_rule<T: Float, B: Backend<T>>(
+    b: &B,
+    node: &prism_model::Node,
+    ins: &[&B::Tensor],
+    y: &B::Tensor,
+    r: &B::Tensor,
+    wanted: &[bool],
+    stabilizer: &Stabilizer,
+    share: f64,
+) -> Result<Vec<Option<B::Tensor>>> {
+    let s = ratio(b, r, y, stabilizer)?;
+    let s = if share == 1.0 {
+        s
+    } else {
+        b.map(Map::Divide(share), &s)
+    };
+    let grads = vjp(b, node, ins, y, &s, wanted)?;
+    grads
+        .into_iter()
+        .zip(ins)
+        .zip(wanted)
+        .map(|((g, x), w)| match (g, w) {
+            (Some(g), true) => Ok(Some(b.broadcast(Zip::Relevance, &g, x)?)),
+            _ => Ok(None),
+        })
+        .collect()
+}
+
+/// The input-gradient of a normalisation with its normaliser `1/σ` held constant, for the
+/// output-gradient `s`: per normalised row `(w⊙s − mean(w⊙s)) / σ` (the mean subtraction is
+/// differentiated, the standard deviation is not).
+fn frozen_norm_grad<T: Float, B: Backend<T>>(
+    b: &B,
+    node: &prism_model::Node,
+    ins: &[&B::Tensor],
+    s: &B::Tensor,
+) -> Result<B::Tensor> {
+    let x = ins[0];
+    let xs = b.shape(x).to_vec();
+    let missing = || {
+        node_err(
+            node,
+            "expects an input, a scale and (optionally) a bias".into(),
+        )
+    };
+    let scale = *ins.get(1).ok_or_else(missing)?;
+    let (rows, eps, gh) = match &node.op {
+        Op::LayerNormalization { axis, epsilon } => {
+            let a = prism_model::shape::norm_axis(*axis, xs.len())
+                .ok_or_else(|| node_err(node, format!("axis {axis} out of range")))?;
+            let rows: usize = xs[..a].iter().product();
+            (rows, *epsilon, b.broadcast(Zip::Mul, s, scale)?)
+        }
+        Op::GroupNormalization {
+            num_groups,
+            epsilon,
+            per_channel,
+        } => {
+            let c = xs.get(1).copied().ok_or_else(missing)?;
+            let groups = (!*per_channel).then_some(*num_groups);
+            let w = prism_model::exec::norm_channels(b, scale, groups, c)
+                .map_err(|e| node_err(node, e.to_string()))?;
+            (xs[0] * num_groups, *epsilon, b.channel(Zip::Mul, s, &w)?)
+        }
+        Op::InstanceNormalization { epsilon } => {
+            let c = xs.get(1).copied().ok_or_else(missing)?;
+            (xs[0] * c, *epsilon, b.channel(Zip::Mul, s, scale)?)
+        }
+        other => {
+            return Err(node_err(
+                node,
+                format!(
+                    "the frozen-norm rule applies to LayerNormalization, GroupNormalization, \
+                     InstanceNormalization and to the Mul/Div by a normaliser (1/σ of a \
+                     decomposed LayerNorm or RMSNorm); {} is neither",
+                    other.type_name()
+                ),
+            ))
+        }
+    };
+    let (_, _, inv) = b.standardize(x, rows, eps)?;
+    let len: usize = xs.iter().product();
+    let per = len / rows.max(1);
+    let g = b.reshape(gh, vec![rows, per])?;
+    let mean = b.reduce(&g, &[1], true, true);
+    let centred = b.broadcast(Zip::Sub, &g, &mean)?;
+    let inv = b.reshape(inv, vec![rows, 1])?;
+    let out = b.broadcast(Zip::Mul, &centred, &inv)?;
+    Ok(b.reshape(out, xs)?)
 }

@@ -121,6 +121,30 @@ pub enum Rule {
     ReluBetaSmooth { beta: f64 },
     /// The true gradient (vector-Jacobian product).
     Gradient,
+    /// AttnLRP's uniform rule for a product of computed tensors (`Q·Kᵀ`, `A·V`, a gating
+    /// `Mul`; Achtibat et al. 2024, eq. 7): each of the `k` operands `x_i` gets
+    /// `x_i ⊙ J_iᵀ(R / stab(y)) / k`, its z-rule share with the others held constant, divided
+    /// equally. The operands' relevance sums to the output's.
+    Uniform { stabilizer: Stabilizer },
+    /// CP-LRP's rule for a product (Ali et al. 2022): the gate operand (an attention weight, a
+    /// `Softmax` output, or an activation's output gating another tensor) is held constant and
+    /// the other operand gets all relevance by the z-rule, `x ⊙ Jᵀ(R / stab(y))`. `gate` is the
+    /// gate's input index, found on the graph when rules are assigned; without one (both or
+    /// neither operand is a gate) the node is treated by [`Rule::Uniform`].
+    ConstantGate {
+        stabilizer: Stabilizer,
+        gate: Option<usize>,
+    },
+    /// A normalisation with its normaliser held constant (LXT's LayerNorm and RMSNorm; the
+    /// identity rule of AttnLRP for normalisation): for `LayerNormalization`,
+    /// `GroupNormalization` and `InstanceNormalization`, `R_x = x ⊙ J̃ᵀ(R / stab(y))` with
+    /// `J̃ᵀv = (w⊙v − mean(w⊙v)) / σ` (σ constant, the mean subtraction kept); for the
+    /// `Mul`/`Div` of a decomposed LayerNorm/RMSNorm, the operand that is not the normaliser
+    /// (input index `normaliser`, found on the graph) gets all relevance.
+    FrozenNorm {
+        stabilizer: Stabilizer,
+        normaliser: Option<usize>,
+    },
 }
 
 impl Rule {
@@ -145,6 +169,12 @@ impl Rule {
             ))),
             Rule::ReluBetaSmooth { beta } if !beta.is_finite() => {
                 Err(AttributionError::Rule("beta_smooth must be finite".into()))
+            }
+            Rule::Epsilon { epsilon: s, .. } if !(s.epsilon >= 0.0 && s.epsilon.is_finite()) => {
+                Err(AttributionError::Rule(format!(
+                    "epsilon must be a finite number ≥ 0, got {}",
+                    s.epsilon
+                )))
             }
             _ => Ok(()),
         }
@@ -180,6 +210,9 @@ impl Rule {
             Rule::ReluGuidedBackprop => "relu-guided-backprop",
             Rule::ReluBetaSmooth { .. } => "relu-beta-smooth",
             Rule::Gradient => "gradient",
+            Rule::Uniform { .. } => "uniform",
+            Rule::ConstantGate { .. } => "constant-gate",
+            Rule::FrozenNorm { .. } => "frozen-norm",
         }
     }
 
@@ -213,6 +246,9 @@ pub const RULES: &[&str] = &[
     "relu-deconvnet",
     "relu-guided-backprop",
     "relu-beta-smooth",
+    "uniform",
+    "constant-gate",
+    "frozen-norm",
 ];
 
 /// A rule as written in a composite file: its name and whichever parameters it sets.
@@ -281,6 +317,15 @@ impl RuleFields {
             "relu-guided-backprop" => Rule::ReluGuidedBackprop,
             "relu-beta-smooth" => Rule::ReluBetaSmooth {
                 beta: self.beta_smooth.unwrap_or(defaults.beta_smooth),
+            },
+            "uniform" => Rule::Uniform { stabilizer },
+            "constant-gate" => Rule::ConstantGate {
+                stabilizer,
+                gate: None,
+            },
+            "frozen-norm" => Rule::FrozenNorm {
+                stabilizer,
+                normaliser: None,
             },
             other => return Err(format!("unknown rule '{other}' ({})", RULES.join(", "))),
         })

@@ -37,6 +37,13 @@ pub fn resolve_targets<T: Float>(output: &Tensor<T>, target: &Target) -> Result<
             }
             ts.iter().map(|&t| check(t)).collect()
         }
+        Target::Position { .. } | Target::PositionPerSample(_) => {
+            Err(AttributionError::Target(format!(
+                "a target with a position needs an output of shape N × positions × classes \
+                 and cannot be used here (output shape {:?})",
+                output.shape()
+            )))
+        }
         Target::Predicted => Ok((0..n)
             .map(|i| {
                 let row = &output.data()[i * c * inner..(i + 1) * c * inner];
@@ -48,5 +55,130 @@ pub fn resolve_targets<T: Float>(output: &Tensor<T>, target: &Target) -> Result<
                 (0..c).fold(0, |best, k| if score(k) > score(best) { k } else { best })
             })
             .collect()),
+    }
+}
+
+/// Targets resolved against an output: one class per sample, or for a positional target one
+/// (position, class) per sample of an `N × positions × classes` output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Resolved {
+    Classes(Vec<usize>),
+    Positions(Vec<(usize, usize)>),
+}
+
+impl Resolved {
+    /// The class of each sample.
+    pub fn classes(&self) -> Vec<usize> {
+        match self {
+            Resolved::Classes(c) => c.clone(),
+            Resolved::Positions(p) => p.iter().map(|(_, c)| *c).collect(),
+        }
+    }
+
+    /// The position of each sample, for positional targets.
+    pub fn positions(&self) -> Option<Vec<usize>> {
+        match self {
+            Resolved::Classes(_) => None,
+            Resolved::Positions(p) => Some(p.iter().map(|(q, _)| *q).collect()),
+        }
+    }
+}
+
+/// Resolves any target against `output`.
+pub(crate) fn resolve<T: Float>(output: &Tensor<T>, target: &Target) -> Result<Resolved> {
+    if target.is_positional() {
+        resolve_positions(output, target).map(Resolved::Positions)
+    } else {
+        resolve_targets(output, target).map(Resolved::Classes)
+    }
+}
+
+/// The (position, class) of each sample for a positional target ([`Target::Position`],
+/// [`Target::PositionPerSample`]) on an `N × positions × classes` output; positions and classes
+/// are checked against the output's shape.
+pub fn resolve_positions<T: Float>(
+    output: &Tensor<T>,
+    target: &Target,
+) -> Result<Vec<(usize, usize)>> {
+    let &[n, len, c] = output.shape() else {
+        return Err(AttributionError::Target(format!(
+            "a target with a position needs an output of shape N × positions × classes; this \
+             one has shape {:?}",
+            output.shape()
+        )));
+    };
+    let check = |p: usize, k: usize| {
+        if p >= len {
+            Err(AttributionError::Target(format!(
+                "position {p} is out of range: the output has {len} positions"
+            )))
+        } else if k >= c {
+            Err(AttributionError::Target(format!(
+                "class {k} is out of range: the output has {c} classes per position (0..{})",
+                c.saturating_sub(1)
+            )))
+        } else {
+            Ok((p, k))
+        }
+    };
+    match target {
+        Target::Position { position, class } => {
+            let p = if *position < 0 {
+                let back = position.unsigned_abs() as usize;
+                len.checked_sub(back).ok_or_else(|| {
+                    AttributionError::Target(format!(
+                        "position {position} is out of range: the output has {len} positions"
+                    ))
+                })?
+            } else {
+                *position as usize
+            };
+            (0..n)
+                .map(|i| {
+                    let k = match class {
+                        Some(k) => *k,
+                        None => {
+                            if p >= len {
+                                return check(p, 0);
+                            }
+                            let row = &output.data()[(i * len + p) * c..(i * len + p + 1) * c];
+                            (0..c).fold(0, |best, k| if row[k] > row[best] { k } else { best })
+                        }
+                    };
+                    check(p, k)
+                })
+                .collect()
+        }
+        Target::PositionPerSample(v) => {
+            if v.len() != n {
+                return Err(AttributionError::Target(format!(
+                    "{} (position, class) targets for {n} samples",
+                    v.len()
+                )));
+            }
+            v.iter().map(|&(p, k)| check(p, k)).collect()
+        }
+        _ => Err(AttributionError::Target(
+            "not a positional target (internal)".into(),
+        )),
+    }
+}
+
+/// The initial relevance: at each sample's target, `1` or (with `logit`) the output's value
+/// there; zero elsewhere.
+pub(crate) fn seed<T: Float>(output: &Tensor<T>, r: &Resolved, logit: bool) -> Result<Tensor<T>> {
+    use prism_model::backend::Backend;
+    match r {
+        Resolved::Classes(c) => Ok(prism_model::backend::Cpu.seed(output, c, logit)?),
+        Resolved::Positions(p) => {
+            let s = output.shape();
+            let (len, c) = (s[1], s[2]);
+            let mut data = vec![T::zero(); output.len()];
+            for (i, &(q, k)) in p.iter().enumerate() {
+                let at = (i * len + q) * c + k;
+                data[at] = if logit { output.data()[at] } else { T::one() };
+            }
+            Ok(Tensor::new(s.to_vec(), data)?)
+        }
     }
 }

@@ -71,12 +71,43 @@ fn a_single_output_rule_on_a_split_with_several_relevant_pieces_is_an_error() {
         .zip([1usize, 2, 3])
         .map(|(&o, w)| (o, Tensor::new(vec![2, w], vec![1.0; 2 * w]).unwrap()))
         .collect();
-    let rules = vec![Some(Rule::Pass); graph.nodes.len()];
+    let rules = vec![Some(Rule::ReluDeconvNet); graph.nodes.len()];
     let e = propagate(&graph, &exec, &mut trace, &rules, seeds)
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("several of its outputs") && e.contains("pass"),
+        e.contains("several of its outputs") && e.contains("relu-deconvnet"),
         "{e}"
     );
+}
+
+/// On a node that only moves values (Split), the pass rule and the z-rule are its gradient: the
+/// pieces' relevance is concatenated back.
+#[test]
+fn pass_and_norm_on_a_split_concatenate_the_pieces() {
+    let model = split_model();
+    let x = Tensor::new(vec![2, 6], vec![1.0; 12]).unwrap();
+    let exec = model.executor::<f64>(&[vec![2, 6]]).unwrap();
+    let graph = exec.graph().clone();
+    for rule in [
+        Rule::Pass,
+        Rule::Norm {
+            stabilizer: prism_attribution::Stabilizer::eps(0.0),
+        },
+    ] {
+        let mut trace = exec.run(vec![x.clone()], &Keep::NodeInputs).unwrap();
+        let seeds = graph
+            .outputs
+            .iter()
+            .zip([1usize, 2, 3])
+            .map(|(&o, w)| (o, Tensor::new(vec![2, w], vec![w as f64; 2 * w]).unwrap()))
+            .collect();
+        let rules = vec![Some(rule.clone()); graph.nodes.len()];
+        let r = propagate(&graph, &exec, &mut trace, &rules, seeds).unwrap();
+        let total: f64 = r[0].data().iter().sum();
+        assert!(
+            (total - 2.0 * (1.0 + 4.0 + 9.0)).abs() < 1e-12,
+            "{rule:?}: {total}"
+        );
+    }
 }

@@ -316,7 +316,9 @@ fn explain_a_token_model_writes_relevance_per_token() {
             "--input",
             &format!("attention_mask={}", m("bert.in1.npy")),
             "--composite",
-            "epsilon-plus",
+            "attn-lrp",
+            "--reduce-hidden",
+            "sum",
             "--output",
         ])
         .arg(&out)
@@ -328,6 +330,29 @@ fn explain_a_token_model_writes_relevance_per_token() {
     let r: prism_model::Tensor<f32> = prism_store::npy::read_float(&out).unwrap();
     assert_eq!(r.shape(), &[2, 8]);
     assert!(r.data().iter().all(|v| v.is_finite()));
+    // by default the relevance at the embeddings is written whole: N × tokens × hidden
+    let full = dir.path().join("full.npy");
+    let res = prism()
+        .args([
+            "explain",
+            &m("bert.dynamo.onnx"),
+            "--input",
+            &format!("input_ids={}", m("bert.in0.npy")),
+            "--input",
+            &format!("attention_mask={}", m("bert.in1.npy")),
+            "--composite",
+            "attn-lrp",
+            "--output",
+        ])
+        .arg(&full)
+        .output()
+        .unwrap();
+    assert!(res.status.success());
+    let f: prism_model::Tensor<f32> = prism_store::npy::read_float(&full).unwrap();
+    assert_eq!(f.shape(), &[2, 8, 16]);
+    for (s, row) in r.data().iter().zip(f.data().chunks(16)) {
+        assert!((s - row.iter().sum::<f32>()).abs() < 1e-5 * s.abs().max(1.0));
+    }
     // smoothgrad perturbs a float input: refused for a token model
     let e = fails(&[
         "explain",
@@ -342,4 +367,21 @@ fn explain_a_token_model_writes_relevance_per_token() {
         "/tmp/never.npy",
     ]);
     assert!(e.contains("smoothgrad perturbs a float input"), "{e}");
+    // a CNN composite leaves attention and LayerNorm without a rule: refused, nodes named
+    let e = fails(&[
+        "explain",
+        &m("bert.dynamo.onnx"),
+        "--input",
+        &format!("input_ids={}", m("bert.in0.npy")),
+        "--input",
+        &format!("attention_mask={}", m("bert.in1.npy")),
+        "--composite",
+        "epsilon-plus",
+        "-o",
+        "/tmp/never.npy",
+    ]);
+    assert!(
+        e.contains("leaves") && e.contains("LayerNormalization") && e.contains("attn-lrp"),
+        "{e}"
+    );
 }

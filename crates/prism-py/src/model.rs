@@ -226,18 +226,15 @@ pub fn build_method(method: Option<&Bound<'_, PyAny>>) -> PyResult<(MethodSpec, 
     Ok((spec, built))
 }
 
-/// `target`: "predicted"/None, a class index or one label per sample.
+/// `target`: "predicted"/None, a class index, one label per sample, a position and class as
+/// the CLI spells them ("last", "last:K", "POS:K", "POS:predicted"), or one (position, class)
+/// row per sample.
 fn parse_target(target: Option<&Bound<'_, PyAny>>) -> PyResult<Target> {
     let Some(t) = target.filter(|t| !t.is_none()) else {
         return Ok(Target::Predicted);
     };
     if let Ok(s) = t.cast::<PyString>() {
-        return match s.to_cow()?.as_ref() {
-            "predicted" => Ok(Target::Predicted),
-            other => Err(invalid(format!(
-                "target {other:?}: give \"predicted\", a class index or one label per sample"
-            ))),
-        };
+        return Target::parse(s.to_cow()?.as_ref()).map_err(|e| invalid(e.to_string()));
     }
     if let Ok(c) = t.extract::<i64>() {
         return usize::try_from(c)
@@ -245,20 +242,28 @@ fn parse_target(target: Option<&Bound<'_, PyAny>>) -> PyResult<Target> {
             .map_err(|_| invalid(format!("target {c} is negative")));
     }
     let a = as_ndarray(t)?;
-    if a.ndim() != 1 {
+    let rows = a.ndim() == 2 && a.shape()[1] == 2;
+    if a.ndim() != 1 && !rows {
         return Err(invalid(format!(
-            "target: labels must be one per sample (1-D), got shape {:?}",
+            "target: labels must be one per sample (1-D) or one (position, class) row per \
+             sample (N × 2), got shape {:?}",
             a.shape()
         )));
     }
     match values_of::<f64>(a.as_any(), "target")? {
-        InputValues::Ints { data, .. } => Ok(Target::PerSample(
-            data.into_iter()
+        InputValues::Ints { data, .. } => {
+            let labels: Vec<usize> = data
+                .into_iter()
                 .map(|v| {
                     usize::try_from(v).map_err(|_| invalid(format!("target: negative label {v}")))
                 })
-                .collect::<PyResult<_>>()?,
-        )),
+                .collect::<PyResult<_>>()?;
+            Ok(if rows {
+                Target::PositionPerSample(labels.chunks(2).map(|pc| (pc[0], pc[1])).collect())
+            } else {
+                Target::PerSample(labels)
+            })
+        }
         InputValues::Float(_) => Err(invalid(
             "target: labels must be integers (e.g. numpy.int64), not floats",
         )),
@@ -336,7 +341,7 @@ impl PyModel {
     }
 
     /// Relevance of `inputs` for `target`: `(relevance, targets, at)`.
-    #[pyo3(signature = (inputs, *, target=None, dtype="float32", batch_size=16, attribute_at=None, method=None))]
+    #[pyo3(signature = (inputs, *, target=None, dtype="float32", batch_size=16, attribute_at=None, method=None, reduce_hidden="none"))]
     #[allow(clippy::too_many_arguments)]
     fn explain<'py>(
         &self,
@@ -347,13 +352,27 @@ impl PyModel {
         batch_size: usize,
         attribute_at: Option<String>,
         method: Option<&Bound<'py, PyAny>>,
+        reduce_hidden: &str,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let (_, method) = build_method(method)?;
         let target = parse_target(target)?;
         let at = attribute_at.map(AttributeAt::Named);
+        let sum = match reduce_hidden {
+            "none" => false,
+            "sum" => true,
+            other => {
+                return Err(invalid(format!(
+                    "reduce_hidden must be \"none\" or \"sum\", got {other:?}"
+                )))
+            }
+        };
         match parse_dtype(dtype)? {
-            DType::F32 => self.explain_typed::<f32>(py, inputs, &target, at, method, batch_size),
-            DType::F64 => self.explain_typed::<f64>(py, inputs, &target, at, method, batch_size),
+            DType::F32 => {
+                self.explain_typed::<f32>(py, inputs, &target, at, method, batch_size, sum)
+            }
+            DType::F64 => {
+                self.explain_typed::<f64>(py, inputs, &target, at, method, batch_size, sum)
+            }
         }
     }
 
@@ -419,6 +438,7 @@ impl PyModel {
         to_numpy(py, y.map_err(|e| model_error(&e))?)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn explain_typed<'py, T: Float + numpy::Element>(
         &self,
         py: Python<'py>,
@@ -427,10 +447,11 @@ impl PyModel {
         at: Option<AttributeAt>,
         method: Method,
         batch_size: usize,
+        hidden_sum: bool,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let x = read_inputs::<T>(&self.model, inputs)?;
         let (seed, attributor) = (method.seed, method.attributor.clone());
-        let explainer = explainer(&self.model, method);
+        let explainer = explainer(&self.model, method).with_hidden_sum(hidden_sum);
         let stop = AtomicBool::new(false);
         let (result, interrupt) = watch_signals(py, &stop, || {
             explainer.explain_batched(

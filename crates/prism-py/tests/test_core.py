@@ -104,13 +104,16 @@ def test_token_model_per_token_is_the_cli(run_cli, tmp_path, bert):
     assert [i["name"] for i in model.inputs] == ["input_ids", "attention_mask"]
     assert model.inputs[0]["dtype"] == "int64"
     inputs = {"input_ids": ids, "attention_mask": mask}
-    r, targets, at = model.explain(inputs, method={"composite": "epsilon-plus"}, target=0)
-    expected = cli_explain(run_cli, tmp_path, path, inputs, "--composite", "epsilon-plus", "--target", "0")
-    assert r.shape == ids.shape
+    r, targets, at = model.explain(inputs, method={"composite": "attn-lrp"}, target=0)
+    expected = cli_explain(run_cli, tmp_path, path, inputs, "--composite", "attn-lrp", "--target", "0")
+    assert r.shape == ids.shape + (16,)  # [N, tokens, hidden] by default
+    per_token, _, _ = model.explain(inputs, method={"composite": "attn-lrp"}, target=0, reduce_hidden="sum")
+    assert per_token.shape == ids.shape
+    np.testing.assert_allclose(per_token, r.sum(-1), rtol=1e-5, atol=1e-6)
     assert np.array_equal(r, expected)
     assert "Gather" in at or at  # the embedding lookup's output
     # int32 ids work the same
-    r32, _, _ = model.explain({"input_ids": ids.astype(np.int32), "attention_mask": mask}, method={"composite": "epsilon-plus"}, target=0)
+    r32, _, _ = model.explain({"input_ids": ids.astype(np.int32), "attention_mask": mask}, method={"composite": "attn-lrp"}, target=0)
     assert np.array_equal(r, r32)
     with pytest.raises(ValueError, match="pass a dict"):
         model.explain(ids)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use prism_attribution::{MethodSpec, DEFAULT_BASELINE};
+use prism_attribution::{default_epsilon, MethodSpec, DEFAULT_BASELINE};
 use prism_eval::{
     zbox_bounds_from_inputs, Baseline, EvalError, Method, Mode, Progress, RegionPerturbation,
     Settings,
@@ -204,7 +204,7 @@ fn run_typed<T: Float>(args: &EvaluateArgs) -> anyhow::Result<()> {
         seed: args.seed,
         ..MethodSpec::default()
     };
-    args.rules.apply(&mut base);
+    args.rules.apply(&mut base, None);
     args.sampling.apply(&mut base);
     args.occlusion.apply(&mut base);
     // ZBox (epsilon-gamma-box's first layer) needs the input domain; unless given, it is taken
@@ -220,14 +220,23 @@ fn run_typed<T: Float>(args: &EvaluateArgs) -> anyhow::Result<()> {
         .iter()
         .filter(|m| !m.trim().is_empty())
         .map(|m| {
-            Method::parse(m, &base)
+            // ε left out: the default of the method's own composite (LXT's 0 for attn-lrp)
+            let mut b = base.clone();
+            if args.rules.epsilon.is_none() {
+                b.epsilon = default_epsilon(m.split('+').next(), None);
+            }
+            Method::parse(m, &b)
                 .map_err(in_flag_words)
                 .context("--methods")
         })
         .collect::<anyhow::Result<_>>()?;
     if let Some(file) = &args.composite_file {
         let (composite, text) = read_composite_file(file)?;
-        let m = Method::from_composite_file(composite, &text, &base)
+        let mut b = base.clone();
+        if args.rules.epsilon.is_none() {
+            b.epsilon = default_epsilon(None, Some(&text));
+        }
+        let m = Method::from_composite_file(composite, &text, &b)
             .map_err(in_flag_words)
             .with_context(|| format!("reading composite {}", file.display()))?;
         methods.push(m);

@@ -14,8 +14,10 @@ use super::predict::{sample_progress, DTypeArg};
 ///
 /// With --composite, LRP rules are assigned to the graph's nodes by one of Zennit's composites
 /// (epsilon-gamma-box, epsilon-plus, epsilon-plus-flat, epsilon-alpha2-beta1,
-/// epsilon-alpha2-beta1-flat, excitation-backprop, deconvnet, guided-backprop, beta-smooth) or
-/// by your own (--composite-file, see docs/composites.md). The attributor drives the backward
+/// epsilon-alpha2-beta1-flat, excitation-backprop, deconvnet, guided-backprop, beta-smooth), by
+/// a transformer composite (attn-lrp: AttnLRP; cp-lrp: CP-LRP; as LXT computes them, ε = 0;
+/// --conv-composite gives a convolutional stem a CNN composite; docs/transformers.md) or by
+/// your own (--composite-file, see docs/composites.md). The attributor drives the backward
 /// pass: gradient (default), smoothgrad, integrated-gradients or occlusion. Canonizers (merging
 /// BatchNorm into the layer before it, explicit residual sums) are on unless --no-canonize.
 ///
@@ -24,10 +26,13 @@ use super::predict::{sample_progress, DTypeArg};
 ///
 /// Token models and other models with several inputs take each with --input NAME=FILE.npy
 /// (integer ids and masks as int64/int32 .npy). Their relevance is read off the output of the
-/// embedding lookup (the Gather from the largest constant table by the token ids) and summed
-/// over the hidden dimension: one value per token, written as N × tokens. --attribute-at NAME
-/// reads it off another tensor or node instead (its full shape; `prism inspect --nodes` lists
-/// the names), for image models too. These take the gradient or an LRP composite.
+/// embedding lookup (the Gather from the largest constant table by the token ids), written as
+/// N × tokens × hidden; --reduce-hidden sum writes one value per token (N × tokens).
+/// --attribute-at NAME reads it off another tensor or node instead (its full shape; `prism
+/// inspect --shapes` lists the names), for image models too. These take the gradient or an LRP
+/// composite. A language model's output has a position axis (N × tokens × vocabulary): name
+/// the position with the target (--target last, the predicted next token after the last
+/// position; last:ID; POS:ID). LXT's convention, `logit.backward()`, is --seed-mode logit.
 ///
 /// Examples:
 ///
@@ -39,7 +44,11 @@ use super::predict::{sample_progress, DTypeArg};
 ///
 ///   prism explain model.onnx x.npy -o r.npy --composite epsilon-plus --show-rules
 ///
-///   prism explain bert.onnx --input input_ids=ids.npy --input attention_mask=mask.npy -o tokens.npy --composite epsilon-plus
+///   prism explain bert.onnx --input input_ids=ids.npy --input attention_mask=mask.npy -o r.npy --composite attn-lrp --seed-mode logit
+///
+///   prism explain gpt2.onnx --input input_ids=ids.npy -o r.npy --composite cp-lrp --target last --reduce-hidden sum
+///
+///   prism explain vit.onnx images.npy -o r.npy --composite attn-lrp --conv-composite epsilon-gamma-box --low -1 --high 1
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ExplainArgs {
@@ -56,9 +65,16 @@ pub struct ExplainArgs {
     /// Where to write the relevance (.npy, the input's shape, in --dtype).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Target class: a class index, `predicted` (arg-max, default) or a .npy of per-sample labels.
-    #[arg(long, default_value = "predicted")]
+    /// Target class: a class index, `predicted` (arg-max, default) or a .npy of per-sample
+    /// labels. For outputs with a position axis (N × positions × classes, a language model's
+    /// logits): `last` (the arg-max at the last position), `last:K`, `POS:K`, `POS:predicted`
+    /// (POS negative from the end), or a .npy of N × 2 (position, class) rows.
+    #[arg(long, default_value = "predicted", allow_hyphen_values = true)]
     pub target: String,
+    /// A token model's relevance at its embedding lookup: `none` keeps N × tokens × hidden,
+    /// `sum` sums over the hidden dimension (one value per token, N × tokens).
+    #[arg(long, value_enum, default_value_t = ReduceHidden::None)]
+    pub reduce_hidden: ReduceHidden,
     /// Computation precision.
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     pub dtype: DTypeArg,
@@ -70,6 +86,13 @@ pub struct ExplainArgs {
     /// Print the rule each node gets, then continue.
     #[arg(long)]
     pub show_rules: bool,
+}
+
+/// `--reduce-hidden`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceHidden {
+    None,
+    Sum,
 }
 
 pub fn run(args: &ExplainArgs) -> anyhow::Result<()> {
@@ -87,7 +110,9 @@ fn run_typed<T: Float>(args: &ExplainArgs) -> anyhow::Result<()> {
         super::inputs::read_inputs(&model, args.input.as_deref(), &args.inputs)?;
     let n = inputs[0].shape()[0];
     let target = super::method::parse_target(&args.target, n)?;
-    let mut explainer = Explainer::new(&model).with_canonizers(method.canonize);
+    let mut explainer = Explainer::new(&model)
+        .with_canonizers(method.canonize)
+        .with_hidden_sum(args.reduce_hidden == ReduceHidden::Sum);
     if let Some(c) = method.composite {
         explainer = explainer.with_composite(c);
     }
@@ -130,9 +155,13 @@ fn run_typed<T: Float>(args: &ExplainArgs) -> anyhow::Result<()> {
                     .enumerate()
                 {
                     let sum: f64 = r.iter().map(|v| v.f64()).sum();
+                    let at = batch
+                        .positions
+                        .map(|p| format!(" at position {}", p[i]))
+                        .unwrap_or_default();
                     bar.suspend(|| {
                         println!(
-                            "sample {}: target {cls}, relevance sum {sum:.6}",
+                            "sample {}: target {cls}{at}, relevance sum {sum:.6}",
                             batch.done.offset + i
                         )
                     });

@@ -6,17 +6,25 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use prism_attribution::{
-    AttributionError, Bound, CompositeSource, Method, MethodSpec, SeedMode, Target, DEFAULT_ALPHA,
-    DEFAULT_BASELINE, DEFAULT_BETA, DEFAULT_BETA_SMOOTH, DEFAULT_EPSILON, DEFAULT_GAMMA,
+    default_epsilon, AttributionError, Bound, CompositeSource, Method, MethodSpec, SeedMode,
+    Target, DEFAULT_ALPHA, DEFAULT_BASELINE, DEFAULT_BETA, DEFAULT_BETA_SMOOTH, DEFAULT_GAMMA,
     DEFAULT_NOISE_LEVEL, DEFAULT_SEED, DEFAULT_STABILIZER, DEFAULT_STRIDE, DEFAULT_WINDOW,
 };
 
 /// Flags choosing and parametrising the attribution method.
 #[derive(clap::Args, Debug, Clone)]
 pub struct MethodArgs {
-    /// Built-in LRP composite (Zennit's names, kebab case). Without one: plain gradients.
+    /// Built-in LRP composite: Zennit's (epsilon-gamma-box, epsilon-plus, epsilon-plus-flat,
+    /// epsilon-alpha2-beta1, epsilon-alpha2-beta1-flat, excitation-backprop, deconvnet,
+    /// guided-backprop, beta-smooth) or, for transformers, attn-lrp and cp-lrp (LXT's AttnLRP
+    /// and CP-LRP). Without one: plain gradients.
     #[arg(long, conflicts_with = "composite_file")]
     pub composite: Option<String>,
+    /// With a transformer composite: the CNN composite whose rules the convolutions get (a
+    /// convolutional stem or patch embedding), e.g. `--composite attn-lrp --conv-composite
+    /// epsilon-gamma-box` (the same as `--composite attn-lrp:epsilon-gamma-box`).
+    #[arg(long, requires = "composite", value_name = "NAME")]
+    pub conv_composite: Option<String>,
     /// Your own composite as TOML (see docs/composites.md).
     #[arg(long, value_name = "FILE.toml")]
     pub composite_file: Option<PathBuf>,
@@ -49,9 +57,10 @@ pub struct RuleArgs {
     /// Set every rule's bias to zero (Zennit's zero_params='bias').
     #[arg(long)]
     pub zero_bias: bool,
-    /// ε of the Epsilon rule (dense layers).
-    #[arg(long, default_value_t = DEFAULT_EPSILON)]
-    pub epsilon: f64,
+    /// ε of the Epsilon rule (dense layers) [default: 1e-6, Zennit's; 0, LXT's, for attn-lrp
+    /// and cp-lrp].
+    #[arg(long)]
+    pub epsilon: Option<f64>,
     /// Stabiliser of the other rules.
     #[arg(long, default_value_t = DEFAULT_STABILIZER)]
     pub stabilizer: f64,
@@ -115,10 +124,17 @@ pub fn bound(v: &Option<Vec<f64>>) -> Option<Bound> {
 }
 
 impl RuleArgs {
-    /// Writes these flags into `spec`.
-    pub fn apply(&self, spec: &mut MethodSpec) {
+    /// Writes these flags into `spec`; ε left out is the default for `spec`'s composite
+    /// (`composite_toml`: the text of its composite file).
+    pub fn apply(&self, spec: &mut MethodSpec, composite_toml: Option<&str>) {
         spec.zero_bias = self.zero_bias;
-        spec.epsilon = self.epsilon;
+        spec.epsilon = self.epsilon.unwrap_or_else(|| {
+            let name = match &spec.composite {
+                CompositeSource::Builtin { name } => Some(name.as_str()),
+                _ => None,
+            };
+            default_epsilon(name, composite_toml)
+        });
         spec.stabilizer = self.stabilizer;
         spec.gamma = self.gamma;
         spec.alpha = self.alpha;
@@ -156,7 +172,13 @@ impl MethodArgs {
     /// The method these flags describe, and the composite file's text if there is one.
     pub fn spec(&self) -> anyhow::Result<(MethodSpec, Option<String>)> {
         let (composite, text) = match (&self.composite, &self.composite_file) {
-            (Some(name), _) => (CompositeSource::Builtin { name: name.clone() }, None),
+            (Some(name), _) => {
+                let name = match &self.conv_composite {
+                    Some(conv) => format!("{name}:{conv}"),
+                    None => name.clone(),
+                };
+                (CompositeSource::Builtin { name }, None)
+            }
             (None, Some(file)) => {
                 let (source, text) = read_composite_file(file)?;
                 (source, Some(text))
@@ -175,7 +197,7 @@ impl MethodArgs {
             seed: self.seed,
             ..MethodSpec::default()
         };
-        self.rules.apply(&mut spec);
+        self.rules.apply(&mut spec, text.as_deref());
         self.sampling.apply(&mut spec);
         self.occlusion.apply(&mut spec);
         Ok((spec, text))
@@ -213,30 +235,35 @@ pub fn in_flag_words(e: AttributionError) -> anyhow::Error {
     }
 }
 
-/// `--target` of `explain` and `evaluate`: a class index, `predicted`, or a `.npy` of `n` labels.
+/// `--target` of `explain` and `evaluate`: a class index, `predicted`, a position and class
+/// (`POS:K`, `POS:predicted`, `last:K`, `last`) for outputs with a position axis, or a `.npy`
+/// of `n` labels (`n` classes, or `n × 2` positions and classes).
 pub fn parse_target(t: &str, n: usize) -> anyhow::Result<Target> {
-    Ok(match t {
-        "predicted" => Target::Predicted,
-        t if t.ends_with(".npy") => {
-            let labels = prism_store::npy::read_i64(t.as_ref())
-                .with_context(|| format!("reading labels {t}"))?;
-            if labels.len() != n {
-                bail!("{t} holds {} labels for {n} samples", labels.len());
-            }
-            Target::PerSample(
-                labels
-                    .data()
-                    .iter()
-                    .map(|&v| {
-                        usize::try_from(v).map_err(|_| anyhow::anyhow!("{t}: negative label {v}"))
-                    })
-                    .collect::<anyhow::Result<_>>()?,
-            )
-        }
-        t => Target::Class(t.parse().map_err(|_| {
-            anyhow::anyhow!(
-                "--target must be a class index, `predicted` or a labels .npy file, got '{t}'"
-            )
-        })?),
-    })
+    if !t.ends_with(".npy") {
+        return Ok(Target::parse(t)?);
+    }
+    let labels =
+        prism_store::npy::read_i64(t.as_ref()).with_context(|| format!("reading labels {t}"))?;
+    let index = |v: i64| usize::try_from(v).map_err(|_| anyhow::anyhow!("{t}: negative label {v}"));
+    match labels.shape() {
+        // one (position, class) row per sample
+        [rows, 2] if *rows == n && labels.len() == 2 * n => Ok(Target::PositionPerSample(
+            labels
+                .data()
+                .chunks(2)
+                .map(|pc| Ok((index(pc[0])?, index(pc[1])?)))
+                .collect::<anyhow::Result<_>>()?,
+        )),
+        _ if labels.len() == n => Ok(Target::PerSample(
+            labels
+                .data()
+                .iter()
+                .map(|&v| index(v))
+                .collect::<anyhow::Result<_>>()?,
+        )),
+        s => bail!(
+            "{t} has shape {s:?}: expected {n} labels (one class per sample) or {n} × 2 \
+             (position, class) rows"
+        ),
+    }
 }

@@ -124,7 +124,8 @@ fn zip_fn<T: Float>(f: Zip) -> impl Fn(T, T) -> T + Sync + Send + Copy {
         | Zip::PowGradBase
         | Zip::PowGradExponent
         | Zip::ModQuotient { .. }
-        | Zip::PReluGrad => (zero, zero),
+        | Zip::PReluGrad
+        | Zip::Relevance => (zero, zero),
     };
     let binary = match f {
         Zip::Binary(op) => op,
@@ -137,7 +138,22 @@ fn zip_fn<T: Float>(f: Zip) -> impl Fn(T, T) -> T + Sync + Send + Copy {
         Zip::Mul => a * b,
         Zip::Div => a / b,
         Zip::NegMul => -a * b,
-        Zip::StabilizedRatio { clip, .. } => a / stab(b, p, clip),
+        Zip::StabilizedRatio { clip, .. } => {
+            // Only with ε = 0 can the denominator vanish: no relevance there (0/0 := 0).
+            let d = stab(b, p, clip);
+            if d == zero {
+                zero
+            } else {
+                a / d
+            }
+        }
+        Zip::Relevance => {
+            if a == zero {
+                zero
+            } else {
+                a * b
+            }
+        }
         Zip::RouteBySign(Sign::Positive) => {
             if b > zero {
                 a
@@ -994,9 +1010,33 @@ impl<T: Float> Backend<T> for Cpu {
             return Err(ModelError::shape("gather", x.shape(), &[axis]));
         }
         movement::gather(x, indices, axis).ok_or_else(|| {
+            let n = x.shape()[axis] as i64;
+            // the first offending index and where it sits (for a token model: sample and token)
+            let bad = indices
+                .data()
+                .iter()
+                .position(|&i| i >= n || i < -n)
+                .map(|k| {
+                    let mut at = Vec::with_capacity(indices.rank());
+                    let mut rest = k;
+                    for d in indices.shape().iter().rev() {
+                        at.push(rest % d.max(&1));
+                        rest /= d.max(&1);
+                    }
+                    at.reverse();
+                    format!(
+                        "index {} at {at:?} of the indices (shape {:?})",
+                        indices.data()[k],
+                        indices.shape()
+                    )
+                })
+                .unwrap_or_else(|| "an index".into());
             ModelError::Invalid(format!(
-                "gather: an index is out of range for axis {axis} of shape {:?}",
-                x.shape()
+                "gather: {bad} is out of range for axis {axis} of shape {:?} (valid: {} to {}; \
+                 for an embedding lookup, token ids must be below the vocabulary size {n})",
+                x.shape(),
+                -n,
+                n - 1
             ))
         })
     }

@@ -86,7 +86,9 @@ pub enum Zip {
     /// `−a · b`.
     NegMul,
     /// Zennit's stabilised ratio `a / stab(b)`, with `stab(z) = z + sign(z)·ε`, or
-    /// `sign(z)·max(|z|, ε)` when `clip`; `sign(0) = +1`.
+    /// `sign(z)·max(|z|, ε)` when `clip`; `sign(0) = +1`. Where the stabilised denominator is
+    /// `0` (possible only with ε = 0, LXT's choice for transformers) the ratio is `0`: no
+    /// relevance flows through an output that is exactly zero.
     StabilizedRatio { epsilon: f64, clip: bool },
     /// `a` where `b` has the sign, else `0` (Gamma routes by the sign of the output).
     RouteBySign(Sign),
@@ -123,6 +125,9 @@ pub enum Zip {
     ModQuotient { fmod: bool },
     /// `1` where `a > 0`, else `b` (∂PRelu(a; b)/∂a, PyTorch's choice at `0`).
     PReluGrad,
+    /// `a · b`, and `0` where `a = 0`: relevance as (modified) gradient `a` times value `b`,
+    /// none where the gradient vanishes even at an infinite value (a masked attention score).
+    Relevance,
 }
 
 /// A dense product `op(a) · op(b)` of row-major matrices, `op(a)` m×k, `op(b)` k×n. A

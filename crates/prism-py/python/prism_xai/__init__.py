@@ -125,6 +125,8 @@ def _target(target: Any) -> Any:
     t = _array(target, "target")
     if t.ndim == 0 and np.issubdtype(t.dtype, np.integer):
         return int(t)
+    if t.ndim == 2 and t.shape[1] == 2 and np.issubdtype(t.dtype, np.integer):
+        return t  # one (position, class) row per sample
     if t.ndim != 1 or not np.issubdtype(t.dtype, np.integer):
         raise InvalidArgumentError(
             f"target: expected 'predicted', an int or a 1-D integer array with one class per "
@@ -253,6 +255,7 @@ class Model:
         dtype: str = "float32",
         batch_size: int = 16,
         attribute_at: Optional[str] = None,
+        reduce_hidden: str = "none",
         **rule_params: Any,
     ) -> np.ndarray:
         """Explains the model's decision for every sample: the relevance of each input value.
@@ -263,15 +266,20 @@ class Model:
         ----------
         x : np.ndarray or dict of str to np.ndarray
             The input batch, as for :meth:`predict`.
-        target : "predicted", int or array of int, optional
+        target : "predicted", int, str or array of int, optional
             The class to explain: the predicted one (default), one class for every sample, or
-            one class per sample (``[N]`` integers).
+            one class per sample (``[N]`` integers). For outputs with a position axis
+            (``[N, positions, classes]``, a language model's logits) also the position:
+            "last" (the predicted next token after the last position), "last:K", "POS:K",
+            "POS:predicted" (POS negative from the end), or ``[N, 2]`` (position, class) rows.
         composite : str, optional
             A built-in LRP composite, Zennit's names: "epsilon-gamma-box", "epsilon-plus",
             "epsilon-plus-flat", "epsilon-alpha2-beta1", "epsilon-alpha2-beta1-flat",
             "excitation-backprop", "guided-backprop", "deconvnet", "beta-smooth"
-            (snake case accepted). Without one (and without ``composite_file``): plain
-            gradients.
+            (snake case accepted); for transformers "attn-lrp" (AttnLRP) and "cp-lrp"
+            (CP-LRP), as LXT computes them (ε 0 unless ``epsilon`` is given), and
+            "attn-lrp:epsilon-gamma-box" to give a convolutional stem a CNN composite's rules.
+            Without one (and without ``composite_file``): plain gradients.
         composite_file : str or os.PathLike, optional
             Your own composite as a TOML file (docs/composites.md). Not with ``composite``.
         attributor : str, optional
@@ -285,6 +293,9 @@ class Model:
         attribute_at : str, optional
             The name of the tensor to attribute to instead of the input (``prism inspect
             --shapes`` lists them); token models default to the embedding lookup.
+        reduce_hidden : {"none", "sum"}, optional
+            A token model's relevance at its embedding lookup: "none" (default) keeps
+            ``[N, tokens, hidden]``, "sum" sums over the hidden dimension.
         **rule_params
             Every other parameter of ``prism explain``, same names in snake case:
             ``seed_mode`` ("one-hot" or "logit"), ``canonize`` (bool, default True;
@@ -297,8 +308,9 @@ class Model:
         Returns
         -------
         np.ndarray
-            The relevance in ``dtype``: the input's shape for image models, ``[N, tokens]`` for
-            token models, the tensor's shape with ``attribute_at``.
+            The relevance in ``dtype``: the input's shape for image models, ``[N, tokens,
+            hidden]`` for token models (``[N, tokens]`` with ``reduce_hidden="sum"``), the
+            tensor's shape with ``attribute_at``.
 
         Raises
         ------
@@ -318,18 +330,18 @@ class Model:
         relevance, _, _ = self._explain(
             x, target, composite=composite, composite_file=composite_file,
             attributor=attributor, dtype=dtype, batch_size=batch_size,
-            attribute_at=attribute_at, rule_params=rule_params,
+            attribute_at=attribute_at, rule_params=rule_params, reduce_hidden=reduce_hidden,
         )
         return relevance
 
     def _explain(self, x, target, *, composite, composite_file, attributor, dtype, batch_size,
-                 attribute_at, rule_params):
+                 attribute_at, rule_params, reduce_hidden="none"):
         """``explain`` with the targets and the attributed tensor's name as well."""
         for key in rule_params:
             if key not in RULE_PARAM_KEYS and key != "no_canonize":
                 raise InvalidArgumentError(
                     f"explain: unknown parameter '{key}'; valid: target, composite, "
-                    f"composite_file, attributor, dtype, batch_size, attribute_at, "
+                    f"composite_file, attributor, dtype, batch_size, attribute_at, reduce_hidden, "
                     f"{', '.join(RULE_PARAM_KEYS)}"
                 )
         method = _method(
@@ -338,7 +350,7 @@ class Model:
         )
         return self._model.explain(
             _inputs(x), target=_target(target), dtype=dtype, batch_size=batch_size,
-            attribute_at=attribute_at, method=method,
+            attribute_at=attribute_at, method=method, reduce_hidden=reduce_hidden,
         )
 
     def rules(self, x: Any, *, composite: Optional[str] = None,

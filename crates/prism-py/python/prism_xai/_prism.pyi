@@ -42,6 +42,7 @@ class Model:
         batch_size: int = 16,
         attribute_at: Optional[str] = None,
         method: Optional[Dict[str, Any]] = None,
+        reduce_hidden: str = "none",
     ) -> Tuple[np.ndarray, np.ndarray, str]:
         """``(relevance, targets int64 [N], the attributed tensor's name)``; ``method``: a dict
         of ``METHOD_KEYS`` (unknown key: ``InvalidArgumentError`` naming the valid ones)."""

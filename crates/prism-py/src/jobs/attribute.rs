@@ -235,6 +235,14 @@ pub(crate) fn method_spec(
         }
     };
     spec.canonize = o.get_or("canonize", "True or False", true)?;
+    // ε left out: the composite's default (LXT's 0 for attn-lrp and cp-lrp)
+    spec.epsilon = prism_attribution::default_epsilon(
+        match &spec.composite {
+            CompositeSource::Builtin { name } => Some(name.as_str()),
+            _ => None,
+        },
+        text.as_deref(),
+    );
     apply_parameters(&o, &mut spec, "baseline")?;
     Ok((spec, text))
 }
