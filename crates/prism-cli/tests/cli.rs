@@ -343,3 +343,117 @@ fn explain_a_token_model_writes_relevance_per_token() {
     ]);
     assert!(e.contains("smoothgrad perturbs a float input"), "{e}");
 }
+
+#[test]
+fn heatmap_renders_token_relevance_as_html_and_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path().join("r.npy");
+    let m = |s: &str| path(&format!("models/{s}"));
+    let res = prism()
+        .args([
+            "explain",
+            &m("bert.dynamo.onnx"),
+            "--input",
+            &format!("input_ids={}", m("bert.in0.npy")),
+            "--input",
+            &format!("attention_mask={}", m("bert.in1.npy")),
+            "--composite",
+            "epsilon-plus",
+            "--output",
+        ])
+        .arg(&r)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let r = r.to_string_lossy().into_owned();
+    // sample 0: 8 tokens; sample 1: the 6 real ones of 8 (the mask pads the last two)
+    let tokens = dir.path().join("tokens.txt");
+    std::fs::write(
+        &tokens,
+        "[CLS]\nplay\n##ing\n<b>\n\\s\na&b\nfun\n[SEP]\n\n[CLS]\nĠhi\nthere\n##s\n\\n\n[SEP]\n",
+    )
+    .unwrap();
+    let tokens = tokens.to_string_lossy().into_owned();
+    let mask = m("bert.in1.npy");
+    let html = dir.path().join("out/text.html");
+    let res = prism()
+        .args([
+            "heatmap",
+            &r,
+            "--tokens",
+            &tokens,
+            "--attention-mask",
+            &mask,
+        ])
+        .arg("--output")
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<section class=\"sample\"").count(), 2);
+    assert_eq!(page.matches("<span class=\"t\"").count(), 8 + 6);
+    assert!(page.contains(">&lt;b&gt;</span>") && page.contains(">a&amp;b</span>"));
+    // WordPiece: "##ing" joins "play" without a space and without "##"
+    assert!(page.contains(">play</span><span class=\"t\""), "{page}");
+    assert!(page.contains(">ing</span>"), "{page}");
+    assert!(page.contains("title=\"position 2 · &quot;##ing&quot; · R = "));
+
+    // one sample as a PNG of the chosen width
+    let png = dir.path().join("text.png");
+    let res = prism()
+        .args([
+            "heatmap",
+            &r,
+            "--tokens",
+            &tokens,
+            "--attention-mask",
+            &mask,
+        ])
+        .args(["--sample", "1", "--width", "320", "--cmap", "coldnhot"])
+        .arg("--output")
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let image = prism_heatmap::Image::decode_png(&std::fs::read(&png).unwrap()).unwrap();
+    assert_eq!(image.width(), 320);
+    assert!(image.to_rgb().iter().any(|&p| p != [255, 255, 255]));
+
+    // without the mask, sample 1 lists fewer tokens than the relevance has positions
+    let e = fails(&["heatmap", &r, "--tokens", &tokens, "-o", "/tmp/never.html"]);
+    assert!(
+        e.contains("sample 1")
+            && e.contains("6 token(s)")
+            && e.contains("8 token position(s)")
+            && e.contains("--attention-mask"),
+        "{e}"
+    );
+    let e = fails(&["heatmap", &r, "--tokens", &tokens, "-o", "/tmp/never.svg"]);
+    assert!(e.contains(".html or .png"), "{e}");
+    let e = fails(&[
+        "heatmap",
+        &r,
+        "--tokens",
+        &tokens,
+        "--attention-mask",
+        &mask,
+        "--sample",
+        "2",
+        "-o",
+        "/tmp/never.html",
+    ]);
+    assert!(e.contains("sample 2 does not exist"), "{e}");
+}
