@@ -35,7 +35,7 @@ pub use attribution::{
 pub use dataset::{
     Batch, Batches, DataLayout, Dataset, DatasetError, DatasetKind, DatasetOptions,
     DatasetOptionsText, DatasetWriter, DisplayDataset, DisplayError, Normalize, OptionTextError,
-    Preprocess, Resize, RgbImage, SampleType,
+    Preprocess, Resize, RgbImage, SampleType, TokenDataset,
 };
 pub use error::{Result, StoreError};
 pub use h5util::{row_runs, AttrValue};
