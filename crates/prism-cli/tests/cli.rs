@@ -457,3 +457,78 @@ fn heatmap_renders_token_relevance_as_html_and_png() {
     ]);
     assert!(e.contains("sample 2 does not exist"), "{e}");
 }
+
+#[test]
+fn attribute_on_a_token_dataset_writes_the_relevance_per_token_of_explain() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = |s: &str| path(&format!("models/{s}"));
+    let data = dir.path().join("tokens");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::copy(m("bert.in0.npy"), data.join("input_ids.npy")).unwrap();
+    std::fs::copy(m("bert.in1.npy"), data.join("attention_mask.npy")).unwrap();
+    let vocab: Vec<String> = (0..50).map(|i| format!("w{i}")).collect();
+    std::fs::write(data.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
+    let h5 = dir.path().join("attr.h5");
+    let res = prism()
+        .args(["attribute", "--model", &m("bert.dynamo.onnx"), "--dataset"])
+        .arg(&data)
+        .args([
+            "--composite",
+            "epsilon-plus",
+            "--target",
+            "predicted",
+            "--output",
+        ])
+        .arg(&h5)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let r = dir.path().join("r.npy");
+    let res = prism()
+        .args([
+            "explain",
+            &m("bert.dynamo.onnx"),
+            "--input",
+            &format!("input_ids={}", m("bert.in0.npy")),
+            "--input",
+            &format!("attention_mask={}", m("bert.in1.npy")),
+            "--composite",
+            "epsilon-plus",
+            "--output",
+        ])
+        .arg(&r)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let f = prism_store::AttributionFile::open(&h5).unwrap();
+    assert_eq!(f.n_samples(), 2);
+    let attributed = f.read_rows(&[0, 1]).unwrap();
+    let explained: prism_model::Tensor<f32> = prism_store::npy::read_float(&r).unwrap();
+    assert_eq!(attributed.len(), 16);
+    for (a, e) in attributed.iter().zip(explained.data()) {
+        assert!((a - e).abs() <= 1e-6 * e.abs().max(1e-6), "{a} vs {e}");
+    }
+
+    // an id beyond the vocabulary is an error naming it
+    std::fs::write(data.join("vocab.txt"), "a\nb\n").unwrap();
+    let e = fails(&[
+        "attribute",
+        "--model",
+        &m("bert.dynamo.onnx"),
+        "--dataset",
+        &data.to_string_lossy(),
+        "--output",
+        &dir.path().join("never.h5").to_string_lossy(),
+        "--target",
+        "predicted",
+    ]);
+    assert!(e.contains("outside the vocabulary's 2 ids"), "{e}");
+}
