@@ -385,3 +385,192 @@ fn explain_a_token_model_writes_relevance_per_token() {
         "{e}"
     );
 }
+
+#[test]
+fn heatmap_renders_token_relevance_as_html_and_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path().join("r.npy");
+    let m = |s: &str| path(&format!("models/{s}"));
+    let res = prism()
+        .args([
+            "explain",
+            &m("bert.dynamo.onnx"),
+            "--input",
+            &format!("input_ids={}", m("bert.in0.npy")),
+            "--input",
+            &format!("attention_mask={}", m("bert.in1.npy")),
+            "--composite",
+            "epsilon-plus",
+            "--output",
+        ])
+        .arg(&r)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let r = r.to_string_lossy().into_owned();
+    // sample 0: 8 tokens; sample 1: the 6 real ones of 8 (the mask pads the last two)
+    let tokens = dir.path().join("tokens.txt");
+    std::fs::write(
+        &tokens,
+        "[CLS]\nplay\n##ing\n<b>\n\\s\na&b\nfun\n[SEP]\n\n[CLS]\nĠhi\nthere\n##s\n\\n\n[SEP]\n",
+    )
+    .unwrap();
+    let tokens = tokens.to_string_lossy().into_owned();
+    let mask = m("bert.in1.npy");
+    let html = dir.path().join("out/text.html");
+    let res = prism()
+        .args([
+            "heatmap",
+            &r,
+            "--tokens",
+            &tokens,
+            "--attention-mask",
+            &mask,
+        ])
+        .arg("--output")
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<section class=\"sample\"").count(), 2);
+    assert_eq!(page.matches("<span class=\"t\"").count(), 8 + 6);
+    assert!(page.contains(">&lt;b&gt;</span>") && page.contains(">a&amp;b</span>"));
+    // WordPiece: "##ing" joins "play" without a space and without "##"
+    assert!(page.contains(">play</span><span class=\"t\""), "{page}");
+    assert!(page.contains(">ing</span>"), "{page}");
+    assert!(page.contains("title=\"position 2 · &quot;##ing&quot; · R = "));
+
+    // one sample as a PNG of the chosen width
+    let png = dir.path().join("text.png");
+    let res = prism()
+        .args([
+            "heatmap",
+            &r,
+            "--tokens",
+            &tokens,
+            "--attention-mask",
+            &mask,
+        ])
+        .args(["--sample", "1", "--width", "320", "--cmap", "coldnhot"])
+        .arg("--output")
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let image = prism_heatmap::Image::decode_png(&std::fs::read(&png).unwrap()).unwrap();
+    assert_eq!(image.width(), 320);
+    assert!(image.to_rgb().iter().any(|&p| p != [255, 255, 255]));
+
+    // without the mask, sample 1 lists fewer tokens than the relevance has positions
+    let e = fails(&["heatmap", &r, "--tokens", &tokens, "-o", "/tmp/never.html"]);
+    assert!(
+        e.contains("sample 1")
+            && e.contains("6 token(s)")
+            && e.contains("8 token position(s)")
+            && e.contains("--attention-mask"),
+        "{e}"
+    );
+    let e = fails(&["heatmap", &r, "--tokens", &tokens, "-o", "/tmp/never.svg"]);
+    assert!(e.contains(".html or .png"), "{e}");
+    let e = fails(&[
+        "heatmap",
+        &r,
+        "--tokens",
+        &tokens,
+        "--attention-mask",
+        &mask,
+        "--sample",
+        "2",
+        "-o",
+        "/tmp/never.html",
+    ]);
+    assert!(e.contains("sample 2 does not exist"), "{e}");
+}
+
+#[test]
+fn attribute_on_a_token_dataset_writes_the_relevance_per_token_of_explain() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = |s: &str| path(&format!("models/{s}"));
+    let data = dir.path().join("tokens");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::copy(m("bert.in0.npy"), data.join("input_ids.npy")).unwrap();
+    std::fs::copy(m("bert.in1.npy"), data.join("attention_mask.npy")).unwrap();
+    let vocab: Vec<String> = (0..50).map(|i| format!("w{i}")).collect();
+    std::fs::write(data.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
+    let h5 = dir.path().join("attr.h5");
+    let res = prism()
+        .args(["attribute", "--model", &m("bert.dynamo.onnx"), "--dataset"])
+        .arg(&data)
+        .args([
+            "--composite",
+            "epsilon-plus",
+            "--target",
+            "predicted",
+            "--output",
+        ])
+        .arg(&h5)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let r = dir.path().join("r.npy");
+    let res = prism()
+        .args([
+            "explain",
+            &m("bert.dynamo.onnx"),
+            "--input",
+            &format!("input_ids={}", m("bert.in0.npy")),
+            "--input",
+            &format!("attention_mask={}", m("bert.in1.npy")),
+            "--composite",
+            "epsilon-plus",
+            "--output",
+        ])
+        .arg(&r)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let f = prism_store::AttributionFile::open(&h5).unwrap();
+    assert_eq!(f.n_samples(), 2);
+    let attributed = f.read_rows(&[0, 1]).unwrap();
+    let explained: prism_model::Tensor<f32> = prism_store::npy::read_float(&r).unwrap();
+    assert_eq!(attributed.len(), 16);
+    for (a, e) in attributed.iter().zip(explained.data()) {
+        assert!((a - e).abs() <= 1e-6 * e.abs().max(1e-6), "{a} vs {e}");
+    }
+
+    // an id beyond the vocabulary is an error naming it
+    std::fs::write(data.join("vocab.txt"), "a\nb\n").unwrap();
+    let e = fails(&[
+        "attribute",
+        "--model",
+        &m("bert.dynamo.onnx"),
+        "--dataset",
+        &data.to_string_lossy(),
+        "--output",
+        &dir.path().join("never.h5").to_string_lossy(),
+        "--target",
+        "predicted",
+    ]);
+    assert!(e.contains("outside the vocabulary's 2 ids"), "{e}");
+}

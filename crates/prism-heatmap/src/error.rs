@@ -97,6 +97,10 @@ pub enum HeatmapError {
         /// The value found, as text.
         value: String,
     },
+    /// Token strings that do not pair up with the token relevance (counts of samples or of
+    /// tokens differ).
+    #[error("{0}")]
+    TokenCount(String),
     /// Invalid rendering parameters.
     #[error("invalid parameter: {0}")]
     Parameter(String),

@@ -263,6 +263,41 @@ impl Renderer {
         }
     }
 
+    /// The palette index of every value of one sample, exactly as [`Renderer::render`] colours
+    /// a one-channel sample with these values (the same normalisation, bounds and rounding);
+    /// the token renderings use it so that a token and a pixel of equal relevance get the same
+    /// colour. The values are normalised together, as one sample.
+    pub fn palette_indices<T: Element>(&self, values: &[T]) -> Result<Vec<u8>, HeatmapError> {
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(HeatmapError::Parameter(format!(
+                "relevance value {i} is {}; heatmaps need finite values (check the attribution)",
+                values[i]
+            )));
+        }
+        Ok(self.to_bytes(values))
+    }
+
+    /// The values that land on the palette's first and last colour for these values (one
+    /// sample), for a legend: the normalisation's bounds, overridden by `vmin`/`vmax`. In
+    /// absolute mode the bounds are those of |R|.
+    pub fn value_range<T: Element>(&self, values: &[T]) -> (f64, f64) {
+        let (lo, hi) = if self.normalization == Normalization::Absolute {
+            let absolute: Vec<T> = values.iter().map(|v| v.abs()).collect();
+            data_bounds(&absolute, self.normalization)
+        } else {
+            data_bounds(values, self.normalization)
+        };
+        (
+            self.vmin.unwrap_or(lo.to_f64()),
+            self.vmax.unwrap_or(hi.to_f64()),
+        )
+    }
+
+    /// The normalisation mode.
+    pub fn normalization(&self) -> Normalization {
+        self.normalization
+    }
+
     /// Renders sample `n`: a palette image (one channel after reduction) or an RGB image.
     pub fn render<T: Element>(
         &self,

@@ -9,9 +9,10 @@
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use prism_attribution::{Explainer, MethodSpec, Target};
+use prism_attribution::{AttributeAt, Explainer, MethodSpec, Target};
+use prism_model::batch::InputValues;
 use prism_model::{Model, ModelError, Tensor};
-use prism_store::dataset::{Dataset, DatasetError, DatasetOptions};
+use prism_store::dataset::{Dataset, DatasetError, DatasetOptions, TokenDataset};
 use prism_store::run::{hash_file, AttributionRun, PartData, Prepared, RunError, RunSpec};
 use prism_store::{LabelSource, RunSettings, Shard, TargetSpec};
 
@@ -39,7 +40,8 @@ impl Method {
 pub struct AttributeJob {
     /// The ONNX model.
     pub model: PathBuf,
-    /// The dataset: HDF5 file, image folder or `.npy` array.
+    /// The dataset: HDF5 file, image folder or `.npy` array, or a token dataset directory
+    /// (`prism_store::TokenDataset`, recognised when `dataset_options.kind` is `None`).
     pub dataset: PathBuf,
     /// How the dataset is read and preprocessed.
     pub dataset_options: DatasetOptions,
@@ -145,6 +147,17 @@ pub enum JobError {
     },
     #[error(transparent)]
     Tensor(#[from] ModelError),
+    /// A model input that the token dataset does not hold.
+    #[error(
+        "the model's input '{input}' has no {input}.npy in the token dataset {} (it holds: {})",
+        path.display(),
+        held.join(", ")
+    )]
+    TokenInput {
+        path: PathBuf,
+        input: String,
+        held: Vec<String>,
+    },
     #[error("attributing samples {first}..={last}")]
     Attribute {
         first: usize,
@@ -174,6 +187,9 @@ pub fn attribute_dataset(
         return Err(JobError::Compression(l));
     }
     let target: TargetSpec = job.target.parse().map_err(JobError::Target)?;
+    if job.dataset_options.kind.is_none() && TokenDataset::is_token_dataset(&job.dataset) {
+        return attribute_tokens(job, method, target, progress);
+    }
     let dataset = Dataset::open(&job.dataset, &job.dataset_options).map_err(|source| {
         JobError::OpenDataset {
             path: job.dataset.clone(),
@@ -281,6 +297,178 @@ pub fn attribute_dataset(
             &PartData {
                 sample_shape: &input_shape,
                 relevance: a.relevance.data(),
+                prediction: a.output.data(),
+                labels: &labels,
+            },
+        )?;
+        if progress.part_written(k).is_break() {
+            return Ok(AttributeOutcome::Stopped {
+                output: run.output().to_path_buf(),
+                parts: done + 1,
+            });
+        }
+    }
+    progress.computed();
+    let samples = run.samples().len();
+    let output = run.finish()?;
+    Ok(AttributeOutcome::Written { output, samples })
+}
+
+/// [`attribute_dataset`] for a token dataset (`prism_store::TokenDataset`): the model's inputs
+/// are fed by name from the dataset's arrays, and the relevance is read off the embedding
+/// lookup's output, per token (`[N, T]` in the attribution file). Gradient-based methods only
+/// (the gradient and every LRP composite), as for `prism explain --input`.
+fn attribute_tokens(
+    job: &AttributeJob,
+    method: &Method,
+    target: TargetSpec,
+    progress: &mut dyn RunProgress,
+) -> Result<AttributeOutcome, JobError> {
+    let open_error = |source| JobError::OpenDataset {
+        path: job.dataset.clone(),
+        source,
+    };
+    let dataset = TokenDataset::open(&job.dataset).map_err(open_error)?;
+    let label_source = match dataset.labels() {
+        Some(l) if l.iter().all(Option::is_some) => LabelSource::Dataset,
+        _ => LabelSource::Predicted,
+    };
+    if target == TargetSpec::Label && label_source != LabelSource::Dataset {
+        return Err(JobError::NeedsLabels {
+            path: job.dataset.clone(),
+            unlabelled: dataset.labels().is_some(),
+        });
+    }
+    let n_all = dataset.len();
+    let n = job.limit.map_or(n_all, |l| l.min(n_all));
+    if n == 0 {
+        return Err(JobError::NoSamples {
+            path: job.dataset.clone(),
+        });
+    }
+    let settings = RunSettings {
+        format: RunSettings::FORMAT,
+        model_blake3: hash_file(&job.model)?,
+        dataset_fingerprint: dataset.fingerprint().to_string(),
+        dataset_len: n_all,
+        method: method.spec.clone(),
+        target: job.target.clone(),
+        batch_size: job.batch_size,
+        limit: n,
+        compression: job.compression,
+    };
+    let prepared = AttributionRun::prepare(RunSpec {
+        output: job.output.clone(),
+        shard: job.shard,
+        settings,
+        model_name: file_name(&job.model),
+        dataset_name: file_name(&job.dataset),
+        label_source,
+        force: job.force,
+    })?;
+    let mut run = match prepared {
+        Prepared::AlreadyComplete { output } => {
+            return Ok(AttributeOutcome::AlreadyComplete { output })
+        }
+        Prepared::Ready(run) => *run,
+    };
+    let model = Model::load(&job.model).map_err(|source| JobError::LoadModel {
+        path: job.model.clone(),
+        source,
+    })?;
+    // which dataset array feeds each graph input (extra arrays, e.g. a mask the model does
+    // not take, are not fed)
+    let held: Vec<String> = dataset
+        .input_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let graph = model.graph();
+    let feeds: Vec<usize> = (0..graph.inputs.len())
+        .map(|i| {
+            let name = &graph.value(graph.inputs[i]).name;
+            held.iter()
+                .position(|h| h == name)
+                .ok_or_else(|| JobError::TokenInput {
+                    path: job.dataset.clone(),
+                    input: name.clone(),
+                    held: held.clone(),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut explainer = Explainer::new(&model).with_canonizers(method.built.canonize);
+    if let Some(c) = &method.built.composite {
+        explainer = explainer.with_composite(c.clone());
+    }
+    progress.started(&RunStarted {
+        output: run.output().to_path_buf(),
+        work_dir: run.work_dir().to_path_buf(),
+        resumed: run.resumed(),
+        samples: run.samples().len(),
+        done: run.done_samples(),
+    });
+    let positions = dataset.positions();
+    let labels_all = dataset.labels().map(<[Option<u32>]>::to_vec);
+    for (done, pending) in run.pending().iter().enumerate() {
+        let indices: Vec<usize> = pending.samples.clone().collect();
+        let k = indices.len();
+        let read_error = |source| JobError::ReadBatch {
+            path: job.dataset.clone(),
+            source,
+        };
+        let arrays = dataset.read_inputs(&indices).map_err(read_error)?;
+        let inputs = feeds
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| {
+                model.input_tensor::<f32>(
+                    i,
+                    InputValues::Ints {
+                        shape: vec![k, positions],
+                        data: arrays[a].1.clone(),
+                    },
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let batch_labels: Vec<Option<u32>> = indices
+            .iter()
+            .map(|&i| labels_all.as_ref().and_then(|l| l[i]))
+            .collect();
+        let t = match target {
+            TargetSpec::Predicted => Target::Predicted,
+            TargetSpec::Class(c) => Target::Class(c),
+            // Every sample has a label (checked above).
+            TargetSpec::Label => Target::PerSample(
+                batch_labels
+                    .iter()
+                    .map(|l| l.map_or(0, |v| v as usize))
+                    .collect(),
+            ),
+        };
+        let (first, last) = (pending.samples.start, pending.samples.end - 1);
+        let a = explainer
+            .attribute_inputs(
+                inputs,
+                &AttributeAt::Auto,
+                &t,
+                method.built.seed,
+                &method.built.attributor,
+            )
+            .map_err(|source| JobError::Attribute {
+                first,
+                last,
+                source,
+            })?;
+        let relevance = a.per_token.unwrap_or(a.relevance);
+        let labels: Vec<u32> = match label_source {
+            LabelSource::Dataset => batch_labels.iter().map(|l| l.unwrap_or(0)).collect(),
+            LabelSource::Predicted => a.targets.iter().map(|&t| t as u32).collect(),
+        };
+        run.write_part(
+            pending.part,
+            &PartData {
+                sample_shape: &relevance.shape()[1..],
+                relevance: relevance.data(),
                 prediction: a.output.data(),
                 labels: &labels,
             },

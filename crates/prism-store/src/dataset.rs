@@ -14,6 +14,7 @@ mod display;
 mod image_folder;
 mod preprocess;
 mod spelled;
+mod tokens;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ use image_folder::ImageFolder;
 pub use display::{resample, DisplayDataset, DisplayError, RgbImage};
 pub use preprocess::{Normalize, Preprocess, Resize, IMAGENET_MEAN, IMAGENET_STD};
 pub use spelled::{parse_size, DatasetOptionsText, OptionTextError};
+pub use tokens::TokenDataset;
 pub use writer::{write_dataset, DataLayout, DatasetWriter, SampleType};
 
 /// Errors from opening or reading a dataset. Each names the file (and dataset or image).

@@ -24,6 +24,7 @@ pub mod npy;
 pub mod project;
 pub mod provenance;
 pub mod run;
+pub mod tokens;
 
 pub use analysis::{
     AnalysisFile, AnalysisWriter, Category, CategoryReader, Clustering, Embedding, EmbeddingInfo,
@@ -34,7 +35,7 @@ pub use attribution::{
 pub use dataset::{
     Batch, Batches, DataLayout, Dataset, DatasetError, DatasetKind, DatasetOptions,
     DatasetOptionsText, DatasetWriter, DisplayDataset, DisplayError, Normalize, OptionTextError,
-    Preprocess, Resize, RgbImage, SampleType,
+    Preprocess, Resize, RgbImage, SampleType, TokenDataset,
 };
 pub use error::{Result, StoreError};
 pub use h5util::{row_runs, AttrValue};
@@ -47,6 +48,7 @@ pub use provenance::{
 pub use run::{
     merge_shards, AttributionRun, MergeError, PendingBatch, Prepared, RunError, RunSpec,
 };
+pub use tokens::{read_tokens, TokenFileError};
 
 /// Version of the files Prism writes; stored as the root attribute `prism_format_version`.
 pub const FORMAT_VERSION: i64 = 1;

@@ -49,7 +49,9 @@ pub struct AttributeArgs {
     /// The ONNX model file.
     #[arg(long)]
     pub model: PathBuf,
-    /// The dataset: HDF5 file, image folder or .npy array.
+    /// The dataset: HDF5 file, image folder or .npy array; or a token dataset (a directory
+    /// with input_ids.npy and vocab.txt, see docs/datasets.md), whose relevance is written
+    /// per token.
     #[arg(long)]
     pub dataset: PathBuf,
     /// The attribution file to write (.h5); `{shard}` is replaced by the shard.

@@ -6,12 +6,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use prism_heatmap::{
-    color_bar, color_map, grid, Batch, ChannelReduction, Element, GridShape, HeatmapError,
-    HeatmapOptions, Image, Normalization, OverlayOptions, Renderer, BUILTIN_COLOR_MAPS,
+    align_tokens, color_bar, color_map, grid, render_tokens_html, render_tokens_png, Batch,
+    ChannelReduction, Element, GridShape, HeatmapError, HeatmapOptions, Image, Normalization,
+    OverlayOptions, Renderer, SubwordStyle, TokenHeatmapOptions, TokenRelevance,
+    BUILTIN_COLOR_MAPS, DEFAULT_FONT_SIZE, DEFAULT_TOKEN_WIDTH,
 };
 use prism_store::npy::{NpyArray, NpyType};
 
-/// Render relevance maps as heatmap PNGs, identical to Zennit's `imgify`/`imsave`.
+/// Render relevance maps as heatmap PNGs, identical to Zennit's `imgify`/`imsave`, or the
+/// relevance per token of a text model as coloured text (--tokens).
 ///
 /// RELEVANCE is a float32 or float64 .npy array, N×C×H×W, N×H×W or H×W. Channels are summed
 /// (see --channels), each sample is normalised on its own (unaligned [min, max] by default, as
@@ -34,6 +37,18 @@ use prism_store::npy::{NpyArray, NpyType};
 ///   prism heatmap relevance.npy --output overlays/ --overlay input.npy --absolute --cmap hot
 ///
 ///   prism heatmap --list-cmaps --output cmaps/
+///
+/// Token models (--tokens): RELEVANCE is [tokens], [N, tokens] (what `prism explain` writes
+/// for a token model) or [N, tokens, hidden] (summed over hidden); TOKENS.txt holds one token
+/// per line, samples separated by an empty line (or a JSON list of lists, TOKENS.json; see
+/// docs/heatmaps.md). OUTPUT ending in .html is a page with one block per sample, each
+/// token's background coloured by its relevance, its value as a tooltip; .png rasterises the
+/// same at --width pixels. Normalisation is symmetric unless --absolute or --unaligned.
+///
+///   prism heatmap relevance.npy --tokens tokens.txt --output text.html
+///
+///   prism heatmap relevance.npy --tokens tokens.txt --attention-mask mask.npy \
+///       --sample 1 --cmap coldnhot --output text.png --width 600
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct HeatmapArgs {
@@ -65,8 +80,13 @@ pub struct HeatmapArgs {
     pub symmetric: bool,
 
     /// Show |R| scaled to [0, max|R|]: only the amplitude matters.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "unaligned")]
     pub absolute: bool,
+
+    /// Map [min, max] of each sample onto the palette (the default for images; token
+    /// renderings default to --symmetric).
+    #[arg(long, conflicts_with = "symmetric")]
+    pub unaligned: bool,
 
     /// Value shown at the palette's first colour (overrides the normalisation's lower bound).
     #[arg(long, allow_negative_numbers = true)]
@@ -111,6 +131,45 @@ pub struct HeatmapArgs {
     /// (256×24, at --level).
     #[arg(long)]
     pub list_cmaps: bool,
+
+    /// Render relevance per token as coloured text: the tokens of each sample (one per line,
+    /// samples separated by an empty line; or a JSON list of lists when the name ends in
+    /// .json). OUTPUT must end in .html or .png.
+    #[arg(
+        long,
+        value_name = "TOKENS.txt",
+        conflicts_with_all = ["overlay", "grid", "list_cmaps"]
+    )]
+    pub tokens: Option<PathBuf>,
+
+    /// With --tokens: the model's attention mask (.npy, [N, tokens], non-zero = real token).
+    /// Padding positions are left out; each sample then lists all its tokens or only the
+    /// real ones.
+    #[arg(long, value_name = "MASK.npy", requires = "tokens")]
+    pub attention_mask: Option<PathBuf>,
+
+    /// With --tokens: render only sample K (0-based).
+    #[arg(long, value_name = "K", requires = "tokens")]
+    pub sample: Option<usize>,
+
+    /// With --tokens: how sub-word tokens are joined (auto, wordpiece, byte-level,
+    /// sentencepiece, words, raw); auto picks byte-level for `Ġ`, sentencepiece for `▁`,
+    /// else wordpiece (`##piece` joins the token before it).
+    #[arg(
+        long,
+        default_value = "auto",
+        value_name = "STYLE",
+        requires = "tokens"
+    )]
+    pub subwords: String,
+
+    /// With --tokens: width in pixels of the PNG (and the largest width of the HTML text).
+    #[arg(long, default_value_t = DEFAULT_TOKEN_WIDTH, value_name = "PX", requires = "tokens")]
+    pub width: usize,
+
+    /// With --tokens: font size in pixels.
+    #[arg(long, default_value_t = DEFAULT_FONT_SIZE, value_name = "PX", requires = "tokens")]
+    pub font_size: f32,
 }
 
 /// Channel reduction, as a command-line value.
@@ -132,6 +191,9 @@ pub fn run(args: &HeatmapArgs) -> anyhow::Result<()> {
     let (Some(relevance_path), Some(output)) = (&args.relevance, &args.output) else {
         bail!("RELEVANCE.npy and --output are required (or use --list-cmaps)");
     };
+    if let Some(tokens) = &args.tokens {
+        return run_tokens(args, relevance_path, tokens, output);
+    }
     let renderer = Renderer::new(&options(args)?)?;
     let grid_shape = match args.grid.as_deref() {
         None => None,
@@ -194,8 +256,10 @@ fn options(args: &HeatmapArgs) -> anyhow::Result<HeatmapOptions> {
             Normalization::Symmetric
         } else if args.absolute {
             Normalization::Absolute
-        } else {
+        } else if args.unaligned || args.tokens.is_none() {
             Normalization::Unaligned
+        } else {
+            Normalization::Symmetric
         },
         vmin: args.vmin,
         vmax: args.vmax,
@@ -205,6 +269,123 @@ fn options(args: &HeatmapArgs) -> anyhow::Result<HeatmapOptions> {
             Channels::None => ChannelReduction::None,
         },
     })
+}
+
+/// `prism heatmap --tokens`: coloured text as HTML or PNG.
+fn run_tokens(
+    args: &HeatmapArgs,
+    relevance_path: &Path,
+    tokens_path: &Path,
+    output: &Path,
+) -> anyhow::Result<()> {
+    let extension = output
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let png = match extension.as_deref() {
+        Some("html" | "htm") => false,
+        Some("png") => true,
+        _ => bail!(
+            "with --tokens, --output must end in .html or .png, got {}",
+            output.display()
+        ),
+    };
+    let options = TokenHeatmapOptions {
+        heatmap: options(args)?,
+        subwords: args
+            .subwords
+            .parse::<SubwordStyle>()
+            .context("--subwords")?,
+        width: args.width,
+        font_size: args.font_size,
+    };
+    let tokens = prism_store::read_tokens(tokens_path)?;
+    let mask = args.attention_mask.as_deref().map(read_mask).transpose()?;
+    let relevance = read_npy(relevance_path)?;
+    let rendered = match &relevance {
+        Array::F32(data, shape) => render_tokens(
+            &TokenRelevance::new(data, shape)?,
+            &tokens,
+            mask.as_deref(),
+            args,
+            &options,
+            png,
+        ),
+        Array::F64(data, shape) => render_tokens(
+            &TokenRelevance::new(data, shape)?,
+            &tokens,
+            mask.as_deref(),
+            args,
+            &options,
+            png,
+        ),
+    }
+    .with_context(|| {
+        format!(
+            "rendering {} with the tokens of {}",
+            relevance_path.display(),
+            tokens_path.display()
+        )
+    })?;
+    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create directory {}", parent.display()))?;
+    }
+    match rendered {
+        Rendered::Html(html) => {
+            fs::write(output, html).with_context(|| format!("cannot write {}", output.display()))?
+        }
+        Rendered::Png(image) => image.save_png(output)?,
+    }
+    eprintln!("wrote {}", output.display());
+    Ok(())
+}
+
+enum Rendered {
+    Html(String),
+    Png(Image),
+}
+
+fn render_tokens<T: Element>(
+    relevance: &TokenRelevance<T>,
+    tokens: &[Vec<String>],
+    mask: Option<&[Vec<bool>]>,
+    args: &HeatmapArgs,
+    options: &TokenHeatmapOptions,
+    png: bool,
+) -> Result<Rendered, HeatmapError> {
+    let samples = align_tokens(relevance, tokens, mask, args.sample)?;
+    Ok(if png {
+        Rendered::Png(render_tokens_png(&samples, options)?)
+    } else {
+        Rendered::Html(render_tokens_html(&samples, options)?)
+    })
+}
+
+/// An attention mask: [N, tokens] of any numeric dtype, non-zero for real tokens.
+fn read_mask(path: &Path) -> anyhow::Result<Vec<Vec<bool>>> {
+    let npy = NpyArray::open(path)?;
+    let shape = npy.shape().to_vec();
+    let [n, t] = shape[..] else {
+        bail!(
+            "the attention mask {} has shape {shape:?}; it must be [N, tokens]",
+            path.display()
+        );
+    };
+    let values = npy
+        .read_all()
+        .with_context(|| format!("cannot read the values of {}", path.display()))?;
+    if t == 0 {
+        bail!(
+            "the attention mask {} has no token positions",
+            path.display()
+        );
+    }
+    let rows: Vec<Vec<bool>> = values
+        .chunks_exact(t)
+        .map(|row| row.iter().map(|&v| v != 0.0).collect())
+        .collect();
+    debug_assert_eq!(rows.len(), n);
+    Ok(rows)
 }
 
 /// What to render and where.
