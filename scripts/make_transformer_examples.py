@@ -99,8 +99,17 @@ def vit_example(prism):
     np.save(OUT / "vit-inputs.npy", x[pick])
     run(prism, "explain", path, OUT / "vit-inputs.npy", "--composite", "attn-lrp",
         "--seed-mode", "logit", "-o", OUT / "vit-relevance.npy")
-    run(prism, "heatmap", OUT / "vit-relevance.npy", "--grid", "--cmap", "coldnhot",
-        "--output", IMG / "transformers-vit.png")
+    run(prism, "heatmap", OUT / "vit-relevance.npy", "--grid=1x6", "--cmap", "bwr", "--symmetric",
+        "--output", OUT / "vit-heatmaps.png")
+    # 28-pixel digits: enlarged six times (nearest) for the docs, beside the inputs
+    from PIL import Image
+    grid = Image.open(OUT / "vit-heatmaps.png").convert("RGB")
+    digits = Image.fromarray(np.concatenate(list((x[pick, 0] * 255).astype(np.uint8)), axis=1))
+    both = Image.new("RGB", (grid.width, grid.height * 2))
+    both.paste(digits.convert("RGB"), (0, 0))
+    both.paste(grid, (0, grid.height))
+    both.resize((both.width * 6, both.height * 6), Image.NEAREST).save(
+        IMG / "transformers-vit.png")
     r = np.load(OUT / "vit-relevance.npy")
     corner = np.abs(r[:, :, 0:4, 0:4]).sum((1, 2, 3)) / np.abs(r).sum((1, 2, 3))
     print("  share of |relevance| in the top-left 4×4 corner:",
@@ -180,7 +189,7 @@ def bert_example(prism):
         "--seed-mode", "logit", "--reduce-hidden", "sum", "-o", OUT / "bert-relevance.npy")
     for ext in ("html", "png"):
         run(prism, "heatmap", OUT / "bert-relevance.npy", "--tokens", OUT / "bert-tokens.txt",
-            "--output", IMG / f"transformers-bert.{ext}")
+            "--attention-mask", OUT / "bert-mask.npy", "--output", IMG / f"transformers-bert.{ext}")
     r = np.load(OUT / "bert-relevance.npy")
     for t, row in zip(tokens, r):
         top = t[int(np.argmax(row))]

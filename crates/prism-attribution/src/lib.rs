@@ -270,6 +270,8 @@ struct Prepared<T> {
     graph: Arc<Graph>,
     exec: Executor<T>,
     rules: Vec<Option<Rule>>,
+    /// What the forward pass keeps for the backward sweep.
+    keep: Keep,
 }
 
 /// Attributes a model's decisions: a model, an optional composite and the canonizer switch.
@@ -349,7 +351,13 @@ impl<'m> Explainer<'m> {
             None => vec![None; graph.nodes.len()],
         };
         let exec = Executor::<T>::new(graph.clone())?;
-        let p = Arc::new(Prepared { graph, exec, rules });
+        let keep = Keep::Values(propagate::needed_values(&graph, &rules));
+        let p = Arc::new(Prepared {
+            graph,
+            exec,
+            rules,
+            keep,
+        });
         cache.insert(key, p.clone());
         Ok(p)
     }
@@ -536,7 +544,7 @@ impl<'m> Explainer<'m> {
                 attributor.name()
             )));
         }
-        let mut trace = p.exec.run(inputs, &Keep::NodeInputs)?;
+        let mut trace = p.exec.run(inputs, &p.keep)?;
         let output = (*trace.outputs[0]).clone();
         let token_model = (0..self.model.graph().inputs.len())
             .any(|i| self.model.graph().input_type(i).is_integer());
@@ -583,7 +591,7 @@ impl<'m> Explainer<'m> {
         targets: &target::Resolved,
         seed: SeedMode,
     ) -> Result<Tensor<T>> {
-        let mut trace = p.exec.run(vec![x], &Keep::NodeInputs)?;
+        let mut trace = p.exec.run(vec![x], &p.keep)?;
         let out = &trace.outputs[0];
         let seed_t = target::seed(out, targets, seed == SeedMode::Logit)?;
         let mut r = propagate::propagate(

@@ -27,6 +27,27 @@ fn add_into<T: Float, B: Backend<T>>(
     Ok(())
 }
 
+/// The values the backward sweep reads with these rules (the forward pass keeps these and the
+/// outputs, [`prism_model::Keep::Values`]): every input and output of a node whose rule needs
+/// them, which is every rule but `pass` (it moves the relevance by shape alone). Inside an
+/// exported GELU or SiLU, whose nodes pass relevance on, nothing is kept.
+pub fn needed_values(graph: &Graph, rules: &[Option<Rule>]) -> Vec<ValueId> {
+    let mut keep = vec![false; graph.values.len()];
+    for (node, rule) in graph.nodes.iter().zip(rules) {
+        if *rule == Some(Rule::Pass) {
+            continue;
+        }
+        for v in node.inputs.iter().flatten().chain(&node.outputs) {
+            keep[v.0] = true;
+        }
+    }
+    keep.iter()
+        .enumerate()
+        .filter(|(_, k)| **k)
+        .map(|(i, _)| ValueId(i))
+        .collect()
+}
+
 /// Propagates `seeds` (relevance at given values, usually the graph output) back through the
 /// graph with `rules[node]` (`None`: gradient). Returns the relevance at each graph input.
 pub fn propagate<T: Float>(
@@ -119,17 +140,26 @@ pub fn propagate_to<T: Float>(
         let Some(r) = rs[0].take() else {
             continue;
         };
-        // Pass hands the relevance on unchanged: move it instead of copying.
+        // Pass hands the relevance on unchanged to the first computed input of the output's
+        // shape: moved, not copied, and without the forward values (see [`needed_values`]).
         if rules[ni] == Some(Rule::Pass) {
-            if let Some(x) = node.input(0) {
-                if graph.shape(x) == Some(r.shape()) && exec.constant(x).is_none() && live[x.0] {
-                    add_into(b, &mut rel[x.0], r)?;
-                    for o in &node.outputs {
-                        trace.values[o.0] = None;
-                    }
-                    continue;
-                }
+            let x = node.inputs.iter().flatten().find(|x| {
+                graph.shape(**x) == Some(r.shape()) && exec.constant(**x).is_none() && live[x.0]
+            });
+            let Some(x) = x else {
+                return Err(node_err(
+                    node,
+                    format!(
+                        "the pass rule needs a computed input of the output's shape {:?}",
+                        r.shape()
+                    ),
+                ));
+            };
+            add_into(b, &mut rel[x.0], r)?;
+            for o in &node.outputs {
+                trace.values[o.0] = None;
             }
+            continue;
         }
         let fetch = |v: ValueId| {
             exec.constant(v)

@@ -33,16 +33,28 @@ pub fn load(path: &Path) -> Result<Graph> {
         source,
     })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    from_bytes(&bytes, path, &base)
+    let model = decode(&bytes, path)?;
+    // The decoded message holds its own copy of the weights: the file's bytes can go (peak
+    // memory while loading: two copies of the weights, not three).
+    drop(bytes);
+    from_model(model, path, &base)
 }
 
 /// Decodes an ONNX model from memory; `base` is where external data files are looked up.
 pub fn from_bytes(bytes: &[u8], path: &Path, base: &Path) -> Result<Graph> {
-    let model = proto::ModelProto::decode(bytes).map_err(|e| ModelError::Decode {
+    from_model(decode(bytes, path)?, path, base)
+}
+
+fn decode(bytes: &[u8], path: &Path) -> Result<proto::ModelProto> {
+    proto::ModelProto::decode(bytes).map_err(|e| ModelError::Decode {
         path: path.to_path_buf(),
         detail: e.to_string(),
-    })?;
-    let graph = model.graph.as_ref().ok_or_else(|| ModelError::Decode {
+    })
+}
+
+fn from_model(mut model: proto::ModelProto, path: &Path, base: &Path) -> Result<Graph> {
+    let opset_import = std::mem::take(&mut model.opset_import);
+    let graph = model.graph.as_mut().ok_or_else(|| ModelError::Decode {
         path: path.to_path_buf(),
         detail: "the file holds no graph".into(),
     })?;
@@ -52,8 +64,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path, base: &Path) -> Result<Graph> {
             detail: "the graph has no nodes".into(),
         });
     }
-    let opset = model
-        .opset_import
+    let opset = opset_import
         .iter()
         .find(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")))
         .and_then(|o| o.version)
@@ -68,11 +79,17 @@ pub fn from_bytes(bytes: &[u8], path: &Path, base: &Path) -> Result<Graph> {
     build_graph(graph, opset, base)
 }
 
-fn build_graph(g: &proto::GraphProto, opset: i64, base: &Path) -> Result<Graph> {
+fn build_graph(g: &mut proto::GraphProto, opset: i64, base: &Path) -> Result<Graph> {
     let mut table = ValueTable::default();
-    for init in &g.initializer {
+    for init in &mut g.initializer {
         let name = init.name.clone().unwrap_or_default();
         let c = tensor_from_proto(init, base)?;
+        // converted: the message's copy of the data goes
+        init.raw_data = None;
+        init.float_data = Vec::new();
+        init.double_data = Vec::new();
+        init.int64_data = Vec::new();
+        init.int32_data = Vec::new();
         let shape = Some(c.shape().to_vec());
         table.add(Value {
             name,
