@@ -3,7 +3,7 @@
 #
 # Installs Debian's chromium (apt) if missing and playwright-core (npm, pinned by
 # tests/browser/package-lock.json), builds `prism` and the project generator, writes a small
-# generated project and one with 10^6 points, and runs tests/browser/viewer.test.mjs with node's
+# generated project, a generated token project and one with 10^6 points, and runs tests/browser/viewer.test.mjs with node's
 # test runner. Screenshots and the 10^6-point frame times go to $ARTIFACTS
 # (default: target/browser-artifacts).
 #
@@ -40,6 +40,8 @@ if [ -z "${PROJECT:-}" ]; then
   PROJECT=$("$TARGET/debug/examples/synth_project" "$WORK/demo")
   GENERATED=1
 fi
+echo "== generating a token project"
+TOKEN_PROJECT=$("$TARGET/debug/examples/synth_project" "$WORK/tokens" --tokens 12)
 BIG_PROJECT=""
 if [ "$BIG_POINTS" != "0" ]; then
   echo "== generating a project with $BIG_POINTS points"
@@ -47,6 +49,6 @@ if [ "$BIG_POINTS" != "0" ]; then
 fi
 
 echo "== browser tests ($(chromium --version 2>/dev/null | head -1))"
-PRISM_BIN="$TARGET/debug/prism" PROJECT="$PROJECT" BIG_PROJECT="$BIG_PROJECT" ARTIFACTS="$ARTIFACTS" GENERATED="$GENERATED" \
+PRISM_BIN="$TARGET/debug/prism" PROJECT="$PROJECT" BIG_PROJECT="$BIG_PROJECT" TOKEN_PROJECT="$TOKEN_PROJECT" ARTIFACTS="$ARTIFACTS" GENERATED="$GENERATED" \
   node --test --test-concurrency=1 --test-timeout=600000 tests/browser/viewer.test.mjs
 echo "== artefacts in $ARTIFACTS"

@@ -8,6 +8,8 @@
 //   ARTIFACTS     where screenshots and measurements go (default: target/browser-artifacts)
 //   CHROMIUM      the browser (default: /usr/bin/chromium)
 //   GENERATED     1 when PROJECT is a generated one (stricter checks of the lasso's purity)
+//   TOKEN_PROJECT optional generated token project (`synth_project DIR --tokens T`): selected
+//                 samples show their tokens coloured by relevance
 //
 // Run: node --test --test-concurrency=1 tests/browser/viewer.test.mjs
 
@@ -255,6 +257,49 @@ test('rectangle with Shift adds, Alt removes, legend selects a cluster, export a
   }
   assert.deepEqual(errors, []);
   await page.close();
+});
+
+test('a token project shows the selected samples as coloured text', { skip: !process.env.TOKEN_PROJECT }, async () => {
+  const tokens = await serve(/** @type {string} */ (process.env.TOKEN_PROJECT));
+  try {
+    const { page, errors } = await openPage(tokens.url);
+    assert.equal(await page.evaluate(() => window.prism.isTokens()), true);
+    assert.equal(await page.isVisible('#imageMode'), false, 'no image modes for text');
+    await page.click('#legend li[data-cluster="0"]');
+    const frames = async () => {
+      await page.waitForFunction(() => document.querySelectorAll('#sampleSpacer .sample iframe.tokens').length > 0);
+      return page.evaluate(() => [...document.querySelectorAll('#sampleSpacer .sample iframe.tokens')].map((f) => f.getAttribute('src')));
+    };
+    let srcs = await frames();
+    assert.ok(srcs.every((s) => /\/attributions\/\d+\/tokens\?colorMap=bwr$/.test(s)), srcs[0]);
+    assert.equal(await page.locator('#sampleSpacer .sample img').count(), 0, 'no pictures');
+    // the frame holds the tokens, each a coloured span; markup in tokens is text
+    const frame = page.frameLocator('#sampleSpacer .sample iframe.tokens').first();
+    await frame.locator('span.t').first().waitFor({ timeout: 20000 });
+    assert.ok(await frame.locator('span.t').count() >= 4);
+    const text = await frame.locator('p.text').textContent();
+    assert.ok(text.includes('[CLS]'), text);
+    assert.equal(await frame.locator('b').count(), 0, 'markup in a token is not rendered');
+    const bg = await frame.locator('span.t').first().evaluate((e) => e.style.background);
+    await snap(page, '09-tokens-bwr');
+    // the colour map control recolours the text
+    await page.selectOption('#colorMap', 'coldnhot');
+    srcs = await frames();
+    assert.ok(srcs.every((s) => s.endsWith('colorMap=coldnhot')), srcs[0]);
+    // the frame reloads: poll until its first token shows the new map's colour
+    const recoloured = page.frameLocator('#sampleSpacer .sample iframe.tokens').first().locator('span.t').first();
+    let bg2 = bg;
+    for (let i = 0; i < 100 && bg2 === bg; i++) {
+      await page.waitForTimeout(100);
+      bg2 = await recoloured.evaluate((e) => e.style.background).catch(() => bg);
+    }
+    assert.notEqual(bg2, bg, 'another colour map, other colours');
+    await snap(page, '10-tokens-coldnhot');
+    assert.deepEqual(errors, []);
+    await page.close();
+  } finally {
+    tokens.proc.kill();
+  }
 });
 
 test('a million points: load time and pan frame time (reported, not asserted)', { skip: !process.env.BIG_PROJECT }, async () => {

@@ -348,3 +348,176 @@ fn library_runs_write_the_same_files_as_the_cli() {
         );
     }
 }
+
+/// A token dataset for the small BERT of `tests/fixtures/models` (vocabulary of 50): `n`
+/// sentences of 8 ids, every third padded by two, a vocabulary with markup at id 7.
+fn token_dataset(dir: &Path, n: usize) -> PathBuf {
+    let data = dir.join("tokens");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let mut state = 12345u64;
+    let mut ids = Vec::with_capacity(n * 8);
+    let mut mask = Vec::with_capacity(n * 8);
+    for i in 0..n {
+        let real = if i % 3 == 1 { 6 } else { 8 };
+        for p in 0..8 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ids.push(if p < real {
+                1 + ((state >> 33) % 49) as i64
+            } else {
+                0
+            });
+            mask.push(i64::from(p < real));
+        }
+    }
+    prism_store::npy::write_i64_array(&data.join("input_ids.npy"), &[n, 8], &ids).expect("ids");
+    prism_store::npy::write_i64_array(&data.join("attention_mask.npy"), &[n, 8], &mask)
+        .expect("mask");
+    let mut vocab: Vec<String> = (0..50).map(|i| format!("w{i}")).collect();
+    vocab[0] = "[PAD]".into();
+    vocab[7] = "<i>&</i>".into();
+    std::fs::write(data.join("vocab.txt"), vocab.join("\n") + "\n").expect("vocab");
+    data
+}
+
+fn bert() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models/bert.dynamo.onnx")
+}
+
+/// `prism attribute` of the BERT on a token dataset with AttnLRP, batches of 8.
+fn token_attribute_cmd(data: &Path, out: &Path) -> Command {
+    let mut c = prism();
+    c.args(["attribute", "--model"])
+        .arg(bert())
+        .arg("--dataset")
+        .arg(data)
+        .arg("--output")
+        .arg(out)
+        .args(["--composite", "attn-lrp", "--target", "predicted"])
+        .args(["--batch-size", "8", "--threads", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// A GET on the viewer, answered as (status, body).
+fn http_get(addr: std::net::SocketAddr, target: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, raw)
+}
+
+#[test]
+fn token_runs_resume_and_end_in_the_viewer_as_coloured_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = token_dataset(dir.path(), 48);
+    let reference = dir.path().join("reference.h5");
+    run_ok(token_attribute_cmd(&data, &reference));
+    let want = contents(&reference);
+    assert_eq!(want.attribution.len(), 48 * 8, "one value per token");
+
+    // Stopped after two of six parts (as a kill between parts), resumed by the CLI.
+    let attr = dir.path().join("attr.h5");
+    let method = prism_jobs::Method::new(
+        prism_attribution::MethodSpec {
+            composite: prism_attribution::CompositeSource::Builtin {
+                name: "attn-lrp".into(),
+            },
+            // the CLI's default ε for a transformer composite
+            epsilon: prism_attribution::default_epsilon(Some("attn-lrp"), None),
+            ..Default::default()
+        },
+        None,
+    )
+    .expect("attn-lrp");
+    let job = prism_jobs::AttributeJob {
+        model: bert(),
+        dataset: data.clone(),
+        dataset_options: Default::default(),
+        output: attr.clone(),
+        target: "predicted".into(),
+        batch_size: 8,
+        shard: None,
+        limit: None,
+        compression: None,
+        prefetch: 2,
+        force: false,
+    };
+    let stopped = prism_jobs::attribute_dataset(&job, &method, &mut StopAfter(2)).expect("run");
+    assert!(matches!(
+        stopped,
+        prism_jobs::AttributeOutcome::Stopped { .. }
+    ));
+    let log = run_ok(token_attribute_cmd(&data, &attr));
+    assert!(log.contains("resuming"), "{log}");
+    assert!(
+        contents(&attr) == want,
+        "resumed result differs from the uninterrupted one"
+    );
+
+    // SpRAy over the relevance per token, the project, and the viewer.
+    let analysis = dir.path().join("analysis.h5");
+    let mut c = prism();
+    c.arg("analyze")
+        .arg(&attr)
+        .arg("--output")
+        .arg(&analysis)
+        .args(["--no-tsne", "--threads", "1"]);
+    run_ok(c);
+    let yaml = dir.path().join("project.yaml");
+    let mut c = prism();
+    c.args(["project", "--dataset"])
+        .arg(&data)
+        .arg("--attribution")
+        .arg(&attr)
+        .arg("--analysis")
+        .arg(&analysis)
+        .arg("--output")
+        .arg(&yaml);
+    run_ok(c);
+    let p = Project::read(&yaml).expect("project reads back");
+    assert_eq!(p.dataset.kind, prism_store::project::DatasetKind::Tokens);
+    assert_eq!(p.dataset.path, PathBuf::from("tokens"));
+    assert_eq!((p.dataset.input_width, p.dataset.input_height), (8, 1));
+    assert_eq!(p.attributions.method, "attn-lrp");
+
+    let ws = prism_viewer::Workspace::open(&[&yaml]).expect("the viewer opens it");
+    let server = prism_viewer::spawn(
+        ws,
+        &prism_viewer::ServeOptions {
+            port: 0,
+            ..Default::default()
+        },
+    )
+    .expect("serve");
+    let (status, body) = http_get(server.addr(), "/api/projects/0");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"datasetKind\":\"tokens\""), "{body}");
+    let sample = (0..48).find(|&i| i % 3 == 1).expect("a padded sample");
+    let (status, body) = http_get(
+        server.addr(),
+        &format!("/api/projects/0/attributions/{sample}/tokens?colorMap=coldnhot"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!("sample {sample} · 6 tokens")),
+        "{body}"
+    );
+    assert!(!body.contains("<i>"), "{body}");
+    let (status, body) = http_get(server.addr(), "/api/projects/0/attributions/48/tokens");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("errorMessage"), "{body}");
+}

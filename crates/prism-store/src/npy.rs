@@ -353,6 +353,18 @@ pub fn write_i64(path: &Path, t: &Tensor<i64>) -> Result<(), NpyError> {
     write_with(path, t.shape(), t.data())
 }
 
+/// Writes integers of shape `shape` (row-major) as an i64 `.npy`, atomically; for writers that
+/// hold no [`Tensor`] (generated token datasets).
+pub fn write_i64_array(path: &Path, shape: &[usize], data: &[i64]) -> Result<(), NpyError> {
+    if shape.iter().product::<usize>() != data.len() {
+        return Err(invalid(
+            path,
+            format!("shape {shape:?} does not hold {} values", data.len()),
+        ));
+    }
+    write_with(path, shape, data)
+}
+
 fn write_with<T: npyz::AutoSerialize + Copy>(
     path: &Path,
     shape: &[usize],

@@ -8,7 +8,7 @@
 //!   label_map: label-map.json
 //!   dataset:
 //!     name: CIFAR-10
-//!     type: hdf5                       # or image_directory
+//!     type: hdf5                       # or image_directory, or tokens (Prism only)
 //!     path: dataset.h5
 //!     input_width: 32
 //!     input_height: 32
@@ -30,6 +30,12 @@
 //! paths as written; [`Project::resolve_confined`] joins them to the directory and refuses any
 //! that lead outside it (what a server needs). The field names are ViRelAy's (`model.py`),
 //! which is the contract.
+//!
+//! `type: tokens` is Prism's own: `path` is a token dataset directory
+//! ([`TokenDataset`](crate::dataset::TokenDataset)), `input_width` its number of token positions
+//! and `input_height` 1. Only `prism serve` shows such projects; ViRelAy refuses them when it
+//! loads them (`The specified dataset type "tokens" is unknown.`), and image projects are
+//! written exactly as before.
 
 // The errors carry the store's and the dataset's errors unboxed, like the rest of the crate
 // (`StoreError` holds `hdf5::Error`); boxing them is left for one crate-wide change.
@@ -66,14 +72,15 @@ pub struct Project {
 pub struct DatasetSpec {
     /// Display name.
     pub name: String,
-    /// HDF5 file (`data` N×C×H×W, `label`) or a directory of images.
+    /// HDF5 file (`data` N×C×H×W, `label`), a directory of images, or a token dataset.
     #[serde(rename = "type")]
     pub kind: DatasetKind,
-    /// The HDF5 file or the image directory, relative to the YAML.
+    /// The HDF5 file, the image directory or the token dataset directory, relative to the YAML.
     pub path: PathBuf,
-    /// Width of the model's input; images are resampled to it.
+    /// Width of the model's input; images are resampled to it. Token datasets: the number of
+    /// token positions.
     pub input_width: u32,
-    /// Height of the model's input.
+    /// Height of the model's input (1 for token datasets).
     pub input_height: u32,
     /// How smaller images are brought up to the input size.
     #[serde(rename = "up_sampling_method", default)]
@@ -97,6 +104,9 @@ pub enum DatasetKind {
     Hdf5,
     /// A directory tree of images (sorted paths; optional `<path>_paths.txt`).
     ImageDirectory,
+    /// A token dataset directory (`input_ids.npy`, a vocabulary, optional `attention_mask.npy`
+    /// and `labels.npy`); Prism's own kind, which ViRelAy does not know.
+    Tokens,
 }
 
 /// Up-sampling methods (ViRelAy's names).
@@ -386,6 +396,51 @@ mod tests {
     }
 
     #[test]
+    fn token_projects_are_type_tokens_and_image_projects_are_unchanged() {
+        let mut p = sample();
+        p.dataset.kind = DatasetKind::Tokens;
+        p.dataset.path = "tokens".into();
+        p.dataset.input_height = 1;
+        let text = p.to_yaml().unwrap();
+        assert!(text.contains("type: tokens"), "{text}");
+        assert_eq!(Project::from_yaml(&text, Path::new("p.yaml")).unwrap(), p);
+        // an image project's YAML has no key ViRelAy does not know
+        let text = sample().to_yaml().unwrap();
+        for key in text
+            .lines()
+            .filter_map(|l| l.trim_start().split(':').next())
+        {
+            assert!(
+                [
+                    "project",
+                    "name",
+                    "model",
+                    "label_map",
+                    "dataset",
+                    "type",
+                    "path",
+                    "input_width",
+                    "input_height",
+                    "up_sampling_method",
+                    "down_sampling_method",
+                    "attributions",
+                    "attribution_method",
+                    "attribution_strategy",
+                    "sources",
+                    "analyses",
+                    "- analysis_method",
+                    "- attribution.h5",
+                    "- analysis.h5",
+                    "- a1.h5",
+                    "- a2.h5",
+                ]
+                .contains(&key),
+                "{key} in {text}"
+            );
+        }
+    }
+
+    #[test]
     fn malformed_projects_are_refused_with_the_reason() {
         let e = Project::from_yaml("project: {name: x}", Path::new("p.yaml")).unwrap_err();
         assert!(e.to_string().contains("p.yaml"), "{e}");
@@ -517,12 +572,25 @@ pub enum ProjectError {
     },
     #[error("a project needs at least one attribution file")]
     NoAttribution,
+    #[error(
+        "{} holds {found} value(s) per sample, but the token dataset {} has {positions} token \
+         position(s); were the attributions computed on this dataset?",
+        attribution.display(),
+        dataset.display()
+    )]
+    TokenPositions {
+        attribution: PathBuf,
+        dataset: PathBuf,
+        found: usize,
+        positions: usize,
+    },
 }
 
 /// What [`write_project`] needs to describe one project.
 #[derive(Debug, Clone)]
 pub struct ProjectInputs<'a> {
-    /// The dataset (HDF5 file or image folder) the attributions were computed on.
+    /// The dataset (HDF5 file, image folder or token dataset directory) the attributions were
+    /// computed on.
     pub dataset: &'a Path,
     /// Attribution files; the first one's provenance names the method, target and model.
     pub attributions: &'a [PathBuf],
@@ -564,34 +632,54 @@ fn absolute(p: &Path) -> std::result::Result<PathBuf, ProjectError> {
 /// Writes a ViRelAy project (and a label map if none is given) for a dataset, its attribution
 /// files and analyses. The method, strategy and model name come from the first attribution
 /// file's [`Provenance`](crate::provenance::Provenance) (defaults for files without one).
-/// Paths are written relative to the project; files outside its directory are refused.
+/// Paths are written relative to the project; files outside its directory are refused. A token
+/// dataset directory gives a `type: tokens` project (only `prism serve` shows those).
 pub fn write_project(inp: &ProjectInputs<'_>) -> std::result::Result<ProjectWritten, ProjectError> {
-    use crate::dataset::{Dataset, DatasetKind as StoreKind, DatasetOptions};
+    use crate::dataset::{Dataset, DatasetKind as StoreKind, DatasetOptions, TokenDataset};
     use crate::provenance::{Provenance, TargetSpec};
     use prism_attribution::CompositeSource;
+
+    enum Opened {
+        Images(Dataset),
+        Tokens(TokenDataset),
+    }
 
     let out_dir = absolute(inp.output)?
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let dataset = Dataset::open(inp.dataset, &DatasetOptions::default()).map_err(|source| {
-        ProjectError::Dataset {
-            path: inp.dataset.to_path_buf(),
-            source,
-        }
-    })?;
-    let [_, h, w] = dataset.sample_shape();
-    let (kind, regex) = match dataset.kind() {
-        StoreKind::Hdf5 => (DatasetKind::Hdf5, None),
-        StoreKind::ImageFolder => (
-            DatasetKind::ImageDirectory,
-            // The class sub-folder's name, which the label map below uses as WordNet id.
-            Some(r".*[/\\]([^/\\]+)[/\\][^/\\]+$".to_string()),
-        ),
-        StoreKind::Npy => {
-            return Err(ProjectError::NpyDataset {
-                path: inp.dataset.to_path_buf(),
-            })
+    let dataset_error = |source| ProjectError::Dataset {
+        path: inp.dataset.to_path_buf(),
+        source,
+    };
+    // A token dataset (a directory with input_ids.npy and a vocabulary), else what
+    // `Dataset::open` recognises.
+    let opened = if TokenDataset::is_token_dataset(inp.dataset) {
+        Opened::Tokens(TokenDataset::open(inp.dataset).map_err(dataset_error)?)
+    } else {
+        Opened::Images(
+            Dataset::open(inp.dataset, &DatasetOptions::default()).map_err(dataset_error)?,
+        )
+    };
+    let (kind, regex, w, h) = match &opened {
+        Opened::Tokens(t) => (DatasetKind::Tokens, None, t.positions(), 1),
+        Opened::Images(dataset) => {
+            let [_, h, w] = dataset.sample_shape();
+            match dataset.kind() {
+                StoreKind::Hdf5 => (DatasetKind::Hdf5, None, w, h),
+                StoreKind::ImageFolder => (
+                    DatasetKind::ImageDirectory,
+                    // The class sub-folder's name, which the label map below uses as WordNet id.
+                    Some(r".*[/\\]([^/\\]+)[/\\][^/\\]+$".to_string()),
+                    w,
+                    h,
+                ),
+                StoreKind::Npy => {
+                    return Err(ProjectError::NpyDataset {
+                        path: inp.dataset.to_path_buf(),
+                    })
+                }
+            }
         }
     };
     let first_path = inp
@@ -623,6 +711,14 @@ pub fn write_project(inp: &ProjectInputs<'_>) -> std::result::Result<ProjectWrit
         (None, None) => "model".into(),
     };
     let n_classes = first.prediction_shape().get(1).copied().unwrap_or(1);
+    if kind == DatasetKind::Tokens && first.sample_len() != w {
+        return Err(ProjectError::TokenPositions {
+            attribution: first_path.clone(),
+            dataset: inp.dataset.to_path_buf(),
+            found: first.sample_len(),
+            positions: w,
+        });
+    }
     drop(first);
 
     let mut label_map_written = None;
@@ -636,7 +732,11 @@ pub fn write_project(inp: &ProjectInputs<'_>) -> std::result::Result<ProjectWrit
         }
         None => {
             let path = out_dir.join("label-map.json");
-            let entries: Vec<serde_json::Value> = match dataset.class_names() {
+            let class_names = match &opened {
+                Opened::Images(d) => d.class_names(),
+                Opened::Tokens(_) => None,
+            };
+            let entries: Vec<serde_json::Value> = match class_names {
                 Some(names) => names
                     .iter()
                     .enumerate()

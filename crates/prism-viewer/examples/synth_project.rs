@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo run -p prism-viewer --example synth_project -- OUT_DIR            # small demo
 //! cargo run -p prism-viewer --example synth_project -- OUT_DIR --points 1000000
+//! cargo run -p prism-viewer --example synth_project -- OUT_DIR --tokens 12   # a token project
 //! ```
 //! Prints the path of the project YAML.
 
@@ -13,7 +14,8 @@ use prism_viewer::synthetic::SyntheticProject;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: synth_project OUT_DIR [--points N] [--classes C --per-class K]";
+    let usage =
+        "usage: synth_project OUT_DIR [--points N] [--classes C --per-class K] [--tokens T]";
     let Some(out) = args.first().map(PathBuf::from) else {
         eprintln!("{usage}");
         return ExitCode::from(2);
@@ -29,6 +31,11 @@ fn main() -> ExitCode {
             "--points" => spec = SyntheticProject::large(value),
             "--classes" => spec.classes = value,
             "--per-class" => spec.per_class = value,
+            "--tokens" => {
+                spec.dataset = prism_store::project::DatasetKind::Tokens;
+                spec.size = value;
+                spec.name = "Synthetic tokens".into();
+            }
             _ => {
                 eprintln!("unknown flag {flag}; {usage}");
                 return ExitCode::from(2);

@@ -82,6 +82,10 @@ pub fn router(ws: Arc<Workspace>, cache_bytes: usize) -> Router {
             "/api/projects/{id}/dataset/{index}/image",
             get(dataset_image),
         )
+        .route(
+            "/api/projects/{id}/dataset/{index}/tokens",
+            get(dataset_tokens),
+        )
         .route("/api/projects/{id}/attributions", get(attributions))
         .route("/api/projects/{id}/attributions/{index}", get(attribution))
         .route(
@@ -91,6 +95,10 @@ pub fn router(ws: Arc<Workspace>, cache_bytes: usize) -> Router {
         .route(
             "/api/projects/{id}/attributions/{index}/image",
             get(attribution_image),
+        )
+        .route(
+            "/api/projects/{id}/attributions/{index}/tokens",
+            get(attribution_tokens),
         )
         .route("/api/projects/{id}/analyses/{method}", get(analysis_json))
         .route(
@@ -195,6 +203,15 @@ fn bytes_response(entry: Entry) -> Response {
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=600"),
     );
+    if entry.content_type.starts_with("text/html") {
+        // The token pages: inline styles only, never a script, shown in a frame of the UI.
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'",
+            ),
+        );
+    }
     nosniff(&mut r);
     r
 }
@@ -245,6 +262,23 @@ fn label_json(p: &LoadedProject, class: u32) -> Value {
         Some(e) => json!({"index": class, "wordNetId": e.word_net_id, "name": e.name}),
         None => json!({"index": class, "wordNetId": "", "name": class.to_string()}),
     }
+}
+
+/// The project's dataset kind as the project file spells it.
+fn dataset_kind(p: &LoadedProject) -> &'static str {
+    match p.project.dataset.kind {
+        prism_store::project::DatasetKind::Hdf5 => "hdf5",
+        prism_store::project::DatasetKind::ImageDirectory => "image_directory",
+        prism_store::project::DatasetKind::Tokens => "tokens",
+    }
+}
+
+/// The answer to a picture asked of a token project.
+fn no_pictures(id: usize, index: u32) -> ApiError {
+    not_found(format!(
+        "project {id} has a token dataset: its samples are text, not pictures; ask \
+         /api/projects/{id}/attributions/{index}/tokens for the tokens coloured by relevance"
+    ))
 }
 
 fn le_bytes<T: Copy, const N: usize>(v: &[T], f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
@@ -313,6 +347,7 @@ async fn project(State(s): State<Shared>, id: Result<Path<String>, PathRejection
             "attributionMethod": p.project.attributions.method,
             "attributionStrategy": p.project.attributions.strategy,
             "datasetSize": p.dataset.len(),
+            "datasetKind": dataset_kind(p),
             "width": w,
             "height": h,
             "labels": p.label_map.iter().map(|e| json!({"index": e.index, "wordNetId": e.word_net_id, "name": e.name})).collect::<Vec<_>>(),
@@ -338,12 +373,44 @@ async fn dataset_sample(
         .labels(index as usize)
         .ok_or_else(|| not_found(format!("the dataset has no sample {index}")))?;
     let (w, h) = p.dataset.size();
+    let route = if p.dataset.is_tokens() {
+        "tokens"
+    } else {
+        "image"
+    };
     Ok(Json(json!({
         "index": index,
         "labels": labels.iter().map(|&c| label_json(p, c)).collect::<Vec<_>>(),
         "width": w,
         "height": h,
-        "url": format!("/api/projects/{id}/dataset/{index}/image"),
+        "url": format!("/api/projects/{id}/dataset/{index}/{route}"),
+    }))
+    .into_response())
+}
+
+/// The tokens of a sample of a token dataset: `{index, tokens, attentionMask}`.
+async fn dataset_tokens(
+    State(s): State<Shared>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult {
+    let (id, index) = path2(p)?;
+    let id = project_of(&s.ws, &id)?;
+    let index = sample_of(&index)?;
+    let p = &s.ws.projects[id];
+    if index as usize >= p.dataset.len() {
+        return Err(not_found(format!("the dataset has no sample {index}")));
+    }
+    let Some(spelled) = p.dataset.tokens(index as usize) else {
+        return Err(not_found(format!(
+            "project {id}'s dataset holds pictures, not tokens; ask \
+             /api/projects/{id}/dataset/{index}/image"
+        )));
+    };
+    let (tokens, mask) = spelled.map_err(ViewerError::from)?;
+    Ok(Json(json!({
+        "index": index,
+        "tokens": tokens,
+        "attentionMask": mask,
     }))
     .into_response())
 }
@@ -357,6 +424,9 @@ async fn dataset_image(
     let index = sample_of(&index)? as usize;
     if index >= s.ws.projects[id].dataset.len() {
         return Err(not_found(format!("the dataset has no sample {index}")));
+    }
+    if s.ws.projects[id].dataset.is_tokens() {
+        return Err(no_pictures(id, index as u32));
     }
     cached(s, format!("in/{id}/{index}"), "image/png", move |ws| {
         Ok(render::input_png(&ws.projects[id], index)?)
@@ -389,8 +459,11 @@ fn attribution_json(
         })
         .collect();
     let [_, h, w] = p.attributions[at.file].sample_shape();
+    let tokens = p.dataset.is_tokens();
     let url = |m: &str| {
-        if mode == ImageMode::Input {
+        if tokens {
+            format!("/api/projects/{id}/attributions/{index}/tokens?colorMap={m}")
+        } else if mode == ImageMode::Input {
             format!("/api/projects/{id}/attributions/{index}/image?mode=input")
         } else {
             format!(
@@ -493,6 +566,9 @@ async fn image_response(
     {
         return Err(not_found(format!("sample {index} has no attribution")));
     }
+    if p.dataset.is_tokens() {
+        return Err(no_pictures(id, index));
+    }
     if mode == ImageMode::Input {
         if index as usize >= p.dataset.len() {
             return Err(not_found(format!("the dataset has no sample {index}")));
@@ -535,6 +611,42 @@ async fn attribution_image(
     let map = color_map_of(q.get("colorMap"))?;
     let norm = normalization_of(&q, map)?;
     image_response(s, id, index, mode, map, norm).await
+}
+
+/// A token project's sample: its text, each token coloured by its relevance, as the HTML page
+/// `prism heatmap --tokens` writes (`?colorMap=…&normalization=…`).
+async fn attribution_tokens(
+    State(s): State<Shared>,
+    p: Result<Path<(String, String)>, PathRejection>,
+    q: Params,
+) -> ApiResult {
+    let (id, index) = path2(p)?;
+    let id = project_of(&s.ws, &id)?;
+    let index = sample_of(&index)?;
+    let q = query(q)?;
+    let map = color_map_of(q.get("colorMap"))?;
+    let norm = normalization_of(&q, map)?;
+    let p = &s.ws.projects[id];
+    if !p.dataset.is_tokens() {
+        return Err(not_found(format!(
+            "project {id}'s dataset holds pictures, not tokens; ask \
+             /api/projects/{id}/attributions/{index}/image"
+        )));
+    }
+    if p.attribution_row(index).is_none() {
+        return Err(not_found(format!("sample {index} has no attribution")));
+    }
+    let key = format!(
+        "tk/{id}/{index}/{}/{}",
+        map.name,
+        render::normalization_name(norm)
+    );
+    cached(s, key, "text/html; charset=utf-8", move |ws| {
+        let html = render::tokens_html(&ws.projects[id], index, map, norm)?
+            .ok_or_else(|| not_found(format!("sample {index} has no attribution")))?;
+        Ok(html.into_bytes())
+    })
+    .await
 }
 
 /// ViRelAy's heatmap route: `?colorMap=…&superimpose=true|false`.

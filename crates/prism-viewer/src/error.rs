@@ -17,6 +17,9 @@ pub enum ViewerError {
     /// Writing a generated dataset failed.
     #[error(transparent)]
     DatasetWrite(#[from] prism_store::DatasetError),
+    /// Writing an array of a generated token dataset failed.
+    #[error(transparent)]
+    NpyWrite(#[from] prism_store::NpyError),
     /// A file-system operation failed.
     #[error("`{path}`: {source}")]
     Io {

@@ -7,6 +7,8 @@
 //! cluster labels and sample numbers as little-endian typed arrays) and serves the web UI, whose
 //! files are embedded in the binary (`ui/`, plain JavaScript, no build step). Rendered images
 //! (inputs, heatmaps in any of Prism's colour maps, overlays) are PNGs kept in a bounded cache.
+//! Projects over a token dataset (`type: tokens`) show each sample as its text coloured by
+//! relevance: the HTML page of `prism heatmap --tokens`, served without scripts.
 //!
 //! The server binds 127.0.0.1 unless told otherwise, only answers GET, never writes, and takes no
 //! file paths from requests: samples, projects and analyses are addressed by number and name.

@@ -1,7 +1,9 @@
-//! Pictures of samples: the input, its heatmap in a colour map, or the heatmap over the input.
+//! Pictures of samples: the input, its heatmap in a colour map, or the heatmap over the input;
+//! for token datasets the text coloured by relevance (the HTML of `prism heatmap --tokens`).
 
 use prism_heatmap::{
-    Batch, BuiltinColorMap, HeatmapOptions, Image, Normalization, OverlayOptions, Renderer,
+    align_tokens, render_tokens_html, Batch, BuiltinColorMap, HeatmapOptions, Image, Normalization,
+    OverlayOptions, Renderer, TokenHeatmapOptions, TokenRelevance,
 };
 
 use crate::dataset::RgbImage;
@@ -115,6 +117,41 @@ pub fn heatmap_png(
     let input_batch = Batch::new(&planar, &[1, 3, h, w])?;
     let img = renderer.overlay(&batch, &input_batch, 0, &OverlayOptions::default())?;
     Ok(Some(img.encode_png()?))
+}
+
+/// The tokens of dataset sample `index` coloured by their relevance, as the page `prism heatmap
+/// --tokens` writes for one sample (padding left out where the dataset has an attention mask);
+/// `None` when the sample has no attribution or the dataset is not a token dataset.
+pub fn tokens_html(
+    project: &LoadedProject,
+    index: u32,
+    map: &BuiltinColorMap,
+    normalization: Normalization,
+) -> Result<Option<String>, ViewerError> {
+    let Some(at) = project.attribution_row(index) else {
+        return Ok(None);
+    };
+    let Some(spelled) = project.dataset.tokens(index as usize) else {
+        return Ok(None);
+    };
+    let (tokens, mask) = spelled?;
+    let values = project.attributions[at.file].read_rows(&[at.row])?;
+    let relevance = TokenRelevance::new(&values, &[1, values.len()])?;
+    let mask = mask.map(|m| vec![m]);
+    let mut samples = align_tokens(&relevance, &[tokens], mask.as_deref(), None)?;
+    for s in &mut samples {
+        // the heading names the dataset's sample, not the position in this one-sample batch
+        s.index = index as usize;
+    }
+    let options = TokenHeatmapOptions {
+        heatmap: HeatmapOptions {
+            color_map: map.color_map(),
+            normalization,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Ok(Some(render_tokens_html(&samples, &options)?))
 }
 
 /// A colour bar of a built-in map as PNG.

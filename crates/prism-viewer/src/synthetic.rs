@@ -1,9 +1,12 @@
-//! Generated projects for tests, the browser test and the load test: a dataset (HDF5 or a
-//! directory of PNGs), a label map, an attribution file and an analysis file, with the project
-//! YAML next to them, all written with prism-store's writers.
+//! Generated projects for tests, the browser test and the load test: a dataset (HDF5, a
+//! directory of PNGs, or a token dataset), a label map, an attribution file and an analysis
+//! file, with the project YAML next to them, all written with prism-store's writers.
 //!
 //! Each class has two "strategies": most samples show an object whose relevance lies on it, a
 //! third carry a bright corner mark (a Clever-Hans watermark) whose relevance lies on the mark.
+//! Token projects: sentences of `size` token positions (a mask pads every third one), the
+//! relevance on the class's word or, for the watermarked third, on a markup token
+//! (`<b>&amp;</b>`, there to test escaping).
 //! The analysis embeds the two groups as separate blobs and clusters them, so a lasso around one
 //! blob selects one strategy.
 
@@ -42,13 +45,14 @@ pub struct SyntheticProject {
     pub classes: usize,
     /// Samples per class.
     pub per_class: usize,
-    /// Image side (square images).
+    /// Image side (square images); token projects: token positions per sample (at least 6).
     pub size: usize,
     /// Channels of the images and attributions (1 or 3).
     pub channels: usize,
     /// Store the dataset as uint8 instead of float32 in [0, 1].
     pub u8_data: bool,
-    /// Dataset kind (an image directory is written as PNGs).
+    /// Dataset kind (an image directory is written as PNGs; a token dataset has `size` token
+    /// positions per sample and ignores `channels` and `u8_data`).
     pub dataset: DatasetKind,
     /// Blobs in the t-SNE embedding (and clusters of `kmeans-blobs`) per class.
     pub blobs: usize,
@@ -92,7 +96,13 @@ impl SyntheticProject {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let classes = self.classes.clamp(1, NAMES.len());
         let n = classes * self.per_class.max(1);
-        let (c, s) = (self.channels.clamp(1, 3), self.size.max(2));
+        // token sentences need room for [CLS], [SEP], a word, a mark and two padding positions
+        let least = if self.dataset == DatasetKind::Tokens {
+            6
+        } else {
+            2
+        };
+        let (c, s) = (self.channels.clamp(1, 3), self.size.max(least));
         let plane = s * s;
         let label_of = |i: usize| (i % classes) as u32;
         // Which strategy (0 = object, 1 = watermark) and blob each sample belongs to.
@@ -177,99 +187,106 @@ impl SyntheticProject {
         let data_path = match self.dataset {
             DatasetKind::Hdf5 => dir.join("dataset.h5"),
             DatasetKind::ImageDirectory => dir.join("images"),
+            DatasetKind::Tokens => dir.join("tokens"),
         };
         let attr_path = dir.join("attribution.h5");
-        let mut aw = AttributionWriter::create(
-            &attr_path,
-            AttributionLayout {
-                n_samples: n,
-                sample_shape: vec![c, s, s],
-                n_outputs: classes,
-                labels: LabelLayout::Single,
-                with_index: true,
-                compression: None,
-            },
-        )?;
-        let mut data_writer = if self.dataset == DatasetKind::Hdf5 {
-            let layout = DataLayout {
-                sample_type: if self.u8_data {
-                    SampleType::U8
-                } else {
-                    SampleType::F32
-                },
-                chunk_values: 65536,
-                deflate: None,
-            };
-            Some(DatasetWriter::with_layout(
-                &data_path,
-                n,
-                &[c, s, s],
-                layout,
-            )?)
+        if self.dataset == DatasetKind::Tokens {
+            write_tokens(&data_path, &attr_path, n, classes, s, &label_of, &|i| {
+                blob_of(i) == blobs - 1
+            })?;
         } else {
-            None
-        };
-        let batch = 4096.min(n);
-        let mut start = 0;
-        while start < n {
-            let end = (start + batch).min(n);
-            let mut imgs = Vec::with_capacity((end - start) * c * plane);
-            let mut rels = Vec::with_capacity((end - start) * c * plane);
-            let mut preds = Vec::with_capacity((end - start) * classes);
-            let mut labels = Vec::with_capacity(end - start);
-            for i in start..end {
-                let (img, rel) = sample(i);
-                let class = label_of(i) as usize;
-                if self.dataset == DatasetKind::ImageDirectory {
-                    write_png(&data_path, class, i, &img, c, s)?;
-                }
-                imgs.extend(img);
-                rels.extend(rel);
-                let mut rng = Rng(i as u64 + 99);
-                // Mostly right; every 7th sample is mistaken for the next class.
-                let predicted = if i % 7 == 3 {
-                    (class + 1) % classes
-                } else {
-                    class
-                };
-                preds.extend(
-                    (0..classes).map(|k| if k == predicted { 4.0 } else { 0.0 } + rng.normal()),
-                );
-                labels.push(class as u32);
-            }
-            let index: Vec<u32> = (start as u32..end as u32).collect();
-            aw.write_batch(
-                start,
-                &rels,
-                &preds,
-                &BatchLabels::Single(&labels),
-                Some(&index),
+            let mut aw = AttributionWriter::create(
+                &attr_path,
+                AttributionLayout {
+                    n_samples: n,
+                    sample_shape: vec![c, s, s],
+                    n_outputs: classes,
+                    labels: LabelLayout::Single,
+                    with_index: true,
+                    compression: None,
+                },
             )?;
-            if let Some(w) = &mut data_writer {
-                if self.u8_data {
-                    let v: Vec<u8> = imgs
-                        .iter()
-                        .map(|&x| (x * 255.0).round().clamp(0.0, 255.0) as u8)
-                        .collect();
-                    w.write_u8(&v, &labels)?;
-                } else {
-                    w.write(&imgs, &labels)?;
+            let mut data_writer = if self.dataset == DatasetKind::Hdf5 {
+                let layout = DataLayout {
+                    sample_type: if self.u8_data {
+                        SampleType::U8
+                    } else {
+                        SampleType::F32
+                    },
+                    chunk_values: 65536,
+                    deflate: None,
+                };
+                Some(DatasetWriter::with_layout(
+                    &data_path,
+                    n,
+                    &[c, s, s],
+                    layout,
+                )?)
+            } else {
+                None
+            };
+            let batch = 4096.min(n);
+            let mut start = 0;
+            while start < n {
+                let end = (start + batch).min(n);
+                let mut imgs = Vec::with_capacity((end - start) * c * plane);
+                let mut rels = Vec::with_capacity((end - start) * c * plane);
+                let mut preds = Vec::with_capacity((end - start) * classes);
+                let mut labels = Vec::with_capacity(end - start);
+                for i in start..end {
+                    let (img, rel) = sample(i);
+                    let class = label_of(i) as usize;
+                    if self.dataset == DatasetKind::ImageDirectory {
+                        write_png(&data_path, class, i, &img, c, s)?;
+                    }
+                    imgs.extend(img);
+                    rels.extend(rel);
+                    let mut rng = Rng(i as u64 + 99);
+                    // Mostly right; every 7th sample is mistaken for the next class.
+                    let predicted = if i % 7 == 3 {
+                        (class + 1) % classes
+                    } else {
+                        class
+                    };
+                    preds.extend(
+                        (0..classes).map(|k| if k == predicted { 4.0 } else { 0.0 } + rng.normal()),
+                    );
+                    labels.push(class as u32);
                 }
+                let index: Vec<u32> = (start as u32..end as u32).collect();
+                aw.write_batch(
+                    start,
+                    &rels,
+                    &preds,
+                    &BatchLabels::Single(&labels),
+                    Some(&index),
+                )?;
+                if let Some(w) = &mut data_writer {
+                    if self.u8_data {
+                        let v: Vec<u8> = imgs
+                            .iter()
+                            .map(|&x| (x * 255.0).round().clamp(0.0, 255.0) as u8)
+                            .collect();
+                        w.write_u8(&v, &labels)?;
+                    } else {
+                        w.write(&imgs, &labels)?;
+                    }
+                }
+                start = end;
             }
-            start = end;
-        }
-        if self.dataset == DatasetKind::ImageDirectory {
-            // Sorted paths would put class 0 first; list the images in sample order instead.
-            let list: String = (0..n)
-                .map(|i| format!("images/{}/{i:06}.png\n", label_of(i)))
-                .collect();
-            let path = dir.join("images_paths.txt");
-            std::fs::write(&path, list).map_err(io(&path))?;
-        }
-        prism_store::provenance::write_source(&mut aw, "synthetic")?;
-        aw.finish()?;
-        if let Some(w) = data_writer {
-            w.finish()?;
+            if self.dataset == DatasetKind::ImageDirectory {
+                // Sorted paths would put class 0 first; list the images in sample order instead.
+                let list: String = (0..n)
+                    .map(|i| format!("images/{}/{i:06}.png\n", label_of(i)))
+                    .collect();
+                let path = dir.join("images_paths.txt");
+                std::fs::write(&path, list).map_err(io(&path))?;
+            }
+            prism_store::provenance::write_source(&mut aw, "synthetic")?;
+            aw.finish()?;
+            if let Some(w) = data_writer {
+                w.finish()?;
+            }
         }
 
         // Analysis: per class, a 2-D t-SNE-like embedding with one blob per strategy, a 4-D
@@ -373,9 +390,14 @@ impl SyntheticProject {
                 path: match self.dataset {
                     DatasetKind::Hdf5 => "dataset.h5".into(),
                     DatasetKind::ImageDirectory => "images".into(),
+                    DatasetKind::Tokens => "tokens".into(),
                 },
                 input_width: s as u32,
-                input_height: s as u32,
+                input_height: if self.dataset == DatasetKind::Tokens {
+                    1
+                } else {
+                    s as u32
+                },
                 up_sampling: UpSampling::None,
                 down_sampling: DownSampling::None,
                 label_index_regex: (self.dataset == DatasetKind::ImageDirectory)
@@ -396,6 +418,144 @@ impl SyntheticProject {
         project.write(&yaml)?;
         Ok(yaml)
     }
+}
+
+/// The vocabulary of generated token datasets: specials, filler words, one word per class, and
+/// the watermark, a token full of markup.
+const VOCAB: [&str; 24] = [
+    "[PAD]",
+    "[CLS]",
+    "[SEP]",
+    "the",
+    "film",
+    "was",
+    "quite",
+    "and",
+    "plot",
+    "act",
+    "##ing",
+    "really",
+    "very",
+    "<b>&amp;</b>",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+/// Where the class words start in [`VOCAB`].
+const CLASS_WORDS: usize = 14;
+/// The watermark token's id.
+const WATERMARK: i64 = 13;
+
+/// A token dataset (`input_ids`, `attention_mask`, `labels`, `vocab.txt`) of `n` sentences of
+/// `t` positions and its attribution file ([N, t] relevance).
+fn write_tokens(
+    dir: &Path,
+    attr_path: &Path,
+    n: usize,
+    classes: usize,
+    t: usize,
+    label_of: &dyn Fn(usize) -> u32,
+    watermarked: &dyn Fn(usize) -> bool,
+) -> Result<(), ViewerError> {
+    std::fs::create_dir_all(dir).map_err(|source| ViewerError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut ids = Vec::with_capacity(n * t);
+    let mut mask = Vec::with_capacity(n * t);
+    let mut rels = Vec::with_capacity(n * t);
+    let mut preds = Vec::with_capacity(n * classes);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut rng = Rng(i as u64 * 7919 + 17);
+        let class = label_of(i) as usize;
+        // every third sentence is two tokens shorter, padded
+        let real = if i % 3 == 1 { t - 2 } else { t };
+        // the inner positions 1..=m (between [CLS] and [SEP]); the mark never on the word
+        let m = real - 2;
+        let word_at = 1 + (rng.next() as usize) % m;
+        let mark_at = 1 + (word_at - 1 + 1 + (rng.next() as usize) % (m - 1)) % m;
+        for p in 0..t {
+            let id = if p >= real {
+                0
+            } else if p == 0 {
+                1
+            } else if p == real - 1 {
+                2
+            } else if p == word_at {
+                (CLASS_WORDS + class) as i64
+            } else if p == mark_at && watermarked(i) {
+                WATERMARK
+            } else {
+                3 + (rng.next() % 10) as i64
+            };
+            ids.push(id);
+            mask.push(i64::from(p < real));
+            let v = if p >= real {
+                0.0
+            } else if watermarked(i) {
+                if p == mark_at {
+                    1.0
+                } else if p == word_at {
+                    -0.2
+                } else {
+                    0.02 * rng.normal()
+                }
+            } else if p == word_at {
+                1.0
+            } else {
+                0.05 * rng.normal()
+            };
+            rels.push(v);
+        }
+        let mut rng = Rng(i as u64 + 99);
+        let predicted = if i % 7 == 3 {
+            (class + 1) % classes
+        } else {
+            class
+        };
+        preds.extend((0..classes).map(|k| if k == predicted { 4.0 } else { 0.0 } + rng.normal()));
+        labels.push(class as u32);
+    }
+    use prism_store::npy::write_i64_array;
+    write_i64_array(&dir.join("input_ids.npy"), &[n, t], &ids)?;
+    write_i64_array(&dir.join("attention_mask.npy"), &[n, t], &mask)?;
+    let l: Vec<i64> = labels.iter().map(|&c| i64::from(c)).collect();
+    write_i64_array(&dir.join("labels.npy"), &[n], &l)?;
+    let vocab = dir.join("vocab.txt");
+    std::fs::write(&vocab, VOCAB.join("\n") + "\n").map_err(|source| ViewerError::Io {
+        path: vocab.clone(),
+        source,
+    })?;
+    let mut aw = AttributionWriter::create(
+        attr_path,
+        AttributionLayout {
+            n_samples: n,
+            sample_shape: vec![t],
+            n_outputs: classes,
+            labels: LabelLayout::Single,
+            with_index: true,
+            compression: None,
+        },
+    )?;
+    let index: Vec<u32> = (0..n as u32).collect();
+    aw.write_batch(
+        0,
+        &rels,
+        &preds,
+        &BatchLabels::Single(&labels),
+        Some(&index),
+    )?;
+    prism_store::provenance::write_source(&mut aw, "synthetic")?;
+    aw.finish()?;
+    Ok(())
 }
 
 /// Blob centres on a spiral; the last blob (watermarks) sits apart.

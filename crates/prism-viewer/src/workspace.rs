@@ -107,6 +107,22 @@ impl LoadedProject {
                     .entry(file.sample_number(row))
                     .or_insert(AttributionRow { file: f, row });
             }
+            if let Some(t) = dataset.token_dataset() {
+                // one relevance value per token position, as `prism attribute` writes it
+                if file.sample_len() != t.positions() {
+                    return Err(ViewerError::Project {
+                        path: yaml.to_path_buf(),
+                        message: format!(
+                            "`{}` holds {} value(s) per sample, but the token dataset `{}` has \
+                             {} token position(s)",
+                            src.display(),
+                            file.sample_len(),
+                            project.dataset.path.display(),
+                            t.positions()
+                        ),
+                    });
+                }
+            }
             attributions.push(file);
         }
         let mut analyses = Vec::new();

@@ -62,6 +62,25 @@ const q = encodeURIComponent;
 const api = () => `/api/projects/${state.project}`;
 const analysisApi = () => `${api()}/analyses/${q(state.analysis)}`;
 
+/** Whether the shown project's dataset is a token dataset (samples are text, not pictures). */
+const isTokens = () => data.projectInfo?.datasetKind === 'tokens';
+
+/** The tokens of a sample coloured by relevance: an HTML page (no scripts), shown in a frame. */
+function tokensUrl(index, cmap = state.colorMap) {
+  return `${api()}/attributions/${index}/tokens?colorMap=${q(cmap)}`;
+}
+
+/** A sandboxed frame (no scripts, an opaque origin) showing the tokens of a sample. */
+function tokensFrame(index) {
+  const f = document.createElement('iframe');
+  f.className = 'tokens';
+  f.title = `tokens of sample ${index}`;
+  f.setAttribute('sandbox', '');
+  f.setAttribute('referrerpolicy', 'no-referrer');
+  f.src = tokensUrl(index);
+  return f;
+}
+
 function imageUrl(index, mode = state.mode, cmap = state.colorMap) {
   return mode === 'input'
     ? `${api()}/attributions/${index}/image?mode=input`
@@ -116,6 +135,11 @@ async function selectProject(id, want) {
   data.sampleInfo.clear();
   renderProjectTabs();
   const p = data.projectInfo;
+  // Token projects: text instead of pictures, so neither image mode nor sampling applies.
+  $('imageMode').hidden = isTokens();
+  $('sampling').hidden = isTokens();
+  $('sampleSpacer').replaceChildren();
+  $('sampleSpacer').classList.toggle('token-samples', isTokens());
   $('footer').textContent = `Project: ${p.name} · Dataset: ${p.dataset} (${p.datasetSize} samples) · Model: ${p.model} · Attribution: ${p.attributionMethod} (${p.attributionStrategy})`;
   const methods = p.analysisMethods;
   if (!methods.length) { showMessage('This project has no analyses.'); return; }
@@ -246,6 +270,10 @@ function updateStatus() {
 // ------------------------------------------------------------------ sample panel (virtualised)
 
 const CELL_W = 140, CELL_H = 190;
+/** Token projects: one sample per row, as wide as the panel. */
+const TOKEN_CELL_H = 150;
+const cellWidth = (box) => (isTokens() ? Math.max(CELL_W, box.clientWidth - 2) : CELL_W);
+const cellHeight = () => (isTokens() ? TOKEN_CELL_H : CELL_H);
 let fetchQueue = new Set();
 let fetchTimer = 0;
 
@@ -258,12 +286,13 @@ function pixelated(img) {
 
 function renderSamples(reset = false) {
   const box = $('sampleScroll'), spacer = $('sampleSpacer');
-  const cols = Math.max(1, Math.floor(box.clientWidth / CELL_W));
+  const cellW = cellWidth(box), cellH = cellHeight();
+  const cols = Math.max(1, Math.floor(box.clientWidth / cellW));
   const rows = Math.ceil(data.selectedRows.length / cols);
-  spacer.style.height = `${rows * CELL_H}px`;
+  spacer.style.height = `${rows * cellH}px`;
   if (reset) { box.scrollTop = 0; spacer.replaceChildren(); }
-  const first = Math.max(0, Math.floor(box.scrollTop / CELL_H) - 1);
-  const last = Math.min(rows, Math.ceil((box.scrollTop + box.clientHeight) / CELL_H) + 1);
+  const first = Math.max(0, Math.floor(box.scrollTop / cellH) - 1);
+  const last = Math.min(rows, Math.ceil((box.scrollTop + box.clientHeight) / cellH) + 1);
   const want = new Set();
   for (let r = first; r < last; r++) {
     for (let c = 0; c < cols; c++) {
@@ -273,14 +302,14 @@ function renderSamples(reset = false) {
   }
   for (const el of [...spacer.children]) {
     const k = Number(el.dataset.k);
-    if (!want.has(k) || el.dataset.row !== String(data.selectedRows[k]) || el.dataset.cols !== String(cols)) el.remove();
+    if (!want.has(k) || el.dataset.row !== String(data.selectedRows[k]) || el.dataset.cols !== String(cols) || el.dataset.w !== String(cellW)) el.remove();
     else want.delete(k);
   }
-  for (const k of want) spacer.append(sampleCell(k, cols));
+  for (const k of want) spacer.append(sampleCell(k, cols, cellW, cellH));
   scheduleInfoFetch();
 }
 
-function sampleCell(k, cols) {
+function sampleCell(k, cols, cellW, cellH) {
   const row = data.selectedRows[k];
   const index = data.index[row];
   const el = document.createElement('div');
@@ -288,13 +317,20 @@ function sampleCell(k, cols) {
   el.dataset.k = String(k);
   el.dataset.row = String(row);
   el.dataset.cols = String(cols);
+  el.dataset.w = String(cellW);
   el.dataset.index = String(index);
-  el.style.left = `${(k % cols) * CELL_W}px`;
-  el.style.top = `${Math.floor(k / cols) * CELL_H}px`;
-  const img = document.createElement('img');
-  img.alt = `sample ${index}`;
-  img.src = imageUrl(index);
-  img.className = pixelated(img) ? 'pixelated' : '';
+  el.style.left = `${(k % cols) * cellW}px`;
+  el.style.top = `${Math.floor(k / cols) * cellH}px`;
+  let img;
+  if (isTokens()) {
+    el.style.width = `${cellW}px`;
+    img = tokensFrame(index);
+  } else {
+    img = document.createElement('img');
+    img.alt = `sample ${index}`;
+    img.src = imageUrl(index);
+    img.className = pixelated(img) ? 'pixelated' : '';
+  }
   const cap = document.createElement('div');
   cap.className = 'caption';
   const c = data.clusters[row];
@@ -344,7 +380,10 @@ function scheduleInfoFetch() {
 
 function refreshImages() {
   for (const el of $('sampleSpacer').children) {
+    const frame = el.querySelector('iframe.tokens');
+    if (frame) { frame.src = tokensUrl(Number(el.dataset.index)); continue; }
     const img = el.querySelector('img');
+    if (!img) continue;
     img.src = imageUrl(Number(el.dataset.index));
     img.className = pixelated(img) ? 'pixelated' : '';
   }
@@ -363,15 +402,21 @@ function onHover(i, x, y) {
     const index = data.index[i];
     const c = data.clusters[i];
     box.innerHTML = '';
-    const img = document.createElement('img');
-    img.src = imageUrl(index);
-    if (pixelated(img)) img.className = 'pixelated';
-    img.style.imageRendering = pixelated(img) ? 'pixelated' : 'auto';
+    box.classList.toggle('token-hover', isTokens());
+    let img;
+    if (isTokens()) {
+      img = tokensFrame(index);
+    } else {
+      img = document.createElement('img');
+      img.src = imageUrl(index);
+      if (pixelated(img)) img.className = 'pixelated';
+      img.style.imageRendering = pixelated(img) ? 'pixelated' : 'auto';
+    }
     const cap = document.createElement('div');
     cap.textContent = `#${index} · ${c < 0 ? 'noise' : `cluster ${c + 1}`}`;
     box.append(img, cap);
     const w = box.parentElement.clientWidth;
-    box.style.left = `${Math.min(x + 14, w - 150)}px`;
+    box.style.left = `${Math.min(x + 14, w - (isTokens() ? 380 : 150))}px`;
     box.style.top = `${Math.max(4, y - 70)}px`;
     box.hidden = false;
     const key = `${state.project}/${index}`;
@@ -622,7 +667,7 @@ async function restoreFromHash() {
 window.prism = {
   state, data, ready: loading,
   get scatter() { return scatter; },
-  shareLink, exportSelection, importSelection, applySelection, encodeSelection, decodeSelection,
+  shareLink, exportSelection, importSelection, applySelection, encodeSelection, decodeSelection, isTokens,
   selectedIndices: () => data.selectedRows.map((r) => data.index[r]),
 };
 main().catch((e) => { console.error(e); showMessage(String(e.message || e)); });

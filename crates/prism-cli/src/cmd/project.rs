@@ -10,18 +10,24 @@ use prism_store::project::{default_project_name, write_project, ProjectInputs};
 ///
 /// Paths in the project are written relative to the project file, so keep the files beside it
 /// (or below it): ViRelAy and `prism serve` refuse paths that lead outside its directory. The
-/// dataset must be a ViRelAy HDF5 dataset or an image folder (ViRelAy reads no .npy). Without
-/// --label-map, one is written next to the project: the image folder's class names, or
-/// `class-N` names in the category naming `prism analyze` uses without a label map.
+/// dataset must be a ViRelAy HDF5 dataset or an image folder (ViRelAy reads no .npy), or a
+/// token dataset directory (input_ids.npy and a vocabulary; see docs/datasets.md): that gives a
+/// `type: tokens` project, which `prism serve` shows as text coloured by relevance and ViRelAy
+/// refuses. Without --label-map, one is written next to the project: the image folder's class
+/// names, or `class-N` names in the category naming `prism analyze` uses without a label map.
 ///
-/// Example:
+/// Examples:
 ///
 ///   prism project --dataset data.h5 --attribution attr.h5 --analysis analysis.h5 \
 ///       --label-map label-map.json --output project.yaml --name "MNIST demo"
+///
+///   prism project --dataset tokens/ --attribution attr.h5 --analysis analysis.h5 \
+///       --output project.yaml --name "BERT sentiment"
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ProjectArgs {
-    /// The dataset (HDF5 file or image folder) the attributions were computed on.
+    /// The dataset (HDF5 file, image folder or token dataset directory) the attributions were
+    /// computed on.
     #[arg(long)]
     pub dataset: PathBuf,
     /// Attribution file(s) (`prism attribute`).

@@ -7,6 +7,9 @@
 //! [`super::Dataset`], which feeds a model, this reader makes pictures for people: it follows
 //! ViRelAy's display rules (channels-last detection, up- and down-sampling methods) and never
 //! normalises.
+//!
+//! A token dataset (`type: tokens`, [`TokenDataset`]) has no pictures: its samples are spelled
+//! by the vocabulary ([`DisplayDataset::tokens`]) and [`DisplayDataset::image`] refuses them.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +17,7 @@ use hdf5::types::{IntSize, TypeDescriptor};
 
 use super::array::Hdf5Data;
 use super::preprocess::{self, Interpolation, Pixels};
-use super::LabelSet;
+use super::{LabelSet, TokenDataset};
 use crate::error::StoreError;
 use crate::label_map::LabelEntry;
 use crate::project::{DatasetKind, DatasetSpec, DownSampling, Project, UpSampling};
@@ -79,6 +82,7 @@ enum DisplaySource {
         up: UpSampling,
         down: DownSampling,
     },
+    Tokens(TokenDataset),
 }
 
 impl DisplayDataset {
@@ -92,7 +96,40 @@ impl DisplayDataset {
         match spec.kind {
             DatasetKind::Hdf5 => open_hdf5(&path),
             DatasetKind::ImageDirectory => open_images(spec, &path, dir, label_map),
+            DatasetKind::Tokens => open_tokens(&path),
         }
+    }
+
+    /// The token dataset, for a `type: tokens` project.
+    pub fn token_dataset(&self) -> Option<&TokenDataset> {
+        match &self.source {
+            DisplaySource::Tokens(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Whether the dataset is a token dataset (no pictures; see [`tokens`](Self::tokens)).
+    pub fn is_tokens(&self) -> bool {
+        self.token_dataset().is_some()
+    }
+
+    /// The tokens of sample `i` spelled by the vocabulary (every position, padding included)
+    /// and its attention mask if the dataset has one; `None` for a dataset of images.
+    #[allow(clippy::type_complexity)]
+    pub fn tokens(
+        &self,
+        i: usize,
+    ) -> Option<Result<(Vec<String>, Option<Vec<bool>>), DisplayError>> {
+        let t = self.token_dataset()?;
+        let bad = |e: super::DatasetError| DisplayError::Invalid {
+            path: t.path().to_path_buf(),
+            message: e.to_string(),
+        };
+        Some(
+            t.tokens(i)
+                .and_then(|tokens| Ok((tokens, t.mask(i)?)))
+                .map_err(bad),
+        )
     }
 
     /// Number of samples.
@@ -124,6 +161,7 @@ impl DisplayDataset {
                 _ => (0, 0),
             },
             DisplaySource::Images { width, height, .. } => (*width, *height),
+            DisplaySource::Tokens(t) => (t.positions(), 1),
         }
     }
 
@@ -187,8 +225,53 @@ impl DisplayDataset {
                 };
                 Ok(resample(&src, *width, *height, *up, *down))
             }
+            DisplaySource::Tokens(t) => Err(DisplayError::Invalid {
+                path: t.path().to_path_buf(),
+                message: format!(
+                    "sample {i} is text: a token dataset has no pictures (its tokens are shown \
+                     coloured by their relevance instead)"
+                ),
+            }),
         }
     }
+}
+
+/// A token dataset directory. Every file in it must stay inside it (no symbolic link out), as
+/// every other file of a project.
+fn open_tokens(dir: &Path) -> Result<DisplayDataset, DisplayError> {
+    let bad = |message: String| DisplayError::Invalid {
+        path: dir.to_path_buf(),
+        message,
+    };
+    if !dir.is_dir() {
+        return Err(bad(
+            "a `type: tokens` dataset must be a directory (input_ids.npy and vocab.txt or \
+             vocab.json)"
+                .into(),
+        ));
+    }
+    let entries = std::fs::read_dir(dir).map_err(|source| DisplayError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| DisplayError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let name = PathBuf::from(entry.file_name());
+        // refuses links that lead outside the directory (and dangling ones)
+        Project::resolve_confined(dir, &name)?;
+    }
+    let t = TokenDataset::open(dir).map_err(|e| bad(e.to_string()))?;
+    let labels = match t.labels() {
+        Some(l) => l.iter().map(|c| c.iter().copied().collect()).collect(),
+        None => vec![Vec::new(); t.len()],
+    };
+    Ok(DisplayDataset {
+        source: DisplaySource::Tokens(t),
+        labels,
+    })
 }
 
 fn open_hdf5(path: &Path) -> Result<DisplayDataset, DisplayError> {
