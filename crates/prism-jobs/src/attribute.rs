@@ -173,6 +173,60 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// The run of `job` over a dataset of `n_all` samples (`labels`: whether it has labels, and
+/// whether every sample has one; `fingerprint`: the dataset's identity): the target checked
+/// against the labels, then the attribution file prepared (new, resumed, or `Err` with the
+/// outcome when it is already complete).
+fn prepare_run(
+    job: &AttributeJob,
+    method: &Method,
+    target: TargetSpec,
+    labels: Option<bool>,
+    n_all: usize,
+    fingerprint: &str,
+) -> Result<Result<(AttributionRun, LabelSource), AttributeOutcome>, JobError> {
+    let label_source = match labels {
+        Some(true) => LabelSource::Dataset,
+        _ => LabelSource::Predicted,
+    };
+    if target == TargetSpec::Label && label_source != LabelSource::Dataset {
+        return Err(JobError::NeedsLabels {
+            path: job.dataset.clone(),
+            unlabelled: labels.is_some(),
+        });
+    }
+    let n = job.limit.map_or(n_all, |l| l.min(n_all));
+    if n == 0 {
+        return Err(JobError::NoSamples {
+            path: job.dataset.clone(),
+        });
+    }
+    let settings = RunSettings {
+        format: RunSettings::FORMAT,
+        model_blake3: hash_file(&job.model)?,
+        dataset_fingerprint: fingerprint.to_string(),
+        dataset_len: n_all,
+        method: method.spec.clone(),
+        target: job.target.clone(),
+        batch_size: job.batch_size,
+        limit: n,
+        compression: job.compression,
+    };
+    let prepared = AttributionRun::prepare(RunSpec {
+        output: job.output.clone(),
+        shard: job.shard,
+        settings,
+        model_name: file_name(&job.model),
+        dataset_name: file_name(&job.dataset),
+        label_source,
+        force: job.force,
+    })?;
+    Ok(match prepared {
+        Prepared::AlreadyComplete { output } => Err(AttributeOutcome::AlreadyComplete { output }),
+        Prepared::Ready(run) => Ok((*run, label_source)),
+    })
+}
+
 /// Attributes every sample of `job.dataset` (or of its shard) with `method` and writes the
 /// attribution file, resuming an interrupted run with the same settings.
 pub fn attribute_dataset(
@@ -196,48 +250,17 @@ pub fn attribute_dataset(
             source,
         }
     })?;
-    let label_source = match dataset.labels() {
-        Some(l) if l.iter().all(Option::is_some) => LabelSource::Dataset,
-        _ => LabelSource::Predicted,
-    };
-    if target == TargetSpec::Label && label_source != LabelSource::Dataset {
-        return Err(JobError::NeedsLabels {
-            path: job.dataset.clone(),
-            unlabelled: dataset.labels().is_some(),
-        });
-    }
-    let n_all = dataset.len();
-    let n = job.limit.map_or(n_all, |l| l.min(n_all));
-    if n == 0 {
-        return Err(JobError::NoSamples {
-            path: job.dataset.clone(),
-        });
-    }
-    let settings = RunSettings {
-        format: RunSettings::FORMAT,
-        model_blake3: hash_file(&job.model)?,
-        dataset_fingerprint: dataset.fingerprint().to_string(),
-        dataset_len: n_all,
-        method: method.spec.clone(),
-        target: job.target.clone(),
-        batch_size: job.batch_size,
-        limit: n,
-        compression: job.compression,
-    };
-    let prepared = AttributionRun::prepare(RunSpec {
-        output: job.output.clone(),
-        shard: job.shard,
-        settings,
-        model_name: file_name(&job.model),
-        dataset_name: file_name(&job.dataset),
-        label_source,
-        force: job.force,
-    })?;
-    let mut run = match prepared {
-        Prepared::AlreadyComplete { output } => {
-            return Ok(AttributeOutcome::AlreadyComplete { output })
-        }
-        Prepared::Ready(run) => *run,
+    let labels = dataset.labels().map(|l| l.iter().all(Option::is_some));
+    let (mut run, label_source) = match prepare_run(
+        job,
+        method,
+        target,
+        labels,
+        dataset.len(),
+        dataset.fingerprint(),
+    )? {
+        Ok(run) => run,
+        Err(done) => return Ok(done),
     };
     let pending = run.pending();
     let todo_indices: Vec<usize> = pending.iter().flat_map(|b| b.samples.clone()).collect();
@@ -329,48 +352,17 @@ fn attribute_tokens(
         source,
     };
     let dataset = TokenDataset::open(&job.dataset).map_err(open_error)?;
-    let label_source = match dataset.labels() {
-        Some(l) if l.iter().all(Option::is_some) => LabelSource::Dataset,
-        _ => LabelSource::Predicted,
-    };
-    if target == TargetSpec::Label && label_source != LabelSource::Dataset {
-        return Err(JobError::NeedsLabels {
-            path: job.dataset.clone(),
-            unlabelled: dataset.labels().is_some(),
-        });
-    }
-    let n_all = dataset.len();
-    let n = job.limit.map_or(n_all, |l| l.min(n_all));
-    if n == 0 {
-        return Err(JobError::NoSamples {
-            path: job.dataset.clone(),
-        });
-    }
-    let settings = RunSettings {
-        format: RunSettings::FORMAT,
-        model_blake3: hash_file(&job.model)?,
-        dataset_fingerprint: dataset.fingerprint().to_string(),
-        dataset_len: n_all,
-        method: method.spec.clone(),
-        target: job.target.clone(),
-        batch_size: job.batch_size,
-        limit: n,
-        compression: job.compression,
-    };
-    let prepared = AttributionRun::prepare(RunSpec {
-        output: job.output.clone(),
-        shard: job.shard,
-        settings,
-        model_name: file_name(&job.model),
-        dataset_name: file_name(&job.dataset),
-        label_source,
-        force: job.force,
-    })?;
-    let mut run = match prepared {
-        Prepared::AlreadyComplete { output } => {
-            return Ok(AttributeOutcome::AlreadyComplete { output })
-        }
-        Prepared::Ready(run) => *run,
+    let labels = dataset.labels().map(|l| l.iter().all(Option::is_some));
+    let (mut run, label_source) = match prepare_run(
+        job,
+        method,
+        target,
+        labels,
+        dataset.len(),
+        dataset.fingerprint(),
+    )? {
+        Ok(run) => run,
+        Err(done) => return Ok(done),
     };
     let model = Model::load(&job.model).map_err(|source| JobError::LoadModel {
         path: job.model.clone(),

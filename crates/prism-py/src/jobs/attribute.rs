@@ -299,7 +299,8 @@ fn job_error(e: JobError) -> PyErr {
         JobError::BatchSize
         | JobError::Compression(_)
         | JobError::Target(_)
-        | JobError::NeedsLabels { .. } => Kind::InvalidArgument,
+        | JobError::NeedsLabels { .. }
+        | JobError::TokenInput { .. } => Kind::InvalidArgument,
         JobError::LoadModel { .. } | JobError::Tensor(_) => Kind::Model,
         JobError::Attribute { .. } => Kind::Attribution,
         JobError::Run(RunError::OutputExists { path }) => {
