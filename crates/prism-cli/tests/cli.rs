@@ -400,7 +400,7 @@ fn heatmap_renders_token_relevance_as_html_and_png() {
             "--input",
             &format!("attention_mask={}", m("bert.in1.npy")),
             "--composite",
-            "epsilon-plus",
+            "attn-lrp",
             "--output",
         ])
         .arg(&r)
@@ -516,7 +516,7 @@ fn attribute_on_a_token_dataset_writes_the_relevance_per_token_of_explain() {
         .arg(&data)
         .args([
             "--composite",
-            "epsilon-plus",
+            "attn-lrp",
             "--target",
             "predicted",
             "--output",
@@ -539,7 +539,9 @@ fn attribute_on_a_token_dataset_writes_the_relevance_per_token_of_explain() {
             "--input",
             &format!("attention_mask={}", m("bert.in1.npy")),
             "--composite",
-            "epsilon-plus",
+            "attn-lrp",
+            "--reduce-hidden",
+            "sum",
             "--output",
         ])
         .arg(&r)

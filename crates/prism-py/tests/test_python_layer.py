@@ -39,9 +39,10 @@ class RecordingModel:
         return np.arange(x.shape[0] * self.n_classes, dtype=dtype).reshape(x.shape[0], -1)
 
     def explain(self, x, *, target="predicted", dtype="float32", batch_size=16,
-                attribute_at=None, method=None):
+                attribute_at=None, method=None, reduce_hidden="none"):
         self.calls.append(("explain", x, dict(target=target, dtype=dtype, batch_size=batch_size,
-                                              attribute_at=attribute_at, method=method)))
+                                              attribute_at=attribute_at, method=method,
+                                              reduce_hidden=reduce_hidden)))
         r = np.ones(x.shape, dtype=dtype)
         return r, np.zeros(x.shape[0], np.int64), "input"
 
@@ -114,7 +115,7 @@ def test_explain_per_sample_targets_become_int64():
     assert t.dtype == np.int64 and t.tolist() == [1, 2, 3]
 
 
-@pytest.mark.parametrize("target", [True, np.array([[1, 2]]), np.array([0.5, 1.0])])
+@pytest.mark.parametrize("target", [True, np.array([[1, 2, 3]]), np.array([0.5, 1.0])])
 def test_explain_refuses_targets_that_are_not_class_indices(target):
     m, _ = fake_model()
     with pytest.raises(InvalidArgumentError):

@@ -129,8 +129,9 @@ def _target(target: Any) -> Any:
         return t  # one (position, class) row per sample
     if t.ndim != 1 or not np.issubdtype(t.dtype, np.integer):
         raise InvalidArgumentError(
-            f"target: expected 'predicted', an int or a 1-D integer array with one class per "
-            f"sample, got an array of shape {t.shape} and dtype {t.dtype}"
+            f"target: expected 'predicted', an int, a 1-D integer array with one class per "
+            f"sample or [N, 2] integer (position, class) rows, got an array of shape {t.shape} "
+            f"and dtype {t.dtype}"
         )
     return np.ascontiguousarray(t, dtype=np.int64)
 
