@@ -97,6 +97,29 @@ fn map_fn<T: Float>(f: Map) -> impl Fn(T) -> T + Sync + Send + Copy {
     }
 }
 
+/// [`Zip::StabilizedRatio`] without clipping, as its own function (the rules' hottest loop).
+#[inline]
+fn stabilized_ratio<T: Float>(eps: T) -> impl Fn(T, T) -> T + Sync + Send + Copy {
+    move |a: T, b: T| {
+        let d = stab(b, eps, false);
+        if d == T::zero() {
+            T::zero()
+        } else {
+            a / d
+        }
+    }
+}
+
+/// [`Zip::Relevance`] as its own function.
+#[inline]
+fn relevance<T: Float>(a: T, b: T) -> T {
+    if a == T::zero() {
+        T::zero()
+    } else {
+        a * b
+    }
+}
+
 /// The scalar function of a [`Zip`], its parameters converted once.
 #[inline]
 fn zip_fn<T: Float>(f: Zip) -> impl Fn(T, T) -> T + Sync + Send + Copy {
@@ -287,38 +310,56 @@ impl<T: Float> Backend<T> for Cpu {
 
     fn zip(&self, f: Zip, a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
         same("zip", a, b)?;
-        let f = zip_fn::<T>(f);
-        let data: Vec<T> = if a.len() >= PAR_MIN {
-            a.data()
-                .par_iter()
-                .with_min_len(PAR_CHUNK)
-                .zip(b.data().par_iter())
-                .map(|(&x, &y)| f(x, y))
-                .collect()
-        } else {
-            a.data()
-                .iter()
-                .zip(b.data())
-                .map(|(&x, &y)| f(x, y))
-                .collect()
+        fn run<T: Float>(a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+            if a.len() >= PAR_MIN {
+                a.data()
+                    .par_iter()
+                    .with_min_len(PAR_CHUNK)
+                    .zip(b.data().par_iter())
+                    .map(|(&x, &y)| f(x, y))
+                    .collect()
+            } else {
+                a.data()
+                    .iter()
+                    .zip(b.data())
+                    .map(|(&x, &y)| f(x, y))
+                    .collect()
+            }
+        }
+        // The rules' hot arithmetic gets its own loop (no per-element dispatch).
+        let data = match f {
+            Zip::Add => run(a, b, |x: T, y: T| x + y),
+            Zip::Mul => run(a, b, |x: T, y: T| x * y),
+            Zip::StabilizedRatio {
+                epsilon,
+                clip: false,
+            } => run(a, b, stabilized_ratio(T::of(epsilon))),
+            Zip::Relevance => run(a, b, relevance),
+            _ => run(a, b, zip_fn::<T>(f)),
         };
         Ok(Tensor::from_parts(a.shape().to_vec(), data))
     }
 
     fn zip_into(&self, f: Zip, a: &mut Tensor<T>, b: &Tensor<T>) -> Result<()> {
         same("zip_into", a, b)?;
-        let f = zip_fn::<T>(f);
-        if a.len() >= PAR_MIN {
-            a.data_mut()
-                .par_iter_mut()
-                .with_min_len(PAR_CHUNK)
-                .zip(b.data().par_iter())
-                .for_each(|(x, &y)| *x = f(*x, y));
-        } else {
-            a.data_mut()
-                .iter_mut()
-                .zip(b.data())
-                .for_each(|(x, &y)| *x = f(*x, y));
+        fn run<T: Float>(a: &mut Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T + Sync) {
+            if a.len() >= PAR_MIN {
+                a.data_mut()
+                    .par_iter_mut()
+                    .with_min_len(PAR_CHUNK)
+                    .zip(b.data().par_iter())
+                    .for_each(|(x, &y)| *x = f(*x, y));
+            } else {
+                a.data_mut()
+                    .iter_mut()
+                    .zip(b.data())
+                    .for_each(|(x, &y)| *x = f(*x, y));
+            }
+        }
+        // summing relevance contributions is the common case: its own loop
+        match f {
+            Zip::Add => run(a, b, |x: T, y: T| x + y),
+            _ => run(a, b, zip_fn::<T>(f)),
         }
         Ok(())
     }
@@ -332,6 +373,11 @@ impl<T: Float> Backend<T> for Cpu {
             Zip::Sub => broadcast_map(a, b, &shape, |x: T, y: T| x - y),
             Zip::Mul => broadcast_map(a, b, &shape, |x: T, y: T| x * y),
             Zip::Div => broadcast_map(a, b, &shape, |x: T, y: T| x / y),
+            Zip::StabilizedRatio {
+                epsilon,
+                clip: false,
+            } => broadcast_map(a, b, &shape, stabilized_ratio(T::of(epsilon))),
+            Zip::Relevance => broadcast_map(a, b, &shape, relevance),
             _ => broadcast_map(a, b, &shape, zip_fn::<T>(f)),
         })
     }
