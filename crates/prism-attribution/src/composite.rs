@@ -335,11 +335,15 @@ impl Composite {
     /// The rules that depend on a node's place in the graph get it here: `constant-gate` its
     /// gate operand, `frozen-norm` on a `Mul`/`Div` its normaliser operand.
     pub fn assign(&self, graph: &Graph, explicit_sums: bool) -> Vec<Option<Rule>> {
-        let roles = Roles::of(graph);
+        self.assign_with(graph, explicit_sums, &Roles::of(graph))
+    }
+
+    /// [`assign`](Self::assign) with the graph's roles already read.
+    fn assign_with(&self, graph: &Graph, explicit_sums: bool, roles: &Roles) -> Vec<Option<Rule>> {
         let ctx = NodeContext {
             graph,
             explicit_sums,
-            roles: &roles,
+            roles,
         };
         let mut firsts: Vec<Option<usize>> = vec![None; self.entries.len()];
         for (i, (m, _)) in self.entries.iter().enumerate() {
@@ -385,8 +389,8 @@ impl Composite {
     /// transformer LRP method does. A composite that names `gradient` for them is taken at its
     /// word.
     pub fn assign_checked(&self, graph: &Graph, explicit_sums: bool) -> Result<Vec<Option<Rule>>> {
-        let rules = self.assign(graph, explicit_sums);
         let roles = Roles::of(graph);
+        let rules = self.assign_with(graph, explicit_sums, &roles);
         if !roles.has_attention() {
             return Ok(rules);
         }

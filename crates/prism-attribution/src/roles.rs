@@ -110,6 +110,19 @@ pub(crate) fn moves_values(op: &Op) -> bool {
         )
 }
 
+/// The node a value comes from, past nodes with one computed input that `through` accepts.
+fn source(graph: &Graph, mut v: ValueId, through: impl Fn(usize) -> bool) -> Option<usize> {
+    loop {
+        let p = graph.producer(v)?.0;
+        let ins = computed(graph, p);
+        if through(p) && ins.len() == 1 {
+            v = ins[0].1;
+        } else {
+            return Some(p);
+        }
+    }
+}
+
 impl Roles {
     /// Whether the graph holds attention (a Softmax weighting a product).
     pub fn has_attention(&self) -> bool {
@@ -194,19 +207,7 @@ impl Roles {
         }
 
         // where a value comes from, past element-wise and value-moving nodes
-        let origin = |mut v: ValueId| -> Option<usize> {
-            loop {
-                let p = graph.producer(v)?.0;
-                let node = &graph.nodes[p];
-                let through = ew[p] || moves_values(&node.op);
-                let ins = computed(graph, p);
-                if through && ins.len() == 1 {
-                    v = ins[0].1;
-                } else {
-                    return Some(p);
-                }
-            }
-        };
+        let origin = |v: ValueId| source(graph, v, |p| ew[p] || moves_values(&graph.nodes[p].op));
         let elems = |v: ValueId| graph.shape(v).map(|s| s.iter().product::<usize>());
         let norm_like = |v: ValueId, out: ValueId| {
             elems(v) < elems(out)
@@ -234,25 +235,13 @@ impl Roles {
 
         // gates: attention weights and activation outputs, reshaped or not
         let gate_like = |v: ValueId| {
-            let mut v = v;
-            loop {
-                let Some(p) = graph.producer(v) else {
-                    return false;
-                };
-                let node = &graph.nodes[p.0];
-                if matches!(node.op, Op::Softmax { .. })
-                    || activation[p.0]
-                    || matches!(node.op, Op::Unary(_) | Op::ClipInputs)
-                {
-                    return true;
-                }
-                let ins = computed(graph, p.0);
-                if moves_values(&node.op) && ins.len() == 1 {
-                    v = ins[0].1;
-                } else {
-                    return false;
-                }
-            }
+            source(graph, v, |p| moves_values(&graph.nodes[p].op)).is_some_and(|p| {
+                activation[p]
+                    || matches!(
+                        graph.nodes[p].op,
+                        Op::Softmax { .. } | Op::Unary(_) | Op::ClipInputs
+                    )
+            })
         };
         let mut product = vec![false; n];
         let mut gate = vec![None; n];
@@ -277,27 +266,14 @@ impl Roles {
         }
         // Softmax outputs that weight a product (possibly reshaped on the way)
         let mut attention = vec![false; n];
-        for (ni, node) in graph.nodes.iter().enumerate() {
-            if !product[ni] {
-                continue;
-            }
+        for ni in (0..n).filter(|&ni| product[ni]) {
             for (_, v) in computed(graph, ni) {
-                let mut v = v;
-                while let Some(p) = graph.producer(v) {
-                    let node = &graph.nodes[p.0];
-                    if matches!(node.op, Op::Softmax { .. }) {
-                        attention[p.0] = true;
-                        break;
-                    }
-                    let ins = computed(graph, p.0);
-                    if moves_values(&node.op) && ins.len() == 1 {
-                        v = ins[0].1;
-                    } else {
-                        break;
+                if let Some(p) = source(graph, v, |p| moves_values(&graph.nodes[p].op)) {
+                    if matches!(graph.nodes[p].op, Op::Softmax { .. }) {
+                        attention[p] = true;
                     }
                 }
             }
-            let _ = node;
         }
         Roles {
             activation,

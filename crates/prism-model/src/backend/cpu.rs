@@ -100,13 +100,17 @@ fn map_fn<T: Float>(f: Map) -> impl Fn(T) -> T + Sync + Send + Copy {
 /// [`Zip::StabilizedRatio`] without clipping, as its own function (the rules' hottest loop).
 #[inline]
 fn stabilized_ratio<T: Float>(eps: T) -> impl Fn(T, T) -> T + Sync + Send + Copy {
-    move |a: T, b: T| {
-        let d = stab(b, eps, false);
-        if d == T::zero() {
-            T::zero()
-        } else {
-            a / d
-        }
+    move |a: T, b: T| ratio_of(a, stab(b, eps, false))
+}
+
+/// `a / d`, and `0` where the stabilised denominator `d` is `0` (possible only with ε = 0: no
+/// relevance flows through an output that is exactly zero).
+#[inline]
+fn ratio_of<T: Float>(a: T, d: T) -> T {
+    if d == T::zero() {
+        T::zero()
+    } else {
+        a / d
     }
 }
 
@@ -161,22 +165,8 @@ fn zip_fn<T: Float>(f: Zip) -> impl Fn(T, T) -> T + Sync + Send + Copy {
         Zip::Mul => a * b,
         Zip::Div => a / b,
         Zip::NegMul => -a * b,
-        Zip::StabilizedRatio { clip, .. } => {
-            // Only with ε = 0 can the denominator vanish: no relevance there (0/0 := 0).
-            let d = stab(b, p, clip);
-            if d == zero {
-                zero
-            } else {
-                a / d
-            }
-        }
-        Zip::Relevance => {
-            if a == zero {
-                zero
-            } else {
-                a * b
-            }
-        }
+        Zip::StabilizedRatio { clip, .. } => ratio_of(a, stab(b, p, clip)),
+        Zip::Relevance => relevance(a, b),
         Zip::RouteBySign(Sign::Positive) => {
             if b > zero {
                 a
