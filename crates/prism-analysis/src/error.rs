@@ -26,6 +26,22 @@ pub enum AnalysisError {
         message: String,
     },
     /// The output exists and overwriting was not asked for.
+    /// NaN or ±Inf in the attributions read (SpRAy's distances would be meaningless).
+    #[error(
+        "`{}` holds non-finite relevance (NaN or ±Inf) in {count} sample{} of class {class} \
+         (sample numbers {}); attribute them again (prism attribute refuses non-finite relevance \
+         unless --allow-nonfinite was given) or leave the class out (--classes)",
+        path.display(),
+        if *count == 1 { "" } else { "s" },
+        samples.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    NonFinite {
+        path: PathBuf,
+        class: u32,
+        count: usize,
+        /// The first few sample numbers (as in the attribution file's index).
+        samples: Vec<u32>,
+    },
     #[error("`{path}` already exists; pass --force to overwrite it")]
     OutputExists { path: PathBuf },
     /// The configuration could not be written as TOML (it is recorded in every analysis file).

@@ -593,9 +593,11 @@ impl Default for RunOptions {
 }
 
 /// Reads one class's rows in blocks, hashing the exact bytes and preprocessing each block.
-/// Returns (features, feature length, input key, degenerate-sample count).
+/// Returns (features, feature length, input key, degenerate-sample count); relevance holding
+/// NaN or ±Inf is an error naming the samples ([`AnalysisError::NonFinite`]).
 pub fn read_and_preprocess(
     file: &AttributionFile,
+    class: u32,
     rows: &[usize],
     cfg: &AnalysisConfig,
     block_bytes: usize,
@@ -617,9 +619,24 @@ pub fn read_and_preprocess(
     // Block i is hashed and preprocessed while block i + 1 is read.
     let chunks: Vec<&[usize]> = rows.chunks(block_rows).collect();
     let mut next = chunks.first().map(|c| file.read_rows(c));
+    let sample_len = file.sample_len().max(1);
+    let mut nonfinite: Vec<u32> = Vec::new();
+    let mut nonfinite_count = 0;
     for i in 0..chunks.len() {
         let Some(block) = next.take() else { break };
         let block = block?;
+        if block.iter().any(|v| !v.is_finite()) {
+            for (k, sample) in block.chunks(sample_len).enumerate() {
+                if sample.iter().any(|v| !v.is_finite()) {
+                    nonfinite_count += 1;
+                    if nonfinite.len() < 8 {
+                        nonfinite.push(file.sample_number(chunks[i][k]));
+                    }
+                }
+            }
+            next = chunks.get(i + 1).map(|c| file.read_rows(c));
+            continue;
+        }
         let (_, ahead) = rayon::join(
             || {
                 // The exact bytes, little-endian on every platform.
@@ -635,6 +652,14 @@ pub fn read_and_preprocess(
             || chunks.get(i + 1).map(|c| file.read_rows(c)),
         );
         next = ahead;
+    }
+    if nonfinite_count > 0 {
+        return Err(AnalysisError::NonFinite {
+            path: file.path().to_path_buf(),
+            class,
+            count: nonfinite_count,
+            samples: nonfinite,
+        });
     }
     Ok((features, d, Key::input(hasher), degenerate))
 }
@@ -677,13 +702,13 @@ pub fn analyze_file(
             progress.stage(&name, "preprocess", false);
             let t0 = Instant::now();
             let (features, d, input_key, degenerate) =
-                read_and_preprocess(&file, rows, cfg, opts.block_bytes)?;
+                read_and_preprocess(&file, *class, rows, cfg, opts.block_bytes)?;
             let read_seconds = t0.elapsed().as_secs_f64();
             if degenerate > 0 {
                 tracing::warn!(
                     category = name.as_str(),
                     degenerate,
-                    "samples with a zero or non-finite attribution sum were left unnormalised"
+                    "samples with a zero attribution sum were left unnormalised"
                 );
             }
             let keys = StageKeys::new(&input_key, cfg)?;

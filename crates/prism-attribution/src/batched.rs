@@ -59,6 +59,7 @@ impl Explainer<'_> {
         mut on_batch: impl FnMut(&ExplainedBatch<'_, T>) -> Flow,
     ) -> Result<Explained<T>> {
         let total = sample_count(inputs)?;
+        self.model.check_inputs(inputs)?;
         let labels = match target {
             Target::PerSample(v) => Some(v.len()),
             Target::PositionPerSample(v) => Some(v.len()),
@@ -87,10 +88,16 @@ impl Explainer<'_> {
                 }
                 other => other.clone(),
             };
-            let in_batch = |e: AttributionError| AttributionError::Batch {
-                start: offset,
-                end: offset + count,
-                error: Box::new(e),
+            let in_batch = |e: AttributionError| match e {
+                // A non-finite report is renumbered to the run's samples instead.
+                AttributionError::Model(
+                    m @ (ModelError::NonFiniteInput { .. } | ModelError::NonFiniteResult { .. }),
+                ) => AttributionError::Model(m.in_batch(offset, offset + count)),
+                e => AttributionError::Batch {
+                    start: offset,
+                    end: offset + count,
+                    error: Box::new(e),
+                },
             };
             let (relevance, batch_targets, batch_positions) = if plain {
                 let a = self

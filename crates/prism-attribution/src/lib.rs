@@ -388,7 +388,9 @@ impl<'m> Explainer<'m> {
     /// Runs the model forward (on the canonized graph).
     pub fn forward<T: Float>(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
         let p = self.prepared::<T>(x.shape())?;
-        let t = p.exec.run(vec![x.clone()], &Keep::Outputs)?;
+        let t = p
+            .exec
+            .run_with(vec![x.clone()], &Keep::Outputs, self.model.nonfinite())?;
         Ok((*t.outputs[0]).clone())
     }
 
@@ -421,7 +423,11 @@ impl<'m> Explainer<'m> {
         }
         let b = &Cpu;
         let p = self.prepared::<T>(x.shape())?;
-        let output = (*p.exec.run(vec![x.clone()], &Keep::Outputs)?.outputs[0]).clone();
+        let output = (*p
+            .exec
+            .run_with(vec![x.clone()], &Keep::Outputs, self.model.nonfinite())?
+            .outputs[0])
+            .clone();
         let resolved = target::resolve(&output, target)?;
         let targets = resolved.classes();
         if resolved.positions().is_some() && matches!(attributor, Attributor::Occlusion { .. }) {
@@ -493,7 +499,9 @@ impl<'m> Explainer<'m> {
                 let mut acc = b.full(x.shape(), T::zero());
                 for m in &masks {
                     let xm = b.occlude(x, m, *invert)?;
-                    let out = p.exec.run(vec![xm], &Keep::Outputs)?;
+                    let out = p
+                        .exec
+                        .run_with(vec![xm], &Keep::Outputs, self.model.nonfinite())?;
                     let scores = b.class_scores(&out.outputs[0], &targets)?;
                     b.add_masked(&mut acc, m, &scores)?;
                 }
@@ -544,7 +552,11 @@ impl<'m> Explainer<'m> {
                 attributor.name()
             )));
         }
-        let mut trace = p.exec.run(inputs, &p.keep)?;
+        let policy = self.model.nonfinite();
+        // Kept to repeat the sweep watching every node if the relevance is not finite.
+        let watch = policy.checks() && prism_model::finite::watch_every_run();
+        let again = (policy.checks() && !watch).then(|| inputs.clone());
+        let mut trace = p.exec.run_with(inputs, &p.keep, policy)?;
         let output = (*trace.outputs[0]).clone();
         let token_model = (0..self.model.graph().inputs.len())
             .any(|i| self.model.graph().input_type(i).is_integer());
@@ -559,15 +571,35 @@ impl<'m> Explainer<'m> {
         let resolved = target::resolve(&output, target)?;
         let targets = resolved.classes();
         let seed_t = target::seed(&output, &resolved, seed == SeedMode::Logit)?;
-        let mut r = propagate::propagate_to(
+        let (mut r, origins) = propagate::propagate_watched(
             &p.graph,
             &p.exec,
             &mut trace,
             &p.rules,
-            vec![(p.graph.outputs[0], seed_t)],
+            vec![(p.graph.outputs[0], seed_t.clone())],
             &[value],
+            watch,
         )?;
+        drop(trace);
         let relevance = r.remove(0);
+        if policy.checks() {
+            self.check_relevance(&p, &relevance, origins[0], || {
+                let inputs = again.ok_or_else(|| {
+                    AttributionError::Invalid("the sweep's inputs were not kept".into())
+                })?;
+                let mut trace = p.exec.run_with(inputs, &p.keep, policy)?;
+                let (_, origins) = propagate::propagate_watched(
+                    &p.graph,
+                    &p.exec,
+                    &mut trace,
+                    &p.rules,
+                    vec![(p.graph.outputs[0], seed_t)],
+                    &[value],
+                    true,
+                )?;
+                Ok(origins[0])
+            })?;
+        }
         // relevance per token: the sum over the hidden dimension
         let per_token = embedding.then(|| {
             let axis = relevance.rank().saturating_sub(1);
@@ -591,17 +623,85 @@ impl<'m> Explainer<'m> {
         targets: &target::Resolved,
         seed: SeedMode,
     ) -> Result<Tensor<T>> {
-        let mut trace = p.exec.run(vec![x], &p.keep)?;
+        let policy = self.model.nonfinite();
+        let watch = policy.checks() && prism_model::finite::watch_every_run();
+        // Kept to repeat the sweep watching every node if the relevance is not finite.
+        let again = (policy.checks() && !watch).then(|| x.clone());
+        let (relevance, origin) = self.sweep_once(p, x, targets, seed, policy, watch)?;
+        if policy.checks() {
+            self.check_relevance(p, &relevance, origin, || {
+                let x = again.ok_or_else(|| {
+                    AttributionError::Invalid("the sweep's input was not kept".into())
+                })?;
+                Ok(self.sweep_once(p, x, targets, seed, policy, true)?.1)
+            })?;
+        }
+        Ok(relevance)
+    }
+
+    /// One sweep; with `watch`, also the node where non-finite relevance began (if any).
+    fn sweep_once<T: Float>(
+        &self,
+        p: &Prepared<T>,
+        x: Tensor<T>,
+        targets: &target::Resolved,
+        seed: SeedMode,
+        policy: prism_model::NonFinite,
+        watch: bool,
+    ) -> Result<(Tensor<T>, Option<usize>)> {
+        let mut trace = p.exec.run_with(vec![x], &p.keep, policy)?;
         let out = &trace.outputs[0];
         let seed_t = target::seed(out, targets, seed == SeedMode::Logit)?;
-        let mut r = propagate::propagate(
+        let inputs = p.graph.inputs.clone();
+        let (mut r, origins) = propagate::propagate_watched(
             &p.graph,
             &p.exec,
             &mut trace,
             &p.rules,
             vec![(p.graph.outputs[0], seed_t)],
+            &inputs,
+            watch,
         )?;
-        Ok(r.remove(0))
+        Ok((r.remove(0), origins[0]))
+    }
+
+    /// Refuses non-finite `relevance` (computed from finite inputs and outputs, which the
+    /// forward pass checked): the error names the node whose rule produced the first
+    /// non-finite value, known (`origin`) when the sweep was watched, else found by `rerun`
+    /// (the same sweep, watched).
+    fn check_relevance<T: Float>(
+        &self,
+        p: &Prepared<T>,
+        relevance: &Tensor<T>,
+        origin: Option<usize>,
+        rerun: impl FnOnce() -> Result<Option<usize>>,
+    ) -> Result<()> {
+        let Some(report) = prism_model::NonFiniteReport::scan(relevance, 0) else {
+            return Ok(());
+        };
+        let origin = match origin {
+            Some(o) => Some(o),
+            None => rerun()?,
+        };
+        let origin = match origin {
+            Some(ni) => {
+                let node = &p.graph.nodes[ni];
+                let rule = p.rules[ni].as_ref().map_or("gradient", Rule::name);
+                format!(
+                    "the first non-finite relevance comes from the {rule} rule at node '{}' ({})",
+                    node.name,
+                    node.op.type_name()
+                )
+            }
+            None => "no rule was seen producing it".into(),
+        };
+        Err(AttributionError::Model(
+            prism_model::ModelError::NonFiniteResult {
+                what: "the relevance".into(),
+                report,
+                origin,
+            },
+        ))
     }
 }
 

@@ -5,6 +5,7 @@
 //! the rules themselves ([`apply`], [`linear`], [`vjp`]) are generic over the [`Backend`].
 
 use prism_model::backend::{Backend, Cpu, Map, Zip};
+use prism_model::finite::any_nonfinite;
 use prism_model::op::{BinaryOp, Op, UnaryOp};
 use prism_model::{Executor, Float, Graph, Tensor, Trace, ValueId};
 
@@ -71,7 +72,40 @@ pub fn propagate_to<T: Float>(
     seeds: Vec<(ValueId, Tensor<T>)>,
     at: &[ValueId],
 ) -> Result<Vec<Tensor<T>>> {
+    Ok(propagate_watched(graph, exec, trace, rules, seeds, at, false)?.0)
+}
+
+/// The relevance at each requested value, and for each the node index where non-finite
+/// relevance began (see [`propagate_watched`]).
+pub type Watched<T> = (Vec<Tensor<T>>, Vec<Option<usize>>);
+
+/// [`propagate_to`], optionally (`watch`) noting for each relevance that holds NaN or ±Inf the
+/// node whose rule produced the first of them from finite relevance: the second result gives,
+/// for each value in `at`, that node's index (`None`: finite, or not watched).
+pub fn propagate_watched<T: Float>(
+    graph: &Graph,
+    exec: &Executor<T>,
+    trace: &mut Trace<T>,
+    rules: &[Option<Rule>],
+    seeds: Vec<(ValueId, Tensor<T>)>,
+    at: &[ValueId],
+    watch: bool,
+) -> Result<Watched<T>> {
     let b = &Cpu;
+    // Where each value's non-finite relevance began (watched runs only).
+    let mut bad: Vec<Option<usize>> = vec![None; graph.values.len()];
+    let note = |bad: &mut Vec<Option<usize>>, rel: &[Option<Tensor<T>>], ni: usize| {
+        if !watch {
+            return;
+        }
+        let node = &graph.nodes[ni];
+        let from = node.outputs.iter().find_map(|o| bad[o.0]).unwrap_or(ni);
+        for v in node.inputs.iter().flatten() {
+            if bad[v.0].is_none() && rel[v.0].as_ref().is_some_and(|r| any_nonfinite(r.data())) {
+                bad[v.0] = Some(from);
+            }
+        }
+    };
     let mut rel: Vec<Option<Tensor<T>>> = vec![None; graph.values.len()];
     for (v, t) in seeds {
         add_into(b, &mut rel[v.0], t)?;
@@ -132,6 +166,7 @@ pub fn propagate_to<T: Float>(
                 &mut rel,
                 &live,
             )?;
+            note(&mut bad, &rel, ni);
             for o in &node.outputs {
                 trace.values[o.0] = None;
             }
@@ -156,6 +191,7 @@ pub fn propagate_to<T: Float>(
                 ));
             };
             add_into(b, &mut rel[x.0], r)?;
+            note(&mut bad, &rel, ni);
             for o in &node.outputs {
                 trace.values[o.0] = None;
             }
@@ -195,11 +231,14 @@ pub fn propagate_to<T: Float>(
                 }
             }
         }
+        note(&mut bad, &rel, ni);
         for o in &node.outputs {
             trace.values[o.0] = None;
         }
     }
-    at.iter()
+    let origins = at.iter().map(|v| bad[v.0]).collect();
+    let relevance = at
+        .iter()
         .zip(captured)
         .map(|(i, c)| match c.flatten().or_else(|| rel[i.0].take()) {
             Some(r) => Ok(r),
@@ -214,7 +253,8 @@ pub fn propagate_to<T: Float>(
                 Ok(b.full(shape, T::zero()))
             }
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((relevance, origins))
 }
 
 /// The backward step of a node whose relevance arrived at several outputs (`rs`, one per

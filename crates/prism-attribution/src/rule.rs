@@ -176,6 +176,20 @@ impl Rule {
                     s.epsilon
                 )))
             }
+            Rule::ZBox { low, high, .. } => {
+                let values = |b: &Bound| match b {
+                    Bound::Scalar(v) => vec![*v],
+                    Bound::PerChannel(v) => v.clone(),
+                };
+                let (lo, hi) = (values(low), values(high));
+                if lo.iter().chain(&hi).any(|v| !v.is_finite()) {
+                    return Err(AttributionError::Rule(format!(
+                        "the ZBox bounds must be finite numbers, got low={lo:?} high={hi:?} \
+                         (the input domain's minimum and maximum after normalisation)"
+                    )));
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

@@ -302,6 +302,7 @@ fn library_runs_write_the_same_files_as_the_cli() {
         compression: None,
         prefetch: 2,
         force: false,
+        allow_nonfinite: false,
     };
     let lib_shards = dir.path().join("lib-{shard}.h5");
     let runs = [
@@ -455,6 +456,7 @@ fn token_runs_resume_and_end_in_the_viewer_as_coloured_text() {
         compression: None,
         prefetch: 2,
         force: false,
+        allow_nonfinite: false,
     };
     let stopped = prism_jobs::attribute_dataset(&job, &method, &mut StopAfter(2)).expect("run");
     assert!(matches!(

@@ -113,6 +113,7 @@ pub fn evaluate<T: Float>(
     if methods.is_empty() {
         return Err(EvalError::Invalid("no methods to evaluate".into()));
     }
+    model.check_inputs(std::slice::from_ref(x))?;
     let pert = &settings.perturbation;
     let grid = pert.grid(x.shape())?;
     let steps = pert.steps_for(x.shape())?;

@@ -136,14 +136,26 @@ impl Method {
 
 /// Fills the ZBox bounds `spec` lacks (`low`, `high`) with the minimum and maximum of the inputs
 /// `x`: the input domain evaluation on this data can know (epsilon-gamma-box's first layer needs
-/// it). Returns the range taken.
-pub fn zbox_bounds_from_inputs<T: Float>(spec: &mut MethodSpec, x: &Tensor<T>) -> (f64, f64) {
+/// it). NaN and ±Inf (inputs allowed to hold them) are left out; inputs without a finite value
+/// are an error. Returns the range taken.
+pub fn zbox_bounds_from_inputs<T: Float>(
+    spec: &mut MethodSpec,
+    x: &Tensor<T>,
+) -> Result<(f64, f64)> {
     let (lo, hi) = x
         .data()
         .iter()
+        .map(|v| v.f64())
+        .filter(|v| v.is_finite())
         .fold((f64::INFINITY, f64::NEG_INFINITY), |m, v| {
-            (m.0.min(v.f64()), m.1.max(v.f64()))
+            (m.0.min(v), m.1.max(v))
         });
+    if lo > hi {
+        return Err(EvalError::Invalid(
+            "the inputs hold no finite value, so they give no ZBox bounds; give --low and --high"
+                .into(),
+        ));
+    }
     spec.low = spec
         .low
         .take()
@@ -152,5 +164,5 @@ pub fn zbox_bounds_from_inputs<T: Float>(spec: &mut MethodSpec, x: &Tensor<T>) -
         .high
         .take()
         .or(Some(prism_attribution::Bound::Scalar(hi)));
-    (lo, hi)
+    Ok((lo, hi))
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use prism_attribution::{AttributeAt, Explainer, MethodSpec, Target};
 use prism_model::batch::InputValues;
-use prism_model::{Model, ModelError, Tensor};
+use prism_model::{Model, ModelError, NonFinite, NonFiniteReport, Tensor};
 use prism_store::dataset::{Dataset, DatasetError, DatasetOptions, TokenDataset};
 use prism_store::run::{hash_file, AttributionRun, PartData, Prepared, RunError, RunSpec};
 use prism_store::{LabelSource, RunSettings, Shard, TargetSpec};
@@ -61,6 +61,9 @@ pub struct AttributeJob {
     pub prefetch: usize,
     /// Start over: discard an interrupted run and overwrite an existing output.
     pub force: bool,
+    /// Attribute samples holding NaN or ±Inf instead of refusing them (and accept non-finite
+    /// results): see [`prism_model::NonFinite`].
+    pub allow_nonfinite: bool,
 }
 
 /// The run as it starts, for progress displays.
@@ -158,6 +161,17 @@ pub enum JobError {
         input: String,
         held: Vec<String>,
     },
+    /// NaN or ±Inf in the samples read (refused unless the job allows them).
+    #[error(
+        "{} holds {report} (numbered as in the dataset); check the dataset and its \
+         preprocessing, or allow non-finite values (--allow-nonfinite, Python: \
+         allow_nonfinite=True)",
+        path.display()
+    )]
+    NonFiniteSamples {
+        path: PathBuf,
+        report: prism_model::NonFiniteReport,
+    },
     #[error("attributing samples {first}..={last}")]
     Attribute {
         first: usize,
@@ -165,6 +179,34 @@ pub enum JobError {
         #[source]
         source: prism_attribution::AttributionError,
     },
+}
+
+/// The error of attributing the batch of dataset samples `indices` (run samples
+/// `first..=last`): a non-finite report numbers its samples as in the dataset.
+fn attribute_error(
+    first: usize,
+    last: usize,
+    indices: &[usize],
+    source: prism_attribution::AttributionError,
+) -> JobError {
+    use prism_attribution::AttributionError as A;
+    let source = match source {
+        A::Model(ModelError::NonFiniteResult {
+            what,
+            report,
+            origin,
+        }) => A::Model(ModelError::NonFiniteResult {
+            what: format!("{what} (samples numbered as in the dataset)"),
+            report: report.renumbered(|s| indices.get(s).copied().unwrap_or(s)),
+            origin,
+        }),
+        other => other,
+    };
+    JobError::Attribute {
+        first,
+        last,
+        source,
+    }
 }
 
 fn file_name(p: &Path) -> String {
@@ -269,6 +311,7 @@ pub fn attribute_dataset(
         path: job.model.clone(),
         source,
     })?;
+    model.set_nonfinite(NonFinite::allow_if(job.allow_nonfinite));
     let mut explainer = Explainer::new(&model).with_canonizers(method.built.canonize);
     if let Some(c) = &method.built.composite {
         explainer = explainer.with_composite(c.clone());
@@ -291,6 +334,14 @@ pub fn attribute_dataset(
         let mut shape = vec![k];
         shape.extend_from_slice(&input_shape);
         let x = Tensor::new(shape, batch.data)?;
+        if !job.allow_nonfinite {
+            if let Some(report) = NonFiniteReport::scan(&x, 0) {
+                return Err(JobError::NonFiniteSamples {
+                    path: job.dataset.clone(),
+                    report: report.renumbered(|s| batch.indices.get(s).copied().unwrap_or(s)),
+                });
+            }
+        }
         let t = match target {
             TargetSpec::Predicted => Target::Predicted,
             TargetSpec::Class(c) => Target::Class(c),
@@ -306,11 +357,7 @@ pub fn attribute_dataset(
         let (first, last) = (pending.samples.start, pending.samples.end - 1);
         let a = explainer
             .attribute(&x, &t, method.built.seed, &method.built.attributor)
-            .map_err(|source| JobError::Attribute {
-                first,
-                last,
-                source,
-            })?;
+            .map_err(|source| attribute_error(first, last, &batch.indices, source))?;
         let labels: Vec<u32> = match label_source {
             LabelSource::Dataset => batch.labels.iter().map(|l| l.unwrap_or(0)).collect(),
             LabelSource::Predicted => a.targets.iter().map(|&t| t as u32).collect(),
@@ -388,6 +435,7 @@ fn attribute_tokens(
                 })
         })
         .collect::<Result<_, _>>()?;
+    model.set_nonfinite(NonFinite::allow_if(job.allow_nonfinite));
     let mut explainer = Explainer::new(&model).with_canonizers(method.built.canonize);
     if let Some(c) = &method.built.composite {
         explainer = explainer.with_composite(c.clone());
@@ -446,11 +494,7 @@ fn attribute_tokens(
                 method.built.seed,
                 &method.built.attributor,
             )
-            .map_err(|source| JobError::Attribute {
-                first,
-                last,
-                source,
-            })?;
+            .map_err(|source| attribute_error(first, last, &indices, source))?;
         let relevance = a.per_token.unwrap_or(a.relevance);
         let labels: Vec<u32> = match label_source {
             LabelSource::Dataset => batch_labels.iter().map(|l| l.unwrap_or(0)).collect(),

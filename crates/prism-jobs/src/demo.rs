@@ -172,6 +172,7 @@ pub fn run_demo(
         compression: None,
         prefetch: 2,
         force: opts.force,
+        allow_nonfinite: false,
     };
     let outcome = attribute_dataset(&job, &demo_method()?, progress.attribution())?;
     progress.attributed(&outcome);

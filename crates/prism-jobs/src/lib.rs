@@ -37,6 +37,7 @@
 //!     compression: None,
 //!     prefetch: 2,
 //!     force: false,
+//!     allow_nonfinite: false,
 //! };
 //! let outcome = attribute_dataset(&job, &demo_method()?, &mut NoProgress)?;
 //! println!("{outcome:?}");

@@ -29,6 +29,7 @@ fn job(output: &Path, limit: usize, shard: Option<Shard>) -> AttributeJob {
         compression: None,
         prefetch: 2,
         force: false,
+        allow_nonfinite: false,
     }
 }
 

@@ -2,6 +2,7 @@
 //! the Python package, evaluation) shares, so that they all compute the same numbers.
 
 use crate::error::{ModelError, Result};
+use crate::finite::NonFiniteReport;
 use crate::graph::ElemType;
 use crate::tensor::{Float, Tensor};
 use crate::Model;
@@ -134,6 +135,35 @@ impl Model {
     }
 }
 
+impl Model {
+    /// Refuses NaN and ±Inf in `inputs` (graph order, first axis = samples) unless the model
+    /// allows them ([`Model::set_nonfinite`]): the error names the input and the samples. A
+    /// batch loop checks the whole run up front, so that the samples are numbered in it.
+    pub fn check_inputs<T: Float>(&self, inputs: &[Tensor<T>]) -> Result<()> {
+        self.check_inputs_from(inputs, 0)
+    }
+
+    /// [`check_inputs`](Self::check_inputs) for a batch whose first sample is sample `offset`
+    /// of a longer run.
+    pub fn check_inputs_from<T: Float>(&self, inputs: &[Tensor<T>], offset: usize) -> Result<()> {
+        if !self.nonfinite().checks() {
+            return Ok(());
+        }
+        for (i, x) in inputs.iter().enumerate() {
+            if let Some(report) = NonFiniteReport::scan(x, offset) {
+                let name = self
+                    .graph()
+                    .inputs
+                    .get(i)
+                    .map(|v| self.graph().value(*v).name.clone())
+                    .unwrap_or_else(|| format!("#{i}"));
+                return Err(ModelError::NonFiniteInput { name, report });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a batch loop reports after each batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchDone {
@@ -156,16 +186,15 @@ impl Model {
         mut on_batch: impl FnMut(BatchDone) -> Flow,
     ) -> Result<Tensor<T>> {
         let total = sample_count(inputs)?;
+        self.check_inputs(inputs)?;
         let mut data: Vec<T> = Vec::new();
         let mut shape: Vec<usize> = Vec::new();
         let mut offset = 0;
         for part in split_batches(inputs, batch_size)? {
             let count = part[0].shape()[0];
-            let y = self.forward(part).map_err(|e| ModelError::Batch {
-                start: offset,
-                end: offset + count,
-                error: Box::new(e),
-            })?;
+            let y = self
+                .forward(part)
+                .map_err(|e| e.in_batch(offset, offset + count))?;
             let y = y
                 .first()
                 .ok_or_else(|| ModelError::Invalid("the model has no output".into()))?;

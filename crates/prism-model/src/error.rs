@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::finite::NonFiniteReport;
+
 /// Everything that can go wrong between an ONNX file on disk and a forward result.
 ///
 /// Messages say what is wrong, where (file, node, tensor) and, where there is one, what to do.
@@ -46,6 +48,27 @@ pub enum ModelError {
     Tensor { name: String, detail: String },
     #[error("input '{name}': {detail}")]
     Input { name: String, detail: String },
+    /// NaN or ±Inf in an input, refused by [`crate::NonFinite::Error`].
+    #[error(
+        "input '{name}' has {report}; check the preprocessing (a division by a zero standard \
+         deviation? an unreadable sample?), or allow non-finite values (--allow-nonfinite, \
+         Python: allow_nonfinite=True)"
+    )]
+    NonFiniteInput {
+        name: String,
+        report: NonFiniteReport,
+    },
+    /// NaN or ±Inf in a result computed from finite inputs; `origin` says where it first
+    /// appeared.
+    #[error(
+        "{what} has {report} although the inputs are finite: {origin} (allow non-finite values \
+         with --allow-nonfinite, Python: allow_nonfinite=True)"
+    )]
+    NonFiniteResult {
+        what: String,
+        report: NonFiniteReport,
+        origin: String,
+    },
     /// Two operands of a backend operation do not fit together.
     #[error("{op}: shapes {left:?} and {right:?} do not fit")]
     Shape {
@@ -56,6 +79,31 @@ pub enum ModelError {
 }
 
 impl ModelError {
+    /// This error, from a batch holding samples `start..end` of a longer run: a non-finite
+    /// report renumbered to the run's samples, any other error wrapped in [`ModelError::Batch`].
+    pub fn in_batch(self, start: usize, end: usize) -> Self {
+        match self {
+            ModelError::NonFiniteInput { name, report } => ModelError::NonFiniteInput {
+                name,
+                report: report.shifted(start),
+            },
+            ModelError::NonFiniteResult {
+                what,
+                report,
+                origin,
+            } => ModelError::NonFiniteResult {
+                what,
+                report: report.shifted(start),
+                origin,
+            },
+            error => ModelError::Batch {
+                start,
+                end,
+                error: Box::new(error),
+            },
+        }
+    }
+
     pub(crate) fn node(node: &str, op: &str, detail: impl Into<String>) -> Self {
         ModelError::Node {
             node: node.to_string(),

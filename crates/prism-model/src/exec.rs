@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::backend::{Backend, Cpu, Map, SoftmaxAxis, Zip};
 use crate::error::{ModelError, Result};
+use crate::finite::{any_nonfinite, NonFinite, NonFiniteReport};
 use crate::fusion::{self, Fused, FusedKind};
 use crate::graph::{Graph, Node, Source, ValueId};
 use crate::kernels::{elementwise, index, linalg, movement, reduce, threads};
@@ -909,6 +910,80 @@ impl<T> Trace<T> {
     }
 }
 
+/// Where a non-finite value first appeared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// A node's output, from finite inputs.
+    Node(usize),
+    /// A fused group's output (index into the executor's groups), from finite inputs.
+    Group(usize),
+    /// A constant of the model holding NaN or ±Inf (an attention mask's -Inf, say).
+    Constant(ValueId),
+}
+
+/// The non-finite bookkeeping of a watched run: for each value holding NaN or ±Inf, where the
+/// first of them appeared (its own node, or the origin of a non-finite input).
+struct Watch {
+    origin: Vec<Option<Origin>>,
+}
+
+impl Watch {
+    fn new<T: Float>(exec: &Executor<T>) -> Self {
+        let origin = exec
+            .consts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                c.as_ref()
+                    .filter(|c| any_nonfinite(c.data()))
+                    .map(|_| Origin::Constant(ValueId(i)))
+            })
+            .collect();
+        Watch { origin }
+    }
+
+    /// Notes value `out` (computed as `y` from `inputs` by `here`).
+    fn saw<'a, T: Float>(
+        &mut self,
+        out: ValueId,
+        y: &Tensor<T>,
+        inputs: impl Iterator<Item = &'a ValueId>,
+        here: Origin,
+    ) {
+        if !any_nonfinite(y.data()) {
+            return;
+        }
+        let inherited = inputs.filter_map(|v| self.origin[v.0]).next();
+        self.origin[out.0] = Some(inherited.unwrap_or(here));
+    }
+
+    /// The origin in words.
+    fn describe(&self, g: &Graph, origin: Option<Origin>, groups: &[Fused]) -> String {
+        let node = |i: usize| {
+            let n = &g.nodes[i];
+            format!("'{}' ({})", n.name, n.op.type_name())
+        };
+        match origin {
+            Some(Origin::Node(i)) => format!(
+                "the first non-finite value appears at the output of node {}",
+                node(i)
+            ),
+            Some(Origin::Group(k)) => {
+                let names: Vec<String> = groups[k].members.iter().map(|&m| node(m)).collect();
+                format!(
+                    "the first non-finite value appears in the nodes {}",
+                    names.join(", ")
+                )
+            }
+            Some(Origin::Constant(v)) => format!(
+                "it comes from the model's constant '{}', which holds NaN or ±Inf",
+                g.value(v).name
+            ),
+            None => "no node was seen producing it".into(),
+        }
+    }
+}
+
 /// Runs a specialised graph in one float type, with its constants converted once.
 #[derive(Debug)]
 pub struct Executor<T> {
@@ -1034,8 +1109,73 @@ impl<T: Float> Executor<T> {
         Ok(y)
     }
 
-    /// Runs the graph on `inputs` (one tensor per graph input, shapes as specialised).
+    /// Runs the graph on `inputs` (one tensor per graph input, shapes as specialised),
+    /// refusing non-finite inputs and results ([`NonFinite::Error`], see [`Self::run_with`]).
     pub fn run(&self, inputs: Vec<Tensor<T>>, keep: &Keep) -> Result<Trace<T>> {
+        self.run_with(inputs, keep, NonFinite::Error)
+    }
+
+    /// Runs the graph on `inputs` under a non-finite policy. With [`NonFinite::Error`], an
+    /// input holding NaN or ±Inf is an error naming its samples, and so is a non-finite graph
+    /// output: the run is then repeated watching every node, and the error names the node
+    /// where the first non-finite value appeared (or the constant it came from). Debug builds
+    /// watch every node on every run. [`NonFinite::Allow`] checks nothing.
+    pub fn run_with(
+        &self,
+        inputs: Vec<Tensor<T>>,
+        keep: &Keep,
+        policy: NonFinite,
+    ) -> Result<Trace<T>> {
+        let g = &*self.graph;
+        if !policy.checks() {
+            return self.run_inner(inputs.into_iter().map(Arc::new).collect(), keep, None);
+        }
+        for (id, t) in g.inputs.iter().zip(&inputs) {
+            if let Some(report) = NonFiniteReport::scan(t, 0) {
+                return Err(ModelError::NonFiniteInput {
+                    name: g.value(*id).name.clone(),
+                    report,
+                });
+            }
+        }
+        let inputs: Vec<Arc<Tensor<T>>> = inputs.into_iter().map(Arc::new).collect();
+        if crate::finite::watch_every_run() {
+            let mut watch = Watch::new(self);
+            let trace = self.run_inner(inputs, keep, Some(&mut watch))?;
+            return self.check_outputs(trace, &watch);
+        }
+        let trace = self.run_inner(inputs.clone(), keep, None)?;
+        if !trace.outputs.iter().any(|y| any_nonfinite(y.data())) {
+            return Ok(trace);
+        }
+        drop(trace);
+        // Run again watching every node, to say where it began.
+        let mut watch = Watch::new(self);
+        let trace = self.run_inner(inputs, keep, Some(&mut watch))?;
+        self.check_outputs(trace, &watch)
+    }
+
+    /// `trace` if its outputs are finite, else the error naming where they stopped being so.
+    fn check_outputs(&self, trace: Trace<T>, watch: &Watch) -> Result<Trace<T>> {
+        let g = &*self.graph;
+        for (o, y) in g.outputs.iter().zip(&trace.outputs) {
+            if let Some(report) = NonFiniteReport::scan(y, 0) {
+                return Err(ModelError::NonFiniteResult {
+                    what: format!("the model's output '{}'", g.value(*o).name),
+                    report,
+                    origin: watch.describe(g, watch.origin[o.0], &self.groups),
+                });
+            }
+        }
+        Ok(trace)
+    }
+
+    fn run_inner(
+        &self,
+        inputs: Vec<Arc<Tensor<T>>>,
+        keep: &Keep,
+        mut watch: Option<&mut Watch>,
+    ) -> Result<Trace<T>> {
         let g = &*self.graph;
         if inputs.len() != g.inputs.len() {
             return Err(ModelError::Invalid(format!(
@@ -1068,7 +1208,7 @@ impl<T: Float> Executor<T> {
                     detail: format!("expected shape {want:?}, got {:?}", t.shape()),
                 });
             }
-            vals[id.0] = Some(Arc::new(t));
+            vals[id.0] = Some(t);
         }
         let mut remaining = self.readers.clone();
         let fused: Vec<bool> = self
@@ -1077,15 +1217,22 @@ impl<T: Float> Executor<T> {
             .map(|f| !f.internal.iter().any(|v| keep_mask[v.0]))
             .collect();
         for (ni, node) in g.nodes.iter().enumerate() {
-            if let Some(f) = self.group_of[ni]
+            if let Some((k, f)) = self.group_of[ni]
                 .filter(|&i| fused[i])
-                .map(|i| &self.groups[i])
+                .map(|i| (i, &self.groups[i]))
             {
                 // Members run together at the last one (their inputs are all computed by then).
                 if f.members.last() != Some(&ni) {
                     continue;
                 }
                 let y = self.run_fused(f, &mut vals, &remaining, &keep_mask)?;
+                if let Some(w) = watch.as_deref_mut() {
+                    let ins = f
+                        .members
+                        .iter()
+                        .flat_map(|&m| g.nodes[m].inputs.iter().flatten());
+                    w.saw(f.output, &y, ins, Origin::Group(k));
+                }
                 vals[f.output.0] = Some(Arc::new(y));
                 for &m in &f.members {
                     for v in g.nodes[m].inputs.iter().flatten() {
@@ -1144,6 +1291,9 @@ impl<T: Float> Executor<T> {
             };
             drop(ins);
             for (o, y) in node.outputs.iter().zip(ys) {
+                if let Some(w) = watch.as_deref_mut() {
+                    w.saw(*o, &y, node.inputs.iter().flatten(), Origin::Node(ni));
+                }
                 vals[o.0] = Some(Arc::new(y));
             }
             for v in node.inputs.iter().flatten() {

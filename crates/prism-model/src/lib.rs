@@ -31,6 +31,7 @@ pub mod batch;
 pub mod einsum;
 pub mod error;
 pub mod exec;
+pub mod finite;
 mod fusion;
 pub mod graph;
 pub mod kernels;
@@ -43,12 +44,14 @@ pub mod tensor;
 use std::any::Any;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use backend::{Backend, Cpu};
 pub use batch::{split_batches, BatchDone, Flow};
 pub use error::{ModelError, Result};
 pub use exec::{Executor, Keep, Trace};
+pub use finite::{NonFinite, NonFiniteReport};
 pub use graph::{Dim, ElemType, Graph, Node, NodeId, Source, Value, ValueId};
 pub use op::{Op, OpGroup};
 pub use tensor::{Constant, DType, Float, Tensor};
@@ -61,6 +64,8 @@ pub struct Model {
     graph: Graph,
     path: PathBuf,
     executors: Mutex<HashMap<ExecutorKey, Arc<dyn Any + Send + Sync>>>,
+    /// Whether non-finite inputs and results are allowed ([`NonFinite::Allow`]).
+    allow_nonfinite: AtomicBool,
 }
 
 impl std::fmt::Debug for Model {
@@ -84,6 +89,7 @@ impl Model {
             graph,
             path,
             executors: Mutex::new(HashMap::new()),
+            allow_nonfinite: AtomicBool::new(false),
         }
     }
 
@@ -94,6 +100,18 @@ impl Model {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What a NaN or ±Inf in an input or a result means for every run of this model and of
+    /// what is computed on it (attribution, evaluation): an error (the default) or nothing.
+    pub fn set_nonfinite(&self, policy: NonFinite) {
+        self.allow_nonfinite
+            .store(policy == NonFinite::Allow, Ordering::Relaxed);
+    }
+
+    /// The policy set by [`Self::set_nonfinite`].
+    pub fn nonfinite(&self) -> NonFinite {
+        NonFinite::allow_if(self.allow_nonfinite.load(Ordering::Relaxed))
     }
 
     /// The graph specialised to these input shapes (see [`Graph::specialize`]).
@@ -139,6 +157,7 @@ impl Model {
     /// Runs the model forward keeping the tensors `keep` asks for.
     pub fn trace<T: Float>(&self, inputs: Vec<Tensor<T>>, keep: &Keep) -> Result<Trace<T>> {
         let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
-        self.executor::<T>(&shapes)?.run(inputs, keep)
+        self.executor::<T>(&shapes)?
+            .run_with(inputs, keep, self.nonfinite())
     }
 }

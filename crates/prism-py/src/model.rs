@@ -42,7 +42,9 @@ pub fn parse_dtype(dtype: &str) -> PyResult<DType> {
 fn model_kind(e: &ModelError) -> Kind {
     match e {
         ModelError::Batch { error, .. } => model_kind(error),
-        ModelError::Input { .. } | ModelError::Invalid(_) => Kind::InvalidArgument,
+        ModelError::Input { .. } | ModelError::Invalid(_) | ModelError::NonFiniteInput { .. } => {
+            Kind::InvalidArgument
+        }
         _ => Kind::Model,
     }
 }
@@ -279,9 +281,18 @@ pub struct PyModel {
 #[pymethods]
 impl PyModel {
     #[new]
-    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+    #[pyo3(signature = (path, *, allow_nonfinite=false))]
+    fn new(py: Python<'_>, path: PathBuf, allow_nonfinite: bool) -> PyResult<Self> {
         let model = compute(py, || prism_model::Model::load(&path)).map_err(|e| model_error(&e))?;
+        model.set_nonfinite(prism_model::NonFinite::allow_if(allow_nonfinite));
         Ok(PyModel { model })
+    }
+
+    /// Whether inputs and results holding NaN or ±Inf are accepted (else a ValueError naming
+    /// the samples, or a ModelError naming the node where a result stopped being finite).
+    #[getter]
+    fn allow_nonfinite(&self) -> bool {
+        self.model.nonfinite() == prism_model::NonFinite::Allow
     }
 
     /// The file the model was loaded from.

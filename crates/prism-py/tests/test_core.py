@@ -322,3 +322,26 @@ def test_heatmaps_are_the_cli_pixels(run_cli, tmp_path, vgg, flags, kwargs):
         _prism.render(r, cmap="no-such-map")
     with pytest.raises(ValueError, match="finite"):
         _prism.render(np.full((1, 4, 4), np.nan, np.float32))
+
+
+def test_nonfinite_inputs_and_results(tmp_path):
+    """NaN/Inf inputs are a ValueError naming the samples; a result that stops being finite
+    from finite inputs is a ModelError naming the node; allow_nonfinite=True lets both through."""
+    from pathlib import Path
+
+    fix = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "nonfinite"
+    model = prism_xai.Model(fix / "sqrt_head.onnx")
+    assert model.allow_nonfinite is False
+    nan = np.load(fix / "nan.npy")
+    with pytest.raises(prism_xai.InvalidArgumentError, match=r"samples 1, 3"):
+        model.predict(nan)
+    with pytest.raises(ValueError, match=r"allow_nonfinite=True"):
+        model.explain(nan, target=0, composite="epsilon-plus")
+    with pytest.raises(prism_xai.ModelError, match=r"node 'sqrt_head' \(Sqrt\)"):
+        model.predict(np.load(fix / "negative.npy"))
+    allowed = prism_xai.Model(fix / "sqrt_head.onnx", allow_nonfinite=True)
+    assert allowed.allow_nonfinite is True
+    y = allowed.predict(nan)
+    assert np.isnan(y[1, 0]) and np.isfinite(y[0]).all()
+    with pytest.raises(prism_xai.ModelError, match=r"gradient rule at node 'sqrt_head'"):
+        model.explain(np.load(fix / "sqrt_zero.npy"), target=2)

@@ -85,6 +85,10 @@ pub struct AttributeArgs {
     /// Start over: discard an interrupted run and overwrite an existing output.
     #[arg(long)]
     pub force: bool,
+    /// Attribute samples holding NaN or ±Inf (refused by default: they usually mean broken
+    /// preprocessing), and accept non-finite relevance.
+    #[arg(long)]
+    pub allow_nonfinite: bool,
 }
 
 fn parse_shard(s: &str) -> anyhow::Result<Shard> {
@@ -172,6 +176,7 @@ pub fn run(args: &AttributeArgs) -> anyhow::Result<()> {
         compression: args.compression,
         prefetch: args.prefetch,
         force: args.force,
+        allow_nonfinite: args.allow_nonfinite,
     };
     match attribute_dataset(&job, &method, &mut Bar::default()).map_err(cli_error)? {
         AttributeOutcome::AlreadyComplete { output } => eprintln!(

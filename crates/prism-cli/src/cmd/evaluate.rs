@@ -120,6 +120,8 @@ pub struct EvaluateArgs {
     pub ig_baseline: f64,
     #[command(flatten)]
     pub occlusion: OcclusionArgs,
+    #[command(flatten)]
+    pub nonfinite: super::inputs::NonFiniteArgs,
 }
 
 /// An evaluation error; a method parameter's in flag words (see [`super::method::in_flag_words`]).
@@ -198,6 +200,7 @@ fn settings(args: &EvaluateArgs) -> anyhow::Result<Settings> {
 fn run_typed<T: Float>(args: &EvaluateArgs) -> anyhow::Result<()> {
     let settings = settings(args)?;
     let x: Tensor<T> = read_batch(&args.input)?;
+    args.nonfinite.check(&args.input, &x)?;
     let mut base = MethodSpec {
         canonize: settings.canonize,
         baseline: args.ig_baseline,
@@ -211,9 +214,13 @@ fn run_typed<T: Float>(args: &EvaluateArgs) -> anyhow::Result<()> {
     // from the inputs, which is what evaluation on this data set can know.
     let needs_box = args.methods.iter().any(|m| m.contains("box"));
     let given = base.low.is_some() && base.high.is_some();
-    let (lo, hi) = zbox_bounds_from_inputs(&mut base, &x);
-    if needs_box && !given {
-        eprintln!("note: ZBox bounds not given; using the inputs' range --low {lo} --high {hi}");
+    if needs_box || args.composite_file.is_some() {
+        let (lo, hi) = zbox_bounds_from_inputs(&mut base, &x).map_err(in_flag_words)?;
+        if needs_box && !given {
+            eprintln!(
+                "note: ZBox bounds not given; using the inputs' range --low {lo} --high {hi}"
+            );
+        }
     }
     let mut methods: Vec<Method> = args
         .methods
@@ -246,6 +253,7 @@ fn run_typed<T: Float>(args: &EvaluateArgs) -> anyhow::Result<()> {
     }
     let model =
         Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
+    args.nonfinite.apply(&model);
     let target = super::method::parse_target(&args.target, x.shape()[0])?;
     std::fs::create_dir_all(&args.output_dir)
         .with_context(|| format!("creating {}", args.output_dir.display()))?;

@@ -86,6 +86,8 @@ pub struct ExplainArgs {
     /// Print the rule each node gets, then continue.
     #[arg(long)]
     pub show_rules: bool,
+    #[command(flatten)]
+    pub nonfinite: super::inputs::NonFiniteArgs,
 }
 
 /// `--reduce-hidden`.
@@ -106,6 +108,7 @@ fn run_typed<T: Float>(args: &ExplainArgs) -> anyhow::Result<()> {
     let (_, method) = args.method.build()?;
     let model =
         Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
+    args.nonfinite.apply(&model);
     let inputs: Vec<Tensor<T>> =
         super::inputs::read_inputs(&model, args.input.as_deref(), &args.inputs)?;
     let n = inputs[0].shape()[0];
@@ -173,6 +176,7 @@ fn run_typed<T: Float>(args: &ExplainArgs) -> anyhow::Result<()> {
         .context("attributing")?;
     bar.finish_and_clear();
     let r = explained.relevance;
+    args.nonfinite.warn("the relevance", &r);
     npy::write_float(&args.output, &r)
         .with_context(|| format!("writing {}", args.output.display()))?;
     match explained.at {

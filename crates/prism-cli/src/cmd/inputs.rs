@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use prism_model::batch::InputValues;
-use prism_model::{Float, Model, Tensor};
+use prism_model::{Float, Model, NonFinite, NonFiniteReport, Tensor};
 use prism_store::npy;
 
 /// The `--input NAME=FILE.npy` option, shared by the commands that run a model on arrays.
@@ -18,6 +18,46 @@ pub struct NamedInputs {
     /// int32 .npy). Replaces the positional INPUT for models with several inputs.
     #[arg(long = "input", value_name = "NAME=FILE.npy")]
     pub named: Vec<String>,
+}
+
+/// The `--allow-nonfinite` flag of the commands that run a model.
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
+pub struct NonFiniteArgs {
+    /// Accept inputs holding NaN or ±Inf, and non-finite results. By default they are an
+    /// error (they usually mean broken preprocessing) naming the samples, or the node where a
+    /// result stopped being finite.
+    #[arg(long)]
+    pub allow_nonfinite: bool,
+}
+
+impl NonFiniteArgs {
+    /// Sets the model's policy from the flag.
+    pub fn apply(&self, model: &Model) {
+        model.set_nonfinite(NonFinite::allow_if(self.allow_nonfinite));
+    }
+
+    /// A warning on stderr when `t` (what `what` names) holds non-finite values, which only
+    /// --allow-nonfinite lets through.
+    pub fn warn<T: Float>(&self, what: &str, t: &Tensor<T>) {
+        if let Some(report) = NonFiniteReport::scan(t, 0) {
+            eprintln!("warning: {what} holds {report} (--allow-nonfinite)");
+        }
+    }
+
+    /// An error when `x` (read from `path`) holds non-finite values, unless allowed.
+    pub fn check<T: Float>(&self, path: &Path, x: &Tensor<T>) -> anyhow::Result<()> {
+        if self.allow_nonfinite {
+            return Ok(());
+        }
+        if let Some(report) = NonFiniteReport::scan(x, 0) {
+            bail!(
+                "{} holds {report}; check the preprocessing (a division by a zero standard \
+                 deviation?), or pass --allow-nonfinite",
+                path.display()
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Reads one array for graph input `index` of `model`, checking it fits the declared type.

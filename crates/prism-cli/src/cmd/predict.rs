@@ -44,6 +44,8 @@ pub struct PredictArgs {
     /// Samples per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    #[command(flatten)]
+    pub nonfinite: super::inputs::NonFiniteArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +91,7 @@ pub(crate) fn sample_progress(n: usize, chunks: usize) -> ProgressBar {
 fn run_typed<T: Float>(args: &PredictArgs) -> anyhow::Result<()> {
     let model =
         Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
+    args.nonfinite.apply(&model);
     let x: Vec<Tensor<T>> =
         super::inputs::read_inputs(&model, args.input.as_deref(), &args.inputs)?;
     let n = x[0].shape()[0];
@@ -100,6 +103,7 @@ fn run_typed<T: Float>(args: &PredictArgs) -> anyhow::Result<()> {
         })
         .with_context(|| format!("running {}", args.model.display()))?;
     bar.finish_and_clear();
+    args.nonfinite.warn("the output", &logits);
     if let Some(out) = &args.output {
         npy::write_float(out, &logits).with_context(|| format!("writing {}", out.display()))?;
         eprintln!("wrote logits {:?} to {}", logits.shape(), out.display());
@@ -108,10 +112,17 @@ fn run_typed<T: Float>(args: &PredictArgs) -> anyhow::Result<()> {
         let classes = logits.len() / n;
         for (i, row) in logits.data().chunks(classes.max(1)).enumerate() {
             let mut idx: Vec<usize> = (0..row.len()).collect();
+            // NaN (only with --allow-nonfinite) sorts last.
             idx.sort_by(|&a, &b| {
-                row[b]
-                    .partial_cmp(&row[a])
-                    .unwrap_or(std::cmp::Ordering::Equal)
+                let key = |v: T| {
+                    let v = v.f64();
+                    if v.is_nan() {
+                        f64::NEG_INFINITY
+                    } else {
+                        v
+                    }
+                };
+                key(row[b]).total_cmp(&key(row[a]))
             });
             let top: Vec<String> = idx
                 .iter()

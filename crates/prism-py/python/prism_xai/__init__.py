@@ -173,6 +173,10 @@ class Model:
     ----------
     path : str or os.PathLike
         The ``.onnx`` file (external data files next to it are read too).
+    allow_nonfinite : bool, default False
+        Accept inputs holding NaN or ±Inf and non-finite results. By default a non-finite input
+        is a ``ValueError`` naming the samples, and a non-finite output or relevance computed
+        from finite inputs a ``ModelError`` naming the node where it first appeared.
 
     Raises
     ------
@@ -182,8 +186,8 @@ class Model:
         The file is not a model Prism can load (an unsupported operator is named with its node).
     """
 
-    def __init__(self, path: PathLike):
-        self._model = _prism.Model(_fspath(path))
+    def __init__(self, path: PathLike, *, allow_nonfinite: bool = False):
+        self._model = _prism.Model(_fspath(path), allow_nonfinite=allow_nonfinite)
 
     @classmethod
     def _wrap(cls, inner: Any) -> "Model":
@@ -195,6 +199,11 @@ class Model:
     def path(self) -> str:
         """The model file."""
         return self._model.path
+
+    @property
+    def allow_nonfinite(self) -> bool:
+        """Whether NaN and ±Inf in inputs and results are accepted."""
+        return self._model.allow_nonfinite
 
     @property
     def inputs(self) -> List[Dict[str, Any]]:
@@ -678,7 +687,7 @@ def attribute(model: Any, dataset: PathLike, output: PathLike, *,
     **options
         Every other ``prism attribute`` option in snake case: ``target`` ("label",
         "predicted" or an int), ``batch_size``, ``shard``, ``limit``, ``compression``,
-        ``prefetch``, ``force``, ``dataset_kind``, ``labels``, ``resize``, ``crop``,
+        ``prefetch``, ``force``, ``allow_nonfinite``, ``dataset_kind``, ``labels``, ``resize``, ``crop``,
         ``normalize``, ``channels``, ``scale``.
 
     Returns

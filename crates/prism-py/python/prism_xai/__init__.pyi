@@ -42,6 +42,10 @@ class Model:
     ----------
     path : str or os.PathLike
         The ``.onnx`` file (external data files next to it are read too).
+    allow_nonfinite : bool, default False
+        Accept inputs holding NaN or ±Inf and non-finite results. By default a non-finite input
+        is a ``ValueError`` naming the samples, and a non-finite output or relevance computed
+        from finite inputs a ``ModelError`` naming the node where it first appeared.
 
     Raises
     ------
@@ -51,11 +55,16 @@ class Model:
         The file is not a model Prism can load (an unsupported operator is named with its node).
     """
 
-    def __init__(self, path: PathLike): ...
+    def __init__(self, path: PathLike, *, allow_nonfinite: bool = False): ...
 
     @property
     def path(self) -> str:
         """The model file."""
+        ...
+
+    @property
+    def allow_nonfinite(self) -> bool:
+        """Whether NaN and ±Inf in inputs and results are accepted."""
         ...
 
     @property

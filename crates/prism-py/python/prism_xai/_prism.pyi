@@ -29,7 +29,9 @@ class Model:
     outputs: List[Dict[str, Any]]
     """``[{"name": str, "shape": list[int | str]}]``"""
 
-    def __init__(self, path: Union[str, os.PathLike[str]]) -> None: ...
+    allow_nonfinite: bool
+    def __init__(self, path: Union[str, os.PathLike[str]], *,
+                 allow_nonfinite: bool = False) -> None: ...
     def predict(self, inputs: Inputs, *, dtype: DType = "float32",
                 batch_size: int = 16) -> np.ndarray:
         """The first output for every sample; any float dtype and layout (one copy)."""

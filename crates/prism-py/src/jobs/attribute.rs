@@ -31,6 +31,7 @@ const ATTRIBUTE_OPTIONS: &[&str] = &[
     "compression",
     "prefetch",
     "force",
+    "allow_nonfinite",
     "dataset_kind",
     "labels",
     "resize",
@@ -300,7 +301,8 @@ fn job_error(e: JobError) -> PyErr {
         | JobError::Compression(_)
         | JobError::Target(_)
         | JobError::NeedsLabels { .. }
-        | JobError::TokenInput { .. } => Kind::InvalidArgument,
+        | JobError::TokenInput { .. }
+        | JobError::NonFiniteSamples { .. } => Kind::InvalidArgument,
         JobError::LoadModel { .. } | JobError::Tensor(_) => Kind::Model,
         JobError::Attribute { .. } => Kind::Attribution,
         JobError::Run(RunError::OutputExists { path }) => {
@@ -364,6 +366,7 @@ fn attribute<'py>(
         compression,
         prefetch: o.get_or("prefetch", "a non-negative int", 2)?,
         force: o.flag("force")?,
+        allow_nonfinite: o.flag("allow_nonfinite")?,
     };
     let stop = AtomicBool::new(false);
     let mut progress = Progress {

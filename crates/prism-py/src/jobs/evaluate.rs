@@ -25,6 +25,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 const EVALUATE_OPTIONS: &[&str] = &[
     "methods",
+    "allow_nonfinite",
     "composite_file",
     "target",
     "patch_size",
@@ -300,7 +301,16 @@ fn run<'py, T: Float + numpy::Element>(
         ..MethodSpec::default()
     };
     apply_parameters(o, &mut base, "ig_baseline")?;
-    zbox_bounds_from_inputs(&mut base, &x);
+    let allow_nonfinite = o.flag("allow_nonfinite")?;
+    if !allow_nonfinite {
+        if let Some(report) = prism_model::NonFiniteReport::scan(&x, 0) {
+            return Err(invalid(format!(
+                "evaluate: `inputs` hold {report}; check the preprocessing, or pass \
+                 allow_nonfinite=True"
+            )));
+        }
+    }
+    zbox_bounds_from_inputs(&mut base, &x).map_err(eval_error)?;
     let names: Vec<String> = o
         .list("methods", "a str or a list of str")?
         .unwrap_or_else(|| DEFAULT_METHODS.iter().map(|s| s.to_string()).collect());
@@ -332,6 +342,7 @@ fn run<'py, T: Float + numpy::Element>(
     let stop = AtomicBool::new(false);
     let (result, interrupt) = watch_signals(py, &stop, || -> Result<_, PyErr> {
         let model = Model::load(&model_file).map_err(|e| from_lib(Kind::Model, &e))?;
+        model.set_nonfinite(prism_model::NonFinite::allow_if(allow_nonfinite));
         std::fs::create_dir_all(&output_dir).map_err(|e| from_lib(Kind::Evaluation, &e))?;
         let report = prism_eval::evaluate(
             &model,
