@@ -207,3 +207,15 @@ fn evaluate_refuses_nan_inputs_before_taking_zbox_bounds_from_them() {
     names_samples_1_and_3(&e);
     assert!(!e.contains("--low inf"), "no bounds taken from NaN: {e}");
 }
+
+#[test]
+fn heatmap_refuses_non_finite_relevance() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = fails(&[
+        "heatmap",
+        &fixture("nan.npy"),
+        "--output",
+        dir.path().join("h").to_str().unwrap(),
+    ]);
+    assert!(e.contains("3 non-finite values"), "{e}");
+}

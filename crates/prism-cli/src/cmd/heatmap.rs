@@ -534,6 +534,20 @@ fn read_npy(path: &Path) -> anyhow::Result<Array> {
         npy.read_all()
             .with_context(|| format!("cannot read the values of {}", path.display()))
     };
+    let values = || -> anyhow::Result<Vec<f64>> {
+        let v = values()?;
+        let bad = v.iter().filter(|x| !x.is_finite()).count();
+        if bad > 0 {
+            bail!(
+                "{} holds {bad} non-finite value{} (NaN or ±Inf); a heatmap of them would be \
+                 meaningless: explain again (prism explain refuses non-finite relevance unless \
+                 --allow-nonfinite is given)",
+                path.display(),
+                if bad == 1 { "" } else { "s" }
+            );
+        }
+        Ok(v)
+    };
     match npy.element_type() {
         NpyType::F32 => Ok(Array::F32(
             values()?.into_iter().map(|v| v as f32).collect(),
