@@ -8,8 +8,9 @@
 //! parameters and round the data to 2 decimals).
 //!
 //! Blobs are files `<dir>/<key>.bin`: a magic line, a JSON header (arrays: name, type, shape,
-//! byte range; blake3 of the payload), then little-endian payload. Written to a temporary name
-//! and renamed; a blob that fails its checksum is a miss.
+//! byte range; blake3 of the payload), then little-endian payload. Written with
+//! `prism_store::write_atomic` (temporary name, fsync, rename); a blob that fails its checksum
+//! or whose arrays do not fit their byte ranges is a miss, recomputed and rewritten.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -97,6 +98,14 @@ impl Array {
     }
 
     fn parse(tag: &str, b: &[u8]) -> Option<Array> {
+        let size = match tag {
+            "f64" => 8,
+            "u8" => 1,
+            _ => 4,
+        };
+        if b.len() % size != 0 {
+            return None;
+        }
         Some(match tag {
             "f32" => Array::F32(
                 b.chunks_exact(4)
@@ -216,19 +225,17 @@ impl Cache {
                 what: format!("the header of blob {}", key.hex()),
                 source,
             })?;
-        let tmp = dir.join(format!(".{}.{}.tmp", key.hex(), std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
+        // Atomic: a blob is either absent or complete under its name (a kill leaves at most
+        // a temporary file, which no key names); the checksum catches what the disk mangles.
+        prism_store::write_atomic(&path, |f| {
             f.write_all(MAGIC)?;
             f.write_all(&header)?;
             f.write_all(b"\n")?;
-            f.write_all(&payload)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            err(e)
+            f.write_all(&payload)
+        })
+        .map_err(|e| AnalysisError::Cache {
+            path: e.path,
+            source: e.source,
         })
     }
 }

@@ -45,20 +45,24 @@ pub enum AnalysisError {
     #[error("`{path}` already exists; pass --force to overwrite it")]
     OutputExists { path: PathBuf },
     /// The configuration could not be written as TOML (it is recorded in every analysis file).
-    #[error("writing the analysis configuration as TOML: {source}")]
+    #[error("cannot write the analysis configuration as TOML")]
     ConfigEncoding {
         #[source]
         source: toml::ser::Error,
     },
     /// A cache key or blob could not be encoded (a value JSON cannot represent).
-    #[error("cache: cannot encode {what}: {source}")]
+    #[error("cache: cannot encode {what}")]
     CacheEncoding {
         what: String,
         #[source]
         source: serde_json::Error,
     },
     /// The cache directory could not be used.
-    #[error("cache `{path}`: {source}; pass a writable --cache-dir or --no-cache")]
+    #[error(
+        "cannot write to the cache: `{}`{} (pass a writable --cache-dir, or --no-cache)",
+        path.display(),
+        prism_store::atomic::full_disk_hint(source)
+    )]
     Cache {
         path: PathBuf,
         #[source]

@@ -105,7 +105,7 @@ pub enum HeatmapError {
     #[error("invalid parameter: {0}")]
     Parameter(String),
     /// Encoding or decoding a PNG failed.
-    #[error("PNG {action} failed for {path}: {source}")]
+    #[error("PNG {action} failed for {path}")]
     Png {
         /// "encoding" or "decoding".
         action: &'static str,
@@ -115,7 +115,7 @@ pub enum HeatmapError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Reading or writing a file failed.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}")]
     Io {
         /// What was attempted ("write", "create directory").
         action: &'static str,

@@ -90,7 +90,7 @@ pub enum DemoError {
     Project(#[from] ProjectError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the demo's method: {0}")]
+    #[error("the demo's method")]
     Method(#[from] prism_attribution::AttributionError),
     #[error(
         "{}: category {category} lists sample {sample}, which {} does not hold",
@@ -110,17 +110,7 @@ fn put(path: &Path, bytes: &[u8]) -> Result<(), DemoError> {
     if std::fs::read(path).is_ok_and(|b| b == bytes) {
         return Ok(());
     }
-    let tmp = path.with_extension("tmp");
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| DemoError::Io {
-            action: "write",
-            path,
-            source,
-        }
-    };
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
+    prism_store::write_bytes_atomic(path, bytes).map_err(StoreError::from)?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use crate::finite::NonFiniteReport;
 /// Messages say what is wrong, where (file, node, tensor) and, where there is one, what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -11,8 +11,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::atomic::StagedFile;
 use crate::error::{Result, StoreError};
-use crate::h5util::{self, AttrValue, TempTarget};
+use crate::h5util::{self, AttrValue};
 
 /// Group and dataset names inside a category.
 pub const INDEX: &str = "index";
@@ -59,28 +60,28 @@ pub struct Category {
 /// Writes an analysis file category by category, under a temporary name until
 /// [`AnalysisWriter::finish`] renames it into place.
 pub struct AnalysisWriter {
-    target: TempTarget,
+    target: StagedFile,
     file: hdf5::File,
 }
 
 impl AnalysisWriter {
     /// Creates the file under a temporary name next to `path`.
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
-        let target = TempTarget::new(path.as_ref());
-        let file = hdf5::File::create(&target.temp_path).map_err(|source| StoreError::Create {
-            path: target.final_path.clone(),
+        let target = StagedFile::new(path.as_ref());
+        let file = hdf5::File::create(target.temp_path()).map_err(|source| StoreError::Create {
+            path: target.final_path().to_path_buf(),
             source,
         })?;
         Ok(AnalysisWriter { target, file })
     }
 
     fn path(&self) -> PathBuf {
-        self.target.final_path.clone()
+        self.target.final_path().to_path_buf()
     }
 
     /// Sets a root attribute (Prism version, format version, parameters as JSON, …).
     pub fn set_attr(&mut self, name: &str, value: &AttrValue) -> Result<()> {
-        h5util::write_attr(&self.file, &self.target.final_path, "/", name, value)
+        h5util::write_attr(&self.file, self.target.final_path(), "/", name, value)
     }
 
     /// Writes one category. Every embedding and clustering must have one row per member.
@@ -180,11 +181,12 @@ impl AnalysisWriter {
     pub fn finish(self) -> Result<()> {
         let AnalysisWriter { target, file } = self;
         file.close().map_err(|source| StoreError::Write {
-            path: target.final_path.clone(),
+            path: target.final_path().to_path_buf(),
             dataset: "/".into(),
             source,
         })?;
-        target.commit()
+        target.commit()?;
+        Ok(())
     }
 }
 

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use hdf5::types::TypeDescriptor;
 
+use crate::atomic::StagedFile;
 use crate::error::{Result, StoreError};
-use crate::h5util::{self, AttrValue, TempTarget};
+use crate::h5util::{self, AttrValue};
 
 /// Names of the datasets in an attribution file (ViRelAy's layout).
 pub const ATTRIBUTION: &str = "attribution";
@@ -471,7 +472,7 @@ pub struct AttributionLayout {
 /// Writes a ViRelAy attribution file in batches of rows, under a temporary name until
 /// [`AttributionWriter::finish`], which checks that every row was written and renames it.
 pub struct AttributionWriter {
-    target: TempTarget,
+    target: StagedFile,
     file: hdf5::File,
     layout: AttributionLayout,
     attribution: hdf5::Dataset,
@@ -484,9 +485,9 @@ pub struct AttributionWriter {
 impl AttributionWriter {
     /// Creates the file (under a temporary name) with all datasets sized for `layout`.
     pub fn create(path: impl AsRef<Path>, layout: AttributionLayout) -> Result<Self> {
-        let target = TempTarget::new(path.as_ref());
-        let tpath = target.final_path.clone();
-        let file = hdf5::File::create(&target.temp_path).map_err(|source| StoreError::Create {
+        let target = StagedFile::new(path.as_ref());
+        let tpath = target.final_path().to_path_buf();
+        let file = hdf5::File::create(target.temp_path()).map_err(|source| StoreError::Create {
             path: tpath.clone(),
             source,
         })?;
@@ -567,7 +568,7 @@ impl AttributionWriter {
         labels: &BatchLabels<'_>,
         index: Option<&[u32]>,
     ) -> Result<()> {
-        let path = self.target.final_path.clone();
+        let path = self.target.final_path().to_path_buf();
         let usage = |message: String| StoreError::Usage {
             path: path.clone(),
             message,
@@ -665,19 +666,19 @@ impl AttributionWriter {
 
     /// The path the file will have when finished.
     pub fn path(&self) -> &Path {
-        &self.target.final_path
+        self.target.final_path()
     }
 
     /// Sets a root attribute (provenance: model, composite, attributor, versions, …).
     pub fn set_attr(&mut self, name: &str, value: &AttrValue) -> Result<()> {
-        h5util::write_attr(&self.file, &self.target.final_path, "/", name, value)
+        h5util::write_attr(&self.file, self.target.final_path(), "/", name, value)
     }
 
     /// Checks that every row was written, closes the file and renames it into place.
     pub fn finish(self) -> Result<()> {
         if let Some(row) = self.written.iter().position(|w| !w) {
             return Err(StoreError::Usage {
-                path: self.target.final_path.clone(),
+                path: self.target.final_path().to_path_buf(),
                 message: format!("row {row} was never written; the file is left unfinished"),
             });
         }
@@ -691,17 +692,18 @@ impl AttributionWriter {
             ..
         } = self;
         file.flush().map_err(|source| StoreError::Write {
-            path: target.final_path.clone(),
+            path: target.final_path().to_path_buf(),
             dataset: "/".into(),
             source,
         })?;
         drop((attribution, prediction, label, index));
         file.close().map_err(|source| StoreError::Write {
-            path: target.final_path.clone(),
+            path: target.final_path().to_path_buf(),
             dataset: "/".into(),
             source,
         })?;
-        target.commit()
+        target.commit()?;
+        Ok(())
     }
 }
 

@@ -43,7 +43,7 @@ pub enum DatasetError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A file or folder could not be read.
-    #[error("`{path}`: {source}")]
+    #[error("cannot read `{path}`")]
     Io {
         path: PathBuf,
         #[source]

@@ -1,4 +1,8 @@
 //! Typed errors: each says what went wrong, in which file and dataset, and what to do.
+//!
+//! A message never repeats its cause: the cause is chained (`#[source]`) and printed by whoever
+//! prints the chain (`anyhow`'s `{:#}` in the CLI, the Python binding's `chain`), so a message
+//! that also wrote `{source}` would print it twice.
 
 use std::path::PathBuf;
 
@@ -6,7 +10,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The file does not exist (or cannot be looked at).
-    #[error("cannot open `{path}`: {source}")]
+    #[error("cannot open `{path}` for reading")]
     NotFound {
         path: PathBuf,
         #[source]
@@ -14,8 +18,8 @@ pub enum StoreError {
     },
     /// The file could not be opened as HDF5 (not HDF5, truncated, no permission).
     #[error(
-        "cannot open `{path}` as HDF5: {source}; check that the path is right and that the file \
-         is a complete HDF5 file (a truncated or partly copied file fails here)"
+        "cannot open `{path}` as HDF5 (check that the path is right and that the file is a \
+         complete HDF5 file: a truncated or partly copied file fails here)"
     )]
     Open {
         path: PathBuf,
@@ -23,7 +27,9 @@ pub enum StoreError {
         source: hdf5::Error,
     },
     /// The file could not be created.
-    #[error("cannot create `{path}`: {source}; check that the directory exists and is writable")]
+    #[error(
+        "cannot create `{path}` for writing (check that the directory exists and is writable)"
+    )]
     Create {
         path: PathBuf,
         #[source]
@@ -61,8 +67,8 @@ pub enum StoreError {
     },
     /// HDF5 failed while reading a dataset or attribute (often: the file is truncated or corrupt).
     #[error(
-        "`{path}`: reading `{dataset}` failed: {source}; the file may be truncated or corrupt \
-         (re-create or re-copy it)"
+        "`{path}`: reading `{dataset}` failed (the file may be truncated or corrupt; re-create \
+         or re-copy it)"
     )]
     Read {
         path: PathBuf,
@@ -71,9 +77,7 @@ pub enum StoreError {
         source: hdf5::Error,
     },
     /// HDF5 failed while writing a dataset or attribute.
-    #[error(
-        "`{path}`: writing `{dataset}` failed: {source}; check free disk space and permissions"
-    )]
+    #[error("`{path}`: writing `{dataset}` failed (check free disk space and permissions)")]
     Write {
         path: PathBuf,
         dataset: String,
@@ -83,9 +87,14 @@ pub enum StoreError {
     /// A caller passed data that does not fit the file being written.
     #[error("`{path}`: {message}")]
     Usage { path: PathBuf, message: String },
-    /// A file-system operation (rename, remove) failed.
-    #[error("`{path}`: {source}")]
+    /// An output file could not be written or moved into place (see [`crate::atomic`]).
+    #[error(transparent)]
+    Output(#[from] crate::atomic::WriteError),
+    /// A file-system operation (read, resolve) failed.
+    #[error("cannot {action} `{path}`")]
     Io {
+        /// What was being done, as a verb: `read`, `resolve`.
+        action: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,

@@ -1,6 +1,6 @@
-//! Small HDF5 helpers shared by the readers and writers: attributes, row reads, temp files.
+//! Small HDF5 helpers shared by the readers and writers: attributes, row reads.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hdf5::types::{TypeDescriptor, VarLenAscii, VarLenUnicode};
 use ndarray::s;
@@ -206,52 +206,6 @@ pub fn row_runs(rows: &[usize]) -> Vec<(usize, usize)> {
     }
     runs.push((a, b));
     runs
-}
-
-/// A file written under a temporary name in the target's directory and renamed into place by
-/// [`TempTarget::commit`]; dropped uncommitted, the temporary file is removed. So a reader never
-/// sees a partly written file under the final name.
-#[derive(Debug)]
-pub(crate) struct TempTarget {
-    pub(crate) final_path: PathBuf,
-    pub(crate) temp_path: PathBuf,
-    committed: bool,
-}
-
-impl TempTarget {
-    pub(crate) fn new(final_path: &Path) -> Self {
-        let name = final_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "output.h5".to_string());
-        let temp_name = format!(".{name}.partial-{}", std::process::id());
-        let temp_path = match final_path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.join(temp_name),
-            _ => PathBuf::from(temp_name),
-        };
-        TempTarget {
-            final_path: final_path.to_path_buf(),
-            temp_path,
-            committed: false,
-        }
-    }
-
-    pub(crate) fn commit(mut self) -> Result<()> {
-        std::fs::rename(&self.temp_path, &self.final_path).map_err(|source| StoreError::Io {
-            path: self.final_path.clone(),
-            source,
-        })?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempTarget {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.temp_path);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub struct LabelEntry {
 pub fn read_label_map(path: impl AsRef<Path>) -> Result<Vec<LabelEntry>> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|source| StoreError::Io {
+        action: "read",
         path: path.to_path_buf(),
         source,
     })?;

@@ -4,7 +4,8 @@
 //! (`attribution`, `prediction`, `label`, optional `index`) row block by row block, so a
 //! dataset never has to fit in memory; it writes attribution files (for `prism attribute`) and
 //! analysis files (one group per category with `index`, `embedding/<name>`, `cluster/<name>`),
-//! each under a temporary name that is renamed into place only when complete. Prism's own
+//! each under a temporary name that is renamed into place only when complete ([`atomic`], the
+//! crash-safe write every Prism output goes through). Prism's own
 //! metadata (parameters, versions, eigengap) goes into HDF5 attributes, which ViRelAy ignores.
 //! It does not compute anything (see `prism-analysis`) nor serve files (see the viewer).
 //!
@@ -15,6 +16,7 @@
 //! building it needs CMake ≥ 3.26 (`pip install cmake`).
 
 pub mod analysis;
+pub mod atomic;
 pub mod attribution;
 pub mod dataset;
 pub mod error;
@@ -29,6 +31,7 @@ pub mod tokens;
 pub use analysis::{
     AnalysisFile, AnalysisWriter, Category, CategoryReader, Clustering, Embedding, EmbeddingInfo,
 };
+pub use atomic::{write_atomic, write_bytes_atomic, StagedFile, WriteError};
 pub use attribution::{
     AttributionFile, AttributionLayout, AttributionWriter, BatchLabels, LabelLayout, Labels,
 };

@@ -9,7 +9,7 @@
 //! Values are widened to f64 exactly, then converted to the caller's type.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -19,20 +19,16 @@ use prism_model::{DType, Float, Tensor};
 /// Errors of reading or writing a `.npy` file; each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum NpyError {
-    /// The file could not be opened, read or written.
-    #[error("cannot read {path}: {source}")]
+    /// The file could not be opened or read.
+    #[error("cannot read {path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// The file could not be written (or renamed into place).
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Write(#[from] crate::atomic::WriteError),
     /// The file is not a `.npy` array Prism reads (bad header, type, order, truncated data).
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -370,39 +366,17 @@ fn write_with<T: npyz::AutoSerialize + Copy>(
     shape: &[usize],
     data: &[T],
 ) -> Result<(), NpyError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.partial-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let file = File::create(&tmp)?;
-        let mut w = BufWriter::new(file);
+    crate::atomic::write_atomic(path, |w| {
         let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
         let mut writer = npyz::WriteOptions::new()
             .default_dtype()
             .shape(&shape)
-            .writer(&mut w)
+            .writer(w)
             .begin_nd()?;
         writer.extend(data.iter().copied())?;
-        writer.finish()?;
-        w.flush()?;
-        Ok(())
-    })();
-    match result.and_then(|_| std::fs::rename(&tmp, path)) {
-        Ok(()) => Ok(()),
-        Err(source) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(NpyError::Write {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    }
+        writer.finish()
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

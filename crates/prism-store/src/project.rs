@@ -169,6 +169,7 @@ impl Project {
     pub fn read(path: impl AsRef<Path>) -> Result<Project> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| StoreError::Io {
+            action: "read",
             path: path.to_path_buf(),
             source,
         })?;
@@ -213,12 +214,8 @@ impl Project {
         let path = path.as_ref();
         self.check(path)?;
         let text = self.to_yaml()?;
-        let target = crate::h5util::TempTarget::new(path);
-        std::fs::write(&target.temp_path, text).map_err(|source| StoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        target.commit()
+        crate::atomic::write_bytes_atomic(path, text.as_bytes())?;
+        Ok(())
     }
 
     /// Every file path of the project, as written: label map, dataset, attributions, analyses.
@@ -313,11 +310,13 @@ fn confined(dir: &Path, relative: &Path) -> Result<PathBuf> {
         return Err(refuse("the path is absolute"));
     }
     let base = dir.canonicalize().map_err(|source| StoreError::Io {
+        action: "resolve",
         path: dir.to_path_buf(),
         source,
     })?;
     let joined = base.join(relative);
     let real = joined.canonicalize().map_err(|source| StoreError::Io {
+        action: "resolve",
         path: joined.clone(),
         source,
     })?;
@@ -755,11 +754,7 @@ pub fn write_project(inp: &ProjectInputs<'_>) -> std::result::Result<ProjectWrit
                 path: path.clone(),
                 source: e.into(),
             })?;
-            std::fs::write(&path, text).map_err(|source| ProjectError::Io {
-                action: "write",
-                path: path.clone(),
-                source,
-            })?;
+            crate::atomic::write_bytes_atomic(&path, text.as_bytes()).map_err(StoreError::from)?;
             label_map_written = Some(path.clone());
             path
         }

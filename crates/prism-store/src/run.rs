@@ -91,7 +91,7 @@ pub enum RunError {
     #[error("part {part}: {message}")]
     BadPart { part: usize, message: String },
     /// The settings could not be serialised (never happens for valid settings).
-    #[error("cannot serialise the run's settings: {0}")]
+    #[error("cannot serialise the run's settings")]
     Settings(#[from] serde_json::Error),
 }
 
@@ -247,10 +247,10 @@ impl AttributionRun {
         }
         let output = shard_output(&spec.output, spec.shard);
         let run_key = s.run_key(spec.shard)?;
-        if output.exists() {
-            if spec.force {
-                fs::remove_file(&output).map_err(io_err("remove", &output))?;
-            } else if complete_key(&output).as_deref() == Some(run_key.as_str()) {
+        // With force, an existing output stays until the new one replaces it (renamed over
+        // it by `finish`): killed before that, the old file is still there.
+        if output.exists() && !spec.force {
+            if complete_key(&output).as_deref() == Some(run_key.as_str()) {
                 return Ok(Prepared::AlreadyComplete { output });
             } else {
                 return Err(RunError::OutputExists { path: output });
@@ -290,7 +290,9 @@ impl AttributionRun {
                 true
             }
             Err(_) => {
-                write_atomic(&record_path, &serde_json::to_string_pretty(&record)?)?;
+                let text = serde_json::to_string_pretty(&record)?;
+                crate::atomic::write_bytes_atomic(&record_path, text.as_bytes())
+                    .map_err(StoreError::from)?;
                 false
             }
         };
@@ -516,14 +518,6 @@ fn remove_stale_temps(dir: &Path, name_prefix: &str) {
     }
 }
 
-/// Writes `text` to `path` atomically (temporary file, then rename).
-fn write_atomic(path: &Path, text: &str) -> Result<(), RunError> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, text).map_err(io_err("write", &tmp))?;
-    fs::rename(&tmp, path).map_err(io_err("write", path))?;
-    Ok(())
-}
-
 /// The run key of an existing output file, if it is a complete Prism file.
 fn complete_key(path: &Path) -> Option<String> {
     let f = AttributionFile::open(path).ok()?;
@@ -743,12 +737,7 @@ pub fn merge_shards(shards: &[PathBuf], output: &Path, force: bool) -> Result<Me
         ..record.clone()
     };
     merged.write(&mut w, ProvenanceOrder::Merged)?;
-    if force && output.exists() {
-        fs::remove_file(output).map_err(|source| StoreError::Io {
-            path: output.to_path_buf(),
-            source,
-        })?;
-    }
+    // Renamed over an existing output (with force): the old file stays until then.
     w.finish()?;
     Ok(Merged {
         output: output.to_path_buf(),

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFileError {
     /// The file cannot be read.
-    #[error("cannot read the tokens file `{path}`: {source}")]
+    #[error("cannot read the tokens file `{path}`")]
     Read {
         /// The file.
         path: PathBuf,

@@ -21,14 +21,14 @@ pub enum ViewerError {
     #[error(transparent)]
     NpyWrite(#[from] prism_store::NpyError),
     /// A file-system operation failed.
-    #[error("`{path}`: {source}")]
+    #[error("`{path}`: I/O error")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// The server could not start or stopped with an error.
-    #[error("{message}: {source}")]
+    #[error("{message}")]
     Server {
         message: String,
         #[source]

@@ -12,6 +12,7 @@ use prism_heatmap::{
     BUILTIN_COLOR_MAPS, DEFAULT_FONT_SIZE, DEFAULT_TOKEN_WIDTH,
 };
 use prism_store::npy::{NpyArray, NpyType};
+use rayon::prelude::*;
 
 /// Render relevance maps as heatmap PNGs, identical to Zennit's `imgify`/`imsave`, or the
 /// relevance per token of a text model as coloured text (--tokens).
@@ -331,10 +332,8 @@ fn run_tokens(
             .with_context(|| format!("cannot create directory {}", parent.display()))?;
     }
     match rendered {
-        Rendered::Html(html) => {
-            fs::write(output, html).with_context(|| format!("cannot write {}", output.display()))?
-        }
-        Rendered::Png(image) => image.save_png(output)?,
+        Rendered::Html(html) => prism_store::write_bytes_atomic(output, html.as_bytes())?,
+        Rendered::Png(image) => save_png(&image, output)?,
     }
     eprintln!("wrote {}", output.display());
     Ok(())
@@ -427,7 +426,7 @@ impl Job<'_> {
             } else {
                 self.output.join("grid.png")
             };
-            image.save_png(&path)?;
+            save_png(&image, &path)?;
             return Ok(format!(
                 "a {}×{} grid of {n} samples to {}",
                 image.width(),
@@ -440,18 +439,18 @@ impl Job<'_> {
                 None => self.renderer.render(relevance, 0)?,
                 Some(input) => self.renderer.overlay(relevance, input, 0, self.overlay)?,
             };
-            image.save_png(self.output)?;
+            save_png(&image, self.output)?;
             return Ok(self.output.display().to_string());
         }
         let digits = (n - 1).max(1).to_string().len().max(3);
         let path_of = |k: usize| self.output.join(format!("{k:0digits$}.png"));
-        match input {
-            None => self.renderer.save_all(relevance, path_of)?,
-            Some(input) => {
-                self.renderer
-                    .save_all_overlays(relevance, input, self.overlay, path_of)?
-            }
-        }
+        (0..n).into_par_iter().try_for_each(|k| {
+            let image = match input {
+                None => self.renderer.render(relevance, k)?,
+                Some(input) => self.renderer.overlay(relevance, input, k, self.overlay)?,
+            };
+            save_png(&image, &path_of(k))
+        })?;
         Ok(format!(
             "{n} PNG files to {} ({} .. {})",
             self.output.display(),
@@ -485,7 +484,7 @@ fn list_cmaps(args: &HeatmapArgs) -> anyhow::Result<()> {
         );
         if let Some(dir) = &args.output {
             let path = dir.join(format!("{}.png", map.name));
-            color_bar(&palette, 256, 24).save_png(&path)?;
+            save_png(&color_bar(&palette, 256, 24), &path)?;
         }
     }
     if let Some(dir) = &args.output {
@@ -560,4 +559,11 @@ fn read_npy(path: &Path) -> anyhow::Result<Array> {
             npy.descr()
         ),
     }
+}
+
+/// Writes `image` as a PNG file atomically (`prism_store::atomic`): a killed run leaves the old
+/// file or the complete new one, never a truncated PNG.
+fn save_png(image: &Image, path: &Path) -> anyhow::Result<()> {
+    prism_store::write_bytes_atomic(path, &image.encode_png()?)?;
+    Ok(())
 }

@@ -165,9 +165,8 @@ fn read_hdf5_labels(ds: &hdf5::Dataset, path: &Path, n: usize) -> Result<LabelSe
 
 fn npy_err(e: NpyError) -> DatasetError {
     match e {
-        NpyError::Io { path, source } | NpyError::Write { path, source } => {
-            DatasetError::Io { path, source }
-        }
+        NpyError::Io { path, source } => DatasetError::Io { path, source },
+        NpyError::Write(e) => DatasetError::Store(e.into()),
         NpyError::Invalid { path, message } => DatasetError::Npy { path, message },
     }
 }

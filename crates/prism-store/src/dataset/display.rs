@@ -32,7 +32,7 @@ pub enum DisplayError {
     #[error("`{path}`: {message}")]
     Invalid { path: PathBuf, message: String },
     /// HDF5 failed while reading a sample.
-    #[error("`{path}`: reading `{dataset}` failed: {source}")]
+    #[error("`{path}`: reading `{dataset}` failed")]
     Read {
         path: PathBuf,
         dataset: String,
@@ -40,7 +40,7 @@ pub enum DisplayError {
         source: hdf5::Error,
     },
     /// A file or folder could not be read.
-    #[error("`{path}`: {source}")]
+    #[error("cannot read `{path}`")]
     Io {
         path: PathBuf,
         #[source]

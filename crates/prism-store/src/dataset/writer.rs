@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use super::array::{DATA, LABEL};
 use super::{DatasetError, Result};
+use crate::atomic::StagedFile;
 use crate::error::StoreError;
-use crate::h5util::TempTarget;
 
 /// The element type of a written dataset's `data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ impl Default for DataLayout {
 /// Writes a ViRelAy HDF5 dataset batch by batch; the file appears under its name only after
 /// [`DatasetWriter::finish`] (it is written under a temporary name until then).
 pub struct DatasetWriter {
-    target: TempTarget,
+    target: StagedFile,
     _file: hdf5::File,
     data: hdf5::Dataset,
     label: hdf5::Dataset,
@@ -54,7 +54,7 @@ pub struct DatasetWriter {
 impl std::fmt::Debug for DatasetWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatasetWriter")
-            .field("path", &self.target.final_path)
+            .field("path", &self.target.final_path())
             .field("n", &self.n)
             .field("written", &self.written)
             .finish()
@@ -82,15 +82,15 @@ impl DatasetWriter {
         sample_shape: &[usize],
         layout: DataLayout,
     ) -> Result<Self> {
-        let target = TempTarget::new(path.as_ref());
-        let fpath: PathBuf = target.final_path.clone();
+        let target = StagedFile::new(path.as_ref());
+        let fpath: PathBuf = target.final_path().to_path_buf();
         if n == 0 || sample_shape.is_empty() || sample_shape.contains(&0) {
             return Err(usage(
                 &fpath,
                 format!("cannot write a dataset of {n} samples of shape {sample_shape:?}"),
             ));
         }
-        let file = hdf5::File::create(&target.temp_path).map_err(|source| StoreError::Create {
+        let file = hdf5::File::create(target.temp_path()).map_err(|source| StoreError::Create {
             path: fpath.clone(),
             source,
         })?;
@@ -155,7 +155,7 @@ impl DatasetWriter {
         data: &[T],
         labels: &[u32],
     ) -> Result<()> {
-        let path = self.target.final_path.clone();
+        let path = self.target.final_path().to_path_buf();
         if sample_type != self.sample_type {
             return Err(usage(
                 &path,
@@ -240,7 +240,7 @@ impl DatasetWriter {
     pub fn finish(self) -> Result<()> {
         if self.written != self.n {
             return Err(usage(
-                &self.target.final_path,
+                self.target.final_path(),
                 format!("only {} of {} samples were written", self.written, self.n),
             ));
         }
@@ -251,8 +251,15 @@ impl DatasetWriter {
             label,
             ..
         } = self;
-        drop((data, label, _file));
-        target.commit().map_err(DatasetError::Store)
+        drop((data, label));
+        _file.close().map_err(|source| {
+            DatasetError::Store(StoreError::Write {
+                path: target.final_path().to_path_buf(),
+                dataset: "/".into(),
+                source,
+            })
+        })?;
+        target.commit().map_err(|e| DatasetError::Store(e.into()))
     }
 }
 
