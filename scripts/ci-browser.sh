@@ -12,16 +12,17 @@
 #   BIG_POINTS=0 scripts/ci-browser.sh      # skip the 10^6-point measurement
 #   DEMO_DIR=0 scripts/ci-browser.sh        # skip `prism demo --serve` (its screenshot test)
 #
-# `prism demo --serve` writes into $DEMO_DIR (default: $TARGET/browser-demo), kept between
-# runs: the first run attributes and clusters 10 000 digits (minutes in this debug build), later
-# runs reuse the finished steps (seconds).
+# `prism demo --serve` works in $DEMO_DIR (default: $TARGET/tmp/demo, where `cargo test -p
+# prism-cli --test demo` leaves its run, so after scripts/test's cargo test the demo's steps are
+# done), kept between runs: without it the demo attributes and clusters 10 000 digits (minutes
+# in this debug build); with it, it reuses the finished steps (seconds).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 ARTIFACTS=${ARTIFACTS:-$TARGET/browser-artifacts}
 BIG_POINTS=${BIG_POINTS:-1000000}
-DEMO_DIR=${DEMO_DIR:-$TARGET/browser-demo}
+DEMO_DIR=${DEMO_DIR:-$TARGET/tmp/demo}
 [ "$DEMO_DIR" = "0" ] && DEMO_DIR=""
 mkdir -p "$ARTIFACTS"
 
