@@ -10,12 +10,20 @@
 #   scripts/ci-browser.sh                   # generated projects
 #   PROJECT=demo/project.yaml scripts/ci-browser.sh   # test another project (e.g. the demo)
 #   BIG_POINTS=0 scripts/ci-browser.sh      # skip the 10^6-point measurement
+#   DEMO_DIR=0 scripts/ci-browser.sh        # skip `prism demo --serve` (its screenshot test)
+#
+# `prism demo --serve` works in $DEMO_DIR (default: $TARGET/tmp/demo, where `cargo test -p
+# prism-cli --test demo` leaves its run, so after scripts/test's cargo test the demo's steps are
+# done), kept between runs: without it the demo attributes and clusters 10 000 digits (minutes
+# in this debug build); with it, it reuses the finished steps (seconds).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 ARTIFACTS=${ARTIFACTS:-$TARGET/browser-artifacts}
 BIG_POINTS=${BIG_POINTS:-1000000}
+DEMO_DIR=${DEMO_DIR:-$TARGET/tmp/demo}
+[ "$DEMO_DIR" = "0" ] && DEMO_DIR=""
 mkdir -p "$ARTIFACTS"
 
 if ! command -v chromium >/dev/null 2>&1; then
@@ -48,7 +56,12 @@ if [ "$BIG_POINTS" != "0" ]; then
   BIG_PROJECT=$("$TARGET/debug/examples/synth_project" "$WORK/big" --points "$BIG_POINTS")
 fi
 
+if [ -n "$DEMO_DIR" ]; then
+  echo "== the demo into $DEMO_DIR (reuses finished steps)"
+  "$TARGET/debug/prism" demo --output "$DEMO_DIR" | tail -3
+fi
+
 echo "== browser tests ($(chromium --version 2>/dev/null | head -1))"
-PRISM_BIN="$TARGET/debug/prism" PROJECT="$PROJECT" BIG_PROJECT="$BIG_PROJECT" TOKEN_PROJECT="$TOKEN_PROJECT" ARTIFACTS="$ARTIFACTS" GENERATED="$GENERATED" \
+PRISM_BIN="$TARGET/debug/prism" DEMO_DIR="$DEMO_DIR" PROJECT="$PROJECT" BIG_PROJECT="$BIG_PROJECT" TOKEN_PROJECT="$TOKEN_PROJECT" ARTIFACTS="$ARTIFACTS" GENERATED="$GENERATED" \
   node --test --test-concurrency=1 --test-timeout=600000 tests/browser/viewer.test.mjs
 echo "== artefacts in $ARTIFACTS"

@@ -10,6 +10,8 @@
 //   GENERATED     1 when PROJECT is a generated one (stricter checks of the lasso's purity)
 //   TOKEN_PROJECT optional generated token project (`synth_project DIR --tokens T`): selected
 //                 samples show their tokens coloured by relevance
+//   DEMO_DIR      optional output directory of `prism demo --serve` (kept between runs: the
+//                 demo reuses its finished steps, so only the first run attributes and clusters)
 //
 // Run: node --test --test-concurrency=1 tests/browser/viewer.test.mjs
 
@@ -28,18 +30,23 @@ const project = process.env.PROJECT;
 mkdirSync(artifacts, { recursive: true });
 
 /** Starts `prism serve` on a free port; resolves with its URL and the process. */
-function serve(yaml) {
+function serve(yaml, extra = []) {
+  return start(['serve', yaml, '--port', '0', ...extra], 120);
+}
+
+/** Runs `prism ARGS` until it prints the viewer's URL (with its query, if any). */
+function start(args, seconds) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(bin, ['serve', yaml, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '', err = '';
-    const timer = setTimeout(() => reject(new Error(`prism serve did not start in 120 s: ${err}`)), 120000);
+    const timer = setTimeout(() => { proc.kill(); reject(new Error(`prism ${args[0]} printed no URL in ${seconds} s: ${err}`)); }, seconds * 1000);
     proc.stdout.on('data', (d) => {
       out += d;
-      const m = out.match(/http:\/\/[\d.:]+\//);
-      if (m) { clearTimeout(timer); resolve({ url: m[0], proc }); }
+      const m = out.match(/(http:\/\/[\d.:]+\/)(\?\S*)?/);
+      if (m) { clearTimeout(timer); resolve({ url: m[1], link: m[0], out, proc }); }
     });
     proc.stderr.on('data', (d) => { err += d; });
-    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`prism serve exited with ${code}: ${err}`)); });
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`prism ${args[0]} exited with ${code}: ${err}`)); });
   });
 }
 
@@ -299,6 +306,85 @@ test('a token project shows the selected samples as coloured text', { skip: !pro
     await page.close();
   } finally {
     tokens.proc.kill();
+  }
+});
+
+test('with --token: the printed link works, the token leaves the address bar, others get 401', async () => {
+  const guarded = await serve(project, ['--token']);
+  try {
+    assert.match(guarded.link, /\?token=[0-9a-f]{32}$/, guarded.link);
+    const { page, errors } = await openPage(guarded.link);
+    assert.equal(new URL(page.url()).search, '', 'the token is taken out of the address bar');
+    // The UI's own requests (JSON, arrays, images) carry the cookie.
+    await page.click('#legend li[data-cluster="0"]');
+    const srcs = await samplesLoaded(page);
+    assert.ok(srcs.length > 0 && srcs.every((s) => !s.includes('token')), srcs[0]);
+    // A reload (no token in the URL now) still works: the cookie.
+    await page.reload();
+    await ready(page);
+    await snap(page, '12-token');
+    assert.deepEqual(errors, []);
+    await page.close();
+    // Another browser (no cookie): 401 for the page and the API, with or without a wrong token.
+    const other = await browser.newContext();
+    const p2 = await other.newPage();
+    for (const u of [guarded.url, `${guarded.url}api/projects`, `${guarded.url}?token=${'0'.repeat(32)}`]) {
+      const r = await p2.goto(u);
+      assert.equal(r.status(), 401, u);
+    }
+    await other.close();
+  } finally {
+    guarded.proc.kill();
+  }
+});
+
+test('prism demo --serve opens the viewer on its finding, the planted cluster selected', { skip: !process.env.DEMO_DIR }, async () => {
+  // The first run attributes and clusters 10 000 digits (minutes in a debug build); later runs
+  // reuse DEMO_DIR's finished steps.
+  const demo = await start(['demo', '--serve', '--port', '0', '--output', /** @type {string} */ (process.env.DEMO_DIR)], 900);
+  try {
+    const want = new URL(demo.link).searchParams;
+    assert.equal(want.get('category'), 'digit-7', `the planted class: ${demo.link}\n${demo.out}`);
+    assert.match(want.get('clustering') || '', /^kmeans-\d+$/);
+    const cluster = Number(want.get('cluster'));
+    assert.ok(Number.isInteger(cluster) && cluster >= 0, demo.link);
+    assert.ok(demo.out.includes(`cluster ${cluster} of ${want.get('clustering')}`), demo.out);
+    const { page, errors } = await openPage(demo.link);
+    await page.waitForFunction(() => window.prism.data.selectedRows.length > 0, null, { timeout: 60000 });
+    await ready(page);
+    const shown = await page.evaluate(() => {
+      const { state, data } = window.prism;
+      let inCluster = 0, clusterSize = 0;
+      const c = Number(new URL(location.href).searchParams.get('cluster'));
+      for (let i = 0; i < data.clusters.length; i++) if (data.clusters[i] === c) clusterSize++;
+      for (const r of data.selectedRows) if (data.clusters[r] === c) inCluster++;
+      return {
+        category: state.category, clustering: state.clustering, selected: data.selectedRows.length, inCluster, clusterSize,
+        picker: document.querySelector('#category option:checked')?.textContent,
+        clusteringPicker: /** @type {HTMLSelectElement} */ (document.getElementById('clustering')).value,
+        legend: [...document.querySelectorAll('#legend li.selected')].map((li) => /** @type {HTMLElement} */ (li).dataset.cluster),
+        count: document.getElementById('selCount').textContent,
+      };
+    });
+    assert.equal(shown.category, 'digit-7');
+    assert.ok(shown.picker.includes('digit-7'), shown.picker);
+    assert.equal(shown.clustering, want.get('clustering'));
+    assert.equal(shown.clusteringPicker, want.get('clustering'));
+    assert.deepEqual(shown.legend, [String(cluster)], 'the legend marks the selected cluster');
+    assert.equal(shown.selected, shown.clusterSize, 'exactly the cluster is selected');
+    assert.equal(shown.inCluster, shown.clusterSize);
+    assert.equal(shown.count, String(shown.clusterSize));
+    // The report's size of the suspicious cluster is the selection's.
+    assert.ok(demo.out.includes(`digit-7: ${shown.clusterSize} samples (cluster ${cluster} `), demo.out);
+    // Categories in natural order: digit-0 … digit-9.
+    const cats = await page.evaluate(() => [...document.querySelectorAll('#category option')].map((o) => /** @type {HTMLOptionElement} */ (o).value));
+    assert.deepEqual(cats, [...Array(10).keys()].map((k) => `digit-${k}`));
+    await samplesLoaded(page);
+    await snap(page, '11-demo-finding');
+    assert.deepEqual(errors, []);
+    await page.close();
+  } finally {
+    demo.proc.kill();
   }
 });
 

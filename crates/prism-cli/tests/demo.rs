@@ -9,8 +9,15 @@ use prism_store::{AnalysisFile, AttrValue, Project};
 
 #[test]
 fn demo_finds_the_planted_shortcut() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("demo");
+    // Kept under the target directory, fresh each run: scripts/ci-browser.sh then shows this
+    // output in the browser (`prism demo --serve` reuses its finished steps) instead of running
+    // the demo again.
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo");
+    match std::fs::remove_dir_all(&out) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => panic!("cannot clear {}: {e}", out.display()),
+    }
     let res = Command::new(env!("CARGO_BIN_EXE_prism"))
         .args(["demo", "--output"])
         .arg(&out)

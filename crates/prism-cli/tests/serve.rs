@@ -122,3 +122,70 @@ fn serve_help_has_an_example() {
     assert!(text.contains("prism serve project.yaml"), "{text}");
     assert!(text.contains("127.0.0.1"), "{text}");
 }
+
+#[test]
+fn serve_refuses_a_network_address_without_allow_remote() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = small().write(&dir.path().join("p")).unwrap();
+    let y = yaml.to_str().unwrap();
+    for host in ["0.0.0.0", "::", "192.0.2.1"] {
+        let e = fails(&["serve", y, "--port", "0", "--host", host]);
+        assert!(e.contains("not a loopback address"), "{e}");
+        assert!(e.contains("--allow-remote"), "{e}");
+    }
+    let e = fails(&["serve", y, "--port", "0", "--token=short"]);
+    assert!(e.contains("--token") && e.contains("16"), "{e}");
+}
+
+/// Starts `prism serve` with `args`; returns the server, its first line of output and its first
+/// line on stderr (a warning).
+fn start(args: &[&str]) -> (Server, String, String) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let server = Server(child);
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    // The warning comes before the address.
+    let mut warning = String::new();
+    err.read_line(&mut warning).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    (server, line, warning)
+}
+
+#[test]
+fn serve_on_all_interfaces_warns_and_answers_with_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = small().write(&dir.path().join("p")).unwrap();
+    let (_server, line, warning) = start(&[
+        "serve",
+        yaml.to_str().unwrap(),
+        "--port",
+        "0",
+        "--host",
+        "0.0.0.0",
+        "--allow-remote",
+        "--token",
+    ]);
+    assert!(warning.starts_with("warning:"), "{warning}");
+    assert!(warning.contains("0.0.0.0"), "{warning}");
+    // The printed URL opens on loopback and carries a generated token.
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    let (addr, token) = url
+        .strip_prefix("http://")
+        .and_then(|r| r.split_once("/?token="))
+        .unwrap_or_else(|| panic!("no token in {url}"));
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    assert_eq!(token.len(), 32, "{token}");
+    assert_eq!(get(addr, "/api/projects").0, 401);
+    assert_eq!(get(addr, &format!("/api/projects?token={token}")).0, 200);
+}

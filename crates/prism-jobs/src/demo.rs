@@ -216,6 +216,15 @@ pub fn run_demo(
 }
 
 impl DemoReport {
+    /// The most suspicious cluster (the largest share of relevance in a corner), with its
+    /// class's finding: what `prism demo --serve` opens the viewer on.
+    pub fn suspect(&self) -> Option<(&Finding, &CornerCluster)> {
+        self.findings
+            .iter()
+            .filter_map(|f| f.corner.as_ref().map(|c| (f, c)))
+            .max_by(|a, b| a.1.share.total_cmp(&b.1.share))
+    }
+
     /// What SpRAy found, as the demo prints it: one line per class, then the suspects.
     pub fn summary(&self) -> String {
         let mut s = String::new();
@@ -237,14 +246,14 @@ impl DemoReport {
                 // Writing into a String cannot fail.
                 let _ = writeln!(
                     s,
-                    "\n=> {}: {} samples (cluster {} of kmeans-{:02}) form their own strategy, \
+                    "\n=> {}: {} samples (cluster {} of {}) form their own strategy, \
                      relying on the {} corner ({:.0}% of their relevance there, {:.0}% for the \
                      rest of the class). A likely \"Clever Hans\" shortcut: look at them in the \
                      viewer.",
                     f.category,
                     c.size,
                     c.cluster,
-                    f.k,
+                    f.clustering(),
                     c.corner,
                     100.0 * c.share,
                     100.0 * c.rest_share
@@ -276,6 +285,11 @@ pub struct CornerCluster {
 }
 
 impl Finding {
+    /// The name of the clustering the finding is about (`kmeans-02`).
+    pub fn clustering(&self) -> String {
+        clustering_name(self.k)
+    }
+
     /// The class's line of the report.
     pub fn line(&self) -> String {
         let sizes: Vec<String> = self.cluster_sizes.iter().map(|s| s.to_string()).collect();
@@ -288,6 +302,11 @@ impl Finding {
             sizes.join(", ")
         )
     }
+}
+
+/// The name of SpRAy's k-means clustering with `k` clusters.
+fn clustering_name(k: usize) -> String {
+    format!("kmeans-{k:02}")
 }
 
 const CORNERS: [&str; 4] = ["top-left", "top-right", "bottom-left", "bottom-right"];
@@ -328,7 +347,7 @@ pub fn findings(attribution: &Path, analysis: &Path) -> Result<Vec<Finding>, Dem
         let clustering = cat
             .clusterings
             .iter()
-            .find(|c| c.name == format!("kmeans-{k:02}"));
+            .find(|c| c.name == clustering_name(k));
         let Some(clustering) = clustering else {
             out.push(Finding {
                 category: name,

@@ -321,6 +321,24 @@ def test_project_and_serve(project_dir):
     with pytest.raises(PrismError):
         _prism.serve([str(project_dir / "missing.yaml")], port=0)
 
+    # A token: the URL carries it; a request without it gets 401.
+    server = _prism.serve([str(yaml)], port=0, token=True)
+    try:
+        base, token = server.url.split("?token=")
+        assert len(token) == 32
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base + "api/projects", timeout=10)
+        assert refused.value.code == 401
+        with urllib.request.urlopen(base + "api/projects?token=" + token, timeout=10) as reply:
+            assert reply.status == 200
+    finally:
+        server.stop()
+    with pytest.raises(InvalidArgumentError, match="16"):
+        _prism.serve([str(yaml)], port=0, token="short")
+    # Another address than loopback needs allow_remote.
+    with pytest.raises(PrismError, match="allow_remote"):
+        _prism.serve([str(yaml)], port=0, host="0.0.0.0")
+
 
 def test_evaluate_writes_a_report_like_the_cli(work):
     rng = np.random.default_rng(0)

@@ -38,9 +38,7 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (self.0, Json(json!({ "errorMessage": self.1 }))).into_response();
-        nosniff(&mut r);
-        r
+        (self.0, Json(json!({ "errorMessage": self.1 }))).into_response()
     }
 }
 
@@ -59,17 +57,17 @@ fn not_found(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, msg.into())
 }
 
-fn nosniff(r: &mut Response) {
-    r.headers_mut().insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-}
-
 type ApiResult = Result<Response, ApiError>;
 
-/// The router over a workspace, with a response cache of `cache_bytes`.
+/// The router over a workspace, with a response cache of `cache_bytes`; every answer carries the
+/// security headers of [`crate::guard`]. It checks neither `Host` nor a token: [`crate::serve`]
+/// adds those checks.
 pub fn router(ws: Arc<Workspace>, cache_bytes: usize) -> Router {
+    routes(ws, cache_bytes).layer(axum::middleware::from_fn(crate::guard::headers))
+}
+
+/// The routes alone.
+pub(crate) fn routes(ws: Arc<Workspace>, cache_bytes: usize) -> Router {
     let state = Arc::new(AppState {
         ws,
         cache: ByteCache::new(cache_bytes),
@@ -212,7 +210,6 @@ fn bytes_response(entry: Entry) -> Response {
             ),
         );
     }
-    nosniff(&mut r);
     r
 }
 
@@ -968,7 +965,6 @@ async fn static_asset(uri: Uri) -> Response {
             let mut r = ([(header::CONTENT_TYPE, content_type)], body).into_response();
             r.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            nosniff(&mut r);
             r
         }
         None => not_found(format!("no file `{path}`")).into_response(),

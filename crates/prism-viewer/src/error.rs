@@ -37,6 +37,10 @@ pub enum ViewerError {
     /// Rendering an image failed.
     #[error(transparent)]
     Heatmap(#[from] prism_heatmap::HeatmapError),
+    /// The server's access settings are refused (a short token, a non-loopback address without
+    /// `allow_remote`, a malformed allowed host name), or no token could be made.
+    #[error("{0}")]
+    Access(String),
     /// Decoding an image of an image-directory dataset failed.
     #[error("`{path}`: cannot decode the image: {message}")]
     Image { path: PathBuf, message: String },

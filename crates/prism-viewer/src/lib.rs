@@ -10,9 +10,13 @@
 //! Projects over a token dataset (`type: tokens`) show each sample as its text coloured by
 //! relevance: the HTML page of `prism heatmap --tokens`, served without scripts.
 //!
-//! The server binds 127.0.0.1 unless told otherwise, only answers GET, never writes, and takes no
-//! file paths from requests: samples, projects and analyses are addressed by number and name.
-//! Bad parameters get a 4xx status with `{"errorMessage": …}`.
+//! The server binds 127.0.0.1 unless told otherwise (another address needs
+//! [`ServeOptions::allow_remote`]), only answers GET, never writes, and takes no file paths from
+//! requests: samples, projects and analyses are addressed by number and name. Bad parameters get
+//! a 4xx status with `{"errorMessage": …}`. On a shared machine ([`guard`]): requests whose
+//! `Host` does not name the server are refused (DNS rebinding), an optional token must come with
+//! every request, and every answer carries a restrictive Content-Security-Policy, `nosniff`,
+//! `no-referrer`, no framing and no CORS header.
 //!
 //! It does not compute anything (attributions: `prism-attribution`; analyses:
 //! `prism-analysis`); [`synthetic`] writes small generated projects for tests and benchmarks.
@@ -22,6 +26,8 @@ mod assets;
 pub mod cache;
 pub mod dataset;
 pub mod error;
+pub mod guard;
+pub mod natural;
 mod render;
 pub mod synthetic;
 pub mod workspace;
@@ -43,6 +49,15 @@ pub struct ServeOptions {
     pub port: u16,
     /// Bytes of rendered images and arrays kept in memory.
     pub cache_bytes: usize,
+    /// Allow an address other than a loopback one (`0.0.0.0`, a network interface): anyone who
+    /// can reach the machine can then read the projects (consider `token`). Without it such a
+    /// `host` is an error.
+    pub allow_remote: bool,
+    /// Host names (no port) answered besides IP addresses and `localhost`, e.g. the machine's
+    /// name on the network; requests naming any other host are refused (see [`guard`]).
+    pub allowed_hosts: Vec<String>,
+    /// A token every request must present (see [`guard`]; [`guard::generate_token`] makes one).
+    pub token: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -51,8 +66,45 @@ impl Default for ServeOptions {
             host: "127.0.0.1".into(),
             port: 8080,
             cache_bytes: 256 << 20,
+            allow_remote: false,
+            allowed_hosts: Vec::new(),
+            token: None,
         }
     }
+}
+
+/// The address a browser opens for a server bound to `addr`: a wildcard address (`0.0.0.0`,
+/// `::`) becomes the loopback one. `query` (already encoded pairs, see [`url_encode`]) follows
+/// `?`: the token and the UI's view state (`category`, `clustering`, `cluster`, …; see
+/// `docs/viewer.md`).
+pub fn browser_url(addr: SocketAddr, query: &[(&str, &str)]) -> String {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+        ip if ip.is_unspecified() => "[::1]".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    let mut url = format!("http://{host}:{}/", addr.port());
+    for (i, (k, v)) in query.iter().enumerate() {
+        url.push(if i == 0 { '?' } else { '&' });
+        url.push_str(&url_encode(k));
+        url.push('=');
+        url.push_str(&url_encode(v));
+    }
+    url
+}
+
+/// Percent-encodes everything but `A-Z a-z 0-9 - . _ ~` (a query parameter's name or value).
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Serves `workspace` until Ctrl-C (or SIGTERM); `ready` gets the bound address once the server
@@ -79,9 +131,31 @@ fn serve_until(
             message: "cannot start the async runtime".into(),
             source,
         })?;
+    let access = Arc::new(guard::Access::new(
+        &options.allowed_hosts,
+        options.token.clone(),
+    )?);
     runtime.block_on(async move {
         let addr = format!("{}:{}", options.host, options.port);
-        let listener = tokio::net::TcpListener::bind(&addr)
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&addr)
+            .await
+            .map_err(|source| ViewerError::Server {
+                message: format!("cannot resolve {addr}"),
+                source,
+            })?
+            .collect();
+        if !options.allow_remote {
+            if let Some(a) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+                return Err(ViewerError::Access(format!(
+                    "{addr} ({}) is not a loopback address: the viewer would be reachable from \
+                     other machines, and anyone who reaches it reads the projects; allow it \
+                     explicitly (`--allow-remote`, in Python `allow_remote=True`; consider a \
+                     token), or bind 127.0.0.1",
+                    a.ip()
+                )));
+            }
+        }
+        let listener = tokio::net::TcpListener::bind(&addrs[..])
             .await
             .map_err(|source| ViewerError::Server {
                 message: format!("cannot listen on {addr} (is the port in use?)"),
@@ -94,7 +168,9 @@ fn serve_until(
                 source,
             })?;
         ready(local);
-        let app = router(Arc::new(workspace), options.cache_bytes);
+        let app = api::routes(Arc::new(workspace), options.cache_bytes)
+            .layer(axum::middleware::from_fn_with_state(access, guard::check))
+            .layer(axum::middleware::from_fn(guard::headers));
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

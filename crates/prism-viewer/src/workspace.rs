@@ -36,7 +36,8 @@ pub struct AttributionRow {
 pub struct Analysis {
     pub method: String,
     files: Vec<AnalysisFile>,
-    /// Category name → file number, in file order (first file wins on duplicates).
+    /// Category name → file number (first file wins on duplicates), in natural order of the names
+    /// (`digit-2` before `digit-10`; see [`crate::natural`]).
     pub categories: Vec<(String, usize)>,
     meta: Mutex<HashMap<String, Arc<CategoryMeta>>>,
 }
@@ -138,6 +139,8 @@ impl LoadedProject {
                 }
                 files.push(file);
             }
+            // Natural order (digit-2 before digit-10), whatever order the files store.
+            categories.sort_by(|a, b| crate::natural::cmp(&a.0, &b.0));
             analyses.push(Analysis {
                 method: spec.method.clone(),
                 files,
@@ -240,11 +243,14 @@ impl Analysis {
             .into_iter()
             .map(|e| (e.name, e.dim, e.eigenvalue))
             .collect();
+        // Family, then k: kmeans-02 before kmeans-10 (files store them in any order).
+        let mut clusterings = reader.clusterings()?;
+        crate::natural::sort(&mut clusterings);
         let meta = Arc::new(CategoryMeta {
             name: category.to_string(),
             n: reader.len()?,
             embeddings,
-            clusterings: reader.clusterings()?,
+            clusterings,
             eigengap_suggested_k: reader.int_attr("eigengap_suggested_k")?,
         });
         self.meta

@@ -76,7 +76,11 @@ impl Reply {
 
 /// A raw HTTP/1.1 request: the target is sent exactly as given (no normalisation).
 fn request(method: &str, target: &str) -> Reply {
-    let mut s = TcpStream::connect(server()).unwrap();
+    request_to(server(), method, target)
+}
+
+fn request_to(addr: SocketAddr, method: &str, target: &str) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
         "{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
@@ -449,4 +453,89 @@ fn virelay_typed_analysis_files_are_read() {
         a.clustering("00000000", "kmeans-02").unwrap().unwrap(),
         [1, 0, 1, -1]
     );
+}
+
+#[test]
+fn categories_and_clusterings_are_listed_in_natural_order() {
+    use prism_store::{AnalysisWriter, Category, Clustering, Embedding};
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = SyntheticProject {
+        classes: 10,
+        per_class: 2,
+        ..small("natural", DatasetKind::Hdf5)
+    }
+    .write(&dir.path().join("p"))
+    .unwrap();
+    // Categories and clusterings written in an order that is neither natural nor plain string
+    // order (HDF5 lists groups in string order: digit-10 before digit-2).
+    let path = dir.path().join("p/analysis.h5");
+    std::fs::remove_file(&path).unwrap();
+    let mut w = AnalysisWriter::create(&path).unwrap();
+    let written = [10, 2, 1, 0, 9, 3, 11];
+    for k in written {
+        let labels = vec![0, 1];
+        let clustering = |name: &str| Clustering {
+            name: name.into(),
+            labels: labels.clone(),
+            attrs: vec![],
+        };
+        w.write_category(&Category {
+            name: format!("digit-{k}"),
+            index: vec![0, 1],
+            embeddings: vec![Embedding {
+                name: "tsne".into(),
+                dim: 2,
+                values: vec![0.0, 1.0, 2.0, 3.0],
+                eigenvalue: None,
+                attrs: vec![],
+            }],
+            clusterings: vec![
+                clustering("kmeans-10"),
+                clustering("kmeans-02"),
+                clustering("dbscan-eps=0.5"),
+                clustering("kmeans-03"),
+                clustering("agglomerative-10"),
+                clustering("kmeans-2"),
+            ],
+            attrs: vec![],
+        })
+        .unwrap();
+    }
+    w.finish().unwrap();
+    let server = prism_viewer::spawn(
+        Workspace::open(&[yaml]).unwrap(),
+        &ServeOptions {
+            port: 0,
+            ..ServeOptions::default()
+        },
+    )
+    .unwrap();
+    let p = request_to(server.addr(), "GET", "/api/projects/0").json();
+    let m = &p["analysisMethods"][0];
+    let names: Vec<&str> = m["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["digit-0", "digit-1", "digit-2", "digit-3", "digit-9", "digit-10", "digit-11"]
+    );
+    let want = [
+        "agglomerative-10",
+        "dbscan-eps=0.5",
+        "kmeans-02",
+        "kmeans-2",
+        "kmeans-03",
+        "kmeans-10",
+    ];
+    assert_eq!(m["clusterings"], serde_json::json!(want));
+    let meta = request_to(
+        server.addr(),
+        "GET",
+        "/api/projects/0/analyses/spectral_analysis/category?category=digit-10",
+    )
+    .json();
+    assert_eq!(meta["clusterings"], serde_json::json!(want));
 }

@@ -231,7 +231,7 @@ function renderLegend() {
     sw.className = 'swatch';
     sw.style.background = `rgb(${clusterColor(c, n).join(',')})`;
     const name = document.createElement('span');
-    name.textContent = c < 0 ? 'Noise' : `Cluster ${c + 1}`;
+    name.textContent = c < 0 ? 'Noise' : `Cluster ${c}`;
     const count = document.createElement('span');
     count.className = 'count';
     count.textContent = String(size);
@@ -256,9 +256,24 @@ function applySelection(mask, op) {
   for (let i = 0; i < sel.length; i++) if (sel[i]) rows.push(i);
   data.selectedRows = rows;
   scatter.setSelection(sel);
+  markSelectedClusters();
   $('selCount').textContent = String(rows.length);
   updateStatus();
   renderSamples(true);
+}
+
+/** Marks the legend entries of clusters that are selected whole. */
+function markSelectedClusters() {
+  const all = new Map(), picked = new Map();
+  for (let i = 0; i < data.clusters.length; i++) {
+    const c = data.clusters[i];
+    all.set(c, (all.get(c) || 0) + 1);
+    if (data.selection[i]) picked.set(c, (picked.get(c) || 0) + 1);
+  }
+  for (const li of $('legend').children) {
+    const c = Number(li.dataset.cluster);
+    li.classList.toggle('selected', (picked.get(c) || 0) > 0 && picked.get(c) === all.get(c));
+  }
 }
 
 function updateStatus() {
@@ -334,8 +349,11 @@ function sampleCell(k, cols, cellW, cellH) {
   const cap = document.createElement('div');
   cap.className = 'caption';
   const c = data.clusters[row];
-  const dot = `<span class="dot" style="background: rgb(${clusterColor(c, scatter.nClusters).join(',')})"></span>`;
-  cap.innerHTML = `${dot}#${index} · ${c < 0 ? 'noise' : `cluster ${c + 1}`}`;
+  // Built as elements: the Content-Security-Policy allows no inline style attribute.
+  const dot = document.createElement('span');
+  dot.className = 'dot';
+  dot.style.background = `rgb(${clusterColor(c, scatter.nClusters).join(',')})`;
+  cap.append(dot, `#${index} · ${c < 0 ? 'noise' : `cluster ${c}`}`);
   const lab = document.createElement('div');
   lab.className = 'caption labels';
   lab.textContent = '…';
@@ -413,7 +431,7 @@ function onHover(i, x, y) {
       img.style.imageRendering = pixelated(img) ? 'pixelated' : 'auto';
     }
     const cap = document.createElement('div');
-    cap.textContent = `#${index} · ${c < 0 ? 'noise' : `cluster ${c + 1}`}`;
+    cap.textContent = `#${index} · ${c < 0 ? 'noise' : `cluster ${c}`}`;
     box.append(img, cap);
     const w = box.parentElement.clientWidth;
     box.style.left = `${Math.min(x + 14, w - (isTokens() ? 380 : 150))}px`;
@@ -507,6 +525,7 @@ async function wantFromHash() {
     colorMap: h.get('colorMap') ?? undefined,
     mode: h.get('mode') ?? h.get('imageMode') ?? undefined,
     sampling: h.get('sampling') ?? undefined,
+    cluster: num('cluster'),
     selectionText: sel,
     selection: sel ? null : vectors ? (index) => maskFromIndices(vectors.split(','), index) : null,
   };
@@ -579,6 +598,7 @@ function setTool(tool) {
 }
 
 async function main() {
+  forgetToken();
   scatter = new Scatter($('gl'), $('shapes'));
   scatter.onSelect = (mask, op) => applySelection(mask, op);
   scatter.onHover = onHover;
@@ -658,10 +678,25 @@ async function restoreFromHash() {
     // The selection is decoded once the category's size is known.
     await selectProject(id, { ...want, selection: null });
     applySelection(await decodeSelection(want.selectionText, data.index.length), 'replace');
+  } else if (want.cluster !== undefined) {
+    // `cluster=N`: the points of cluster N of the shown clustering (as stored; -1 noise).
+    await selectProject(id, { ...want, selection: null });
+    const c = want.cluster;
+    if (!data.clusters.includes(c)) throw new Error(`clustering ${state.clustering} of ${state.category} has no cluster ${c}`);
+    applySelection(Uint8Array.from(data.clusters, (x) => (x === c ? 1 : 0)), 'replace');
   } else {
     await selectProject(id, want);
   }
   refreshImages();
+}
+
+/** Takes a `token` query parameter out of the address bar (the server has set its cookie), so
+ * that bookmarks, screenshots and share links do not carry it. */
+function forgetToken() {
+  const u = new URL(location.href);
+  if (!u.searchParams.has('token')) return;
+  u.searchParams.delete('token');
+  history.replaceState(null, '', u.pathname + (u.searchParams.toString() ? `?${u.searchParams}` : '') + u.hash);
 }
 
 window.prism = {

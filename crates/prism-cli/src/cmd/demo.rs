@@ -33,7 +33,7 @@ use super::attribute::{cli_error, Bar};
 ///
 ///   prism demo --output /tmp/prism-demo
 ///
-///   prism demo --serve          # then browse http://127.0.0.1:8080
+///   prism demo --serve          # the viewer on the finding: class, clustering, cluster
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct DemoArgs {
@@ -43,7 +43,8 @@ pub struct DemoArgs {
     /// Redo every step from scratch.
     #[arg(long)]
     pub force: bool,
-    /// Then open the project in the viewer (`prism serve`) on this port.
+    /// Then open the project in the viewer (`prism serve`): the printed link shows the
+    /// suspicious cluster selected.
     #[arg(long)]
     pub serve: bool,
     /// Port of the viewer with --serve.
@@ -127,15 +128,28 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         e => e.into(),
     })?;
     print!("{}", report.summary());
-    let project = report.project;
+    let project = report.project.clone();
     if args.serve {
         println!("\nProject: {}; opening the viewer", project.display());
-        return super::serve::run(&super::serve::ServeArgs {
-            projects: vec![project],
-            host: "127.0.0.1".into(),
-            port: args.port,
-            cache_mib: 256,
+        // The viewer opens on the finding: the class, the clustering, the suspicious cluster.
+        let view = report.suspect().map(|(f, c)| {
+            println!(
+                "The link below opens {}, {}, cluster {} selected.",
+                f.category,
+                f.clustering(),
+                c.cluster
+            );
+            (f.category.clone(), f.clustering(), c.cluster.to_string())
         });
+        let query: Vec<(&str, &str)> = match &view {
+            Some((category, clustering, cluster)) => vec![
+                ("category", category),
+                ("clustering", clustering),
+                ("cluster", cluster),
+            ],
+            None => Vec::new(),
+        };
+        return super::serve::run_on(&super::serve::ServeArgs::local(project, args.port), &query);
     }
     println!(
         "\nProject: {} (look at it with `prism serve {}` or `prism demo --serve`, or in ViRelAy)",

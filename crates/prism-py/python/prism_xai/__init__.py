@@ -843,7 +843,8 @@ _servers_lock = threading.Lock()
 
 
 def serve(project: Union[PathLike, Sequence[PathLike]], port: int = 8080,
-          host: str = "127.0.0.1", *, cache_mib: int = 256) -> str:
+          host: str = "127.0.0.1", *, cache_mib: int = 256, allow_remote: bool = False,
+          allowed_hosts: Sequence[str] = (), token: Union[bool, str, None] = None) -> str:
     """Starts the viewer in the background (a thread of this process) and returns its URL.
 
     Parameters
@@ -853,22 +854,39 @@ def serve(project: Union[PathLike, Sequence[PathLike]], port: int = 8080,
     port : int, optional
         Default 8080; 0 picks a free port.
     host : str, optional
-        Default "127.0.0.1" (this machine only); "0.0.0.0" serves the network.
+        Default "127.0.0.1" (this machine only); any other address (e.g. "0.0.0.0", the
+        network) needs ``allow_remote=True``.
     cache_mib : int, optional
         The image cache's size; default 256.
+    allow_remote : bool, optional
+        Allow a non-loopback ``host``: anyone who reaches the machine can read the projects
+        (consider ``token``).
+    allowed_hosts : list of str, optional
+        Host names answered besides IP addresses and "localhost" (e.g. the machine's name on
+        the network); requests naming another host are refused (a guard against DNS rebinding).
+    token : bool or str, optional
+        ``True`` makes a random token, a string (16+ characters of ``A-Z a-z 0-9 - . _ ~``) is
+        the token: every request must then present it. The returned URL carries it
+        (``?token=…``); the browser keeps it in a cookie.
 
     Returns
     -------
     str
-        The viewer's URL. :func:`stop` stops it (it stops with the process too).
+        The viewer's URL (with ``?token=…`` if a token is required). :func:`stop` stops it (it
+        stops with the process too).
 
     Raises
     ------
     ViewerError
-        The port is taken or a project cannot be read.
+        The port is taken, a project cannot be read, or ``host`` is not a loopback address
+        and ``allow_remote`` is false.
+    InvalidArgumentError
+        The token is too short or holds other characters.
     """
     projects = [project] if isinstance(project, (str, os.PathLike)) else list(project)
-    server = _prism.serve(_paths(projects), host=host, port=port, cache_mib=cache_mib)
+    server = _prism.serve(_paths(projects), host=host, port=port, cache_mib=cache_mib,
+                          allow_remote=allow_remote, allowed_hosts=list(allowed_hosts),
+                          token=token)
     with _servers_lock:
         _servers[server.url] = server
     return server.url

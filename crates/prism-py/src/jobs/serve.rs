@@ -24,15 +24,23 @@ pub struct Server {
 }
 
 /// Serves ViRelAy projects in the browser, like `prism serve`, from a background thread:
-/// returns once the server listens. `port=0` picks a free port (see `Server.url`).
+/// returns once the server listens. `port=0` picks a free port (see `Server.url`). A
+/// non-loopback `host` needs `allow_remote=True`; `allowed_hosts` are host names answered
+/// besides IP addresses and `localhost`; `token=True` makes a random token, a string is the
+/// token (`Server.url` carries it).
 #[pyfunction]
-#[pyo3(signature = (projects, *, host="127.0.0.1".to_string(), port=8080, cache_mib=256))]
+#[pyo3(signature = (projects, *, host="127.0.0.1".to_string(), port=8080, cache_mib=256,
+    allow_remote=false, allowed_hosts=Vec::new(), token=None))]
+#[allow(clippy::too_many_arguments)]
 fn serve(
     py: Python<'_>,
     projects: &Bound<'_, PyAny>,
     host: String,
     port: u16,
     cache_mib: usize,
+    allow_remote: bool,
+    allowed_hosts: Vec<String>,
+    token: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Server> {
     let projects: Vec<PathBuf> = match projects.extract::<PathBuf>() {
         Ok(one) => vec![one],
@@ -46,33 +54,50 @@ fn serve(
     if projects.is_empty() {
         return Err(invalid("serve: `projects` names no project file"));
     }
+    let token = match token {
+        None => None,
+        Some(t) => match t.extract::<bool>() {
+            Ok(false) => None,
+            Ok(true) => Some(
+                prism_viewer::guard::generate_token().map_err(|e| from_lib(Kind::Viewer, &e))?,
+            ),
+            Err(_) => Some(t.extract::<String>().map_err(|_| {
+                invalid(format!(
+                    "serve: `token` must be True, False, None or a string, got {}",
+                    super::describe(t)
+                ))
+            })?),
+        },
+    };
+    if let Some(t) = &token {
+        prism_viewer::guard::validate_token(t)
+            .map_err(|e| invalid(format!("serve: `token`: {e}")))?;
+    }
     let options = ServeOptions {
         host,
         port,
         cache_bytes: cache_mib.max(1) << 20,
+        allow_remote,
+        allowed_hosts,
+        token: token.clone(),
     };
     let server = runtime::compute(py, || {
         let workspace = Workspace::open(&projects)?;
         prism_viewer::spawn(workspace, &options)
     })
     .map_err(|e| from_lib(Kind::Viewer, &e))?;
-    let addr = server.addr();
-    // A wildcard address is not one a browser can open: name the loopback address instead.
-    let host = match addr.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
-        ip if ip.is_unspecified() => "[::1]".to_string(),
-        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-        ip => ip.to_string(),
-    };
+    // A wildcard address is not one a browser can open: the URL names the loopback address.
+    let query: Vec<(&str, &str)> = token.iter().map(|t| ("token", t.as_str())).collect();
     Ok(Server {
-        url: format!("http://{host}:{}/", addr.port()),
+        url: prism_viewer::browser_url(server.addr(), &query),
         server: Mutex::new(Some(server)),
     })
 }
 
 #[pymethods]
 impl Server {
-    /// The address the viewer answers on, e.g. `http://127.0.0.1:8080/`.
+    /// The address the viewer answers on, e.g. `http://127.0.0.1:8080/` (with `?token=…` when
+    /// it needs a token).
     #[getter]
     fn url(&self) -> &str {
         &self.url
