@@ -220,3 +220,27 @@ fn torchvision_models_match_onnxruntime() {
         assert!(err <= 1e-3, "{name}: max abs error {err}");
     }
 }
+
+/// Found by fuzzing (`fuzz/run.sh onnx`): a `ConstantOfShape` whose constant shape input asks
+/// for ~2⁵³ elements aborted the process (a failed 87 PB allocation) while specialising. A
+/// folded constant's size is now checked before it is allocated.
+#[test]
+fn a_huge_folded_constant_is_an_error_not_an_abort() {
+    let path = fixtures().join("errors/fuzz_constant_of_shape_huge.onnx");
+    let graph = prism_model::onnx::load(&path).unwrap();
+    let shapes: Vec<Vec<usize>> = (0..graph.inputs.len())
+        .map(|i| {
+            graph
+                .input_dims(i)
+                .iter()
+                .map(|d| match d {
+                    prism_model::Dim::Fixed(n) => *n,
+                    prism_model::Dim::Symbolic(_) => 2,
+                })
+                .collect()
+        })
+        .collect();
+    let e = graph.specialize(&shapes).unwrap_err().to_string();
+    assert!(e.contains("the most Prism folds into a constant"), "{e}");
+    assert!(e.contains("ConstantOfShape"), "{e}");
+}
