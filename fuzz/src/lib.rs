@@ -26,8 +26,11 @@ pub mod targets {
     pub mod viewer_api;
 }
 
+/// A target: feeds one input to its parser.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (the name of its libFuzzer binary and of its corpus folder).
-pub const TARGETS: [(&str, fn(&[u8])); 12] = [
+pub const TARGETS: [(&str, Target); 12] = [
     ("onnx", targets::onnx::run),
     ("npy", targets::npy::run),
     ("hdf5_attribution", targets::hdf5_attribution::run),

@@ -135,7 +135,7 @@ impl Graph {
                     })?;
                 let dims: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
                 let fill = value.to_f64().data().first().copied().unwrap_or(0.0);
-                let n = folded_elements(node, &[dims.clone()])?;
+                let n = folded_elements(node, std::slice::from_ref(&dims))?;
                 let c = match value.dtype() {
                     DType::I64 => Constant::i64(Tensor::from_parts(dims, vec![fill as i64; n])),
                     DType::F64 => Constant::F64(Arc::new(Tensor::from_parts(dims, vec![fill; n]))),

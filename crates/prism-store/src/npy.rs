@@ -104,18 +104,35 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// The most header bytes [`header_tuple_overflows`] looks at (NumPy writes headers of a few
-/// hundred bytes; a longer one is left to npyz, which reads it in full).
+/// The most header bytes [`refuse_header`] looks at (NumPy writes headers of a few hundred
+/// bytes; a longer one is left to npyz, which reads it in full).
 const HEADER_SCAN_BYTES: u64 = 1 << 16;
 
-/// Whether a tuple of integers in the header (the shape, or a sub-array's shape in the type)
-/// has a product, zero-length axes counted as 1, beyond `u64`. npyz multiplies the shape
-/// without checking (a panic with overflow checks, a wrapped element count without), so such a
-/// header must be refused before npyz reads it. Leaves the file at its start.
-fn header_tuple_overflows(file: &mut File) -> std::io::Result<bool> {
+/// The deepest nesting of brackets a header may have: NumPy's own headers nest a few levels (a
+/// structured type with sub-arrays), and npyz's parser takes time exponential in the depth
+/// (a header of 100 `[` took seconds).
+const MAX_HEADER_NESTING: usize = 16;
+
+/// Checks a header before npyz parses it, for what npyz does not survive: brackets nested
+/// deeper than [`MAX_HEADER_NESTING`], or a tuple of integers (the shape, or a sub-array's
+/// shape in the type) whose product, zero-length axes counted as 1, is beyond `u64` (npyz
+/// multiplies the shape unchecked: a panic with overflow checks, a wrapped element count
+/// without). Returns why the header is refused; leaves the file at its start.
+fn refuse_header(file: &mut File) -> std::io::Result<Option<&'static str>> {
     let mut head = Vec::new();
     Read::take(&mut *file, HEADER_SCAN_BYTES).read_to_end(&mut head)?;
     file.seek(SeekFrom::Start(0))?;
+    let mut depth = 0usize;
+    for &b in &head {
+        match b {
+            b'[' | b'(' | b'{' => depth += 1,
+            b']' | b')' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_HEADER_NESTING {
+            return Ok(Some("the header's brackets are nested too deeply"));
+        }
+    }
     let text = String::from_utf8_lossy(&head);
     for (at, _) in text.match_indices('(') {
         let inner = &text[at + 1..];
@@ -136,11 +153,15 @@ fn header_tuple_overflows(file: &mut File) -> std::io::Result<bool> {
                 .and_then(|d| product.checked_mul(d.max(1)))
             {
                 Some(p) => product = p,
-                None => return Ok(true),
+                None => {
+                    return Ok(Some(
+                        "the header's shape is too large to be an array in memory",
+                    ))
+                }
             }
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 /// An open `.npy` array: its header read and checked, its data read on demand.
@@ -164,14 +185,12 @@ impl NpyArray {
             path: path.to_path_buf(),
             source,
         })?;
-        if header_tuple_overflows(&mut file).map_err(|source| NpyError::Io {
+        let refused = refuse_header(&mut file).map_err(|source| NpyError::Io {
             path: path.to_path_buf(),
             source,
-        })? {
-            return Err(invalid(
-                path,
-                "the header's shape is too large to be an array in memory",
-            ));
+        })?;
+        if let Some(why) = refused {
+            return Err(invalid(path, why));
         }
         let mut counting = Counting {
             inner: &mut file,
@@ -565,5 +584,23 @@ mod tests {
         let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }";
         std::fs::write(&p, npy_bytes(dict, &[0; 16])).unwrap();
         assert_eq!(NpyArray::open(&p).unwrap().shape(), [2, 2]);
+    }
+
+    /// Found by fuzzing (`fuzz/run.sh npy`): a header of deeply nested brackets took npyz's
+    /// parser 14 s (its time grows exponentially with the depth).
+    #[test]
+    fn deeply_nested_headers_are_refused_quickly() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("nested.npy");
+        let dict = format!(
+            "{{'descr': {}'<f4'{}, 'fortran_order': False, 'shape': (2,), }}",
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        std::fs::write(&p, npy_bytes(&dict, &[0; 8])).unwrap();
+        let start = std::time::Instant::now();
+        let e = NpyArray::open(&p).unwrap_err().to_string();
+        assert!(e.contains("nested too deeply"), "{e}");
+        assert!(start.elapsed().as_secs() < 1);
     }
 }
