@@ -244,3 +244,29 @@ fn a_huge_folded_constant_is_an_error_not_an_abort() {
     assert!(e.contains("the most Prism folds into a constant"), "{e}");
     assert!(e.contains("ConstantOfShape"), "{e}");
 }
+
+/// Found by fuzzing (`fuzz/run.sh onnx`): `Pad` with pads near `i64::MAX` (taken from the model
+/// file) overflowed the output size in shape inference (a panic with overflow checks, a wrong
+/// shape without). It is now an error.
+#[test]
+fn pads_that_overflow_the_output_size_are_an_error() {
+    use prism_model::op::{Op, PadMode};
+    let op = Op::Pad {
+        mode: PadMode::Constant,
+        pads: Some(vec![i64::MAX, 0, i64::MAX, 0]),
+        value: 0.0,
+        axes: None,
+    };
+    let e = prism_model::shape::infer("pad", &op, &[&[4, 4]]).unwrap_err();
+    assert!(e.to_string().contains("pads"), "{e}");
+    let op = Op::Pad {
+        mode: PadMode::Constant,
+        pads: Some(vec![1, 0, 2, 0]),
+        value: 0.0,
+        axes: None,
+    };
+    assert_eq!(
+        prism_model::shape::infer("pad", &op, &[&[4, 4]]).unwrap(),
+        [vec![7, 4]]
+    );
+}
