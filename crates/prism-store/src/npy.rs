@@ -119,8 +119,24 @@ const MAX_HEADER_NESTING: usize = 16;
 /// multiplies the shape unchecked: a panic with overflow checks, a wrapped element count
 /// without). Returns why the header is refused; leaves the file at its start.
 fn refuse_header(file: &mut File) -> std::io::Result<Option<&'static str>> {
+    // magic, version, header length (2 bytes in version 1, 4 after), then the header text
+    let mut prefix = Vec::new();
+    Read::take(&mut *file, 12).read_to_end(&mut prefix)?;
+    let (start, len) = match prefix.get(6) {
+        Some(1) if prefix.len() >= 10 => {
+            (10, u64::from(u16::from_le_bytes([prefix[8], prefix[9]])))
+        }
+        Some(_) if prefix.len() >= 12 => (
+            12,
+            u64::from(u32::from_le_bytes([
+                prefix[8], prefix[9], prefix[10], prefix[11],
+            ])),
+        ),
+        _ => (prefix.len() as u64, 0),
+    };
     let mut head = Vec::new();
-    Read::take(&mut *file, HEADER_SCAN_BYTES).read_to_end(&mut head)?;
+    file.seek(SeekFrom::Start(start))?;
+    Read::take(&mut *file, len.min(HEADER_SCAN_BYTES)).read_to_end(&mut head)?;
     file.seek(SeekFrom::Start(0))?;
     let mut depth = 0usize;
     for &b in &head {
