@@ -618,7 +618,15 @@ pub fn infer(node: &str, op: &Op, inputs: &[&[usize]]) -> Result<Vec<Vec<usize>>
         Op::Pad { pads: Some(pads), axes, .. } => {
             let full = full_pads(pads, axes.as_deref(), x.len()).ok_or_else(|| err(format!("pads {pads:?} do not fit {x:?}")))?;
             let r = x.len();
-            let s: Option<Vec<usize>> = (0..r).map(|i| usize::try_from(x[i] as i64 + full[i] + full[i + r]).ok()).collect();
+            // pads come from the model file: any i64, so the sum is checked
+            let s: Option<Vec<usize>> = (0..r)
+                .map(|i| {
+                    i64::try_from(x[i])
+                        .ok()
+                        .and_then(|d| d.checked_add(full[i])?.checked_add(full[i + r]))
+                        .and_then(|d| usize::try_from(d).ok())
+                })
+                .collect();
             one(s.ok_or_else(|| err(format!("pads {pads:?} crop {x:?} below zero")))?)
         }
         Op::Shape { start, end } => {

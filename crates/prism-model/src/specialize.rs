@@ -11,6 +11,38 @@ use crate::op::{BinaryOp, CastTo, Op, ResizeTarget, UnaryOp};
 use crate::shape::infer;
 use crate::tensor::{Constant, DType, Float, Tensor};
 
+/// The most elements a constant that specialisation folds may have (`ConstantOfShape`, `Range`
+/// and any node whose inputs are all constant): 2²⁷, 1 GiB of `i64`. A model file chooses these
+/// sizes, so a larger one is refused rather than allocated (a declared 2⁶⁰ would abort).
+pub const MAX_FOLDED_ELEMENTS: usize = 1 << 27;
+
+/// The element count of the outputs a node would fold to, checked against
+/// [`MAX_FOLDED_ELEMENTS`] (and for overflow) before anything is allocated.
+fn folded_elements(node: &Node, shapes: &[Vec<usize>]) -> Result<usize> {
+    let mut total = 0usize;
+    for s in shapes {
+        let n = s
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&n| n <= MAX_FOLDED_ELEMENTS);
+        total = match n.and_then(|n| total.checked_add(n)) {
+            Some(t) if t <= MAX_FOLDED_ELEMENTS => t,
+            _ => {
+                return Err(ModelError::node(
+                    &node.name,
+                    node.op.type_name(),
+                    format!(
+                        "its constant output of shape {s:?} has more than {MAX_FOLDED_ELEMENTS} \
+                         elements, the most Prism folds into a constant (the model file or a \
+                         large input shape asks for it)"
+                    ),
+                ))
+            }
+        };
+    }
+    Ok(total)
+}
+
 impl Graph {
     /// Specialises the graph to concrete input shapes (one per graph input).
     ///
@@ -103,7 +135,7 @@ impl Graph {
                     })?;
                 let dims: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
                 let fill = value.to_f64().data().first().copied().unwrap_or(0.0);
-                let n = dims.iter().product();
+                let n = folded_elements(node, std::slice::from_ref(&dims))?;
                 let c = match value.dtype() {
                     DType::I64 => Constant::i64(Tensor::from_parts(dims, vec![fill as i64; n])),
                     DType::F64 => Constant::F64(Arc::new(Tensor::from_parts(dims, vec![fill; n]))),
@@ -129,6 +161,7 @@ impl Graph {
                 continue;
             }
             if fold_all {
+                folded_elements(node, &outs)?;
                 let ins: Vec<Constant> = kept.iter().filter_map(|v| constant(*v)).collect();
                 let folded = fold(node, &op, &ins, &outs)?;
                 for (o, c) in node.outputs.iter().zip(folded) {
@@ -563,24 +596,30 @@ fn range(node: &Node, ins: &[Option<Constant>]) -> Result<Constant> {
         return Err(err("delta must not be zero"));
     }
     let n = ((l - s) / d).ceil().max(0.0);
-    if !n.is_finite() || n > (1u64 << 32) as f64 {
-        return Err(err("the range has too many elements"));
+    if !n.is_finite() || n > MAX_FOLDED_ELEMENTS as f64 {
+        return Err(err(&format!(
+            "the range has too many elements (more than {MAX_FOLDED_ELEMENTS}, the most Prism \
+             folds into a constant)"
+        )));
     }
     let n = n as usize;
     Ok(match (start, limit, delta) {
         (Constant::I64(s), Constant::I64(l), Constant::I64(d)) => {
             let (s, l, d) = (s.data()[0], l.data()[0], d.data()[0]);
-            // Exact integer count: ⌈(l − s) / d⌉ without rounding through floats.
+            // Exact integer count: ⌈(l − s) / d⌉ without rounding through floats, in i128 so
+            // that no start, limit or delta overflows.
+            let (s, l, d) = (i128::from(s), i128::from(l), i128::from(d));
             let span = l - s;
             let n = if (span > 0) == (d > 0) && span != 0 {
                 (span + d - d.signum()) / d
             } else {
                 0
             };
-            let n = usize::try_from(n).unwrap_or(0);
+            let n = usize::try_from(n).unwrap_or(0).min(MAX_FOLDED_ELEMENTS);
+            // every element lies between start and limit, so fits in i64
             Constant::i64(Tensor::from_parts(
                 vec![n],
-                (0..n as i64).map(|i| s + i * d).collect(),
+                (0..n as i128).map(|i| (s + i * d) as i64).collect(),
             ))
         }
         _ if [start, limit, delta]

@@ -220,3 +220,53 @@ fn torchvision_models_match_onnxruntime() {
         assert!(err <= 1e-3, "{name}: max abs error {err}");
     }
 }
+
+/// Found by fuzzing (`fuzz/run.sh onnx`): a `ConstantOfShape` whose constant shape input asks
+/// for ~2⁵³ elements aborted the process (a failed 87 PB allocation) while specialising. A
+/// folded constant's size is now checked before it is allocated.
+#[test]
+fn a_huge_folded_constant_is_an_error_not_an_abort() {
+    let path = fixtures().join("errors/fuzz_constant_of_shape_huge.onnx");
+    let graph = prism_model::onnx::load(&path).unwrap();
+    let shapes: Vec<Vec<usize>> = (0..graph.inputs.len())
+        .map(|i| {
+            graph
+                .input_dims(i)
+                .iter()
+                .map(|d| match d {
+                    prism_model::Dim::Fixed(n) => *n,
+                    prism_model::Dim::Symbolic(_) => 2,
+                })
+                .collect()
+        })
+        .collect();
+    let e = graph.specialize(&shapes).unwrap_err().to_string();
+    assert!(e.contains("the most Prism folds into a constant"), "{e}");
+    assert!(e.contains("ConstantOfShape"), "{e}");
+}
+
+/// Found by fuzzing (`fuzz/run.sh onnx`): `Pad` with pads near `i64::MAX` (taken from the model
+/// file) overflowed the output size in shape inference (a panic with overflow checks, a wrong
+/// shape without). It is now an error.
+#[test]
+fn pads_that_overflow_the_output_size_are_an_error() {
+    use prism_model::op::{Op, PadMode};
+    let op = Op::Pad {
+        mode: PadMode::Constant,
+        pads: Some(vec![i64::MAX, 0, i64::MAX, 0]),
+        value: 0.0,
+        axes: None,
+    };
+    let e = prism_model::shape::infer("pad", &op, &[&[4, 4]]).unwrap_err();
+    assert!(e.to_string().contains("pads"), "{e}");
+    let op = Op::Pad {
+        mode: PadMode::Constant,
+        pads: Some(vec![1, 0, 2, 0]),
+        value: 0.0,
+        axes: None,
+    };
+    assert_eq!(
+        prism_model::shape::infer("pad", &op, &[&[4, 4]]).unwrap(),
+        [vec![7, 4]]
+    );
+}

@@ -100,6 +100,82 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// The most header bytes [`refuse_header`] looks at (NumPy writes headers of a few hundred
+/// bytes; a longer one is left to npyz, which reads it in full).
+const HEADER_SCAN_BYTES: u64 = 1 << 16;
+
+/// The deepest nesting of brackets a header may have: NumPy's own headers nest a few levels (a
+/// structured type with sub-arrays), and npyz's parser takes time exponential in the depth
+/// (a header of 100 `[` took seconds).
+const MAX_HEADER_NESTING: usize = 16;
+
+/// Checks a header before npyz parses it, for what npyz does not survive: brackets nested
+/// deeper than [`MAX_HEADER_NESTING`], or a tuple of integers (the shape, or a sub-array's
+/// shape in the type) whose product, zero-length axes counted as 1, is beyond `u64` (npyz
+/// multiplies the shape unchecked: a panic with overflow checks, a wrapped element count
+/// without). Returns why the header is refused; leaves the file at its start.
+fn refuse_header(file: &mut File) -> std::io::Result<Option<&'static str>> {
+    // magic, version, header length (2 bytes in version 1, 4 after), then the header text
+    let mut prefix = Vec::new();
+    Read::take(&mut *file, 12).read_to_end(&mut prefix)?;
+    let (start, len) = match prefix.get(6) {
+        Some(1) if prefix.len() >= 10 => {
+            (10, u64::from(u16::from_le_bytes([prefix[8], prefix[9]])))
+        }
+        Some(_) if prefix.len() >= 12 => (
+            12,
+            u64::from(u32::from_le_bytes([
+                prefix[8], prefix[9], prefix[10], prefix[11],
+            ])),
+        ),
+        _ => (prefix.len() as u64, 0),
+    };
+    let mut head = Vec::new();
+    file.seek(SeekFrom::Start(start))?;
+    Read::take(&mut *file, len.min(HEADER_SCAN_BYTES)).read_to_end(&mut head)?;
+    file.seek(SeekFrom::Start(0))?;
+    let mut depth = 0usize;
+    for &b in &head {
+        match b {
+            b'[' | b'(' | b'{' => depth += 1,
+            b']' | b')' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_HEADER_NESTING {
+            return Ok(Some("the header's brackets are nested too deeply"));
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    for (at, _) in text.match_indices('(') {
+        let inner = &text[at + 1..];
+        let Some(close) = inner.find(')') else {
+            break;
+        };
+        let mut product: u64 = 1;
+        for part in inner[..close].split(',') {
+            let digits = part.trim().trim_end_matches('L');
+            if digits.is_empty() {
+                continue;
+            }
+            let Ok(d) = digits.parse::<u128>() else {
+                break;
+            };
+            match u64::try_from(d)
+                .ok()
+                .and_then(|d| product.checked_mul(d.max(1)))
+            {
+                Some(p) => product = p,
+                None => {
+                    return Ok(Some(
+                        "the header's shape is too large to be an array in memory",
+                    ))
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// An open `.npy` array: its header read and checked, its data read on demand.
 #[derive(Debug)]
 pub struct NpyArray {
@@ -121,6 +197,13 @@ impl NpyArray {
             path: path.to_path_buf(),
             source,
         })?;
+        let refused = refuse_header(&mut file).map_err(|source| NpyError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if let Some(why) = refused {
+            return Err(invalid(path, why));
+        }
         let mut counting = Counting {
             inner: &mut file,
             n: 0,
@@ -163,8 +246,23 @@ impl NpyArray {
         };
         let big_endian = matches!(ts.endianness(), npyz::Endianness::Big);
         let shape: Vec<usize> = header.shape().iter().map(|&d| d as usize).collect();
-        let count: usize = shape.iter().product();
-        let need = offset + (count * ty.size()) as u64;
+        // The header's shape is untrusted: its size in bytes must not overflow before it is
+        // compared with the file's length, and neither may that of any part of it (a row, an
+        // image), which a zero-length axis elsewhere would hide: the size with zero-length axes
+        // counted as 1 must fit.
+        fn bytes(size: usize, mut dims: impl Iterator<Item = usize>) -> Option<u64> {
+            dims.try_fold(size, |acc, d| acc.checked_mul(d))
+                .and_then(|b| u64::try_from(b).ok())
+        }
+        let need = bytes(ty.size(), shape.iter().map(|&d| d.max(1)))
+            .and_then(|_| bytes(ty.size(), shape.iter().copied()))
+            .and_then(|data| offset.checked_add(data))
+            .ok_or_else(|| {
+                invalid(
+                    path,
+                    format!("the header's shape {shape:?} is too large to be an array in memory"),
+                )
+            })?;
         let have = file
             .metadata()
             .map_err(|source| NpyError::Io {
@@ -434,5 +532,65 @@ mod tests {
         std::fs::write(&p, &bytes[..bytes.len() - 8]).unwrap();
         let e = read_float::<f32>(&p).unwrap_err().to_string();
         assert!(e.contains("truncated") && e.contains("cut.npy"), "{e}");
+    }
+
+    /// A `.npy` file with the given header dictionary and `data` after it (version 1.0).
+    fn npy_bytes(dict: &str, data: &[u8]) -> Vec<u8> {
+        let mut header = dict.to_string();
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    /// Found by fuzzing (`fuzz/run.sh npy`): a header whose shape's size overflows `usize`
+    /// panicked (debug) or wrapped past the truncation check (release); a zero-length first
+    /// axis hid an overflowing row size the same way.
+    #[test]
+    fn shapes_whose_size_overflows_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("huge.npy");
+        for shape in [
+            "(4611686018427387904, 4)",
+            "(18446744073709551615,)",
+            "(0, 4294967296, 4294967296)",
+            "(3, 0, 18446744073709551615, 2)",
+        ] {
+            let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+            std::fs::write(&p, npy_bytes(&dict, &[0; 16])).unwrap();
+            let e = NpyArray::open(&p).unwrap_err().to_string();
+            assert!(
+                e.contains("too large") && e.contains("huge.npy"),
+                "{shape}: {e}"
+            );
+            assert!(read_float::<f32>(&p).is_err(), "{shape}");
+        }
+        // the helper writes valid files: an honest header opens
+        let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }";
+        std::fs::write(&p, npy_bytes(dict, &[0; 16])).unwrap();
+        assert_eq!(NpyArray::open(&p).unwrap().shape(), [2, 2]);
+    }
+
+    /// Found by fuzzing (`fuzz/run.sh npy`): a header of deeply nested brackets took npyz's
+    /// parser 14 s (its time grows exponentially with the depth).
+    #[test]
+    fn deeply_nested_headers_are_refused_quickly() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("nested.npy");
+        let dict = format!(
+            "{{'descr': {}'<f4'{}, 'fortran_order': False, 'shape': (2,), }}",
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        std::fs::write(&p, npy_bytes(&dict, &[0; 8])).unwrap();
+        let start = std::time::Instant::now();
+        let e = NpyArray::open(&p).unwrap_err().to_string();
+        assert!(e.contains("nested too deeply"), "{e}");
+        assert!(start.elapsed().as_secs() < 1);
     }
 }

@@ -650,3 +650,20 @@ fn kind_is_detected_or_refused_with_a_hint() {
     .unwrap_err();
     assert!(matches!(err, DatasetError::Options { .. }), "{err}");
 }
+
+/// Found by fuzzing (`fuzz/run.sh image`): a PNG whose header declares 4294967295 × 4294967295
+/// pixels set the sample size, and reading a batch aborted on a failed allocation of
+/// ~2⁶⁰ bytes before the decoder (which has its own limits) was asked. The size from the header
+/// is now checked when the folder is opened.
+#[test]
+fn an_image_header_declaring_a_huge_size_is_an_error_not_an_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let class = dir.path().join("class");
+    std::fs::create_dir(&class).unwrap();
+    std::fs::copy(fixtures().join("huge_dimensions.png"), class.join("a.png")).unwrap();
+    let e = Dataset::open(dir.path(), &opts(Preprocess::default()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("more than the 134217728"), "{e}");
+    assert!(e.contains("a.png"), "{e}");
+}

@@ -16,6 +16,10 @@ const IMAGE_EXTENSIONS: [&str; 9] = [
 /// The formats Prism decodes.
 const DECODED_EXTENSIONS: [&str; 3] = [".jpg", ".jpeg", ".png"];
 
+/// The most values (C×H×W) one sample may have: 2²⁷ (512 MiB of f32, e.g. 3 × 6689 × 6689).
+/// The sample size comes from an image header, which may declare any size.
+pub(crate) const MAX_SAMPLE_VALUES: usize = 1 << 27;
+
 /// One image of the folder.
 #[derive(Debug, Clone)]
 pub(crate) struct ImageEntry {
@@ -166,6 +170,23 @@ impl ImageFolder {
                 }
             }
         };
+        // The size comes from a file's header: check it before a batch allocates C×H×W floats
+        // per sample (a header may declare 2³² × 2³² pixels).
+        let values = hw
+            .iter()
+            .try_fold(channels, |a, &d| a.checked_mul(d))
+            .filter(|&n| n <= MAX_SAMPLE_VALUES);
+        if values.is_none() {
+            return Err(DatasetError::Image {
+                path: root.join(&entries[0].rel),
+                index: 0,
+                message: format!(
+                    "the samples would be {channels}×{}×{} values, more than the {MAX_SAMPLE_VALUES} \
+                     Prism reads per sample; resize or crop them (--resize, --crop)",
+                    hw[0], hw[1]
+                ),
+            });
+        }
         Ok(ImageFolder {
             root: root.to_path_buf(),
             classes,
