@@ -57,19 +57,9 @@ pub fn error(kind: Kind, message: impl Into<String>) -> PyErr {
     })
 }
 
-/// `err` and its sources as one message, outermost first.
+/// `err` and its sources as one message, outermost first (see [`prism_store::error::chain`]).
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = s.source();
-    }
-    message
+    prism_store::error::chain(err)
 }
 
 /// An I/O-rooted error: `FileNotFound` when the chain holds a not-found I/O error.

@@ -103,3 +103,20 @@ pub enum StoreError {
 
 /// Short alias used throughout the crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// `err` and its sources as one message, outermost first, each cause once (a source whose text
+/// its outer message already holds is not repeated). For front ends that show an error as one
+/// string (the viewer's JSON errors, Python exceptions).
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = s.source();
+    }
+    message
+}

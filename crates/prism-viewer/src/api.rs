@@ -44,8 +44,9 @@ impl IntoResponse for ApiError {
 
 impl From<ViewerError> for ApiError {
     fn from(e: ViewerError) -> Self {
-        tracing::warn!("request failed: {e}");
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        let message = prism_store::error::chain(&e);
+        tracing::warn!("request failed: {message}");
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 }
 

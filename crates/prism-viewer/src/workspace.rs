@@ -83,7 +83,7 @@ impl LoadedProject {
         let confined = |p: &Path| -> Result<PathBuf, ViewerError> {
             Project::resolve_confined(&dir, p).map_err(|e| ViewerError::Project {
                 path: yaml.to_path_buf(),
-                message: e.to_string(),
+                message: prism_store::error::chain(&e),
             })
         };
         let label_map = prism_store::read_label_map(confined(&project.label_map)?)?;
@@ -92,7 +92,7 @@ impl LoadedProject {
                 |e| match ViewerError::from(e) {
                     ViewerError::Store(s) => ViewerError::Project {
                         path: yaml.to_path_buf(),
-                        message: s.to_string(),
+                        message: prism_store::error::chain(&s),
                     },
                     other => other,
                 },

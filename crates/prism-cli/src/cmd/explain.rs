@@ -177,8 +177,8 @@ fn run_typed<T: Float>(args: &ExplainArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let r = explained.relevance;
     args.nonfinite.warn("the relevance", &r);
-    npy::write_float(&args.output, &r)
-        .with_context(|| format!("writing {}", args.output.display()))?;
+    // The error names the file and says it was being written.
+    npy::write_float(&args.output, &r)?;
     match explained.at {
         None => eprintln!(
             "wrote relevance {:?} to {}",

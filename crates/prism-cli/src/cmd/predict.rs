@@ -63,8 +63,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
 
 /// Reads a batch of samples (.npy, first axis = samples) as `T`.
 pub(crate) fn read_batch<T: Float>(path: &std::path::Path) -> anyhow::Result<Tensor<T>> {
-    let x: Tensor<T> =
-        npy::read_float(path).with_context(|| format!("reading {}", path.display()))?;
+    let x: Tensor<T> = npy::read_float(path)?;
     if x.rank() == 0 || x.shape()[0] == 0 {
         bail!(
             "{}: expected a batch of samples (first axis = samples), got shape {:?}",
@@ -105,7 +104,8 @@ fn run_typed<T: Float>(args: &PredictArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     args.nonfinite.warn("the output", &logits);
     if let Some(out) = &args.output {
-        npy::write_float(out, &logits).with_context(|| format!("writing {}", out.display()))?;
+        // The error names the file and says it was being written.
+        npy::write_float(out, &logits)?;
         eprintln!("wrote logits {:?} to {}", logits.shape(), out.display());
     }
     if args.top_k > 0 {
