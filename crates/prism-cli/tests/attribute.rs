@@ -7,6 +7,20 @@ use std::time::Duration;
 
 use prism_store::{AttributionFile, Project, Provenance};
 
+/// Tests that run HDF5 in this process (the library runs) must not overlap tests that spawn
+/// `prism`: libhdf5 opens files without close-on-exec, so a child spawned while a file is open
+/// inherits its descriptor and with it the file's lock, and a later open in this process
+/// fails ("unable to lock file"). Spawning tests share this lock; library tests take it alone.
+static CHILDREN: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn spawning() -> std::sync::RwLockReadGuard<'static, ()> {
+    CHILDREN.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn in_process() -> std::sync::RwLockWriteGuard<'static, ()> {
+    CHILDREN.write().unwrap_or_else(|e| e.into_inner())
+}
+
 fn prism() -> Command {
     Command::new(env!("CARGO_BIN_EXE_prism"))
 }
@@ -80,6 +94,7 @@ fn contents(p: &Path) -> Contents {
 
 #[test]
 fn killed_runs_resume_to_the_uninterrupted_result() {
+    let _guard = spawning();
     let dir = tempfile::tempdir().expect("tempdir");
     let reference = dir.path().join("reference.h5");
     run_ok(attribute_cmd(&reference, 400, &[]));
@@ -142,6 +157,7 @@ fn killed_runs_resume_to_the_uninterrupted_result() {
 
 #[test]
 fn merged_shards_equal_an_unsharded_run_and_bad_sets_are_refused() {
+    let _guard = spawning();
     let dir = tempfile::tempdir().expect("tempdir");
     let whole = dir.path().join("whole.h5");
     run_ok(attribute_cmd(&whole, 90, &[]));
@@ -203,6 +219,7 @@ fn merged_shards_equal_an_unsharded_run_and_bad_sets_are_refused() {
 
 #[test]
 fn bad_arguments_get_one_line_errors() {
+    let _guard = spawning();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("a.h5");
     assert!(run_err(attribute_cmd(&out, 10, &["--shard", "2/2"])).contains("--shard"));
@@ -219,6 +236,7 @@ fn bad_arguments_get_one_line_errors() {
 
 #[test]
 fn project_file_ties_the_files_together() {
+    let _guard = spawning();
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("mnist.h5");
     std::fs::copy(assets().join("mnist.h5"), &data).expect("copy");
@@ -272,6 +290,7 @@ impl prism_jobs::RunProgress for StopAfter {
 
 #[test]
 fn library_runs_write_the_same_files_as_the_cli() {
+    let _guard = in_process();
     let dir = tempfile::tempdir().expect("tempdir");
     let cli = dir.path().join("cli.h5");
     run_ok(attribute_cmd(&cli, 90, &[]));
@@ -423,6 +442,7 @@ fn http_get(addr: std::net::SocketAddr, target: &str) -> (u16, String) {
 
 #[test]
 fn token_runs_resume_and_end_in_the_viewer_as_coloured_text() {
+    let _guard = in_process();
     let dir = tempfile::tempdir().expect("tempdir");
     let data = token_dataset(dir.path(), 48);
     let reference = dir.path().join("reference.h5");
