@@ -176,7 +176,7 @@ def test_serve_keeps_the_server_and_stop_stops_it(monkeypatch):
 
     servers = []
 
-    def fake_serve(projects, *, host, port, cache_mib):
+    def fake_serve(projects, *, host, port, cache_mib, allow_remote, allowed_hosts, token):
         servers.append(Server(port))
         return servers[-1]
 

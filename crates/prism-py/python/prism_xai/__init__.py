@@ -687,8 +687,8 @@ def attribute(model: Any, dataset: PathLike, output: PathLike, *,
     **options
         Every other ``prism attribute`` option in snake case: ``target`` ("label",
         "predicted" or an int), ``batch_size``, ``shard``, ``limit``, ``compression``,
-        ``prefetch``, ``force``, ``allow_nonfinite``, ``dataset_kind``, ``labels``, ``resize``, ``crop``,
-        ``normalize``, ``channels``, ``scale``.
+        ``prefetch``, ``force``, ``allow_nonfinite``, ``dataset_kind``, ``labels``, ``resize``,
+        ``crop``, ``normalize``, ``channels``, ``scale``.
 
     Returns
     -------
