@@ -552,54 +552,23 @@ impl<'m> Explainer<'m> {
                 attributor.name()
             )));
         }
-        let policy = self.model.nonfinite();
-        // Kept to repeat the sweep watching every node if the relevance is not finite.
-        let watch = policy.checks() && prism_model::finite::watch_every_run();
-        let again = (policy.checks() && !watch).then(|| inputs.clone());
-        let mut trace = p.exec.run_with(inputs, &p.keep, policy)?;
-        let output = (*trace.outputs[0]).clone();
         let token_model = (0..self.model.graph().inputs.len())
             .any(|i| self.model.graph().input_type(i).is_integer());
-        if token_model && output.rank() == 3 && !target.is_positional() {
-            return Err(AttributionError::Target(format!(
-                "the output has shape {:?}, one score per position and class (a language \
-                 model's logits): name the position too, e.g. `last` (the predicted next token \
-                 after the last position), `last:ID`, `POS:ID` or `POS:predicted`",
-                output.shape()
-            )));
-        }
-        let resolved = target::resolve(&output, target)?;
+        let (relevance, output, resolved) = self.checked_sweep(&p, inputs, value, |output| {
+            if token_model && output.rank() == 3 && !target.is_positional() {
+                return Err(AttributionError::Target(format!(
+                    "the output has shape {:?}, one score per position and class (a language \
+                     model's logits): name the position too, e.g. `last` (the predicted next \
+                     token after the last position), `last:ID`, `POS:ID` or `POS:predicted`",
+                    output.shape()
+                )));
+            }
+            let resolved = target::resolve(output, target)?;
+            let seed_t = target::seed(output, &resolved, seed == SeedMode::Logit)?;
+            Ok((seed_t, resolved))
+        })?;
+        let output = (*output).clone();
         let targets = resolved.classes();
-        let seed_t = target::seed(&output, &resolved, seed == SeedMode::Logit)?;
-        let (mut r, origins) = propagate::propagate_watched(
-            &p.graph,
-            &p.exec,
-            &mut trace,
-            &p.rules,
-            vec![(p.graph.outputs[0], seed_t.clone())],
-            &[value],
-            watch,
-        )?;
-        drop(trace);
-        let relevance = r.remove(0);
-        if policy.checks() {
-            self.check_relevance(&p, &relevance, origins[0], || {
-                let inputs = again.ok_or_else(|| {
-                    AttributionError::Invalid("the sweep's inputs were not kept".into())
-                })?;
-                let mut trace = p.exec.run_with(inputs, &p.keep, policy)?;
-                let (_, origins) = propagate::propagate_watched(
-                    &p.graph,
-                    &p.exec,
-                    &mut trace,
-                    &p.rules,
-                    vec![(p.graph.outputs[0], seed_t)],
-                    &[value],
-                    true,
-                )?;
-                Ok(origins[0])
-            })?;
-        }
         // relevance per token: the sum over the hidden dimension
         let per_token = embedding.then(|| {
             let axis = relevance.rank().saturating_sub(1);
@@ -623,65 +592,41 @@ impl<'m> Explainer<'m> {
         targets: &target::Resolved,
         seed: SeedMode,
     ) -> Result<Tensor<T>> {
-        let policy = self.model.nonfinite();
-        let watch = policy.checks() && prism_model::finite::watch_every_run();
-        // Kept to repeat the sweep watching every node if the relevance is not finite.
-        let again = (policy.checks() && !watch).then(|| x.clone());
-        let (relevance, origin) = self.sweep_once(p, x, targets, seed, policy, watch)?;
-        if policy.checks() {
-            self.check_relevance(p, &relevance, origin, || {
-                let x = again.ok_or_else(|| {
-                    AttributionError::Invalid("the sweep's input was not kept".into())
-                })?;
-                Ok(self.sweep_once(p, x, targets, seed, policy, true)?.1)
-            })?;
-        }
+        let input = p.graph.inputs[0];
+        let (relevance, _, ()) = self.checked_sweep(p, vec![x], input, |out| {
+            Ok((target::seed(out, targets, seed == SeedMode::Logit)?, ()))
+        })?;
         Ok(relevance)
     }
 
-    /// One sweep; with `watch`, also the node where non-finite relevance began (if any).
-    fn sweep_once<T: Float>(
+    /// One forward + backward sweep from `inputs` to the value `at`, seeded by `seed` from the
+    /// model's output (which also returns what the caller needs of it, `E`). Returns the
+    /// relevance at `at`, the output and `E`. Unless non-finite values are allowed, non-finite
+    /// relevance is an error naming the node whose rule produced the first of them: known when
+    /// the sweep watched every node (debug builds), else found by sweeping again watching.
+    fn checked_sweep<T: Float, E>(
         &self,
         p: &Prepared<T>,
-        x: Tensor<T>,
-        targets: &target::Resolved,
-        seed: SeedMode,
-        policy: prism_model::NonFinite,
-        watch: bool,
-    ) -> Result<(Tensor<T>, Option<usize>)> {
-        let mut trace = p.exec.run_with(vec![x], &p.keep, policy)?;
-        let out = &trace.outputs[0];
-        let seed_t = target::seed(out, targets, seed == SeedMode::Logit)?;
-        let inputs = p.graph.inputs.clone();
-        let (mut r, origins) = propagate::propagate_watched(
-            &p.graph,
-            &p.exec,
-            &mut trace,
-            &p.rules,
-            vec![(p.graph.outputs[0], seed_t)],
-            &inputs,
-            watch,
-        )?;
-        Ok((r.remove(0), origins[0]))
-    }
-
-    /// Refuses non-finite `relevance` (computed from finite inputs and outputs, which the
-    /// forward pass checked): the error names the node whose rule produced the first
-    /// non-finite value, known (`origin`) when the sweep was watched, else found by `rerun`
-    /// (the same sweep, watched).
-    fn check_relevance<T: Float>(
-        &self,
-        p: &Prepared<T>,
-        relevance: &Tensor<T>,
-        origin: Option<usize>,
-        rerun: impl FnOnce() -> Result<Option<usize>>,
-    ) -> Result<()> {
-        let Some(report) = prism_model::NonFiniteReport::scan(relevance, 0) else {
-            return Ok(());
+        inputs: Vec<Tensor<T>>,
+        at: prism_model::ValueId,
+        seed: impl Fn(&Tensor<T>) -> Result<(Tensor<T>, E)>,
+    ) -> Result<(Tensor<T>, Arc<Tensor<T>>, E)> {
+        let policy = self.model.nonfinite();
+        let watch = policy.checks() && prism_model::finite::watch_every_run();
+        // Kept to sweep again if the relevance is not finite (an input-sized copy).
+        let again = (policy.checks() && !watch).then(|| inputs.clone());
+        let (relevance, output, extra, origin) =
+            self.sweep_once(p, inputs, at, &seed, policy, watch)?;
+        if !policy.checks() {
+            return Ok((relevance, output, extra));
+        }
+        let Some(report) = prism_model::NonFiniteReport::scan(&relevance, 0) else {
+            return Ok((relevance, output, extra));
         };
-        let origin = match origin {
-            Some(o) => Some(o),
-            None => rerun()?,
+        let origin = match (origin, again) {
+            (Some(ni), _) => Some(ni),
+            (None, Some(inputs)) => self.sweep_once(p, inputs, at, &seed, policy, true)?.3,
+            (None, None) => None,
         };
         let origin = match origin {
             Some(ni) => {
@@ -702,6 +647,33 @@ impl<'m> Explainer<'m> {
                 origin,
             },
         ))
+    }
+
+    /// One sweep of [`checked_sweep`](Self::checked_sweep); with `watch`, also the node where
+    /// non-finite relevance began (if any).
+    #[allow(clippy::type_complexity)]
+    fn sweep_once<T: Float, E>(
+        &self,
+        p: &Prepared<T>,
+        inputs: Vec<Tensor<T>>,
+        at: prism_model::ValueId,
+        seed: &impl Fn(&Tensor<T>) -> Result<(Tensor<T>, E)>,
+        policy: prism_model::NonFinite,
+        watch: bool,
+    ) -> Result<(Tensor<T>, Arc<Tensor<T>>, E, Option<usize>)> {
+        let mut trace = p.exec.run_with(inputs, &p.keep, policy)?;
+        let output = trace.outputs[0].clone();
+        let (seed_t, extra) = seed(&output)?;
+        let (mut r, origins) = propagate::propagate_watched(
+            &p.graph,
+            &p.exec,
+            &mut trace,
+            &p.rules,
+            vec![(p.graph.outputs[0], seed_t)],
+            &[at],
+            watch,
+        )?;
+        Ok((r.remove(0), output, extra, origins[0]))
     }
 }
 
