@@ -11,36 +11,80 @@ use crate::op::{BinaryOp, CastTo, Op, ResizeTarget, UnaryOp};
 use crate::shape::infer;
 use crate::tensor::{Constant, DType, Float, Tensor};
 
-/// The most elements a constant that specialisation folds may have (`ConstantOfShape`, `Range`
-/// and any node whose inputs are all constant): 2²⁷, 1 GiB of `i64`. A model file chooses these
-/// sizes, so a larger one is refused rather than allocated (a declared 2⁶⁰ would abort).
+/// The most elements one constant that specialisation folds may have (`ConstantOfShape`,
+/// `Range` and any node whose inputs are all constant): 2²⁷, 1 GiB of `i64`. A model file
+/// chooses these sizes, so a larger one is refused rather than allocated (a declared 2⁶⁰ would
+/// abort).
 pub const MAX_FOLDED_ELEMENTS: usize = 1 << 27;
 
-/// The element count of the outputs a node would fold to, checked against
-/// [`MAX_FOLDED_ELEMENTS`] (and for overflow) before anything is allocated.
-fn folded_elements(node: &Node, shapes: &[Vec<usize>]) -> Result<usize> {
-    let mut total = 0usize;
-    for s in shapes {
-        let n = s
+/// The elements specialisation may fold in all: [`MAX_FOLDED_ELEMENTS`] plus twice the
+/// elements of the model's own constants (initializers and `Constant` nodes). One large
+/// constant, or the model's weights transposed or cast once or twice, fit; a file of a few KB
+/// that chains `ConstantOfShape → Concat → Reshape → …` on 2²⁶-element tensors does not (each
+/// within the per-constant cap, together several GiB).
+#[derive(Debug)]
+struct FoldBudget {
+    left: usize,
+    total: usize,
+}
+
+impl FoldBudget {
+    fn for_graph(g: &Graph) -> FoldBudget {
+        let own: usize = g
+            .values
             .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .filter(|&n| n <= MAX_FOLDED_ELEMENTS);
-        total = match n.and_then(|n| total.checked_add(n)) {
-            Some(t) if t <= MAX_FOLDED_ELEMENTS => t,
-            _ => {
-                return Err(ModelError::node(
-                    &node.name,
-                    node.op.type_name(),
-                    format!(
-                        "its constant output of shape {s:?} has more than {MAX_FOLDED_ELEMENTS} \
-                         elements, the most Prism folds into a constant (the model file or a \
-                         large input shape asks for it)"
-                    ),
-                ))
-            }
-        };
+            .filter_map(|v| match &v.source {
+                Source::Constant(c) => Some(c.len()),
+                _ => None,
+            })
+            .chain(g.nodes.iter().filter_map(|n| match &n.op {
+                Op::Constant(c) => Some(c.len()),
+                _ => None,
+            }))
+            .fold(0usize, usize::saturating_add);
+        let total = MAX_FOLDED_ELEMENTS.saturating_add(own.saturating_mul(2));
+        FoldBudget { left: total, total }
     }
-    Ok(total)
+
+    /// Charges the element count of the outputs a node would fold to, checked against
+    /// [`MAX_FOLDED_ELEMENTS`] per constant, the budget in all, and for overflow, before
+    /// anything is allocated; returns the count.
+    fn charge(&mut self, node: &Node, shapes: &[Vec<usize>]) -> Result<usize> {
+        let err = |detail: String| {
+            ModelError::node(
+                &node.name,
+                node.op.type_name(),
+                format!("{detail} (the model file or a large input shape asks for it)"),
+            )
+        };
+        let mut total = 0usize;
+        for s in shapes {
+            let n = s
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .filter(|&n| n <= MAX_FOLDED_ELEMENTS);
+            total = match n.and_then(|n| total.checked_add(n)) {
+                Some(t) if t <= MAX_FOLDED_ELEMENTS => t,
+                _ => {
+                    return Err(err(format!(
+                        "its constant output of shape {s:?} has more than \
+                         {MAX_FOLDED_ELEMENTS} elements, the most Prism folds into one constant"
+                    )))
+                }
+            };
+        }
+        if total > self.left {
+            return Err(err(format!(
+                "folding its constant output ({total} elements) would take the constants \
+                 folded for this model past their budget of {} elements ({MAX_FOLDED_ELEMENTS} \
+                 plus twice the {} elements of the model's own constants)",
+                self.total,
+                (self.total - MAX_FOLDED_ELEMENTS) / 2
+            )));
+        }
+        self.left -= total;
+        Ok(total)
+    }
 }
 
 impl Graph {
@@ -100,6 +144,7 @@ impl Graph {
             values[id.0].shape = Some(shape.clone());
         }
 
+        let mut budget = FoldBudget::for_graph(self);
         let mut nodes: Vec<Node> = Vec::new();
         for node in &self.nodes {
             let t = node.op.type_name();
@@ -135,7 +180,7 @@ impl Graph {
                     })?;
                 let dims: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
                 let fill = value.to_f64().data().first().copied().unwrap_or(0.0);
-                let n = folded_elements(node, std::slice::from_ref(&dims))?;
+                let n = budget.charge(node, std::slice::from_ref(&dims))?;
                 let c = match value.dtype() {
                     DType::I64 => Constant::i64(Tensor::from_parts(dims, vec![fill as i64; n])),
                     DType::F64 => Constant::F64(Arc::new(Tensor::from_parts(dims, vec![fill; n]))),
@@ -146,6 +191,7 @@ impl Graph {
             }
             if let Op::Range = &op {
                 let c = range(node, &kept.iter().map(|v| constant(*v)).collect::<Vec<_>>())?;
+                budget.charge(node, &[vec![c.len()]])?;
                 set_constant(&mut values, node.outputs[0], c);
                 continue;
             }
@@ -161,7 +207,7 @@ impl Graph {
                 continue;
             }
             if fold_all {
-                folded_elements(node, &outs)?;
+                budget.charge(node, &outs)?;
                 let ins: Vec<Constant> = kept.iter().filter_map(|v| constant(*v)).collect();
                 let folded = fold(node, &op, &ins, &outs)?;
                 for (o, c) in node.outputs.iter().zip(folded) {

@@ -248,9 +248,12 @@ impl AnalysisFile {
                 return Err(missing(format!("{name}/{part}")));
             }
         }
-        let index = group
+        let index_ds = group
             .dataset(INDEX)
-            .and_then(|d| d.read_raw::<u32>())
+            .map_err(rerr(format!("{name}/{INDEX}")))?;
+        h5util::check_declared(&index_ds, path, &format!("{name}/{INDEX}"), true)?;
+        let index = index_ds
+            .read_raw::<u32>()
             .map_err(rerr(format!("{name}/{INDEX}")))?;
         let n = index.len();
         let mut attrs = Vec::new();
@@ -278,6 +281,7 @@ impl AnalysisFile {
                     expected: format!("an embedding must be {n}×d (one row per member)"),
                 });
             }
+            h5util::check_declared(&ds, path, &dname, true)?;
             let values = ds.read_raw::<f32>().map_err(rerr(dname.clone()))?;
             let mut eigenvalue = None;
             let mut eattrs = Vec::new();
@@ -314,6 +318,7 @@ impl AnalysisFile {
                     expected: format!("a clustering must have {n} entries (one per member)"),
                 });
             }
+            h5util::check_declared(&ds, path, &dname, true)?;
             let labels = ds.read_raw::<i32>().map_err(rerr(dname.clone()))?;
             let mut cattrs = Vec::new();
             for a in ds.attr_names().map_err(rerr(dname.clone()))? {
@@ -400,6 +405,11 @@ impl AnalysisFile {
 }
 
 impl CategoryReader {
+    /// [`h5util::check_declared`] for a dataset of this category read whole.
+    fn check_declared(&self, ds: &hdf5::Dataset, dataset: &str) -> Result<()> {
+        h5util::check_declared(ds, &self.path, &format!("{}/{dataset}", self.name), true)
+    }
+
     fn read_err(&self, dataset: String) -> impl FnOnce(hdf5::Error) -> StoreError {
         let path = self.path.clone();
         let dataset = format!("{}/{dataset}", self.name);
@@ -431,10 +441,12 @@ impl CategoryReader {
 
     /// The sample numbers of the members, as stored (any integer type, read as i64).
     pub fn index(&self) -> Result<Vec<i64>> {
-        self.group
+        let ds = self
+            .group
             .dataset(INDEX)
-            .and_then(|d| d.read_raw::<i64>())
-            .map_err(self.read_err(INDEX.into()))
+            .map_err(self.read_err(INDEX.into()))?;
+        self.check_declared(&ds, INDEX)?;
+        ds.read_raw::<i64>().map_err(self.read_err(INDEX.into()))
     }
 
     /// The embeddings of shape `len × d` (d > 0), in HDF5 name order; other datasets under
@@ -506,6 +518,17 @@ impl CategoryReader {
         if cols.0 >= d || cols.1 >= d {
             return Ok(None);
         }
+        if n > h5util::MAX_READ_ELEMENTS {
+            return Err(StoreError::Shape {
+                path: self.path.clone(),
+                dataset: format!("{}/{EMBEDDING}/{embedding}", self.name),
+                found: ds.shape(),
+                expected: format!(
+                    "it declares more than the {} rows Prism reads (is the file corrupt?)",
+                    h5util::MAX_READ_ELEMENTS
+                ),
+            });
+        }
         let err = || self.read_err(format!("{EMBEDDING}/{embedding}"));
         let x = ds
             .read_slice_1d::<f32, _>(ndarray::s![.., cols.0])
@@ -528,6 +551,7 @@ impl CategoryReader {
             return Ok(None);
         };
         let d = ds.shape().get(1).copied().unwrap_or(1).max(1);
+        self.check_declared(&ds, &format!("{EMBEDDING}/{embedding}"))?;
         let values = ds
             .read_raw::<f32>()
             .map_err(self.read_err(format!("{EMBEDDING}/{embedding}")))?;
@@ -539,6 +563,7 @@ impl CategoryReader {
         let Ok(ds) = self.group.dataset(&format!("{CLUSTER}/{clustering}")) else {
             return Ok(None);
         };
+        self.check_declared(&ds, &format!("{CLUSTER}/{clustering}"))?;
         ds.read_raw::<i64>()
             .map(Some)
             .map_err(self.read_err(format!("{CLUSTER}/{clustering}")))

@@ -119,6 +119,7 @@ impl AttributionFile {
             _ => unreachable!("rank checked above"),
         };
         check_numeric(&attribution, &path, ATTRIBUTION, false)?;
+        h5util::check_declared(&attribution, &path, ATTRIBUTION, false)?;
 
         let prediction = open_dataset(&file, &path, PREDICTION)?;
         let prediction_shape = prediction.shape();
@@ -130,6 +131,7 @@ impl AttributionFile {
             "N or N×classes",
         )?;
         check_numeric(&prediction, &path, PREDICTION, false)?;
+        h5util::check_declared(&prediction, &path, PREDICTION, false)?;
 
         let label_ds = open_dataset(&file, &path, LABEL)?;
         let labels = read_labels(&label_ds, &path, n_samples)?;
@@ -152,6 +154,7 @@ impl AttributionFile {
                 });
             }
             check_numeric(&ds, &path, INDEX, true)?;
+            h5util::check_declared(&ds, &path, INDEX, true)?;
             let v = ds.read_raw::<i64>().map_err(|source| StoreError::Read {
                 path: path.clone(),
                 dataset: INDEX.into(),
@@ -380,6 +383,7 @@ fn read_labels(ds: &hdf5::Dataset, path: &Path, n: usize) -> Result<Labels> {
         n,
         "N (class numbers) or N×classes (n-hot)",
     )?;
+    h5util::check_declared(ds, path, LABEL, true)?;
     let rerr = |source| StoreError::Read {
         path: path.to_path_buf(),
         dataset: LABEL.into(),

@@ -154,6 +154,48 @@ pub(crate) fn open_file(path: &Path) -> Result<hdf5::File> {
     })
 }
 
+/// The most elements Prism reads from one HDF5 dataset in one piece (a whole `label`, `index`,
+/// embedding or clustering) or as one row of a row-read dataset (one sample of `attribution`,
+/// `prediction` or a dataset's `data`): 2²⁸, 1 GiB of f32. An HDF5 header may declare any shape
+/// (a chunked dataset needs no storage for unwritten chunks), and reading a declared 2⁴⁰ values
+/// would abort the process on a failed allocation; such a dataset is refused first.
+pub const MAX_READ_ELEMENTS: usize = 1 << 28;
+
+/// Refuses a dataset whose declared size is past [`MAX_READ_ELEMENTS`]: in all (`whole`), or
+/// per row (the dimensions after the first) for a dataset read by rows.
+pub(crate) fn check_declared(
+    ds: &hdf5::Dataset,
+    path: &Path,
+    name: &str,
+    whole: bool,
+) -> Result<()> {
+    let shape = ds.shape();
+    let dims = if whole {
+        &shape[..]
+    } else {
+        shape.get(1..).unwrap_or(&[])
+    };
+    let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    match n {
+        Some(n) if n <= MAX_READ_ELEMENTS => Ok(()),
+        _ => Err(StoreError::Shape {
+            path: path.to_path_buf(),
+            dataset: name.to_string(),
+            found: shape,
+            expected: format!(
+                "{} more than the {MAX_READ_ELEMENTS} values Prism reads {} (is the file \
+                 corrupt?)",
+                if whole {
+                    "it declares"
+                } else {
+                    "each row declares"
+                },
+                if whole { "from one dataset" } else { "per row" },
+            ),
+        }),
+    }
+}
+
 pub(crate) fn read_rows_f32(ds: &hdf5::Dataset, a: usize, b: usize) -> hdf5::Result<Vec<f32>> {
     let arr: ndarray::ArrayD<f32> = match ds.ndim() {
         1 => ds.read_slice(s![a..b])?,

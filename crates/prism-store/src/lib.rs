@@ -41,7 +41,7 @@ pub use dataset::{
     Preprocess, Resize, RgbImage, SampleType, TokenDataset,
 };
 pub use error::{Result, StoreError};
-pub use h5util::{row_runs, AttrValue};
+pub use h5util::{row_runs, AttrValue, MAX_READ_ELEMENTS};
 pub use label_map::{read_label_map, LabelEntry};
 pub use npy::{NpyArray, NpyError};
 pub use project::Project;

@@ -667,3 +667,44 @@ fn an_image_header_declaring_a_huge_size_is_an_error_not_an_abort() {
     assert!(e.contains("more than the 134217728"), "{e}");
     assert!(e.contains("a.png"), "{e}");
 }
+
+/// Found by fuzzing (`fuzz/run.sh image`, after 326 605 executions): a 754-byte JPEG whose
+/// header declares 16655 × 10496 pixels (a decompression bomb) took 23 s to decode into filler
+/// pixels. Images are now limited to Pillow's decompression-bomb threshold, and to the pixels
+/// a file of their length can hold.
+#[test]
+fn decompression_bombs_are_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let class = dir.path().join("class");
+    std::fs::create_dir(&class).unwrap();
+    let bomb = std::fs::read(fixtures().join("fuzz_jpeg_bomb.jpg")).unwrap();
+    std::fs::write(class.join("a.jpg"), &bomb).unwrap();
+    let resize = Preprocess {
+        resize: Some(Resize::Shorter(8)),
+        ..Default::default()
+    };
+    let ds = Dataset::open(dir.path(), &opts(resize.clone())).unwrap();
+    let t0 = std::time::Instant::now();
+    let e = ds.read(&[0]).unwrap_err().to_string();
+    assert!(e.contains("16655×10496"), "{e}");
+    assert!(e.contains("more than the 89478485"), "{e}");
+    assert!(e.contains("a.jpg"), "{e}");
+    assert!(t0.elapsed().as_secs() < 2, "{:?}", t0.elapsed());
+
+    // The same header declaring 4000 × 4000 pixels (under the threshold) in 754 bytes: more
+    // than a JPEG of that length can hold.
+    let sof = bomb
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("a baseline JPEG frame header");
+    let mut small = bomb.clone();
+    small[sof + 5..sof + 9].copy_from_slice(&[0x0F, 0xA0, 0x0F, 0xA0]);
+    std::fs::write(class.join("a.jpg"), &small).unwrap();
+    let ds = Dataset::open(dir.path(), &opts(resize)).unwrap();
+    let e = ds.read(&[0]).unwrap_err().to_string();
+    assert!(
+        e.contains("declares 4000×4000 pixels, but the file has only 754 bytes"),
+        "{e}"
+    );
+    assert!(e.contains("truncated or corrupt"), "{e}");
+}

@@ -243,3 +243,106 @@ fn analysis_file_round_trips_the_virelay_layout() {
     assert_eq!(f.categories().unwrap(), vec!["n01440764".to_string()]);
     assert_eq!(f.category("n01440764").unwrap(), cat);
 }
+
+/// Creates chunked datasets of the given shapes and no stored data: an HDF5 header may declare
+/// any size without the file holding it.
+fn declare(path: &std::path::Path, datasets: &[(&str, &[usize])]) {
+    let f = hdf5::File::create(path).unwrap();
+    for (name, shape) in datasets {
+        if let Some((group, _)) = name.rsplit_once('/') {
+            if !f.link_exists(group) {
+                let mut g = f.group("/").unwrap();
+                for part in group.split('/') {
+                    g = g.group(part).or_else(|_| g.create_group(part)).unwrap();
+                }
+            }
+        }
+        let chunk: Vec<usize> = shape.iter().map(|_| 1).collect();
+        f.new_dataset::<f32>()
+            .chunk(chunk)
+            .shape(shape.to_vec())
+            .create(*name)
+            .unwrap();
+    }
+}
+
+/// A header declaring 2³⁰ values per row, or 2²⁹ labels, is refused when the file is opened,
+/// before anything is allocated (reading it would abort the process on a failed allocation).
+#[test]
+fn declared_sizes_past_the_read_limit_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = prism_store::MAX_READ_ELEMENTS.to_string();
+
+    let p = dir.path().join("row.h5");
+    declare(
+        &p,
+        &[
+            ("attribution", &[2, 1 << 15, 1 << 15]),
+            ("prediction", &[2, 3]),
+            ("label", &[2]),
+        ],
+    );
+    let e = AttributionFile::open(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("dataset `attribution` has shape [2, 32768, 32768]"),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("each row declares more than the {limit} values")),
+        "{e}"
+    );
+
+    let p = dir.path().join("labels.h5");
+    let n = 1 << 29;
+    declare(
+        &p,
+        &[
+            ("attribution", &[n, 4]),
+            ("prediction", &[n, 2]),
+            ("label", &[n]),
+        ],
+    );
+    let e = AttributionFile::open(&p).unwrap_err().to_string();
+    assert!(e.contains("dataset `label` has shape [536870912]"), "{e}");
+    assert!(
+        e.contains(&format!("it declares more than the {limit} values")),
+        "{e}"
+    );
+
+    let p = dir.path().join("data.h5");
+    declare(&p, &[("data", &[2, 1 << 30])]);
+    let e = prism_store::Dataset::open(&p, &prism_store::DatasetOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("dataset `data` has shape [2, 1073741824]"),
+        "{e}"
+    );
+
+    let p = dir.path().join("analysis.h5");
+    declare(
+        &p,
+        &[
+            ("cat/index", &[n]),
+            ("cat/embedding/spectral", &[n, 2]),
+            ("cat/cluster/kmeans-02", &[n]),
+        ],
+    );
+    let file = AnalysisFile::open(&p).unwrap();
+    let e = file.category("cat").unwrap_err().to_string();
+    assert!(
+        e.contains("dataset `cat/index` has shape [536870912]"),
+        "{e}"
+    );
+    let reader = file.category_reader("cat").unwrap();
+    for e in [
+        reader.index().unwrap_err(),
+        reader.embedding("spectral").unwrap_err(),
+        reader.clustering("kmeans-02").unwrap_err(),
+        reader.embedding_columns("spectral", (0, 1)).unwrap_err(),
+    ] {
+        let e = e.to_string();
+        assert!(e.contains("more than the"), "{e}");
+        assert!(e.contains("is the file corrupt?"), "{e}");
+    }
+}

@@ -41,8 +41,9 @@ pub enum ViewerError {
     /// `allow_remote`, a malformed allowed host name), or no token could be made.
     #[error("{0}")]
     Access(String),
-    /// Decoding an image of an image-directory dataset failed.
-    #[error("`{path}`: cannot decode the image: {message}")]
+    /// Decoding an image of an image-directory dataset, or writing a generated one, failed (the
+    /// message says which).
+    #[error("`{path}`: {message}")]
     Image { path: PathBuf, message: String },
 }
 

@@ -609,12 +609,12 @@ fn write_png(
     image::RgbImage::from_raw(s as u32, s as u32, px)
         .ok_or_else(|| ViewerError::Image {
             path: path.clone(),
-            message: "wrong buffer size".into(),
+            message: "cannot make the image: its pixel buffer has the wrong size".into(),
         })?
         .save(&path)
         .map_err(|e| ViewerError::Image {
             path: path.clone(),
-            message: e.to_string(),
+            message: format!("writing the image failed: {e}"),
         })
 }
 

@@ -75,6 +75,7 @@ impl Hdf5Data {
                 expected: "it must be N×C×H×W, N×H×W or N×F".into(),
             });
         }
+        h5util::check_declared(&data, path, DATA, false).map_err(DatasetError::Store)?;
         let desc = data
             .dtype()
             .and_then(|t| t.to_descriptor())
@@ -126,6 +127,7 @@ impl Hdf5Data {
 
 fn read_hdf5_labels(ds: &hdf5::Dataset, path: &Path, n: usize) -> Result<LabelSet, DatasetError> {
     let shape = ds.shape();
+    h5util::check_declared(ds, path, LABEL, true).map_err(DatasetError::Store)?;
     let desc = ds
         .dtype()
         .and_then(|t| t.to_descriptor())

@@ -47,7 +47,7 @@ pub enum DisplayError {
         source: std::io::Error,
     },
     /// An image of an image directory could not be decoded.
-    #[error("`{path}`: cannot decode the image: {message}")]
+    #[error("`{path}`: {message}")]
     Image { path: PathBuf, message: String },
 }
 
@@ -212,10 +212,10 @@ impl DisplayDataset {
                     path: PathBuf::new(),
                     message: format!("sample {i} does not exist"),
                 })?;
-                let img = image::open(path)
-                    .map_err(|e| DisplayError::Image {
+                let img = super::image_folder::decode_image(path)
+                    .map_err(|message| DisplayError::Image {
                         path: path.clone(),
-                        message: e.to_string(),
+                        message,
                     })?
                     .to_rgb8();
                 let src = RgbImage {

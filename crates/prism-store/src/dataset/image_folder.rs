@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use image::{DynamicImage, ImageReader};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
 use super::preprocess::{self, Pixels, Preprocess};
 use super::DatasetError;
@@ -19,6 +19,55 @@ const DECODED_EXTENSIONS: [&str; 3] = [".jpg", ".jpeg", ".png"];
 /// The most values (C×H×W) one sample may have: 2²⁷ (512 MiB of f32, e.g. 3 × 6689 × 6689).
 /// The sample size comes from an image header, which may declare any size.
 pub(crate) const MAX_SAMPLE_VALUES: usize = 1 << 27;
+
+/// The most pixels Prism decodes from one image: Pillow's decompression-bomb threshold
+/// (`Image.MAX_IMAGE_PIXELS`, where torchvision's loader warns), 89 478 485.
+pub(crate) const MAX_IMAGE_PIXELS: u64 = 89_478_485;
+
+/// The most pixels a file may declare per byte it holds: a JPEG of one flat colour holds about
+/// 250 pixels per byte at best (every 8×8 block costs a few bits), a 1-bit PNG about 8000
+/// (deflate's 1032:1 on 8 pixels per byte). A header declaring far more belongs to a truncated
+/// or crafted file, whose decoding would spend seconds to minutes producing filler pixels.
+const MAX_PIXELS_PER_BYTE_JPEG: u64 = 2048;
+const MAX_PIXELS_PER_BYTE: u64 = 16384;
+
+/// Opens and decodes one image after checking its header's size: at most [`MAX_IMAGE_PIXELS`],
+/// and no more pixels than a file of its length can hold. The error is a message to follow the
+/// path.
+pub(crate) fn decode_image(path: &Path) -> Result<DynamicImage, String> {
+    let reader = ImageReader::open(path)
+        .map_err(|e| format!("cannot open it: {e}"))?
+        .with_guessed_format()
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    let format = reader.format();
+    let bytes = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read it: {e}"))?
+        .len();
+    let decoder = reader
+        .into_decoder()
+        .map_err(|e| format!("cannot read the image header: {e}"))?;
+    let (w, h) = decoder.dimensions();
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > MAX_IMAGE_PIXELS {
+        return Err(format!(
+            "its header declares {w}×{h} = {pixels} pixels, more than the {MAX_IMAGE_PIXELS} \
+             Prism decodes from one image (Pillow's decompression-bomb threshold); downscale it"
+        ));
+    }
+    let per_byte = if format == Some(ImageFormat::Jpeg) {
+        MAX_PIXELS_PER_BYTE_JPEG
+    } else {
+        MAX_PIXELS_PER_BYTE
+    };
+    if pixels > bytes.saturating_mul(per_byte) {
+        return Err(format!(
+            "its header declares {w}×{h} pixels, but the file has only {bytes} bytes, too few \
+             for that many pixels (the file is truncated or corrupt)"
+        ));
+    }
+    DynamicImage::from_decoder(decoder)
+        .map_err(|e| format!("cannot decode it (corrupt or truncated?): {e}"))
+}
 
 /// One image of the folder.
 #[derive(Debug, Clone)]
@@ -245,18 +294,11 @@ fn image_dimensions(path: &Path) -> Result<(usize, usize), DatasetError> {
 }
 
 fn decode(path: &Path, index: usize) -> Result<DynamicImage, DatasetError> {
-    let image_err = |message: String| DatasetError::Image {
+    decode_image(path).map_err(|message| DatasetError::Image {
         path: path.to_path_buf(),
         index,
         message,
-    };
-    let reader = ImageReader::open(path)
-        .map_err(|e| image_err(format!("cannot open it: {e}")))?
-        .with_guessed_format()
-        .map_err(|e| image_err(format!("cannot read it: {e}")))?;
-    reader
-        .decode()
-        .map_err(|e| image_err(format!("cannot decode it (corrupt or truncated?): {e}")))
+    })
 }
 
 /// Converts to 8-bit RGB or grayscale like Pillow's `convert("RGB")` / `convert("L")`: alpha is
