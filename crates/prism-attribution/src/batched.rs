@@ -5,7 +5,7 @@ use prism_model::batch::{sample_count, split_batches, BatchDone, Flow};
 use prism_model::{Float, ModelError, Tensor};
 
 use crate::error::{AttributionError, Result};
-use crate::{AttributeAt, Attributor, Explainer, SeedMode, Target};
+use crate::{AttributeAt, Attributor, Explainer, Recorded, SeedMode, Target};
 
 /// What one finished batch of [`Explainer::explain_batched`] reports.
 #[derive(Debug)]
@@ -16,8 +16,11 @@ pub struct ExplainedBatch<'a, T> {
     pub targets: &'a [usize],
     /// The target position of each of its samples, for a positional target.
     pub positions: Option<&'a [usize]>,
-    /// Its relevance (the batch's part of [`Explained::relevance`]).
+    /// Its relevance (the batch's part of [`Explained::relevance`]): one row per sample, or
+    /// per sample and condition (CRP, `n·K + k`).
     pub relevance: &'a Tensor<T>,
+    /// What it recorded at hidden nodes (rows as `relevance`).
+    pub recorded: &'a [Recorded<T>],
 }
 
 /// The relevance of a whole run.
@@ -36,6 +39,11 @@ pub struct Explained<T> {
     pub at: Option<String>,
     /// Whether the relevance was summed over the hidden dimension of an embedding lookup.
     pub per_token: bool,
+    /// The relevance and activations recorded at hidden nodes ([`Explainer::with_concepts`]),
+    /// all rows.
+    pub recorded: Vec<Recorded<T>>,
+    /// Rows per sample: the number of CRP conditions (1 without).
+    pub rows_per_sample: usize,
 }
 
 impl Explainer<'_> {
@@ -78,6 +86,8 @@ impl Explainer<'_> {
         let mut positions: Option<Vec<usize>> = None;
         let mut at_name: Option<String> = None;
         let mut per_token = false;
+        let mut recorded: Vec<Recorded<T>> = Vec::new();
+        let mut recorded_data: Vec<(Vec<T>, Vec<T>)> = Vec::new();
         let mut offset = 0;
         for part in split_batches(inputs, batch_size)? {
             let count = part[0].shape()[0];
@@ -99,11 +109,11 @@ impl Explainer<'_> {
                     error: Box::new(e),
                 },
             };
-            let (relevance, batch_targets, batch_positions) = if plain {
+            let (relevance, batch_targets, batch_positions, batch_recorded) = if plain {
                 let a = self
                     .attribute(&part[0], &t, seed, attributor)
                     .map_err(in_batch)?;
-                (a.relevance, a.targets, a.positions)
+                (a.relevance, a.targets, a.positions, a.recorded)
             } else {
                 let a = self
                     .attribute_inputs(part, at.unwrap_or(&AttributeAt::Auto), &t, seed, attributor)
@@ -112,11 +122,19 @@ impl Explainer<'_> {
                 match a.per_token {
                     Some(r) if self.hidden_sum => {
                         per_token = true;
-                        (r, a.targets, a.positions)
+                        (r, a.targets, a.positions, a.recorded)
                     }
-                    _ => (a.relevance, a.targets, a.positions),
+                    _ => (a.relevance, a.targets, a.positions, a.recorded),
                 }
             };
+            if recorded.is_empty() {
+                recorded = batch_recorded.clone();
+                recorded_data = vec![(Vec::new(), Vec::new()); recorded.len()];
+            }
+            for (acc, r) in recorded_data.iter_mut().zip(&batch_recorded) {
+                acc.0.extend_from_slice(r.relevance.data());
+                acc.1.extend_from_slice(r.activation.data());
+            }
             shape = relevance.shape().to_vec();
             data.extend_from_slice(relevance.data());
             targets.extend_from_slice(&batch_targets);
@@ -134,6 +152,7 @@ impl Explainer<'_> {
                 targets: &batch_targets,
                 positions: batch_positions.as_deref(),
                 relevance: &relevance,
+                recorded: &batch_recorded,
             });
             if flow == Flow::Stop && offset < total {
                 return Err(AttributionError::Model(ModelError::Stopped {
@@ -142,13 +161,23 @@ impl Explainer<'_> {
                 }));
             }
         }
-        shape[0] = total;
+        let rows_per_sample = self.concepts().conditions.len().max(1);
+        let rows = total * rows_per_sample;
+        shape[0] = rows;
+        for (r, (rel, act)) in recorded.iter_mut().zip(recorded_data) {
+            let mut s = r.relevance.shape().to_vec();
+            s[0] = rows;
+            r.relevance = Tensor::new(s.clone(), rel)?;
+            r.activation = Tensor::new(s, act)?;
+        }
         Ok(Explained {
             relevance: Tensor::new(shape, data)?,
             targets,
             positions,
             at: at_name,
             per_token,
+            recorded,
+            rows_per_sample,
         })
     }
 }

@@ -32,6 +32,7 @@ pub mod attributor;
 pub mod batched;
 pub mod canonize;
 pub mod composite;
+pub mod concept;
 pub mod error;
 pub mod linear;
 pub mod method;
@@ -57,6 +58,7 @@ pub use batched::{Explained, ExplainedBatch};
 pub use composite::{
     default_epsilon, Composite, CompositeParams, Group, Matcher, COMPOSITES, TRANSFORMER_COMPOSITES,
 };
+pub use concept::{Concepts, Condition, Parallel, Record, RecordMode, Recorded};
 pub use error::{AttributionError, Result};
 pub use method::{CompositeSource, Method, MethodSpec, METHOD_FIELDS};
 pub use rule::{
@@ -149,6 +151,9 @@ pub struct Attribution<T> {
     pub targets: Vec<usize>,
     /// The target position of each sample, for a positional [`Target`].
     pub positions: Option<Vec<usize>>,
+    /// The relevance and activations recorded at hidden nodes ([`Explainer::with_concepts`]),
+    /// in graph order.
+    pub recorded: Vec<Recorded<T>>,
 }
 
 /// Where [`Explainer::attribute_inputs`] reads the relevance off.
@@ -262,6 +267,9 @@ pub struct TensorAttribution<T> {
     /// When `at` is an embedding lookup's output: the relevance per token (`[batch, tokens]`,
     /// summed over the hidden dimension).
     pub per_token: Option<Tensor<T>>,
+    /// The relevance and activations recorded at hidden nodes ([`Explainer::with_concepts`]),
+    /// in graph order.
+    pub recorded: Vec<Recorded<T>>,
 }
 
 type PreparedKey = (Vec<Vec<usize>>, prism_model::DType);
@@ -270,8 +278,26 @@ struct Prepared<T> {
     graph: Arc<Graph>,
     exec: Executor<T>,
     rules: Vec<Option<Rule>>,
-    /// What the forward pass keeps for the backward sweep.
+    /// What the forward pass keeps for the backward sweep (and the recorded values).
     keep: Keep,
+    /// The recorded nodes ([`Concepts::record`]) resolved in `graph`: `(node name, value)`.
+    record: Vec<(String, prism_model::ValueId)>,
+}
+
+/// A sweep's CRP masks and recorded values, for one batch.
+struct Plan {
+    masks: Vec<concept::LayerMask>,
+    /// [`Parallel::Exclude`]: the conditioned values, last first, where the sweep stops,
+    /// masks and starts again.
+    cuts: Vec<prism_model::ValueId>,
+    record: Vec<prism_model::ValueId>,
+}
+
+/// What one sweep returns besides the relevance and the output: the recorded relevance and
+/// activations.
+struct Hooked<T> {
+    relevance: Vec<Option<Tensor<T>>>,
+    activations: Vec<Arc<Tensor<T>>>,
 }
 
 /// Attributes a model's decisions: a model, an optional composite and the canonizer switch.
@@ -280,6 +306,7 @@ pub struct Explainer<'m> {
     composite: Option<Composite>,
     canonize: bool,
     hidden_sum: bool,
+    concepts: Concepts,
     cache: Mutex<HashMap<PreparedKey, Arc<dyn Any + Send + Sync>>>,
 }
 
@@ -291,8 +318,23 @@ impl<'m> Explainer<'m> {
             composite: None,
             canonize: true,
             hidden_sum: false,
+            concepts: Concepts::default(),
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Record relevance at hidden nodes and/or condition it on channels (CRP), see
+    /// [`concept`]. Gradient-based methods only (the gradient and LRP composites). With `K`
+    /// conditions, every sample gives `K` rows (`n·K + k`), each with its condition.
+    pub fn with_concepts(mut self, concepts: Concepts) -> Self {
+        self.concepts = concepts;
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self
+    }
+
+    /// The concept settings ([`with_concepts`](Self::with_concepts)).
+    pub fn concepts(&self) -> &Concepts {
+        &self.concepts
     }
 
     /// Attribute with LRP rules assigned by `composite`.
@@ -351,12 +393,19 @@ impl<'m> Explainer<'m> {
             None => vec![None; graph.nodes.len()],
         };
         let exec = Executor::<T>::new(graph.clone())?;
-        let keep = Keep::Values(propagate::needed_values(&graph, &rules));
+        let record = match &self.concepts.record {
+            Some(r) => concept::resolve_record(self.model.graph(), &graph, r)?,
+            None => Vec::new(),
+        };
+        let mut kept = propagate::needed_values(&graph, &rules);
+        kept.extend(record.iter().map(|(_, v)| *v));
+        let keep = Keep::Values(kept);
         let p = Arc::new(Prepared {
             graph,
             exec,
             rules,
             keep,
+            record,
         });
         cache.insert(key, p.clone());
         Ok(p)
@@ -420,6 +469,16 @@ impl<'m> Explainer<'m> {
                 "expected a batch of samples, got shape {:?}",
                 x.shape()
             )));
+        }
+        if self.concepts.is_active() {
+            let a = self.attribute_at(vec![x.clone()], None, target, seed, attributor)?;
+            return Ok(Attribution {
+                relevance: a.relevance,
+                output: a.output,
+                targets: a.targets,
+                positions: a.positions,
+                recorded: a.recorded,
+            });
         }
         let b = &Cpu;
         let p = self.prepared::<T>(x.shape())?;
@@ -513,6 +572,7 @@ impl<'m> Explainer<'m> {
             output,
             targets,
             positions: resolved.positions(),
+            recorded: Vec::new(),
         })
     }
 
@@ -529,6 +589,20 @@ impl<'m> Explainer<'m> {
         seed: SeedMode,
         attributor: &Attributor,
     ) -> Result<TensorAttribution<T>> {
+        self.attribute_at(inputs, Some(at), target, seed, attributor)
+    }
+
+    /// [`attribute_inputs`](Self::attribute_inputs), or at the model's single input when `at`
+    /// is `None`; with conditions ([`with_concepts`](Self::with_concepts)), each sample gives
+    /// one row per condition.
+    fn attribute_at<T: Float>(
+        &self,
+        inputs: Vec<Tensor<T>>,
+        at: Option<&AttributeAt>,
+        target: &Target,
+        seed: SeedMode,
+        attributor: &Attributor,
+    ) -> Result<TensorAttribution<T>> {
         let n = inputs
             .first()
             .map_or(0, |x| x.shape().first().copied().unwrap_or(0));
@@ -541,32 +615,139 @@ impl<'m> Explainer<'m> {
                     .collect::<Vec<_>>()
             )));
         }
-        let shapes: Vec<Vec<usize>> = inputs.iter().map(|x| x.shape().to_vec()).collect();
-        let p = self.prepared_for::<T>(&shapes)?;
-        let (value, embedding) = at.resolve(self.model.graph(), &p.graph)?;
-        let name = p.graph.value(value).name.clone();
         if !matches!(attributor, Attributor::Gradient) {
+            let what = match at {
+                Some(AttributeAt::Named(name)) => format!("attributing at '{name}'"),
+                _ if self.concepts.is_active() => {
+                    "recording relevance at nodes or conditioning it (CRP)".to_string()
+                }
+                _ => "attributing at a tensor".to_string(),
+            };
             return Err(AttributionError::Invalid(format!(
-                "{} perturbs a float input; attributing at '{name}' takes the gradient or an \
-                 LRP composite",
+                "{} perturbs a float input; {what} takes the gradient or an LRP composite",
                 attributor.name()
             )));
         }
+        let labels = match target {
+            Target::PerSample(v) => Some(v.len()),
+            Target::PositionPerSample(v) => Some(v.len()),
+            _ => None,
+        };
+        if let Some(l) = labels.filter(|l| *l != n) {
+            return Err(AttributionError::Target(format!(
+                "{l} labels for {n} samples"
+            )));
+        }
+        let conds = &self.concepts.conditions;
+        let k = conds.len().max(1);
+        let (inputs, target) = if k > 1 {
+            let inputs = inputs
+                .iter()
+                .map(|x| repeat_rows(x, k))
+                .collect::<Result<Vec<_>>>()?;
+            (inputs, target::repeat(target, k))
+        } else {
+            (inputs, target.clone())
+        };
+        let groups = match self.concepts.parallel {
+            Parallel::Exclude if conds.len() > 1 => concept::groups(conds),
+            _ => vec![(0..conds.len()).collect()],
+        };
+        if groups.len() == 1 {
+            return self.attribute_rows(inputs, at, &target, seed, conds, n);
+        }
+        // Parallel::Exclude with conditions naming different layers: each group of conditions
+        // on its own rows (zennit-crp sweeps each group on its own too), put back in order.
+        let mut whole: Option<TensorAttribution<T>> = None;
+        let mut targets = vec![0usize; n * k];
+        let mut positions: Option<Vec<usize>> = None;
+        for group in groups {
+            let rows: Vec<usize> = (0..n)
+                .flat_map(|s| group.iter().map(move |&c| s * k + c))
+                .collect();
+            let sub_inputs = inputs
+                .iter()
+                .map(|x| take_rows(x, &rows))
+                .collect::<Result<Vec<_>>>()?;
+            let sub_target = target::take(&target, &rows);
+            let sub_conds: Vec<Condition> = group.iter().map(|&i| conds[i].clone()).collect();
+            let a = self.attribute_rows(sub_inputs, at, &sub_target, seed, &sub_conds, n)?;
+            let w = whole.get_or_insert_with(|| TensorAttribution {
+                relevance: empty_rows(&a.relevance, n * k),
+                output: empty_rows(&a.output, n * k),
+                targets: Vec::new(),
+                positions: None,
+                at: a.at.clone(),
+                per_token: a.per_token.as_ref().map(|t| empty_rows(t, n * k)),
+                recorded: a
+                    .recorded
+                    .iter()
+                    .map(|r| Recorded {
+                        relevance: empty_rows(&r.relevance, n * k),
+                        activation: empty_rows(&r.activation, n * k),
+                        ..r.clone()
+                    })
+                    .collect(),
+            });
+            put_rows(&mut w.relevance, &rows, &a.relevance)?;
+            put_rows(&mut w.output, &rows, &a.output)?;
+            if let (Some(dst), Some(src)) = (w.per_token.as_mut(), a.per_token.as_ref()) {
+                put_rows(dst, &rows, src)?;
+            }
+            for (dst, src) in w.recorded.iter_mut().zip(&a.recorded) {
+                put_rows(&mut dst.relevance, &rows, &src.relevance)?;
+                put_rows(&mut dst.activation, &rows, &src.activation)?;
+            }
+            for (i, &r) in rows.iter().enumerate() {
+                targets[r] = a.targets[i];
+                if let Some(p) = &a.positions {
+                    positions.get_or_insert_with(|| vec![0; n * k])[r] = p[i];
+                }
+            }
+        }
+        let mut w = whole.ok_or_else(|| AttributionError::Invalid("no conditions".into()))?;
+        w.targets = targets;
+        w.positions = positions;
+        Ok(w)
+    }
+
+    /// One gradient-based attribution of `inputs` (rows already one per sample and
+    /// condition), at `at` (`None`: the single input), with the conditions `conds` (each row
+    /// `s·K + k` under `conds[k]`, `samples` samples) and the recorded nodes.
+    fn attribute_rows<T: Float>(
+        &self,
+        inputs: Vec<Tensor<T>>,
+        at: Option<&AttributeAt>,
+        target: &Target,
+        seed: SeedMode,
+        conds: &[Condition],
+        samples: usize,
+    ) -> Result<TensorAttribution<T>> {
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|x| x.shape().to_vec()).collect();
+        let p = self.prepared_for::<T>(&shapes)?;
+        let (value, embedding) = match at {
+            Some(at) => at.resolve(self.model.graph(), &p.graph)?,
+            None => (p.graph.inputs[0], false),
+        };
+        let name = p.graph.value(value).name.clone();
+        let plan = self.plan(&p, conds, samples)?;
         let token_model = (0..self.model.graph().inputs.len())
             .any(|i| self.model.graph().input_type(i).is_integer());
-        let (relevance, output, resolved) = self.checked_sweep(&p, inputs, value, |output| {
-            if token_model && output.rank() == 3 && !target.is_positional() {
-                return Err(AttributionError::Target(format!(
-                    "the output has shape {:?}, one score per position and class (a language \
-                     model's logits): name the position too, e.g. `last` (the predicted next \
-                     token after the last position), `last:ID`, `POS:ID` or `POS:predicted`",
-                    output.shape()
-                )));
-            }
-            let resolved = target::resolve(output, target)?;
-            let seed_t = target::seed(output, &resolved, seed == SeedMode::Logit)?;
-            Ok((seed_t, resolved))
-        })?;
+        let (relevance, output, resolved, hooked) =
+            self.checked_sweep(&p, inputs, value, &plan, |output| {
+                if token_model && output.rank() == 3 && !target.is_positional() {
+                    return Err(AttributionError::Target(format!(
+                        "the output has shape {:?}, one score per position and class (a \
+                         language model's logits): name the position too, e.g. `last` (the \
+                         predicted next token after the last position), `last:ID`, `POS:ID` \
+                         or `POS:predicted`",
+                        output.shape()
+                    )));
+                }
+                let resolved = target::resolve(output, target)?;
+                let seed_t = target::seed(output, &resolved, seed == SeedMode::Logit)?;
+                Ok((seed_t, resolved))
+            })?;
         let output = (*output).clone();
         let targets = resolved.classes();
         // relevance per token: the sum over the hidden dimension
@@ -574,6 +755,7 @@ impl<'m> Explainer<'m> {
             let axis = relevance.rank().saturating_sub(1);
             Cpu.reduce(&relevance, &[axis], false, false)
         });
+        let recorded = self.recorded(&p, hooked)?;
         Ok(TensorAttribution {
             relevance,
             output,
@@ -581,7 +763,56 @@ impl<'m> Explainer<'m> {
             positions: resolved.positions(),
             at: name,
             per_token,
+            recorded,
         })
+    }
+
+    /// The masks and recorded values of one sweep over `samples` samples under `conds`.
+    fn plan<T: Float>(&self, p: &Prepared<T>, conds: &[Condition], samples: usize) -> Result<Plan> {
+        let masks = concept::layer_masks(self.model.graph(), &p.graph, conds, samples)?;
+        let mut cuts: Vec<prism_model::ValueId> = match self.concepts.parallel {
+            Parallel::Exclude => masks.iter().map(|m| m.value).collect(),
+            Parallel::Include => Vec::new(),
+        };
+        cuts.sort_by_key(|v| std::cmp::Reverse(p.graph.producer(*v).map_or(0, |n| n.0 + 1)));
+        Ok(Plan {
+            masks,
+            cuts,
+            record: p.record.iter().map(|(_, v)| *v).collect(),
+        })
+    }
+
+    /// The recorded relevance and activations of a sweep, shaped by the record mode.
+    fn recorded<T: Float>(&self, p: &Prepared<T>, hooked: Hooked<T>) -> Result<Vec<Recorded<T>>> {
+        let mode = self
+            .concepts
+            .record
+            .as_ref()
+            .map_or(RecordMode::Channels, |r| r.mode);
+        p.record
+            .iter()
+            .zip(hooked.relevance)
+            .zip(hooked.activations)
+            .map(|(((node, v), rel), act)| {
+                let act = (*act).clone();
+                // No relevance reached it: zero.
+                let rel = rel.unwrap_or_else(|| Cpu.full(act.shape(), T::zero()));
+                let sample_shape = act.shape().get(1..).unwrap_or(&[]).to_vec();
+                let (relevance, activation) = match mode {
+                    RecordMode::Maps => (rel, act),
+                    RecordMode::Channels => {
+                        (concept::channel_sums(&rel)?, concept::channel_sums(&act)?)
+                    }
+                };
+                Ok(Recorded {
+                    node: node.clone(),
+                    tensor: p.graph.value(*v).name.clone(),
+                    sample_shape,
+                    relevance,
+                    activation,
+                })
+            })
+            .collect()
     }
 
     /// One forward + backward sweep from the seed at the targets.
@@ -593,39 +824,46 @@ impl<'m> Explainer<'m> {
         seed: SeedMode,
     ) -> Result<Tensor<T>> {
         let input = p.graph.inputs[0];
-        let (relevance, _, ()) = self.checked_sweep(p, vec![x], input, |out| {
+        let plan = Plan {
+            masks: Vec::new(),
+            cuts: Vec::new(),
+            record: Vec::new(),
+        };
+        let (relevance, _, (), _) = self.checked_sweep(p, vec![x], input, &plan, |out| {
             Ok((target::seed(out, targets, seed == SeedMode::Logit)?, ()))
         })?;
         Ok(relevance)
     }
 
     /// One forward + backward sweep from `inputs` to the value `at`, seeded by `seed` from the
-    /// model's output (which also returns what the caller needs of it, `E`). Returns the
-    /// relevance at `at`, the output and `E`. Unless non-finite values are allowed, non-finite
-    /// relevance is an error naming the node whose rule produced the first of them: known when
-    /// the sweep watched every node (debug builds), else found by sweeping again watching.
+    /// model's output (which also returns what the caller needs of it, `E`), with `plan`'s
+    /// masks and recording. Returns the relevance at `at`, the output, `E` and what was
+    /// recorded. Unless non-finite values are allowed, non-finite relevance is an error naming
+    /// the node whose rule produced the first of them: known when the sweep watched every node
+    /// (debug builds), else found by sweeping again watching.
     fn checked_sweep<T: Float, E>(
         &self,
         p: &Prepared<T>,
         inputs: Vec<Tensor<T>>,
         at: prism_model::ValueId,
+        plan: &Plan,
         seed: impl Fn(&Tensor<T>) -> Result<(Tensor<T>, E)>,
-    ) -> Result<(Tensor<T>, Arc<Tensor<T>>, E)> {
+    ) -> Result<(Tensor<T>, Arc<Tensor<T>>, E, Hooked<T>)> {
         let policy = self.model.nonfinite();
         let watch = policy.checks() && prism_model::finite::watch_every_run();
         // Kept to sweep again if the relevance is not finite (an input-sized copy).
         let again = (policy.checks() && !watch).then(|| inputs.clone());
-        let (relevance, output, extra, origin) =
-            self.sweep_once(p, inputs, at, &seed, policy, watch)?;
+        let (relevance, output, extra, origin, hooked) =
+            self.sweep_once(p, inputs, at, plan, &seed, policy, watch)?;
         if !policy.checks() {
-            return Ok((relevance, output, extra));
+            return Ok((relevance, output, extra, hooked));
         }
         let Some(report) = prism_model::NonFiniteReport::scan(&relevance, 0) else {
-            return Ok((relevance, output, extra));
+            return Ok((relevance, output, extra, hooked));
         };
         let origin = match (origin, again) {
             (Some(ni), _) => Some(ni),
-            (None, Some(inputs)) => self.sweep_once(p, inputs, at, &seed, policy, true)?.3,
+            (None, Some(inputs)) => self.sweep_once(p, inputs, at, plan, &seed, policy, true)?.3,
             (None, None) => None,
         };
         let origin = match origin {
@@ -650,31 +888,122 @@ impl<'m> Explainer<'m> {
     }
 
     /// One sweep of [`checked_sweep`](Self::checked_sweep); with `watch`, also the node where
-    /// non-finite relevance began (if any).
-    #[allow(clippy::type_complexity)]
+    /// non-finite relevance began (if any). With cuts ([`Parallel::Exclude`]) the sweep stops
+    /// at each conditioned value in turn, and starts again from its masked relevance alone.
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn sweep_once<T: Float, E>(
         &self,
         p: &Prepared<T>,
         inputs: Vec<Tensor<T>>,
         at: prism_model::ValueId,
+        plan: &Plan,
         seed: &impl Fn(&Tensor<T>) -> Result<(Tensor<T>, E)>,
         policy: prism_model::NonFinite,
         watch: bool,
-    ) -> Result<(Tensor<T>, Arc<Tensor<T>>, E, Option<usize>)> {
+    ) -> Result<(Tensor<T>, Arc<Tensor<T>>, E, Option<usize>, Hooked<T>)> {
         let mut trace = p.exec.run_with(inputs, &p.keep, policy)?;
         let output = trace.outputs[0].clone();
+        let activations = plan
+            .record
+            .iter()
+            .map(|v| {
+                trace.get(*v).cloned().ok_or_else(|| {
+                    AttributionError::Invalid(format!(
+                        "the forward pass did not keep the recorded tensor '{}'",
+                        p.graph.value(*v).name
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let (seed_t, extra) = seed(&output)?;
+        let mut hooks = concept::SweepHooks::new(plan.masks.clone(), plan.record.clone());
+        let mut seeds = vec![(p.graph.outputs[0], seed_t)];
+        let mut origin = None;
+        for &cut in &plan.cuts {
+            let (mut r, origins) = propagate::propagate_watched(
+                &p.graph,
+                &p.exec,
+                &mut trace,
+                &p.rules,
+                seeds,
+                &[cut],
+                watch,
+                &mut hooks,
+            )?;
+            origin = origin.or(origins[0]);
+            seeds = vec![(cut, r.remove(0))];
+        }
         let (mut r, origins) = propagate::propagate_watched(
             &p.graph,
             &p.exec,
             &mut trace,
             &p.rules,
-            vec![(p.graph.outputs[0], seed_t)],
+            seeds,
             &[at],
             watch,
+            &mut hooks,
         )?;
-        Ok((r.remove(0), output, extra, origins[0]))
+        let hooked = Hooked {
+            relevance: hooks.into_recorded(),
+            activations,
+        };
+        Ok((r.remove(0), output, extra, origin.or(origins[0]), hooked))
     }
+}
+
+/// Each row of `x` repeated `k` times in place (`[a, b]` → `[a, a, b, b]` for `k = 2`):
+/// zennit-crp's `repeat_interleave` of samples over conditions.
+fn repeat_rows<T: Float>(x: &Tensor<T>, k: usize) -> Result<Tensor<T>> {
+    let n = x.shape().first().copied().unwrap_or(0);
+    let row = x.len() / n.max(1);
+    let mut data = Vec::with_capacity(x.len() * k);
+    for r in x.data().chunks(row.max(1)) {
+        for _ in 0..k {
+            data.extend_from_slice(r);
+        }
+    }
+    let mut shape = x.shape().to_vec();
+    shape[0] = n * k;
+    Ok(Tensor::new(shape, data)?)
+}
+
+/// The rows `rows` of `x`, in that order.
+fn take_rows<T: Float>(x: &Tensor<T>, rows: &[usize]) -> Result<Tensor<T>> {
+    let n = x.shape().first().copied().unwrap_or(0);
+    let row = x.len() / n.max(1);
+    let mut data = Vec::with_capacity(rows.len() * row);
+    for &r in rows {
+        data.extend_from_slice(&x.data()[r * row..(r + 1) * row]);
+    }
+    let mut shape = x.shape().to_vec();
+    shape[0] = rows.len();
+    Ok(Tensor::new(shape, data)?)
+}
+
+/// A zero tensor shaped like `x` with `n` rows.
+fn empty_rows<T: Float>(x: &Tensor<T>, n: usize) -> Tensor<T> {
+    let mut shape = x.shape().to_vec();
+    if let Some(first) = shape.first_mut() {
+        *first = n;
+    }
+    Cpu.full(&shape, T::zero())
+}
+
+/// Writes the rows of `src` to rows `rows` of `dst`.
+fn put_rows<T: Float>(dst: &mut Tensor<T>, rows: &[usize], src: &Tensor<T>) -> Result<()> {
+    let row = src.len() / rows.len().max(1);
+    if dst.len() / dst.shape().first().copied().unwrap_or(1).max(1) != row {
+        return Err(AttributionError::Invalid(format!(
+            "rows of shape {:?} do not fit a tensor of shape {:?}",
+            src.shape(),
+            dst.shape()
+        )));
+    }
+    let d = dst.data_mut();
+    for (i, &r) in rows.iter().enumerate() {
+        d[r * row..(r + 1) * row].copy_from_slice(&src.data()[i * row..(i + 1) * row]);
+    }
+    Ok(())
 }
 
 /// Number of classes (axis 1) and positions per class (axes 2..) of an output.

@@ -9,6 +9,7 @@ use prism_model::finite::any_nonfinite;
 use prism_model::op::{BinaryOp, Op, UnaryOp};
 use prism_model::{Executor, Float, Graph, Tensor, Trace, ValueId};
 
+use crate::concept::SweepHooks;
 use crate::error::{AttributionError, Result};
 use crate::linear::{self, Linear};
 use crate::passes::ratio;
@@ -72,7 +73,8 @@ pub fn propagate_to<T: Float>(
     seeds: Vec<(ValueId, Tensor<T>)>,
     at: &[ValueId],
 ) -> Result<Vec<Tensor<T>>> {
-    Ok(propagate_watched(graph, exec, trace, rules, seeds, at, false)?.0)
+    let mut hooks = SweepHooks::none();
+    Ok(propagate_watched(graph, exec, trace, rules, seeds, at, false, &mut hooks)?.0)
 }
 
 /// The relevance at each requested value, and for each the node index where non-finite
@@ -81,7 +83,10 @@ pub type Watched<T> = (Vec<Tensor<T>>, Vec<Option<usize>>);
 
 /// [`propagate_to`], optionally (`watch`) noting for each relevance that holds NaN or ±Inf the
 /// node whose rule produced the first of them from finite relevance: the second result gives,
-/// for each value in `at`, that node's index (`None`: finite, or not watched).
+/// for each value in `at`, that node's index (`None`: finite, or not watched). `hooks` see the
+/// relevance at each node's outputs once it is complete, before the node's rule spreads it:
+/// CRP's channel masks and recording ([`crate::concept`]).
+#[allow(clippy::too_many_arguments)]
 pub fn propagate_watched<T: Float>(
     graph: &Graph,
     exec: &Executor<T>,
@@ -90,7 +95,9 @@ pub fn propagate_watched<T: Float>(
     seeds: Vec<(ValueId, Tensor<T>)>,
     at: &[ValueId],
     watch: bool,
+    hooks: &mut SweepHooks<T>,
 ) -> Result<Watched<T>> {
+    let hooked = !hooks.is_empty();
     let b = &Cpu;
     // Where each value's non-finite relevance began (watched runs only).
     let mut bad: Vec<Option<usize>> = vec![None; graph.values.len()];
@@ -128,6 +135,11 @@ pub fn propagate_watched<T: Float>(
     let all_computed = at.iter().all(|v| graph.producer(*v).is_some());
     let mut remaining = at.len();
     for (ni, node) in graph.nodes.iter().enumerate().rev() {
+        if hooked {
+            for o in &node.outputs {
+                hooks.complete(*o, &mut rel[o.0])?;
+            }
+        }
         if node.outputs.iter().any(|o| at.contains(o)) {
             // A cut: the relevance here is complete (all readers ran); it flows no further.
             for (k, v) in at.iter().enumerate() {
@@ -136,9 +148,8 @@ pub fn propagate_watched<T: Float>(
                     remaining = remaining.saturating_sub(1);
                 }
             }
-            for o in &node.outputs {
-                trace.values[o.0] = None;
-            }
+            // The node's forward values stay: a sweep seeded at its output (CRP's
+            // `Parallel::Exclude`, restarting at a cut) runs its rule next.
             if all_computed && remaining == 0 {
                 break;
             }

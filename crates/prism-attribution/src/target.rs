@@ -182,3 +182,27 @@ pub(crate) fn seed<T: Float>(output: &Tensor<T>, r: &Resolved, logit: bool) -> R
         }
     }
 }
+
+/// `target` for a batch whose every row is repeated `k` times in place (one row per CRP
+/// condition): per-sample targets repeat alike; the others hold for every row.
+pub(crate) fn repeat(target: &Target, k: usize) -> Target {
+    let rep = |v: &[usize]| v.iter().flat_map(|&t| std::iter::repeat_n(t, k)).collect();
+    match target {
+        Target::PerSample(v) => Target::PerSample(rep(v)),
+        Target::PositionPerSample(v) => {
+            Target::PositionPerSample(v.iter().flat_map(|&t| std::iter::repeat_n(t, k)).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// `target` for the rows `rows` of a batch.
+pub(crate) fn take(target: &Target, rows: &[usize]) -> Target {
+    match target {
+        Target::PerSample(v) => Target::PerSample(rows.iter().map(|&r| v[r]).collect()),
+        Target::PositionPerSample(v) => {
+            Target::PositionPerSample(rows.iter().map(|&r| v[r]).collect())
+        }
+        other => other.clone(),
+    }
+}
