@@ -377,7 +377,8 @@ pub(crate) fn layer_masks(
             if let Some(&bad) = channels.iter().find(|&&ch| ch >= c) {
                 return Err(AttributionError::Invalid(format!(
                     "condition on layer '{layer}': channel {bad} does not exist; its output \
-                     {shape:?} has {c} channels (0-{})",
+                     (per sample {:?}) has {c} channels (0-{})",
+                    &shape[1..],
                     c - 1
                 )));
             }

@@ -25,6 +25,7 @@ pub mod label_map;
 pub mod npy;
 pub mod project;
 pub mod provenance;
+pub mod record;
 pub mod run;
 pub mod tokens;
 

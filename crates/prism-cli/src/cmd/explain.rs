@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use prism_attribution::{AttributeAt, Explainer};
 use prism_model::{Float, Flow, Model, Tensor};
-use prism_store::npy;
+use prism_store::{npy, record};
 
 use super::method::MethodArgs;
 use super::predict::{sample_progress, DTypeArg};
@@ -34,6 +34,15 @@ use super::predict::{sample_progress, DTypeArg};
 /// the position with the target (--target last, the predicted next token after the last
 /// position; last:ID; POS:ID). LXT's convention, `logit.backward()`, is --seed-mode logit.
 ///
+/// Concepts (docs/concepts.md): --record NODE_GLOB keeps the relevance and activation at those
+/// nodes' outputs, per channel (--record-mode channels, rows × C) or whole (maps), with each
+/// row's top channels and their shares; they are written to the folder OUTPUT-STEM.record/
+/// beside the output (index.json names the files). --condition 'LAYER:ch,ch' conditions the
+/// relevance on channels of a layer (Concept Relevance Propagation, as zennit-crp): only those
+/// channels pass relevance on at LAYER's output; repeat it for several conditions (each sample
+/// then gives one row per condition, n·K + k). With --condition the initial relevance is the
+/// target's logit (zennit-crp's), unless --seed-mode says otherwise.
+///
 /// Examples:
 ///
 ///   prism explain vgg16.onnx images.npy --output relevance.npy --composite epsilon-plus-flat
@@ -49,6 +58,10 @@ use super::predict::{sample_progress, DTypeArg};
 ///   prism explain gpt2.onnx --input input_ids=ids.npy -o r.npy --composite cp-lrp --target last --reduce-hidden sum
 ///
 ///   prism explain vit.onnx images.npy -o r.npy --composite attn-lrp --conv-composite epsilon-gamma-box --low -1 --high 1
+///
+///   prism explain vgg16.onnx x.npy -o r.npy --composite epsilon-plus-flat --record '/features/*/Conv'
+///
+///   prism explain vgg16.onnx x.npy -o r.npy --composite epsilon-plus-flat --target 3 --condition '/features/features.28/Conv:12' --condition '/features/features.28/Conv:40,41'
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ExplainArgs {
@@ -87,6 +100,10 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub show_rules: bool,
     #[command(flatten)]
+    pub record: super::concepts::RecordArgs,
+    #[command(flatten)]
+    pub conditions: super::concepts::ConditionArgs,
+    #[command(flatten)]
     pub nonfinite: super::inputs::NonFiniteArgs,
 }
 
@@ -105,7 +122,12 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<()> {
 }
 
 fn run_typed<T: Float>(args: &ExplainArgs) -> anyhow::Result<()> {
-    let (_, method) = args.method.build()?;
+    let (_, mut method) = args.method.build()?;
+    let concepts = args.conditions.build(args.record.build())?;
+    if !concepts.conditions.is_empty() && args.method.seed_mode.is_none() {
+        method.seed = prism_attribution::SeedMode::Logit;
+    }
+    let k_rows = concepts.conditions.len().max(1);
     let model =
         Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
     args.nonfinite.apply(&model);
@@ -118,6 +140,9 @@ fn run_typed<T: Float>(args: &ExplainArgs) -> anyhow::Result<()> {
         .with_hidden_sum(args.reduce_hidden == ReduceHidden::Sum);
     if let Some(c) = method.composite {
         explainer = explainer.with_composite(c);
+    }
+    if concepts.is_active() {
+        explainer = explainer.with_concepts(concepts.clone());
     }
     let at = args
         .attribute_at
@@ -150,7 +175,8 @@ fn run_typed<T: Float>(args: &ExplainArgs) -> anyhow::Result<()> {
             args.batch_size,
             |batch| {
                 let k = batch.done.count;
-                let per = batch.relevance.len() / k.max(1);
+                let rows = batch.relevance.shape().first().copied().unwrap_or(k);
+                let per = batch.relevance.len() / rows.max(1);
                 for (i, (&cls, r)) in batch
                     .targets
                     .iter()
@@ -162,10 +188,15 @@ fn run_typed<T: Float>(args: &ExplainArgs) -> anyhow::Result<()> {
                         .positions
                         .map(|p| format!(" at position {}", p[i]))
                         .unwrap_or_default();
+                    let cond = if k_rows > 1 {
+                        format!(", condition {}", i % k_rows)
+                    } else {
+                        String::new()
+                    };
                     bar.suspend(|| {
                         println!(
-                            "sample {}: target {cls}{at}, relevance sum {sum:.6}",
-                            batch.done.offset + i
+                            "sample {}{cond}: target {cls}{at}, relevance sum {sum:.6}",
+                            batch.done.offset + i / k_rows
                         )
                     });
                 }
@@ -179,6 +210,51 @@ fn run_typed<T: Float>(args: &ExplainArgs) -> anyhow::Result<()> {
     args.nonfinite.warn("the relevance", &r);
     // The error names the file and says it was being written.
     npy::write_float(&args.output, &r)?;
+    if !explained.recorded.is_empty() {
+        let dir = record::record_dir(&args.output);
+        let tops: Vec<(Vec<u32>, Vec<T>)> = explained
+            .recorded
+            .iter()
+            .map(|rec| rec.top_channels(args.record.record_top_k))
+            .collect();
+        let nodes: Vec<record::RecordedNode<'_, T>> = explained
+            .recorded
+            .iter()
+            .zip(&tops)
+            .map(|(rec, (idx, share))| record::RecordedNode {
+                node: &rec.node,
+                tensor: &rec.tensor,
+                sample_shape: &rec.sample_shape,
+                relevance: &rec.relevance,
+                activation: &rec.activation,
+                top_channels: idx,
+                top_share: share,
+            })
+            .collect();
+        let info = record::RecordInfo {
+            mode: concepts
+                .record
+                .as_ref()
+                .map_or("channels", |r| r.mode.name())
+                .to_string(),
+            rows_per_sample: explained.rows_per_sample,
+            conditions: args.conditions.condition.clone(),
+            exclude_parallel: args.conditions.exclude_parallel,
+            top_k: args.record.record_top_k,
+        };
+        record::write_record(&dir, &info, &nodes)?;
+        eprintln!(
+            "wrote the relevance and activations at {} node(s) to {}",
+            nodes.len(),
+            dir.display()
+        );
+    }
+    if explained.rows_per_sample > 1 {
+        eprintln!(
+            "{n} samples × {} conditions: row n·{} + k is sample n under condition k",
+            explained.rows_per_sample, explained.rows_per_sample
+        );
+    }
     match explained.at {
         None => eprintln!(
             "wrote relevance {:?} to {}",

@@ -31,9 +31,10 @@ pub struct MethodArgs {
     /// gradient, smoothgrad, integrated-gradients or occlusion.
     #[arg(long, default_value = "gradient")]
     pub attributor: String,
-    /// Initial relevance: one-hot at the target (Zennit's convention) or the target's logit.
-    #[arg(long, value_enum, default_value_t = SeedArg::OneHot)]
-    pub seed_mode: SeedArg,
+    /// Initial relevance: one-hot at the target (Zennit's convention; the default) or the
+    /// target's logit (the default with --condition, as zennit-crp initialises it).
+    #[arg(long, value_enum)]
+    pub seed_mode: Option<SeedArg>,
     /// Skip the canonizers (BatchNorm merging, explicit residual sums).
     #[arg(long)]
     pub no_canonize: bool,
@@ -188,7 +189,7 @@ impl MethodArgs {
         let mut spec = MethodSpec {
             composite,
             attributor: self.attributor.clone(),
-            seed_mode: match self.seed_mode {
+            seed_mode: match self.seed_mode.unwrap_or(SeedArg::OneHot) {
                 SeedArg::OneHot => SeedMode::OneHot,
                 SeedArg::Logit => SeedMode::Logit,
             },

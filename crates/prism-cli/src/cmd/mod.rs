@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod attribute;
+pub mod concepts;
 pub mod dataset;
 pub mod demo;
 pub mod evaluate;
