@@ -261,6 +261,16 @@ fn constants_folded_in_all_have_a_budget() {
     assert!(e.contains("Concat"), "{e}");
 }
 
+/// Found by fuzzing (`fuzz/run.sh onnx`, after 248 706 executions): an initializer whose dims
+/// multiply past `usize` overflowed the element count while decoding (a panic with overflow
+/// checks, a wrong count without). It is now an error.
+#[test]
+fn initializer_dims_that_overflow_are_an_error() {
+    let path = fixtures().join("errors/fuzz_dims_overflow.onnx");
+    let e = prism_model::onnx::load(&path).unwrap_err().to_string();
+    assert!(e.contains("more elements than memory can address"), "{e}");
+}
+
 /// Found by fuzzing (`fuzz/run.sh onnx`): `Pad` with pads near `i64::MAX` (taken from the model
 /// file) overflowed the output size in shape inference (a panic with overflow checks, a wrong
 /// shape without). It is now an error.

@@ -413,7 +413,21 @@ fn tensor_from_proto(t: &proto::TensorProto, base: &Path) -> Result<Constant> {
         .map_err(|_| {
             ModelError::tensor(&name, format!("has a negative dimension: {:?}", t.dims))
         })?;
-    let n: usize = dims.iter().product();
+    // The element count (and its size in bytes, ≤ 8 per element) must not overflow: a
+    // fuzzed file declared dims whose product does.
+    let n: usize = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|n| n.checked_mul(8).is_some())
+        .ok_or_else(|| {
+            ModelError::tensor(
+                &name,
+                format!(
+                    "shape {dims:?} has more elements than memory can address; the model file \
+                     is corrupt"
+                ),
+            )
+        })?;
     let external;
     let raw: Option<&[u8]> =
         if t.data_location == Some(proto::tensor_proto::DataLocation::External as i32) {
