@@ -841,6 +841,7 @@ impl<'m> Explainer<'m> {
     /// recorded. Unless non-finite values are allowed, non-finite relevance is an error naming
     /// the node whose rule produced the first of them: known when the sweep watched every node
     /// (debug builds), else found by sweeping again watching.
+    #[allow(clippy::type_complexity)]
     fn checked_sweep<T: Float, E>(
         &self,
         p: &Prepared<T>,

@@ -351,8 +351,10 @@ impl PyModel {
         }
     }
 
-    /// Relevance of `inputs` for `target`: `(relevance, targets, at)`.
-    #[pyo3(signature = (inputs, *, target=None, dtype="float32", batch_size=16, attribute_at=None, method=None, reduce_hidden="none"))]
+    /// Relevance of `inputs` for `target`: `(relevance, targets, at, recorded)`; `concepts`:
+    /// `{"conditions": [str], "exclude_parallel": bool, "record": [str], "record_mode": str,
+    /// "top_k": int}` (CRP and recording, as `prism explain --condition/--record`).
+    #[pyo3(signature = (inputs, *, target=None, dtype="float32", batch_size=16, attribute_at=None, method=None, reduce_hidden="none", concepts=None))]
     #[allow(clippy::too_many_arguments)]
     fn explain<'py>(
         &self,
@@ -364,8 +366,10 @@ impl PyModel {
         attribute_at: Option<String>,
         method: Option<&Bound<'py, PyAny>>,
         reduce_hidden: &str,
+        concepts: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let (_, method) = build_method(method)?;
+        let concepts = parse_concepts(concepts)?;
         let target = parse_target(target)?;
         let at = attribute_at.map(AttributeAt::Named);
         let sum = match reduce_hidden {
@@ -378,12 +382,10 @@ impl PyModel {
             }
         };
         match parse_dtype(dtype)? {
-            DType::F32 => {
-                self.explain_typed::<f32>(py, inputs, &target, at, method, batch_size, sum)
-            }
-            DType::F64 => {
-                self.explain_typed::<f64>(py, inputs, &target, at, method, batch_size, sum)
-            }
+            DType::F32 => self
+                .explain_typed::<f32>(py, inputs, &target, at, method, batch_size, sum, concepts),
+            DType::F64 => self
+                .explain_typed::<f64>(py, inputs, &target, at, method, batch_size, sum, concepts),
         }
     }
 
@@ -411,6 +413,81 @@ impl PyModel {
     fn __repr__(&self) -> String {
         format!("Model({:?})", self.model.path().display().to_string())
     }
+}
+
+/// The concept settings of `explain` (`None`: none) and the top-table size.
+fn parse_concepts(d: Option<&Bound<'_, PyDict>>) -> PyResult<(prism_attribution::Concepts, usize)> {
+    use prism_attribution::{Concepts, Condition, Parallel, Record, RecordMode};
+    let Some(d) = d else {
+        return Ok((Concepts::default(), 10));
+    };
+    const KEYS: [&str; 5] = [
+        "conditions",
+        "exclude_parallel",
+        "record",
+        "record_mode",
+        "top_k",
+    ];
+    for k in d.keys() {
+        let k: String = k.extract()?;
+        if !KEYS.contains(&k.as_str()) {
+            return Err(invalid(format!(
+                "concepts: unknown key '{k}'; valid: {}",
+                KEYS.join(", ")
+            )));
+        }
+    }
+    let get_list = |key: &str| -> PyResult<Vec<String>> {
+        match d.get_item(key)? {
+            None => Ok(Vec::new()),
+            Some(v) if v.is_none() => Ok(Vec::new()),
+            Some(v) => v
+                .extract::<Vec<String>>()
+                .map_err(|_| invalid(format!("{key} must be a list of strings"))),
+        }
+    };
+    let conditions = get_list("conditions")?
+        .iter()
+        .map(|c| Condition::parse(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| attribution_error(&e))?;
+    let exclude = match d.get_item("exclude_parallel")? {
+        Some(v) if !v.is_none() => v
+            .extract::<bool>()
+            .map_err(|_| invalid("exclude_parallel must be a bool"))?,
+        _ => false,
+    };
+    if exclude && conditions.is_empty() {
+        return Err(invalid("exclude_parallel needs at least one condition"));
+    }
+    let patterns = get_list("record")?;
+    let mode = match d.get_item("record_mode")? {
+        Some(v) if !v.is_none() => {
+            let s: String = v
+                .extract()
+                .map_err(|_| invalid("record_mode must be \"channels\" or \"maps\""))?;
+            RecordMode::parse(&s).map_err(|e| attribution_error(&e))?
+        }
+        _ => RecordMode::Channels,
+    };
+    let top_k = match d.get_item("top_k")? {
+        Some(v) if !v.is_none() => v
+            .extract::<usize>()
+            .map_err(|_| invalid("top_k must be a non-negative integer"))?,
+        _ => 10,
+    };
+    Ok((
+        Concepts {
+            conditions,
+            parallel: if exclude {
+                Parallel::Exclude
+            } else {
+                Parallel::Include
+            },
+            record: (!patterns.is_empty()).then_some(Record { patterns, mode }),
+        },
+        top_k,
+    ))
 }
 
 /// An explainer for `method`'s composite and canonizers.
@@ -459,10 +536,15 @@ impl PyModel {
         method: Method,
         batch_size: usize,
         hidden_sum: bool,
+        concepts: (prism_attribution::Concepts, usize),
     ) -> PyResult<Bound<'py, PyTuple>> {
         let x = read_inputs::<T>(&self.model, inputs)?;
         let (seed, attributor) = (method.seed, method.attributor.clone());
-        let explainer = explainer(&self.model, method).with_hidden_sum(hidden_sum);
+        let (concepts, top_k) = concepts;
+        let mut explainer = explainer(&self.model, method).with_hidden_sum(hidden_sum);
+        if concepts.is_active() {
+            explainer = explainer.with_concepts(concepts);
+        }
         let stop = AtomicBool::new(false);
         let (result, interrupt) = watch_signals(py, &stop, || {
             explainer.explain_batched(
@@ -484,11 +566,35 @@ impl PyModel {
             g.value(g.inputs[0]).name.clone()
         });
         let targets: Vec<i64> = explained.targets.iter().map(|&t| t as i64).collect();
+        let recorded = PyList::empty(py);
+        for r in explained.recorded {
+            let (idx, share) = r.top_channels(top_k);
+            let rows = r.relevance.shape().first().copied().unwrap_or(0);
+            let k = idx.len() / rows.max(1);
+            let d = PyDict::new(py);
+            d.set_item("node", &r.node)?;
+            d.set_item("tensor", &r.tensor)?;
+            d.set_item("sample_shape", r.sample_shape.clone())?;
+            d.set_item("relevance", to_numpy(py, r.relevance)?)?;
+            d.set_item("activation", to_numpy(py, r.activation)?)?;
+            let idx: Vec<i64> = idx.iter().map(|&c| i64::from(c)).collect();
+            let idx = ArrayD::from_shape_vec(IxDyn(&[rows, k]), idx)
+                .map_err(|e| invalid(format!("top channels: {e}")))?;
+            d.set_item("top_channels", PyArrayDyn::from_owned_array(py, idx))?;
+            let share = Tensor::new(vec![rows, k], share).map_err(|e| model_error(&e))?;
+            d.set_item("top_share", to_numpy(py, share)?)?;
+            recorded.append(d)?;
+        }
         let relevance = to_numpy(py, explained.relevance)?;
         let targets = numpy::PyArray1::from_vec(py, targets).into_any();
         PyTuple::new(
             py,
-            [relevance, targets, PyString::new(py, &at_name).into_any()],
+            [
+                relevance,
+                targets,
+                PyString::new(py, &at_name).into_any(),
+                recorded.into_any(),
+            ],
         )
     }
 }

@@ -59,7 +59,7 @@ METHODS = [
 def test_explain_is_the_cli_bit_for_bit(run_cli, tmp_path, vgg, method, flags, dtype):
     path, x = vgg
     model = _prism.Model(path)
-    r, targets, at = model.explain(x, dtype=dtype, method=method, batch_size=1)
+    r, targets, at, _ = model.explain(x, dtype=dtype, method=method, batch_size=1)
     expected = cli_explain(run_cli, tmp_path, path, x, "--dtype", dtype[:1] + dtype[-2:], "--batch-size", "1", *flags)
     assert r.dtype == np.dtype(dtype)
     assert r.shape == x.shape
@@ -72,14 +72,14 @@ def test_target_forms(vgg):
     path, x = vgg
     model = _prism.Model(path)
     logits = model.predict(x)
-    _, predicted, _ = model.explain(x)
+    _, predicted, _, _ = model.explain(x)
     assert list(predicted) == list(logits.argmax(1))
-    r3, t3, _ = model.explain(x, target=3)
+    r3, t3, _, _ = model.explain(x, target=3)
     assert list(t3) == [3] * len(x)
     labels = np.array([1, 2])
-    r_l, t_l, _ = model.explain(x, target=labels)
+    r_l, t_l, _, _ = model.explain(x, target=labels)
     assert list(t_l) == [1, 2]
-    r_1, _, _ = model.explain(x[1:], target=2)
+    r_1, _, _, _ = model.explain(x[1:], target=2)
     assert np.array_equal(r_l[1], r_1[0])
     with pytest.raises(ValueError, match="labels for 2 samples"):
         model.explain(x, target=np.array([1, 2, 3]))
@@ -104,16 +104,16 @@ def test_token_model_per_token_is_the_cli(run_cli, tmp_path, bert):
     assert [i["name"] for i in model.inputs] == ["input_ids", "attention_mask"]
     assert model.inputs[0]["dtype"] == "int64"
     inputs = {"input_ids": ids, "attention_mask": mask}
-    r, targets, at = model.explain(inputs, method={"composite": "attn-lrp"}, target=0)
+    r, targets, at, _ = model.explain(inputs, method={"composite": "attn-lrp"}, target=0)
     expected = cli_explain(run_cli, tmp_path, path, inputs, "--composite", "attn-lrp", "--target", "0")
     assert r.shape == ids.shape + (16,)  # [N, tokens, hidden] by default
-    per_token, _, _ = model.explain(inputs, method={"composite": "attn-lrp"}, target=0, reduce_hidden="sum")
+    per_token, _, _, _ = model.explain(inputs, method={"composite": "attn-lrp"}, target=0, reduce_hidden="sum")
     assert per_token.shape == ids.shape
     np.testing.assert_allclose(per_token, r.sum(-1), rtol=1e-5, atol=1e-6)
     assert np.array_equal(r, expected)
     assert "Gather" in at or at  # the embedding lookup's output
     # int32 ids work the same
-    r32, _, _ = model.explain({"input_ids": ids.astype(np.int32), "attention_mask": mask}, method={"composite": "attn-lrp"}, target=0)
+    r32, _, _, _ = model.explain({"input_ids": ids.astype(np.int32), "attention_mask": mask}, method={"composite": "attn-lrp"}, target=0)
     assert np.array_equal(r, r32)
     with pytest.raises(ValueError, match="pass a dict"):
         model.explain(ids)
@@ -127,32 +127,32 @@ def test_any_float_dtype_and_layout(vgg):
     path, x = vgg
     model = _prism.Model(path)
     method = {"composite": "epsilon-plus-flat"}
-    ref, _, _ = model.explain(x, method=method)
+    ref, _, _, _ = model.explain(x, method=method)
     fortran = np.asfortranarray(x)
     strided = np.stack([x, x], axis=-1)[..., 0]
     assert not strided.flags.c_contiguous
     for variant in (fortran, x.astype(np.float64), strided.copy(order="C")):
-        r, _, _ = model.explain(variant, method=method)
+        r, _, _, _ = model.explain(variant, method=method)
         assert np.array_equal(r, ref)
-    r_view, _, _ = model.explain(strided, method=method)
-    r_copy, _, _ = model.explain(np.ascontiguousarray(strided), method=method)
+    r_view, _, _, _ = model.explain(strided, method=method)
+    r_copy, _, _, _ = model.explain(np.ascontiguousarray(strided), method=method)
     assert np.array_equal(r_view, r_copy)
     half = x.astype(np.float16)
-    r16, _, _ = model.explain(half, method=method)
-    r16_ref, _, _ = model.explain(half.astype(np.float32), method=method)
+    r16, _, _, _ = model.explain(half, method=method)
+    r16_ref, _, _, _ = model.explain(half.astype(np.float32), method=method)
     assert np.array_equal(r16, r16_ref)
-    listed, _, _ = model.explain(x.tolist(), method=method)
+    listed, _, _, _ = model.explain(x.tolist(), method=method)
     assert np.allclose(listed, ref)
 
 
 def test_threads_do_not_change_numbers(vgg):
     path, x = vgg
     model = _prism.Model(path)
-    ref, _, _ = model.explain(x, method={"composite": "epsilon-gamma-box", "low": -3.0, "high": 3.0})
+    ref, _, _, _ = model.explain(x, method={"composite": "epsilon-gamma-box", "low": -3.0, "high": 3.0})
     try:
         _prism.set_num_threads(1)
         assert _prism.get_num_threads() == 1
-        r, _, _ = model.explain(x, method={"composite": "epsilon-gamma-box", "low": -3.0, "high": 3.0})
+        r, _, _, _ = model.explain(x, method={"composite": "epsilon-gamma-box", "low": -3.0, "high": 3.0})
     finally:
         _prism.set_num_threads(None)
     assert np.array_equal(r, ref)
@@ -345,3 +345,39 @@ def test_nonfinite_inputs_and_results(tmp_path):
     assert np.isnan(y[1, 0]) and np.isfinite(y[0]).all()
     with pytest.raises(prism_xai.ModelError, match=r"gradient rule at node 'sqrt_head'"):
         model.explain(np.load(fix / "sqrt_zero.npy"), target=2)
+
+
+CRP = os.path.join(os.path.dirname(__file__), "..", "..", "..", "tests", "fixtures", "crp")
+
+
+def test_explain_concepts_is_the_cli(run_cli, tmp_path):
+    """CRP conditions and recording: the CLI's numbers and record folder, bit for bit."""
+    import json
+
+    model_path = os.path.join(CRP, "crp_resnet.onnx")
+    x = np.load(os.path.join(CRP, "crp_resnet.input.npy"))
+    model = prism_xai.Model(model_path)
+    conds = ["/layer/layer.1/conv2/Conv:4,9", "/layer/layer.1/conv2/Conv:0-3"]
+    out = model.explain_concepts(
+        x, 1, composite="epsilon-plus-flat", dtype="float64", conditions=conds,
+        record=["/layer/*/conv2/Conv"], top_k=3, exclude_parallel=True,
+    )
+    flags = ["--composite", "epsilon-plus-flat", "--dtype", "f64", "--target", "1",
+             "--record", "/layer/*/conv2/Conv", "--record-top-k", "3", "--exclude-parallel"]
+    for c in conds:
+        flags += ["--condition", c]
+    expected = cli_explain(run_cli, tmp_path, model_path, x, *flags)
+    assert out["rows_per_sample"] == 2
+    assert out["relevance"].shape == (4, 3, 16, 16)
+    assert np.array_equal(out["relevance"], expected)
+    index = json.load(open(tmp_path / "r.record" / "index.json"))
+    assert [n["node"] for n in index["nodes"]] == list(out["recorded"])
+    for n in index["nodes"]:
+        rec = out["recorded"][n["node"]]
+        for key in ["relevance", "activation", "top_channels", "top_share"]:
+            assert np.array_equal(rec[key], np.load(tmp_path / "r.record" / n[key])), key
+        assert rec["top_channels"].shape == (4, 3)
+    with pytest.raises(prism_xai.InvalidArgumentError, match="channel 16 does not exist"):
+        model.explain_concepts(x, 1, conditions=["/layer/layer.1/conv2/Conv:16"])
+    with pytest.raises(prism_xai.InvalidArgumentError, match="expected LAYER:ch,ch"):
+        model.explain_concepts(x, 1, conditions=["conv"])

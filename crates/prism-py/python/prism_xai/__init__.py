@@ -337,7 +337,7 @@ class Model:
         >>> R = model.explain(x, composite="epsilon-gamma-box", low=-2.12, high=2.64)
         >>> prism_xai.heatmap(R, cmap="coldnhot", symmetric=True)
         """
-        relevance, _, _ = self._explain(
+        relevance, _, _, _ = self._explain(
             x, target, composite=composite, composite_file=composite_file,
             attributor=attributor, dtype=dtype, batch_size=batch_size,
             attribute_at=attribute_at, rule_params=rule_params, reduce_hidden=reduce_hidden,
@@ -345,8 +345,8 @@ class Model:
         return relevance
 
     def _explain(self, x, target, *, composite, composite_file, attributor, dtype, batch_size,
-                 attribute_at, rule_params, reduce_hidden="none"):
-        """``explain`` with the targets and the attributed tensor's name as well."""
+                 attribute_at, rule_params, reduce_hidden="none", concepts=None):
+        """``explain`` with the targets, the attributed tensor's name and what was recorded."""
         for key in rule_params:
             if key not in RULE_PARAM_KEYS and key != "no_canonize":
                 raise InvalidArgumentError(
@@ -361,7 +361,96 @@ class Model:
         return self._model.explain(
             _inputs(x), target=_target(target), dtype=dtype, batch_size=batch_size,
             attribute_at=attribute_at, method=method, reduce_hidden=reduce_hidden,
+            concepts=concepts,
         )
+
+    def explain_concepts(
+        self,
+        x: Any,
+        target: Any = "predicted",
+        *,
+        conditions: Sequence[str] = (),
+        record: Sequence[str] = (),
+        record_mode: str = "channels",
+        exclude_parallel: bool = False,
+        top_k: int = 10,
+        composite: Optional[str] = None,
+        composite_file: Optional[PathLike] = None,
+        dtype: str = "float32",
+        batch_size: int = 16,
+        attribute_at: Optional[str] = None,
+        **rule_params: Any,
+    ) -> Dict[str, Any]:
+        """Concept-level explanations: relevance recorded at hidden nodes, and Concept Relevance
+        Propagation (relevance conditioned on channels of hidden layers, as zennit-crp).
+
+        The same computation as ``prism explain --record … --condition …`` (docs/concepts.md).
+
+        Parameters
+        ----------
+        x, target, composite, composite_file, dtype, batch_size, attribute_at, **rule_params
+            As for :meth:`explain` (a gradient-based method: the gradient or an LRP composite).
+            With ``conditions``, ``seed_mode`` defaults to "logit" (zennit-crp's initial
+            relevance).
+        conditions : sequence of str, optional
+            CRP conditions, each ``"LAYER:ch,ch"`` (ONNX node names as ``prism inspect
+            --shapes`` prints them; channels or ranges ``a-b``; several layers separated by
+            ``;``). With K conditions every sample gives K rows, row ``n*K + k``.
+        record : sequence of str, optional
+            Node-name globs (``*`` matches any characters, ``/`` included) whose output's
+            relevance and activation to keep.
+        record_mode : {"channels", "maps"}, optional
+            Recorded tensors summed over space (``[rows, C]``, default) or whole.
+        exclude_parallel : bool, optional
+            Drop relevance that reaches a conditioned layer's inputs around the layer (a skip
+            connection): zennit-crp's ``CondAttribution`` default. Default False: such paths
+            carry their relevance on unconditioned (zennit-crp's ``FeatureVisualization``).
+        top_k : int, optional
+            Channels per row in the top tables; default 10.
+
+        Returns
+        -------
+        dict
+            ``relevance`` (rows x input shape), ``targets`` (int64 per row),
+            ``rows_per_sample`` (K, 1 without conditions) and ``recorded``: node name ->
+            dict of ``tensor``, ``sample_shape``, ``relevance``, ``activation``,
+            ``top_channels`` (int64 ``[rows, k]``, most relevant first) and ``top_share``
+            (their shares of the absolute total).
+
+        Raises
+        ------
+        InvalidArgumentError
+            A malformed condition, a layer or channel that does not exist (the message gives
+            the valid range), a record pattern that matches no node, a method that is not
+            gradient-based, an unknown parameter or value.
+        AttributionError
+            The method cannot run on this model.
+
+        Examples
+        --------
+        >>> out = model.explain_concepts(x, 3, composite="epsilon-plus-flat",
+        ...                              conditions=["/features/features.28/Conv:12"],
+        ...                              record=["/features/features.28/Conv"])
+        >>> out["recorded"]["/features/features.28/Conv"]["top_channels"][0]
+        """
+        if conditions and "seed_mode" not in rule_params:
+            rule_params = dict(rule_params, seed_mode="logit")
+        relevance, targets, _, recorded = self._explain(
+            x, target, composite=composite, composite_file=composite_file,
+            attributor="gradient", dtype=dtype, batch_size=batch_size,
+            attribute_at=attribute_at, rule_params=rule_params,
+            concepts={
+                "conditions": list(conditions), "record": list(record),
+                "record_mode": record_mode, "exclude_parallel": exclude_parallel,
+                "top_k": top_k,
+            },
+        )
+        return {
+            "relevance": relevance,
+            "targets": targets,
+            "rows_per_sample": max(1, len(conditions)),
+            "recorded": {r.pop("node"): r for r in recorded},
+        }
 
     def rules(self, x: Any, *, composite: Optional[str] = None,
               composite_file: Optional[PathLike] = None,

@@ -196,6 +196,77 @@ class Model:
         """
         ...
 
+    def explain_concepts(
+        self,
+        x: Any,
+        target: Any = "predicted",
+        *,
+        conditions: Sequence[str] = (),
+        record: Sequence[str] = (),
+        record_mode: str = "channels",
+        exclude_parallel: bool = False,
+        top_k: int = 10,
+        composite: Optional[str] = None,
+        composite_file: Optional[PathLike] = None,
+        dtype: str = "float32",
+        batch_size: int = 16,
+        attribute_at: Optional[str] = None,
+        **rule_params: Any,
+    ) -> Dict[str, Any]:
+        """Concept-level explanations: relevance recorded at hidden nodes, and Concept Relevance
+        Propagation (relevance conditioned on channels of hidden layers, as zennit-crp).
+
+        The same computation as ``prism explain --record … --condition …`` (docs/concepts.md).
+
+        Parameters
+        ----------
+        x, target, composite, composite_file, dtype, batch_size, attribute_at, **rule_params
+            As for :meth:`explain` (a gradient-based method: the gradient or an LRP composite).
+            With ``conditions``, ``seed_mode`` defaults to "logit" (zennit-crp's initial
+            relevance).
+        conditions : sequence of str, optional
+            CRP conditions, each ``"LAYER:ch,ch"`` (ONNX node names as ``prism inspect
+            --shapes`` prints them; channels or ranges ``a-b``; several layers separated by
+            ``;``). With K conditions every sample gives K rows, row ``n*K + k``.
+        record : sequence of str, optional
+            Node-name globs (``*`` matches any characters, ``/`` included) whose output's
+            relevance and activation to keep.
+        record_mode : {"channels", "maps"}, optional
+            Recorded tensors summed over space (``[rows, C]``, default) or whole.
+        exclude_parallel : bool, optional
+            Drop relevance that reaches a conditioned layer's inputs around the layer (a skip
+            connection): zennit-crp's ``CondAttribution`` default. Default False: such paths
+            carry their relevance on unconditioned (zennit-crp's ``FeatureVisualization``).
+        top_k : int, optional
+            Channels per row in the top tables; default 10.
+
+        Returns
+        -------
+        dict
+            ``relevance`` (rows x input shape), ``targets`` (int64 per row),
+            ``rows_per_sample`` (K, 1 without conditions) and ``recorded``: node name ->
+            dict of ``tensor``, ``sample_shape``, ``relevance``, ``activation``,
+            ``top_channels`` (int64 ``[rows, k]``, most relevant first) and ``top_share``
+            (their shares of the absolute total).
+
+        Raises
+        ------
+        InvalidArgumentError
+            A malformed condition, a layer or channel that does not exist (the message gives
+            the valid range), a record pattern that matches no node, a method that is not
+            gradient-based, an unknown parameter or value.
+        AttributionError
+            The method cannot run on this model.
+
+        Examples
+        --------
+        >>> out = model.explain_concepts(x, 3, composite="epsilon-plus-flat",
+        ...                              conditions=["/features/features.28/Conv:12"],
+        ...                              record=["/features/features.28/Conv"])
+        >>> out["recorded"]["/features/features.28/Conv"]["top_channels"][0]
+        """
+        ...
+
     def rules(
         self,
         x: Any,

@@ -45,9 +45,14 @@ class Model:
         attribute_at: Optional[str] = None,
         method: Optional[Dict[str, Any]] = None,
         reduce_hidden: str = "none",
-    ) -> Tuple[np.ndarray, np.ndarray, str]:
-        """``(relevance, targets int64 [N], the attributed tensor's name)``; ``method``: a dict
-        of ``METHOD_KEYS`` (unknown key: ``InvalidArgumentError`` naming the valid ones)."""
+        concepts: Optional[Dict[str, Any]] = None,
+    ) -> Tuple[np.ndarray, np.ndarray, str, List[Dict[str, Any]]]:
+        """``(relevance, targets int64 [rows], the attributed tensor's name, recorded)``;
+        ``method``: a dict of ``METHOD_KEYS`` (unknown key: ``InvalidArgumentError`` naming the
+        valid ones); ``concepts``: ``{"conditions", "exclude_parallel", "record",
+        "record_mode", "top_k"}``, ``recorded``: one dict per recorded node (``node``,
+        ``tensor``, ``sample_shape``, ``relevance``, ``activation``, ``top_channels``,
+        ``top_share``)."""
     def rules(self, inputs_or_shapes: Any, *,
               method: Optional[Dict[str, Any]] = None) -> List[Tuple[str, str, str]]:
         """``(node, op, rule)`` per node of the canonized graph."""
