@@ -233,15 +233,12 @@ def export(name, model, x, out):
 
 
 def module_of_node(node_name):
-    """'/layer/layer.1/downsample/downsample.0/Conv' -> 'layer.1.downsample.0' (the legacy
-    exporter's scope path; a Sequential child 'seq.k' follows its parent's scope 'seq')."""
-    parts = node_name.strip("/").split("/")[:-1]
-    out, prev = [], None
-    for part in parts:
-        out.append(part[len(prev) + 1:] if prev is not None and part.startswith(prev + ".")
-                   else part)
-        prev = part
-    return ".".join(out)
+    """The torch module a legacy-exported node belongs to (make_reference's reading of the
+    exporter's scope path)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_reference import onnx_module_name  # noqa: E402  (torch, zennit: already loaded)
+
+    return onnx_module_name(node_name)
 
 
 def layer_nodes(name, model, proto, x):
