@@ -294,6 +294,12 @@ pub(crate) fn resolve_layer(original: &Graph, g: &Graph, name: &str) -> Result<V
             "'{name}' is a constant (it does not depend on the inputs): it has no relevance"
         )));
     }
+    if g.producer(v).is_none() {
+        return Err(AttributionError::Invalid(format!(
+            "'{name}' is a model input, not a node's output: its relevance is the explanation \
+             itself; name a node (`prism inspect --shapes` lists them)"
+        )));
+    }
     Ok(v)
 }
 

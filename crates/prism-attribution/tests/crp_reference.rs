@@ -401,6 +401,9 @@ fn conditions_on_missing_layers_or_channels_are_errors() {
     let e = try_with("/layer/layer.1/conv2/Conv:16");
     assert!(e.contains("channel 16 does not exist"), "{e}");
     assert!(e.contains("has 16 channels (0-15)"), "{e}");
+    let input = model.graph().value(model.graph().inputs[0]).name.clone();
+    let e = try_with(&format!("{input}:0"));
+    assert!(e.contains("is a model input"), "{e}");
     let e = try_with("/layer/layer.9/conv2/Conv:1");
     assert!(
         e.contains("no node or tensor named '/layer/layer.9/conv2/Conv'"),

@@ -303,7 +303,7 @@ def _png_pixels(data):
 ])
 def test_heatmaps_are_the_cli_pixels(run_cli, tmp_path, vgg, flags, kwargs):
     path, x = vgg
-    r, _, _ = _prism.Model(path).explain(x, method={"composite": "epsilon-plus-flat"})
+    r, _, _, _ = _prism.Model(path).explain(x, method={"composite": "epsilon-plus-flat"})
     np.save(tmp_path / "r.npy", r)
     run_cli("heatmap", tmp_path / "r.npy", "--output", tmp_path / "png", *flags)
     images = _prism.render(r, **kwargs)

@@ -39,12 +39,12 @@ class RecordingModel:
         return np.arange(x.shape[0] * self.n_classes, dtype=dtype).reshape(x.shape[0], -1)
 
     def explain(self, x, *, target="predicted", dtype="float32", batch_size=16,
-                attribute_at=None, method=None, reduce_hidden="none"):
+                attribute_at=None, method=None, reduce_hidden="none", concepts=None):
         self.calls.append(("explain", x, dict(target=target, dtype=dtype, batch_size=batch_size,
                                               attribute_at=attribute_at, method=method,
                                               reduce_hidden=reduce_hidden)))
         r = np.ones(x.shape, dtype=dtype)
-        return r, np.zeros(x.shape[0], np.int64), "input"
+        return r, np.zeros(x.shape[0], np.int64), "input", []
 
 
 def fake_model(**kw):
