@@ -446,3 +446,60 @@ fn conditions_on_missing_layers_or_channels_are_errors() {
         .to_string();
     assert!(e.contains("takes the gradient or an LRP composite"), "{e}");
 }
+
+/// With canonizers, a BatchNormalization merged into the convolution before it names the same
+/// tensor as that convolution (the merged output, as zennit-crp sees the convolution module
+/// after Zennit's canonizer); without them, each names its own output (a channel-wise
+/// BatchNormalization passes each channel's relevance on, so masking before or after it
+/// agrees).
+#[test]
+fn a_merged_batchnorm_names_the_merged_output() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let model = Model::load(&fixtures.join("tiny_vgg_bn.onnx")).unwrap();
+    let x: Tensor<f64> = npy::read_float(&fixtures.join("tiny_vgg_bn.input.npy")).unwrap();
+    let run = |layer: &str, canonize: bool| {
+        let composite =
+            Composite::builtin("epsilon-plus-flat", &CompositeParams::default()).unwrap();
+        Explainer::new(&model)
+            .with_composite(composite)
+            .with_canonizers(canonize)
+            .with_concepts(Concepts {
+                conditions: vec![Condition::parse(&format!("{layer}:1,2")).unwrap()],
+                ..Concepts::default()
+            })
+            .attribute(
+                &x,
+                &Target::Class(0),
+                SeedMode::Logit,
+                &Attributor::Gradient,
+            )
+            .unwrap()
+            .relevance
+    };
+    let conv = "/features/features.3/Conv";
+    let bn = "/features/features.4/BatchNormalization";
+    assert!(run(conv, true).data() == run(bn, true).data());
+    let (a, b) = (run(conv, false), run(bn, false));
+    let scale = b.data().iter().fold(0f64, |m, v| m.max(v.abs()));
+    let err = a
+        .data()
+        .iter()
+        .zip(b.data())
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+    assert!(err <= 1e-9 * scale, "{err} of {scale}");
+    let unconditioned = {
+        let composite =
+            Composite::builtin("epsilon-plus-flat", &CompositeParams::default()).unwrap();
+        Explainer::new(&model)
+            .with_composite(composite)
+            .attribute(
+                &x,
+                &Target::Class(0),
+                SeedMode::Logit,
+                &Attributor::Gradient,
+            )
+            .unwrap()
+            .relevance
+    };
+    assert!(run(conv, true).data() != unconditioned.data());
+}
