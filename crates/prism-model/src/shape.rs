@@ -26,13 +26,21 @@ fn axis_geometry(
     auto_pad: AutoPad,
     ceil_mode: bool,
 ) -> Option<(usize, usize, usize)> {
-    let eff = (kernel.checked_sub(1)?) * dilation + 1;
+    // Kernel, stride, dilation and pads come from the model file: checked arithmetic.
+    let eff = kernel
+        .checked_sub(1)?
+        .checked_mul(dilation)?
+        .checked_add(1)?;
     let (pb, pe) = match auto_pad {
         AutoPad::NotSet => pads,
         AutoPad::Valid => (0, 0),
         AutoPad::SameUpper | AutoPad::SameLower => {
             let out = input.div_ceil(stride);
-            let total = ((out.saturating_sub(1)) * stride + eff).saturating_sub(input);
+            let total = out
+                .saturating_sub(1)
+                .checked_mul(stride)?
+                .checked_add(eff)?
+                .saturating_sub(input);
             let small = total / 2;
             if auto_pad == AutoPad::SameUpper {
                 (small, total - small)
@@ -41,14 +49,14 @@ fn axis_geometry(
             }
         }
     };
-    let span = (input + pb + pe).checked_sub(eff)?;
+    let span = input.checked_add(pb)?.checked_add(pe)?.checked_sub(eff)?;
     let mut out = if ceil_mode {
         span.div_ceil(stride) + 1
     } else {
         span / stride + 1
     };
     // In ceil mode the last window must start inside the input or its left padding.
-    if ceil_mode && (out - 1) * stride >= input + pb {
+    if ceil_mode && (out - 1).checked_mul(stride)? >= input + pb {
         out -= 1;
     }
     Some((pb, pe, out))
@@ -144,7 +152,8 @@ pub fn conv_geom(
     };
     let a = lift(window, &kernel, x.len() - 2)
         .ok_or_else(|| err("inconsistent kernel/strides/dilations/pads attributes".into()))?;
-    if group == 0 || x[1] % group != 0 || w[0] % group != 0 || w[1] * group != x[1] {
+    if group == 0 || x[1] % group != 0 || w[0] % group != 0 || w[1].checked_mul(group) != Some(x[1])
+    {
         return Err(err(format!(
             "input has {} channels but the weight {w:?} with group={group} expects {}",
             x[1],
@@ -234,8 +243,18 @@ pub fn conv_transpose_geom(
     let mut begins = [0usize; 3];
     let mut ends = [0usize; 3];
     for i in 0..3 {
-        let eff = (a.k[i] - 1) * a.d[i] + 1;
-        let full = a.s[i] * (inputs[i] - 1) + op[i] + eff;
+        let overflow =
+            || err("the window's size overflows (kernel, stride or dilation too large)".into());
+        let eff = a.k[i]
+            .saturating_sub(1)
+            .checked_mul(a.d[i])
+            .and_then(|e| e.checked_add(1))
+            .ok_or_else(overflow)?;
+        let full = a.s[i]
+            .checked_mul(inputs[i].saturating_sub(1))
+            .and_then(|f| f.checked_add(op[i]))
+            .and_then(|f| f.checked_add(eff))
+            .ok_or_else(overflow)?;
         let (pb, pe) = if let Some(t) = target[i] {
             let total = full
                 .checked_sub(t)
@@ -247,7 +266,7 @@ pub fn conv_transpose_geom(
         } else {
             match window.auto_pad {
                 AutoPad::SameUpper | AutoPad::SameLower => {
-                    let t = inputs[i] * a.s[i];
+                    let t = inputs[i].saturating_mul(a.s[i]);
                     let total = full.saturating_sub(t);
                     if window.auto_pad == AutoPad::SameUpper {
                         (total / 2, total - total / 2)
@@ -260,13 +279,15 @@ pub fn conv_transpose_geom(
             }
         };
         outs[i] = full
-            .checked_sub(pb + pe)
+            .checked_sub(pb.saturating_add(pe))
             .filter(|&o| o > 0)
             .ok_or_else(|| err("padding removes the whole output".into()))?;
         begins[i] = pb;
         ends[i] = pe;
     }
-    let c_out = w[1] * group;
+    let c_out = w[1]
+        .checked_mul(group)
+        .ok_or_else(|| err(format!("group {group} is too large")))?;
     let g = ConvGeom {
         batch: x[0],
         c_in: c_out,
@@ -403,7 +424,10 @@ pub fn matmul_dims(a: &[usize], b: &[usize]) -> Option<MatMulDims> {
 
 /// Resolves a Reshape target (`0` copies the input dim unless `allowzero`, `-1` is inferred).
 pub fn reshape_target(input: &[usize], target: &[i64], allowzero: bool) -> Option<Vec<usize>> {
-    let total: usize = input.iter().product();
+    // The target comes from the model file: products are checked (a wrapped product could
+    // make a wrong shape look right).
+    let product = |v: &[usize]| v.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let total = product(input)?;
     let mut out = Vec::with_capacity(target.len());
     let mut infer = None;
     for (i, &t) in target.iter().enumerate() {
@@ -417,14 +441,14 @@ pub fn reshape_target(input: &[usize], target: &[i64], allowzero: bool) -> Optio
             _ => return None,
         }
     }
-    let known: usize = out.iter().product();
+    let known = product(&out)?;
     if let Some(i) = infer {
         if known == 0 || total % known != 0 {
             return None;
         }
         out[i] = total / known;
     }
-    (out.iter().product::<usize>() == total).then_some(out)
+    (product(&out)? == total).then_some(out)
 }
 
 /// Normalises a list of axes (deduplicated, sorted) against a rank.
@@ -463,6 +487,10 @@ pub fn slice_for(op: &Op, x: &[usize]) -> Option<SliceSpec> {
     slice_spec(x, starts, ends, &axes, &steps)
 }
 
+/// The largest product of an input shape's dimensions (zero-sized axes counted as 1) shape
+/// inference accepts: 2⁴⁰, far beyond any tensor that fits in memory.
+const MAX_SHAPE_SPAN: usize = 1 << 40;
+
 /// Output shapes of a resolved node from its input shapes. `inputs` holds the shapes of the
 /// node's present inputs in order (after specialisation removed parameter inputs).
 pub fn infer(node: &str, op: &Op, inputs: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
@@ -476,6 +504,19 @@ pub fn infer(node: &str, op: &Op, inputs: &[&[usize]]) -> Result<Vec<Vec<usize>>
         }
     };
     need(1)?;
+    // Shapes come from the model file (initializers may declare any dims, a zero-sized axis
+    // beside huge ones): bound them so that the products and sums below cannot overflow.
+    for s in inputs {
+        let size = s
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d.max(1)))
+            .filter(|&n| n <= MAX_SHAPE_SPAN);
+        if size.is_none() {
+            return Err(err(format!(
+                "an input of shape {s:?} is too large (its dimensions multiply past 2^40)"
+            )));
+        }
+    }
     let x = inputs[0];
     let one = |s: Vec<usize>| Ok(vec![s]);
     match op {
@@ -577,7 +618,9 @@ pub fn infer(node: &str, op: &Op, inputs: &[&[usize]]) -> Result<Vec<Vec<usize>>
                 if other.len() != x.len() || (0..x.len()).any(|i| i != a && other[i] != x[i]) {
                     return Err(err(format!("cannot concatenate {x:?} and {other:?} along axis {a}")));
                 }
-                s[a] += other[a];
+                s[a] = s[a]
+                    .checked_add(other[a])
+                    .ok_or_else(|| err(format!("concatenating {x:?} and {other:?} overflows")))?;
             }
             one(s)
         }
@@ -701,7 +744,12 @@ pub fn infer(node: &str, op: &Op, inputs: &[&[usize]]) -> Result<Vec<Vec<usize>>
             if r.len() != x.len() || r.iter().any(|&k| k < 1) {
                 return Err(err(format!("repeats {r:?} must hold one positive count per axis of {x:?}")));
             }
-            one(x.iter().zip(r).map(|(&d, &k)| d * k as usize).collect())
+            let out: Option<Vec<usize>> = x
+                .iter()
+                .zip(r)
+                .map(|(&d, &k)| usize::try_from(k).ok().and_then(|k| d.checked_mul(k)))
+                .collect();
+            one(out.ok_or_else(|| err(format!("repeats {r:?} of {x:?} overflow the output size")))?)
         }
         Op::CumSum { axis: Some(axis), .. } => {
             norm_axis(*axis, x.len()).ok_or_else(|| err(format!("axis {axis} out of range for shape {x:?}")))?;

@@ -271,6 +271,30 @@ fn initializer_dims_that_overflow_are_an_error() {
     assert!(e.contains("more elements than memory can address"), "{e}");
 }
 
+/// Found by fuzzing (`fuzz/run.sh onnx`, after 264 427 executions): a Reshape whose target
+/// (from the file) multiplies past `usize` overflowed while inferring shapes. Its products are
+/// checked now; shapes entering shape inference are bounded, and the window, Tile and Concat
+/// arithmetic is checked too.
+#[test]
+fn shapes_that_overflow_in_inference_are_an_error() {
+    let path = fixtures().join("errors/fuzz_shape_overflow.onnx");
+    let graph = prism_model::onnx::load(&path).unwrap();
+    let shapes: Vec<Vec<usize>> = (0..graph.inputs.len())
+        .map(|i| {
+            graph
+                .input_dims(i)
+                .iter()
+                .map(|d| match d {
+                    prism_model::Dim::Fixed(n) => *n,
+                    prism_model::Dim::Symbolic(_) => 2,
+                })
+                .collect()
+        })
+        .collect();
+    let e = graph.specialize(&shapes).unwrap_err().to_string();
+    assert!(e.contains("cannot reshape [8] to [281474976710657"), "{e}");
+}
+
 /// Found by fuzzing (`fuzz/run.sh onnx`): `Pad` with pads near `i64::MAX` (taken from the model
 /// file) overflowed the output size in shape inference (a panic with overflow checks, a wrong
 /// shape without). It is now an error.
