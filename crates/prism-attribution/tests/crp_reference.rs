@@ -18,6 +18,11 @@ use prism_model::{Float, Model, Tensor};
 use prism_store::npy;
 use serde_json::Value;
 
+/// The composite every case uses (zennit's `EpsilonPlusFlat`, default parameters).
+fn epsilon_plus_flat() -> Composite {
+    Composite::builtin("epsilon-plus-flat", &CompositeParams::default()).unwrap()
+}
+
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/crp")
 }
@@ -129,7 +134,7 @@ fn run_case<T: Float>(case: &Value, manifest: &Value, failures: &mut Vec<String>
         },
         record,
     };
-    let composite = Composite::builtin("epsilon-plus-flat", &CompositeParams::default()).unwrap();
+    let composite = epsilon_plus_flat();
     let explainer = Explainer::new(&model)
         .with_composite(composite)
         .with_concepts(concepts);
@@ -228,7 +233,7 @@ fn explain(
     x: &Tensor<f64>,
     concepts: Concepts,
 ) -> prism_attribution::Attribution<f64> {
-    let composite = Composite::builtin("epsilon-plus-flat", &CompositeParams::default()).unwrap();
+    let composite = epsilon_plus_flat();
     Explainer::new(model)
         .with_composite(composite)
         .with_concepts(concepts)
@@ -381,7 +386,7 @@ fn recorded_relevance_is_the_relevance_crossing_the_node() {
 #[test]
 fn conditions_on_missing_layers_or_channels_are_errors() {
     let (model, x) = resnet();
-    let composite = Composite::builtin("epsilon-plus-flat", &CompositeParams::default()).unwrap();
+    let composite = epsilon_plus_flat();
     let try_with = |spec: &str| {
         Explainer::new(&model)
             .with_composite(composite.clone())
@@ -458,8 +463,7 @@ fn a_merged_batchnorm_names_the_merged_output() {
     let model = Model::load(&fixtures.join("tiny_vgg_bn.onnx")).unwrap();
     let x: Tensor<f64> = npy::read_float(&fixtures.join("tiny_vgg_bn.input.npy")).unwrap();
     let run = |layer: &str, canonize: bool| {
-        let composite =
-            Composite::builtin("epsilon-plus-flat", &CompositeParams::default()).unwrap();
+        let composite = epsilon_plus_flat();
         Explainer::new(&model)
             .with_composite(composite)
             .with_canonizers(canonize)
@@ -488,8 +492,7 @@ fn a_merged_batchnorm_names_the_merged_output() {
         .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
     assert!(err <= 1e-9 * scale, "{err} of {scale}");
     let unconditioned = {
-        let composite =
-            Composite::builtin("epsilon-plus-flat", &CompositeParams::default()).unwrap();
+        let composite = epsilon_plus_flat();
         Explainer::new(&model)
             .with_composite(composite)
             .attribute(

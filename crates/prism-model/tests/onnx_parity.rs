@@ -221,14 +221,10 @@ fn torchvision_models_match_onnxruntime() {
     }
 }
 
-/// Found by fuzzing (`fuzz/run.sh onnx`): a `ConstantOfShape` whose constant shape input asks
-/// for ~2⁵³ elements aborted the process (a failed 87 PB allocation) while specialising. A
-/// folded constant's size is now checked before it is allocated.
-#[test]
-fn a_huge_folded_constant_is_an_error_not_an_abort() {
-    let path = fixtures().join("errors/fuzz_constant_of_shape_huge.onnx");
-    let graph = prism_model::onnx::load(&path).unwrap();
-    let shapes: Vec<Vec<usize>> = (0..graph.inputs.len())
+/// The graph's declared input shapes, symbolic dimensions as 2 (as the `onnx` fuzz target
+/// specialises its inputs).
+fn declared_shapes(graph: &prism_model::Graph) -> Vec<Vec<usize>> {
+    (0..graph.inputs.len())
         .map(|i| {
             graph
                 .input_dims(i)
@@ -239,8 +235,20 @@ fn a_huge_folded_constant_is_an_error_not_an_abort() {
                 })
                 .collect()
         })
-        .collect();
-    let e = graph.specialize(&shapes).unwrap_err().to_string();
+        .collect()
+}
+
+/// Found by fuzzing (`fuzz/run.sh onnx`): a `ConstantOfShape` whose constant shape input asks
+/// for ~2⁵³ elements aborted the process (a failed 87 PB allocation) while specialising. A
+/// folded constant's size is now checked before it is allocated.
+#[test]
+fn a_huge_folded_constant_is_an_error_not_an_abort() {
+    let path = fixtures().join("errors/fuzz_constant_of_shape_huge.onnx");
+    let graph = prism_model::onnx::load(&path).unwrap();
+    let e = graph
+        .specialize(&declared_shapes(&graph))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("the most Prism folds into one constant"), "{e}");
     assert!(e.contains("ConstantOfShape"), "{e}");
 }
@@ -279,19 +287,10 @@ fn initializer_dims_that_overflow_are_an_error() {
 fn shapes_that_overflow_in_inference_are_an_error() {
     let path = fixtures().join("errors/fuzz_shape_overflow.onnx");
     let graph = prism_model::onnx::load(&path).unwrap();
-    let shapes: Vec<Vec<usize>> = (0..graph.inputs.len())
-        .map(|i| {
-            graph
-                .input_dims(i)
-                .iter()
-                .map(|d| match d {
-                    prism_model::Dim::Fixed(n) => *n,
-                    prism_model::Dim::Symbolic(_) => 2,
-                })
-                .collect()
-        })
-        .collect();
-    let e = graph.specialize(&shapes).unwrap_err().to_string();
+    let e = graph
+        .specialize(&declared_shapes(&graph))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("cannot reshape [8] to [281474976710657"), "{e}");
 }
 
