@@ -284,6 +284,26 @@ struct Prepared<T> {
     record: Vec<(String, prism_model::ValueId)>,
 }
 
+/// A node selected by the record settings, for inputs of a given shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedLayer {
+    /// The node, as the model file names it (or the pattern, for a tensor name).
+    pub node: String,
+    /// Its output tensor in the prepared graph.
+    pub tensor: String,
+    /// The output's shape for one row (`[C, H, W]`, `[F]`, …).
+    pub sample_shape: Vec<usize>,
+}
+
+/// A channel of a hidden layer, or one neuron of it (see
+/// [`Explainer::attribute_from`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neuron {
+    pub channel: usize,
+    /// The position in the channel's flattened map (`None`: the whole channel).
+    pub location: Option<usize>,
+}
+
 /// A sweep's CRP masks and recorded values, for one batch.
 struct Plan {
     masks: Vec<concept::LayerMask>,
@@ -765,6 +785,163 @@ impl<'m> Explainer<'m> {
             per_token,
             recorded,
         })
+    }
+
+    /// The nodes the record settings ([`Concepts::record`]) select for inputs of `shape` (batch
+    /// axis included), in graph order.
+    pub fn recorded_layers<T: Float>(&self, shape: &[usize]) -> Result<Vec<RecordedLayer>> {
+        let p = self.prepared_for::<T>(&[shape.to_vec()])?;
+        Ok(p.record
+            .iter()
+            .map(|(node, v)| RecordedLayer {
+                node: node.clone(),
+                tensor: p.graph.value(*v).name.clone(),
+                sample_shape: p
+                    .graph
+                    .shape(*v)
+                    .and_then(|s| s.get(1..))
+                    .unwrap_or(&[])
+                    .to_vec(),
+            })
+            .collect())
+    }
+
+    /// The relevance of single channels or neurons of a hidden layer, propagated to the input:
+    /// for row `r` of `x`, the relevance at `layer`'s output (a node or tensor name, as for
+    /// conditions) is its activation kept only at channel `picks[r].channel` (and, with a
+    /// location, only at that position of the channel's flattened map), zero elsewhere; the
+    /// composite's rules take it from there. This is zennit-crp's `start_layer` attribution
+    /// with `ChannelConcept.mask` (a channel) or `mask_rf` (a neuron), which
+    /// `FeatureVisualization` uses for reference heatmaps and receptive-field crops.
+    pub fn attribute_from<T: Float>(
+        &self,
+        x: &Tensor<T>,
+        layer: &str,
+        picks: &[Neuron],
+    ) -> Result<Tensor<T>> {
+        let n = x.shape().first().copied().unwrap_or(0);
+        if n == 0 || picks.len() != n {
+            return Err(AttributionError::Invalid(format!(
+                "{} neurons picked for {n} rows",
+                picks.len()
+            )));
+        }
+        let p = self.prepared_for::<T>(&[x.shape().to_vec()])?;
+        let v = concept::resolve_layer(self.model.graph(), &p.graph, layer)?;
+        let keep = match &p.keep {
+            prism_model::Keep::Values(vs) => {
+                let mut vs = vs.clone();
+                vs.push(v);
+                prism_model::Keep::Values(vs)
+            }
+            other => other.clone(),
+        };
+        let mut trace = p
+            .exec
+            .run_with(vec![x.clone()], &keep, self.model.nonfinite())?;
+        let act = trace.get(v).cloned().ok_or_else(|| {
+            AttributionError::Invalid(format!(
+                "the forward pass did not keep the output of '{layer}'"
+            ))
+        })?;
+        let shape = act.shape().to_vec();
+        let (c, inner) = match shape[..] {
+            [rows, c, ..] if rows == n => (c, shape[2..].iter().product::<usize>()),
+            _ => {
+                return Err(AttributionError::Invalid(format!(
+                    "layer '{layer}' has output shape {shape:?}: picking a channel needs a \
+                     channel axis (axis 1)"
+                )))
+            }
+        };
+        let mut seed = Cpu.full(&shape, T::zero());
+        let src = act.data();
+        let dst = seed.data_mut();
+        for (row, pick) in picks.iter().enumerate() {
+            if pick.channel >= c {
+                return Err(AttributionError::Invalid(format!(
+                    "layer '{layer}': channel {} does not exist; its output (per sample {:?}) \
+                     has {c} channels (0-{})",
+                    pick.channel,
+                    &shape[1..],
+                    c - 1
+                )));
+            }
+            let start = (row * c + pick.channel) * inner;
+            match pick.location {
+                None => dst[start..start + inner].copy_from_slice(&src[start..start + inner]),
+                Some(l) if l < inner => dst[start + l] = src[start + l],
+                Some(l) => {
+                    return Err(AttributionError::Invalid(format!(
+                        "layer '{layer}': position {l} is past the {inner} positions of a \
+                         channel's map"
+                    )))
+                }
+            }
+        }
+        let mut hooks = concept::SweepHooks::none();
+        let (mut r, _) = propagate::propagate_watched(
+            &p.graph,
+            &p.exec,
+            &mut trace,
+            &p.rules,
+            vec![(v, seed)],
+            &[p.graph.inputs[0]],
+            false,
+            &mut hooks,
+        )?;
+        Ok(r.remove(0))
+    }
+
+    /// Conditional relevance (CRP) with one channel of `layer` per row: row `r` of `x` is
+    /// explained for its target with the relevance at `layer` kept only on `channels[r]`;
+    /// parallel paths stay unconditioned ([`Parallel::Include`], as zennit-crp's
+    /// `FeatureVisualization`). Used for the heatmaps of each sample's own top concepts.
+    pub fn attribute_channel_rows<T: Float>(
+        &self,
+        x: &Tensor<T>,
+        target: &Target,
+        seed: SeedMode,
+        layer: &str,
+        channels: &[usize],
+    ) -> Result<Tensor<T>> {
+        let n = x.shape().first().copied().unwrap_or(0);
+        if n == 0 || channels.len() != n {
+            return Err(AttributionError::Invalid(format!(
+                "{} channels for {n} rows",
+                channels.len()
+            )));
+        }
+        let p = self.prepared_for::<T>(&[x.shape().to_vec()])?;
+        let v = concept::resolve_layer(self.model.graph(), &p.graph, layer)?;
+        let c = p
+            .graph
+            .shape(v)
+            .and_then(|s| s.get(1))
+            .copied()
+            .unwrap_or(0);
+        if let Some(&bad) = channels.iter().find(|&&ch| ch >= c) {
+            return Err(AttributionError::Invalid(format!(
+                "layer '{layer}': channel {bad} does not exist; it has {c} channels"
+            )));
+        }
+        let plan = Plan {
+            masks: vec![concept::LayerMask {
+                value: v,
+                rows: channels.iter().map(|&ch| Some(vec![ch])).collect(),
+            }],
+            cuts: Vec::new(),
+            record: Vec::new(),
+        };
+        let (relevance, _, (), _) =
+            self.checked_sweep(&p, vec![x.clone()], p.graph.inputs[0], &plan, |output| {
+                let resolved = target::resolve(output, target)?;
+                Ok((
+                    target::seed(output, &resolved, seed == SeedMode::Logit)?,
+                    (),
+                ))
+            })?;
+        Ok(relevance)
     }
 
     /// The masks and recorded values of one sweep over `samples` samples under `conds`.

@@ -90,6 +90,8 @@ pub trait RunProgress {
     }
     /// Every batch is done; the parts are being assembled.
     fn computed(&mut self) {}
+    /// A later phase of the run began (`prism concepts`: a layer's selection and crops).
+    fn step(&mut self, _what: &str) {}
 }
 
 /// Ignores progress.

@@ -9,6 +9,8 @@
 //!   [`Method`], write its part, report progress) over the resumable, sharded, locked run
 //!   protocol of [`prism_store::run`]. A [`RunProgress`] callback sees each part and may stop
 //!   the run, which is how a kill is tested without a process.
+//! - [`concepts_dataset`]: `prism concepts`, relevance and activation maximisation over a
+//!   dataset (zennit-crp's `FeatureVisualization`) on the same run protocol.
 //! - [`demo::run_demo`]: `prism demo`'s steps (attribute → `prism_analysis::analyze_file` →
 //!   `prism_store::project::write_project` → findings), with its bundled data.
 //!
@@ -45,10 +47,12 @@
 //! ```
 
 pub mod attribute;
+pub mod concepts;
 pub mod demo;
 
 pub use attribute::{
     attribute_dataset, AttributeJob, AttributeOutcome, JobError, Method, NoProgress, RunProgress,
     RunStarted,
 };
+pub use concepts::{concepts_dataset, ConceptsJob, ConceptsOutcome};
 pub use demo::{run_demo, DemoError, DemoOptions, DemoProgress, DemoReport};

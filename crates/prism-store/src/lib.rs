@@ -18,6 +18,7 @@
 pub mod analysis;
 pub mod atomic;
 pub mod attribution;
+pub mod concepts_run;
 pub mod dataset;
 pub mod error;
 mod h5util;
@@ -28,6 +29,7 @@ pub mod provenance;
 pub mod record;
 pub mod run;
 pub mod tokens;
+mod workdir;
 
 pub use analysis::{
     AnalysisFile, AnalysisWriter, Category, CategoryReader, Clustering, Embedding, EmbeddingInfo,
@@ -35,6 +37,9 @@ pub use analysis::{
 pub use atomic::{write_atomic, write_bytes_atomic, StagedFile, WriteError};
 pub use attribution::{
     AttributionFile, AttributionLayout, AttributionWriter, BatchLabels, LabelLayout, Labels,
+};
+pub use concepts_run::{
+    merge_concepts, ConceptRun, ConceptRunSpec, ConceptSettings, LayerInfo, LayerMaxima, Maxima,
 };
 pub use dataset::{
     Batch, Batches, DataLayout, Dataset, DatasetError, DatasetKind, DatasetOptions,

@@ -24,7 +24,7 @@ use crate::error::{Result, StoreError};
 use crate::h5util::AttrValue;
 
 /// The attribute names, in one place.
-mod name {
+pub(crate) mod name {
     pub const COMPLETE: &str = "prism_complete";
     pub const VERSION: &str = "prism_version";
     pub const FORMAT_VERSION: &str = "prism_format_version";
@@ -85,7 +85,7 @@ impl FromStr for Shard {
 
 /// The method in the settings: its description text (`MethodSpec`'s `Display`, which the run
 /// keys hash and `prism_method` holds), read back with `FromStr`.
-mod method_text {
+pub(crate) mod method_text {
     use prism_attribution::MethodSpec;
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -34,6 +34,7 @@ use crate::error::StoreError;
 use crate::provenance::{
     LabelSource, Provenance, ProvenanceOrder, RunSettings, Shard, PRISM_VERSION,
 };
+use crate::workdir::{io_err, part_path, Opened, WorkDir, WorkSpec};
 
 /// Errors of the run protocol.
 #[derive(Debug, thiserror::Error)]
@@ -221,112 +222,46 @@ pub struct AttributionRun {
     _lock: fs::File,
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
-    let path = path.to_path_buf();
-    move |source| RunError::Io {
-        action,
-        path,
-        source,
-    }
-}
-
 impl AttributionRun {
     /// Sets the run up: checks the output, creates and locks the work directory, records or
     /// checks the settings (resuming an interrupted run with equal settings) and lists the
     /// parts already done.
     pub fn prepare(spec: RunSpec) -> Result<Prepared, RunError> {
         let s = &spec.settings;
-        let (lo, hi) = shard_range(s.limit, s.batch_size, spec.shard);
-        if lo == hi {
-            return Err(RunError::EmptyShard {
-                index: spec.shard.map_or(0, |s| s.index),
-                count: spec.shard.map_or(1, |s| s.count),
-                samples: s.limit,
-                batch_size: s.batch_size,
-            });
-        }
-        let output = shard_output(&spec.output, spec.shard);
         let run_key = s.run_key(spec.shard)?;
-        // With force, an existing output stays until the new one replaces it (renamed over
-        // it by `finish`): killed before that, the old file is still there.
-        if output.exists() && !spec.force {
-            if complete_key(&output).as_deref() == Some(run_key.as_str()) {
-                return Ok(Prepared::AlreadyComplete { output });
-            } else {
-                return Err(RunError::OutputExists { path: output });
-            }
-        }
-        if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).map_err(io_err("create", parent))?;
-        }
-
-        // The work directory, locked for the run's duration.
-        let dir = work_dir(&output);
-        if spec.force && dir.exists() {
-            fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))?;
-        }
-        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-        let lock = fs::File::create(dir.join(".lock")).map_err(|source| RunError::Io {
-            action: "create a lock in",
-            path: dir.clone(),
-            source,
-        })?;
-        if !try_lock(&lock) {
-            return Err(RunError::Locked { output, dir });
-        }
         let record = RunRecord {
             run_key: run_key.clone(),
             settings: s.clone(),
             shard: spec.shard,
-            samples: hi - lo,
+            samples: {
+                let (lo, hi) = shard_range(s.limit, s.batch_size, spec.shard);
+                hi - lo
+            },
         };
-        let record_path = dir.join("run.json");
-        let resumed = match fs::read_to_string(&record_path) {
-            Ok(text) => {
-                let old: Option<RunRecord> = serde_json::from_str(&text).ok();
-                if old.as_ref().map(|r| &r.run_key) != Some(&run_key) {
-                    return Err(RunError::OtherSettings { dir });
-                }
-                true
-            }
-            Err(_) => {
-                let text = serde_json::to_string_pretty(&record)?;
-                crate::atomic::write_bytes_atomic(&record_path, text.as_bytes())
-                    .map_err(StoreError::from)?;
-                false
-            }
+        let opened = WorkDir::open(&WorkSpec {
+            output: &spec.output,
+            shard: spec.shard,
+            run_key: &run_key,
+            record: &record,
+            limit: s.limit,
+            batch_size: s.batch_size,
+            force: spec.force,
+            complete_key: &complete_key,
+        })?;
+        let w = match opened {
+            Opened::Complete(output) => return Ok(Prepared::AlreadyComplete { output }),
+            Opened::Ready(w) => w,
         };
-        remove_stale_temps(&dir, "part-");
-        let out_name = output
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if let Some(parent) = output.parent() {
-            let parent = if parent.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                parent
-            };
-            remove_stale_temps(parent, &out_name);
-        }
-        let batch_size = s.batch_size.max(1);
-        let batches: Vec<Range<usize>> = (lo..hi)
-            .step_by(batch_size)
-            .map(|a| a..(a + batch_size).min(hi))
-            .collect();
-        let done = (0..batches.len())
-            .filter(|&j| part_path(&dir, j).exists())
-            .collect();
         Ok(Prepared::Ready(Box::new(AttributionRun {
-            output,
-            dir,
+            output: w.output,
+            dir: w.dir,
             spec,
             run_key,
-            samples: lo..hi,
-            batches,
-            done,
-            resumed,
-            _lock: lock,
+            samples: w.samples,
+            batches: w.batches,
+            done: w.done,
+            resumed: w.resumed,
+            _lock: w.lock,
         })))
     }
 
@@ -494,49 +429,11 @@ impl AttributionRun {
     }
 }
 
-fn work_dir(output: &Path) -> PathBuf {
-    let mut s = output.as_os_str().to_owned();
-    s.push(".partial");
-    PathBuf::from(s)
-}
-
-fn part_path(dir: &Path, j: usize) -> PathBuf {
-    dir.join(format!("part-{j:06}.h5"))
-}
-
-/// Removes the temporary files of writers killed before they finished (`.NAME.partial-PID`).
-fn remove_stale_temps(dir: &Path, name_prefix: &str) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&format!(".{name_prefix}")) && name.contains(".partial-") {
-            // A file that is already gone (another cleaner) is what we wanted.
-            let _ = fs::remove_file(e.path());
-        }
-    }
-}
-
 /// The run key of an existing output file, if it is a complete Prism file.
 fn complete_key(path: &Path) -> Option<String> {
     let f = AttributionFile::open(path).ok()?;
     let p = Provenance::read(&f).ok()??;
     p.complete.then_some(p.run_key)
-}
-
-/// An exclusive advisory lock on `file` for the process's lifetime (released when the file is
-/// closed or the process dies, even by SIGKILL); false if another process holds it.
-#[cfg(unix)]
-fn try_lock(file: &fs::File) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a valid, open descriptor owned by `file`.
-    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
-}
-
-#[cfg(not(unix))]
-fn try_lock(_file: &fs::File) -> bool {
-    true
 }
 
 /// Errors of [`merge_shards`].

@@ -106,9 +106,13 @@ fn env_usize(name: &str) -> anyhow::Result<Option<usize>> {
     }
 }
 
-/// The shard from --shard, else from SLURM array or Kubernetes indexed-job variables.
-fn resolve_shard(args: &AttributeArgs) -> anyhow::Result<Option<(Shard, &'static str)>> {
-    if let Some(s) = &args.shard {
+/// The shard from --shard (`shard`), else from SLURM array or Kubernetes indexed-job variables
+/// (`shards`: --shards).
+pub fn resolve_shard(
+    shard: Option<&str>,
+    shards: Option<usize>,
+) -> anyhow::Result<Option<(Shard, &'static str)>> {
+    if let Some(s) = shard {
         return Ok(Some((parse_shard(s)?, "--shard")));
     }
     if let (Some(id), Some(count)) = (
@@ -126,7 +130,7 @@ fn resolve_shard(args: &AttributeArgs) -> anyhow::Result<Option<(Shard, &'static
         return Ok(Some((Shard { index, count }, "SLURM_ARRAY_TASK_ID")));
     }
     if let Some(index) = env_usize("JOB_COMPLETION_INDEX")? {
-        let count = match args.shards {
+        let count = match shards {
             Some(n) => Some(n),
             None => env_usize("PRISM_SHARD_COUNT")?,
         };
@@ -160,7 +164,7 @@ pub fn run(args: &AttributeArgs) -> anyhow::Result<()> {
             args.target
         );
     }
-    let shard = resolve_shard(args)?;
+    let shard = resolve_shard(args.shard.as_deref(), args.shards)?;
     if let Some((s, from)) = shard {
         eprintln!("shard {}/{} (from {from})", s.index, s.count);
     }
@@ -233,10 +237,19 @@ pub fn cli_error(e: JobError) -> anyhow::Error {
     }
 }
 
-/// The progress bar of an attribution run.
+/// The progress bar of a dataset run (`attribute`, `concepts`).
 #[derive(Default)]
 pub struct Bar {
     bar: Option<ProgressBar>,
+    /// The command shown before the bar (`attribute` when empty).
+    what: &'static str,
+}
+
+impl Bar {
+    /// A bar labelled with the command `what`.
+    pub fn named(what: &'static str) -> Bar {
+        Bar { bar: None, what }
+    }
 }
 
 impl RunProgress for Bar {
@@ -245,10 +258,16 @@ impl RunProgress for Bar {
             eprintln!("resuming the interrupted run in {}", run.work_dir.display());
         }
         let bar = ProgressBar::new(run.samples as u64);
+        let what = if self.what.is_empty() {
+            "attribute"
+        } else {
+            self.what
+        };
         bar.set_style(
-            ProgressStyle::with_template(
-                "attribute [{elapsed_precise}] {wide_bar} {pos}/{len} samples  {per_sec}  eta {eta}",
-            )
+            ProgressStyle::with_template(&format!(
+                "{what} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} samples  {{per_sec}}  \
+                 eta {{eta}}"
+            ))
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_position(run.done as u64);
@@ -267,5 +286,9 @@ impl RunProgress for Bar {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+
+    fn step(&mut self, what: &str) {
+        eprintln!("{what}");
     }
 }

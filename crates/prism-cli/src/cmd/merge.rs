@@ -1,11 +1,12 @@
 //! `prism merge`: joins the shards of a `prism attribute --shard` run into one attribution file
-//! (`prism_store::run::merge_shards`).
+//! (`prism_store::run::merge_shards`), or those of a `prism concepts --shard` run into one
+//! concepts file (`prism_store::merge_concepts`).
 
 use std::path::PathBuf;
 
 use prism_store::run::{merge_shards, MergeError};
 
-/// Join the shards of a sharded `prism attribute` run into one attribution file.
+/// Join the shards of a sharded `prism attribute` (or `prism concepts`) run into one file.
 ///
 /// Every shard must be complete and come from the same run (same model, dataset, method and
 /// settings); shards that overlap or leave samples out are refused, naming the files. The result
@@ -30,13 +31,22 @@ pub struct MergeArgs {
 
 /// Runs `prism merge`.
 pub fn run(args: &MergeArgs) -> anyhow::Result<()> {
-    let merged = merge_shards(&args.shards, &args.output, args.force).map_err(|e| match e {
-        MergeError::OutputExists { path } => {
-            anyhow::anyhow!("{} exists; pass --force to overwrite it", path.display())
-        }
-        MergeError::OutputIsShard => anyhow::anyhow!("--output must differ from the shard files"),
-        e => e.into(),
-    })?;
+    if args
+        .shards
+        .first()
+        .is_some_and(|s| prism_store::concepts_run::is_concepts_file(s))
+    {
+        let merged = prism_store::merge_concepts(&args.shards, &args.output, args.force)
+            .map_err(merge_error)?;
+        eprintln!(
+            "merged {} concepts shards into {} ({} samples)",
+            merged.shards,
+            merged.output.display(),
+            merged.samples
+        );
+        return Ok(());
+    }
+    let merged = merge_shards(&args.shards, &args.output, args.force).map_err(merge_error)?;
     eprintln!(
         "merged {} shards into {} ({} samples)",
         merged.shards,
@@ -44,4 +54,15 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<()> {
         merged.samples
     );
     Ok(())
+}
+
+/// The library's errors, with the flags that fix them named.
+fn merge_error(e: MergeError) -> anyhow::Error {
+    match e {
+        MergeError::OutputExists { path } => {
+            anyhow::anyhow!("{} exists; pass --force to overwrite it", path.display())
+        }
+        MergeError::OutputIsShard => anyhow::anyhow!("--output must differ from the shard files"),
+        e => e.into(),
+    }
 }
