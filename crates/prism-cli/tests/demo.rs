@@ -83,6 +83,56 @@ fn demo_finds_the_planted_shortcut() {
         stdout.contains("digit-7") && stdout.contains("top-left corner"),
         "the demo's report should name the shortcut:\n{stdout}"
     );
+    // The concept step names a channel whose most activating references are marked sevens,
+    // their crops in the corner.
+    assert!(
+        stdout.contains("The concept behind it")
+            && stdout.contains("it responds to what sits there, the mark"),
+        "the demo's report should name the concept:\n{stdout}"
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("The concept behind it"))
+        .expect("concept line");
+    let channel: usize = line
+        .split("channel ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .expect("channel number");
+    let layer = line
+        .split(" of ")
+        .nth(1)
+        .and_then(|t| t.split('.').next())
+        .expect("layer");
+    let concepts = hdf5::File::open(out.join("concepts.h5")).expect("concepts file");
+    let layers = concepts.group("layers").expect("layers");
+    let group = layers
+        .member_names()
+        .expect("layer groups")
+        .into_iter()
+        .map(|n| layers.group(&n).expect("layer group"))
+        .find(|g| {
+            g.attr("node")
+                .and_then(|a| a.read_scalar::<hdf5::types::VarLenUnicode>())
+                .map(|v| v.as_str() == layer)
+                .unwrap_or(false)
+        })
+        .expect("the named layer");
+    let samples: Vec<i64> = group
+        .dataset("actmax/sample")
+        .and_then(|d| d.read_raw::<i64>())
+        .expect("actmax samples");
+    let channels = group.dataset("relevance").expect("relevance").shape()[1];
+    let refs: Vec<usize> = (0..8)
+        .map(|k| samples[k * channels + channel] as usize)
+        .collect();
+    let marked_refs = refs.iter().filter(|&&s| artifact[s]).count();
+    assert!(
+        marked_refs >= 6,
+        "channel {channel} of {layer}: {marked_refs} of its 8 most activating references are \
+         marked ({refs:?})"
+    );
     let project = Project::read(out.join("project.yaml")).expect("project");
     assert_eq!(project.analyses.len(), 1);
 }

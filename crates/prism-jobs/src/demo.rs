@@ -22,6 +22,7 @@ use prism_store::project::{write_project, ProjectError, ProjectInputs};
 use prism_store::{AnalysisFile, AttrValue, AttributionFile, StoreError};
 
 use crate::attribute::{attribute_dataset, AttributeJob, AttributeOutcome, JobError, Method};
+use crate::concepts::{concepts_dataset, ConceptsJob, ConceptsOutcome};
 use crate::RunProgress;
 
 /// The model with the planted shortcut.
@@ -67,7 +68,11 @@ pub struct DemoReport {
     pub project: PathBuf,
     pub attribution: PathBuf,
     pub analysis: PathBuf,
+    /// The relevance-maximisation file (`prism concepts`).
+    pub concepts: PathBuf,
     pub findings: Vec<Finding>,
+    /// The concept that carries the suspect cluster's relevance.
+    pub concept: Option<ConceptFinding>,
 }
 
 /// Errors of the demo.
@@ -144,12 +149,13 @@ pub fn run_demo(
     let label_map = dir.join("label-map.json");
     let attribution = dir.join("attribution.h5");
     let analysis = dir.join("analysis.h5");
+    let concepts = dir.join("concepts.h5");
     let project = dir.join("project.yaml");
     put(&model, MODEL)?;
     put(&dataset, DATASET)?;
     put(&label_map, LABEL_MAP)?;
 
-    progress.step("1/3 attributing 10 000 digits (LRP epsilon-plus-flat, true label)");
+    progress.step("1/4 attributing 10 000 digits (LRP epsilon-plus-flat, true label)");
     let job = AttributeJob {
         model: model.clone(),
         dataset: dataset.clone(),
@@ -170,7 +176,7 @@ pub fn run_demo(
         return Err(DemoError::Stopped);
     }
 
-    progress.step("2/3 SpRAy: clustering each class's attributions");
+    progress.step("2/4 SpRAy: clustering each class's attributions");
     let cfg = AnalysisConfig::default();
     cfg.validate()?;
     let mut category_names = BTreeMap::new();
@@ -195,7 +201,34 @@ pub fn run_demo(
     )?;
     progress.analysed(&analysis, &reports);
 
-    progress.step("3/3 writing the ViRelAy project");
+    progress.step(
+        "3/4 concepts: the most relevant and most active digits of every channel of both \
+         convolutions (relevance maximisation)",
+    );
+    let cjob = ConceptsJob {
+        model: model.clone(),
+        dataset: dataset.clone(),
+        dataset_options: DatasetOptions::default(),
+        output: concepts.clone(),
+        layers: CONCEPT_LAYERS.iter().map(|s| s.to_string()).collect(),
+        target: "label".into(),
+        batch_size: BATCH_SIZE,
+        shard: None,
+        limit: None,
+        top_n: CONCEPT_TOP_N,
+        crops: CONCEPT_TOP_N,
+        sample_heatmaps: 1,
+        prefetch: 2,
+        force: opts.force,
+        allow_nonfinite: false,
+    };
+    if let ConceptsOutcome::Stopped { .. } =
+        concepts_dataset(&cjob, &demo_method()?, progress.attribution())?
+    {
+        return Err(DemoError::Stopped);
+    }
+
+    progress.step("4/4 writing the ViRelAy project");
     write_project(&ProjectInputs {
         dataset: &dataset,
         attributions: std::slice::from_ref(&attribution),
@@ -207,11 +240,17 @@ pub fn run_demo(
         analysis_method: "spectral_analysis",
     })?;
     let findings = findings(&attribution, &analysis)?;
+    let concept = match suspect_of(&findings) {
+        Some((f, c)) => concept_finding(&concepts, &attribution, &analysis, f, c)?,
+        None => None,
+    };
     Ok(DemoReport {
         project,
         attribution,
         analysis,
+        concepts,
         findings,
+        concept,
     })
 }
 
@@ -219,10 +258,7 @@ impl DemoReport {
     /// The most suspicious cluster (the largest share of relevance in a corner), with its
     /// class's finding: what `prism demo --serve` opens the viewer on.
     pub fn suspect(&self) -> Option<(&Finding, &CornerCluster)> {
-        self.findings
-            .iter()
-            .filter_map(|f| f.corner.as_ref().map(|c| (f, c)))
-            .max_by(|a, b| a.1.share.total_cmp(&b.1.share))
+        suspect_of(&self.findings)
     }
 
     /// What SpRAy found, as the demo prints it: one line per class, then the suspects.
@@ -260,8 +296,198 @@ impl DemoReport {
                 );
             }
         }
+        if let Some(c) = &self.concept {
+            let _ = writeln!(
+                s,
+                "\n=> The concept behind it (prism concepts): channel {} of {}. Its relevance \
+                 peaks in the {} corner for {:.0}% of these samples ({:.0}% for the rest of \
+                 the class), and it carries {:.1}% of their relevance at that layer ({:.1}% \
+                 for the rest). {} of its {} most activating reference digits have their \
+                 receptive-field crop in the {} corner{} See it in the concept view (`prism \
+                 demo --serve`).",
+                c.channel,
+                c.layer,
+                c.corner,
+                100.0 * c.peaks_in_corner,
+                100.0 * c.rest_peaks_in_corner,
+                100.0 * c.share,
+                100.0 * c.rest_share,
+                c.in_corner,
+                c.references,
+                c.corner,
+                if 2 * c.in_corner > c.references {
+                    ": it responds to what sits there, the mark."
+                } else {
+                    "; its references do not single the mark out."
+                }
+            );
+        }
         s
     }
+}
+
+/// The most suspicious cluster of `findings` (the largest share of relevance in a corner).
+fn suspect_of(findings: &[Finding]) -> Option<(&Finding, &CornerCluster)> {
+    findings
+        .iter()
+        .filter_map(|f| f.corner.as_ref().map(|c| (f, c)))
+        .max_by(|a, b| a.1.share.total_cmp(&b.1.share))
+}
+
+/// The layers of the demo's concept step (both convolutions).
+pub const CONCEPT_LAYERS: [&str; 2] = ["/0/Conv", "/3/Conv"];
+/// References kept (and cropped) per channel in the demo.
+pub const CONCEPT_TOP_N: usize = 8;
+
+/// The concept (channel) that carries a suspect cluster's corner relevance, and where its
+/// reference crops lie.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConceptFinding {
+    pub layer: String,
+    pub channel: usize,
+    /// The share of the cluster's samples whose channel relevance peaks in the corner.
+    pub peaks_in_corner: f64,
+    /// The same for the rest of the class.
+    pub rest_peaks_in_corner: f64,
+    /// Mean share `R_c / Σ|R|` over the cluster's samples.
+    pub share: f64,
+    /// The same over the rest of the class.
+    pub rest_share: f64,
+    /// References looked at (the channel's most active samples, activation maximisation).
+    pub references: usize,
+    /// Of them, those whose receptive-field crop lies in the corner (its centre within the
+    /// corner's third of the image).
+    pub in_corner: usize,
+    pub corner: &'static str,
+}
+
+/// The concept that carries the relevance of `finding`'s suspect `corner` cluster, from the
+/// concepts file alone (no ground truth): among the channels of every layer whose relevance
+/// peaks in that corner for at least 90 % of the cluster's samples and at most 10 % of the
+/// rest of the class, the one with the most activation-maximisation references whose crop lies
+/// in the corner (crops in the input pixels of `attribution`'s samples), then the one whose
+/// mean share of the relevance grows most from the rest of the class to the cluster.
+pub fn concept_finding(
+    concepts: &Path,
+    attribution: &Path,
+    analysis: &Path,
+    finding: &Finding,
+    corner: &CornerCluster,
+) -> Result<Option<ConceptFinding>, DemoError> {
+    let (tables, maxima) = prism_store::concepts_run::read_concepts(concepts)?;
+    let row_of: BTreeMap<u32, usize> = tables
+        .index
+        .iter()
+        .enumerate()
+        .map(|(r, &s)| (s, r))
+        .collect();
+    let file = AnalysisFile::open(analysis)?;
+    let cat = file.category(&finding.category)?;
+    let Some(clustering) = cat
+        .clusterings
+        .iter()
+        .find(|cl| cl.name == finding.clustering())
+    else {
+        return Ok(None);
+    };
+    // The class's rows: in the cluster or not.
+    let (mut inside, mut outside) = (Vec::new(), Vec::new());
+    for (&s, &label) in cat.index.iter().zip(&clustering.labels) {
+        if let Some(&r) = row_of.get(&s) {
+            if label == corner.cluster {
+                inside.push(r);
+            } else {
+                outside.push(r);
+            }
+        }
+    }
+    if inside.is_empty() || outside.is_empty() {
+        return Ok(None);
+    }
+    let ci = CORNERS
+        .iter()
+        .position(|&n| n == corner.corner)
+        .unwrap_or(0);
+    // In corner `ci` of an h × w map: the same fifth as the relevance corners above.
+    let in_corner = |y: usize, x: usize, h: usize, w: usize| {
+        let (bh, bw) = (h.div_ceil(5), w.div_ceil(5));
+        match ci {
+            0 => y < bh && x < bw,
+            1 => y < bh && x >= w - bw,
+            2 => y >= h - bh && x < bw,
+            _ => y >= h - bh && x >= w - bw,
+        }
+    };
+    let [_, ih, iw] = AttributionFile::open(attribution)?.sample_shape();
+    // A crop in the corner: its centre within the corner's third of the image.
+    let crop_in_corner = |b: &[i32]| {
+        let (cy, cx) = (f64::from(b[0] + b[1]) / 2.0, f64::from(b[2] + b[3]) / 2.0);
+        let (top, left) = (cy < ih as f64 / 3.0, cx < iw as f64 / 3.0);
+        let (bottom, right) = (cy >= 2.0 * ih as f64 / 3.0, cx >= 2.0 * iw as f64 / 3.0);
+        match ci {
+            0 => top && left,
+            1 => top && right,
+            2 => bottom && left,
+            _ => bottom && right,
+        }
+    };
+    let mut best: Option<ConceptFinding> = None;
+    for (li, layer) in tables.layers.iter().enumerate() {
+        let c = layer.info.channels();
+        let (h, w) = match layer.info.shape[..] {
+            [_, h, w] => (h, w),
+            _ => continue,
+        };
+        let scores = prism_store::concepts_run::abs_norm_scores(&layer.relevance, c);
+        for ch in 0..c {
+            let peaks = |rows: &[usize]| {
+                rows.iter()
+                    .filter(|&&r| {
+                        let l = layer.relevance_location[r * c + ch].max(0) as usize;
+                        in_corner(l / w, l % w, h, w)
+                    })
+                    .count() as f64
+                    / rows.len() as f64
+            };
+            let mean = |rows: &[usize]| {
+                rows.iter()
+                    .map(|&r| f64::from(scores[r * c + ch]))
+                    .sum::<f64>()
+                    / rows.len() as f64
+            };
+            let (p_in, p_out) = (peaks(&inside), peaks(&outside));
+            if p_in < 0.9 || p_out > 0.1 {
+                continue;
+            }
+            let m = &maxima[li].actmax;
+            let refs: Vec<usize> = (0..m.crops.min(m.top_n))
+                .map(|k| k * m.channels + ch)
+                .filter(|&at| m.sample[at] >= 0)
+                .collect();
+            let found = ConceptFinding {
+                layer: layer.info.node.clone(),
+                channel: ch,
+                peaks_in_corner: p_in,
+                rest_peaks_in_corner: p_out,
+                share: mean(&inside),
+                rest_share: mean(&outside),
+                references: refs.len(),
+                in_corner: refs
+                    .iter()
+                    .filter(|&&at| crop_in_corner(&m.boxes[at * 4..at * 4 + 4]))
+                    .count(),
+                corner: corner.corner,
+            };
+            // The references in the corner first, then the gain in share.
+            let key = |f: &ConceptFinding| (f.in_corner, f.share - f.rest_share);
+            if best.as_ref().is_none_or(|b| {
+                key(&found).0 > key(b).0 || (key(&found).0 == key(b).0 && key(&found).1 > key(b).1)
+            }) {
+                best = Some(found);
+            }
+        }
+    }
+    Ok(best)
 }
 
 /// One class's result.
