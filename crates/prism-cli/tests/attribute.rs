@@ -322,6 +322,7 @@ fn library_runs_write_the_same_files_as_the_cli() {
         prefetch: 2,
         force: false,
         allow_nonfinite: false,
+        record: None,
     };
     let lib_shards = dir.path().join("lib-{shard}.h5");
     let runs = [
@@ -477,6 +478,7 @@ fn token_runs_resume_and_end_in_the_viewer_as_coloured_text() {
         prefetch: 2,
         force: false,
         allow_nonfinite: false,
+        record: None,
     };
     let stopped = prism_jobs::attribute_dataset(&job, &method, &mut StopAfter(2)).expect("run");
     assert!(matches!(

@@ -115,6 +115,9 @@ def attribute(
     normalize: Optional[str] = None,
     channels: Optional[int] = None,
     scale: Optional[float] = None,
+    record: Optional[List[str]] = None,
+    record_mode: Optional[str] = None,
+    top_k: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
 ) -> Dict[str, Any]:
     """``prism attribute``; progress events ``{"event": "started", "total", "done",
