@@ -11,7 +11,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use prism_attribution::RecordMode;
 use prism_store::project::DatasetKind;
+use prism_store::{
+    AttributionLayout, AttributionWriter, BatchLabels, LabelLayout, RecordLayout, RecordNodeLayout,
+    RecordRows,
+};
 use prism_viewer::synthetic::SyntheticProject;
 
 /// Fixture files larger than this are left out (the corpus stays small to commit).
@@ -118,6 +123,10 @@ fn make_seeds() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
+    // An attribution file with relevance recorded at hidden nodes (`/record`).
+    let recorded = scratch.path().join("record.h5");
+    record_seed(&recorded)?;
+    put("hdf5_attribution", "record", &fs::read(&recorded)?)?;
     let jpg = root.join("crates/prism-store/tests/fixtures/dataset/folder/a_cat/photo.jpg");
     if let Ok(bytes) = fs::read(&jpg) {
         for mode in [8u8, 9, 10, 12] {
@@ -223,4 +232,65 @@ fn first_file(dir: &Path, ext: &str) -> std::io::Result<Vec<u8>> {
         "no .{ext} file under {}",
         dir.display()
     )))
+}
+
+/// A small attribution file (4 samples of 2×3×3) recording two nodes whole: a map of 3×2×2 and
+/// a dense layer of 2 features.
+fn record_seed(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let n = 4;
+    let mut w = AttributionWriter::create(
+        path,
+        AttributionLayout {
+            n_samples: n,
+            sample_shape: vec![2, 3, 3],
+            n_outputs: 2,
+            labels: LabelLayout::Single,
+            with_index: true,
+            compression: None,
+        },
+    )?;
+    let values = |len: usize| {
+        (0..len)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect::<Vec<_>>()
+    };
+    w.write_batch(
+        0,
+        &values(n * 18),
+        &values(n * 2),
+        &BatchLabels::Single(&[0, 1, 1, 0]),
+        Some(&[0, 1, 2, 3]),
+    )?;
+    let layout = RecordLayout {
+        mode: RecordMode::Maps,
+        top_k: 2,
+        nodes: vec![
+            RecordNodeLayout {
+                node: "/conv/Conv".into(),
+                tensor: "conv".into(),
+                sample_shape: vec![3, 2, 2],
+            },
+            RecordNodeLayout {
+                node: "/fc/Gemm".into(),
+                tensor: "logits".into(),
+                sample_shape: vec![2],
+            },
+        ],
+    };
+    w.add_record(layout.clone())?;
+    for (i, node) in layout.nodes.iter().enumerate() {
+        let len = n * node.row_len(layout.mode);
+        w.write_record_rows(
+            i,
+            0,
+            &RecordRows {
+                relevance: values(len),
+                activation: values(len).iter().map(|v| v.abs()).collect(),
+                top_channels: (0..n * 2).map(|j| (j % 2) as i64).collect(),
+                top_share: (0..n * 2).map(|j| 0.5 - 0.1 * (j % 2) as f32).collect(),
+            },
+        )?;
+    }
+    w.finish()?;
+    Ok(())
 }

@@ -48,6 +48,14 @@ fn seeds_are_accepted_by_their_parsers() {
     accepted("hdf5_attribution", &|b| {
         prism_store::AttributionFile::open(prism_fuzz::file("seed.h5", b)).is_ok()
     });
+    // one seed records hidden nodes (`/record`), readable to the end
+    accepted("hdf5_attribution", &|b| {
+        let Ok(f) = prism_store::AttributionFile::open(prism_fuzz::file("seed.h5", b)) else {
+            return false;
+        };
+        matches!(f.record(), Ok(Some(r)) if (0..r.nodes.len())
+            .all(|i| f.read_record_rows(i, 0, f.n_samples()).is_ok()))
+    });
     accepted("hdf5_analysis", &|b| {
         prism_store::AnalysisFile::open(prism_fuzz::file("seed.h5", b))
             .and_then(|f| f.categories())

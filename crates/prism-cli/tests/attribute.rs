@@ -322,6 +322,7 @@ fn library_runs_write_the_same_files_as_the_cli() {
         prefetch: 2,
         force: false,
         allow_nonfinite: false,
+        record: None,
     };
     let lib_shards = dir.path().join("lib-{shard}.h5");
     let runs = [
@@ -477,6 +478,7 @@ fn token_runs_resume_and_end_in_the_viewer_as_coloured_text() {
         prefetch: 2,
         force: false,
         allow_nonfinite: false,
+        record: None,
     };
     let stopped = prism_jobs::attribute_dataset(&job, &method, &mut StopAfter(2)).expect("run");
     assert!(matches!(
@@ -542,4 +544,357 @@ fn token_runs_resume_and_end_in_the_viewer_as_coloured_text() {
     let (status, body) = http_get(server.addr(), "/api/projects/0/attributions/48/tokens");
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("errorMessage"), "{body}");
+}
+
+// ------------------------------------------------------------------------------------------------
+// `prism attribute --record`: relevance recorded at hidden nodes, in the file's `/record` group
+// ------------------------------------------------------------------------------------------------
+
+fn crp(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/crp")
+        .join(p)
+}
+
+/// The CRP fixtures' 24 reference images (3×16×16) as a `.npy` dataset with its labels beside
+/// it, for the fixture VGG.
+fn record_dataset(dir: &Path) -> PathBuf {
+    let data = dir.join("images.npy");
+    std::fs::copy(crp("crp_refsel.data.npy"), &data).expect("copy");
+    std::fs::copy(crp("crp_refsel.labels.npy"), dir.join("images.labels.npy")).expect("copy");
+    data
+}
+
+/// Every convolution and the first dense layer of the fixture VGG.
+const RECORDED: [&str; 4] = [
+    "--record",
+    "/features/*/Conv",
+    "--record",
+    "/classifier/classifier.0/Gemm",
+];
+
+/// `prism attribute` of the fixture VGG (epsilon-plus-flat, the predicted class, batches of 8).
+fn record_attribute_cmd(data: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = prism();
+    c.args(["attribute", "--model"])
+        .arg(crp("crp_vgg.onnx"))
+        .arg("--dataset")
+        .arg(data)
+        .arg("--output")
+        .arg(out)
+        .args(["--composite", "epsilon-plus-flat", "--target", "predicted"])
+        .args(["--batch-size", "8", "--threads", "1"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// The record of an attribution file: its layout and every row of every node.
+fn file_record(p: &Path) -> (prism_store::RecordLayout, Vec<prism_store::RecordRows>) {
+    let f = AttributionFile::open(p).expect("attribution file");
+    let layout = f.record().expect("a readable record").expect("a record");
+    let rows = (0..layout.nodes.len())
+        .map(|node| {
+            f.read_record_rows(node, 0, f.n_samples())
+                .expect("record rows")
+        })
+        .collect();
+    (layout, rows)
+}
+
+#[test]
+fn attribute_records_what_explain_records_into_the_file() {
+    let _guard = in_process();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = record_dataset(dir.path());
+
+    // `prism explain --record` on the same samples, batch size and dtype
+    let r = dir.path().join("r.npy");
+    let mut c = prism();
+    c.arg("explain")
+        .arg(crp("crp_vgg.onnx"))
+        .arg(&data)
+        .arg("-o")
+        .arg(&r)
+        .args(["--composite", "epsilon-plus-flat", "--batch-size", "8"])
+        .args([
+            "--threads",
+            "1",
+            "--record-mode",
+            "maps",
+            "--record-top-k",
+            "4",
+        ])
+        .args(RECORDED)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    run_ok(c);
+    let rec = dir.path().join("r.record");
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rec.join("index.json")).expect("index"))
+            .expect("json");
+
+    let maps = dir.path().join("maps.h5");
+    run_ok(record_attribute_cmd(
+        &data,
+        &maps,
+        &[
+            &RECORDED[..],
+            &["--record-mode", "maps", "--record-top-k", "4"],
+        ]
+        .concat(),
+    ));
+    let (layout, rows) = file_record(&maps);
+    assert_eq!(layout.mode, prism_attribution::RecordMode::Maps);
+    assert_eq!(layout.top_k, 4);
+    let nodes = index["nodes"].as_array().expect("nodes");
+    let names: Vec<&str> = layout.nodes.iter().map(|n| n.node.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "/features/features.0/Conv",
+            "/features/features.3/Conv",
+            "/features/features.7/Conv",
+            "/classifier/classifier.0/Gemm"
+        ]
+    );
+    assert_eq!(nodes.len(), layout.nodes.len());
+    for ((n, l), got) in nodes.iter().zip(&layout.nodes).zip(&rows) {
+        assert_eq!(n["node"], l.node.as_str());
+        assert_eq!(n["tensor"], l.tensor.as_str());
+        let shape: Vec<usize> = serde_json::from_value(n["sample_shape"].clone()).expect("shape");
+        assert_eq!(shape, l.sample_shape, "{}", l.node);
+        let float = |key: &str| {
+            let t: prism_model::Tensor<f32> =
+                prism_store::npy::read_float(&rec.join(n[key].as_str().expect("file")))
+                    .expect("npy");
+            let mut want = vec![24];
+            want.extend(&l.sample_shape);
+            if key == "relevance" || key == "activation" {
+                assert_eq!(t.shape(), &want[..], "{} {key}", l.node);
+            }
+            t.data().to_vec()
+        };
+        assert!(
+            got.relevance.iter().any(|v| *v != 0.0) && got.top_share.iter().any(|v| *v > 0.0),
+            "{}: relevance reaches the node",
+            l.node
+        );
+        // bit for bit
+        assert_eq!(
+            bits(&got.relevance),
+            bits(&float("relevance")),
+            "{}",
+            l.node
+        );
+        assert_eq!(
+            bits(&got.activation),
+            bits(&float("activation")),
+            "{}",
+            l.node
+        );
+        assert_eq!(
+            bits(&got.top_share),
+            bits(&float("top_share")),
+            "{}",
+            l.node
+        );
+        let top = prism_store::npy::read_i64(&rec.join(n["top_channels"].as_str().expect("file")))
+            .expect("npy");
+        assert_eq!(top.shape(), &[24, l.k(4)]);
+        assert_eq!(got.top_channels, top.data(), "{}", l.node);
+    }
+    // the input relevance is explain's too
+    let explained: prism_model::Tensor<f32> = prism_store::npy::read_float(&r).expect("npy");
+    let attributed = contents(&maps).attribution;
+    assert_eq!(bits(&attributed), bits(explained.data()));
+
+    // channels: the maps summed over space, the same top tables
+    let channels = dir.path().join("channels.h5");
+    run_ok(record_attribute_cmd(
+        &data,
+        &channels,
+        &[&RECORDED[..], &["--record-top-k", "4"]].concat(),
+    ));
+    let (c_layout, c_rows) = file_record(&channels);
+    assert_eq!(c_layout.mode, prism_attribution::RecordMode::Channels);
+    assert_eq!(c_layout.nodes, layout.nodes);
+    for ((l, m), c) in layout.nodes.iter().zip(&rows).zip(&c_rows) {
+        let mut shape = vec![24];
+        shape.extend(&l.sample_shape);
+        let sums = |v: &[f32]| {
+            let t = prism_model::Tensor::new(shape.clone(), v.to_vec()).expect("tensor");
+            prism_attribution::concept::channel_sums(&t)
+                .expect("sums")
+                .data()
+                .to_vec()
+        };
+        assert_eq!(bits(&c.relevance), bits(&sums(&m.relevance)), "{}", l.node);
+        assert_eq!(
+            bits(&c.activation),
+            bits(&sums(&m.activation)),
+            "{}",
+            l.node
+        );
+        assert_eq!(c.top_channels, m.top_channels, "{}", l.node);
+        assert_eq!(bits(&c.top_share), bits(&m.top_share), "{}", l.node);
+    }
+
+    // Without --record: no record, the same relevance, another run key.
+    let plain = dir.path().join("plain.h5");
+    run_ok(record_attribute_cmd(&data, &plain, &[]));
+    let f = AttributionFile::open(&plain).expect("file");
+    assert_eq!(f.record().expect("readable"), None);
+    drop(f);
+    let plain_contents = contents(&plain);
+    assert_eq!(bits(&plain_contents.attribution), bits(&attributed));
+    assert_ne!(plain_contents.run_key, contents(&maps).run_key);
+    assert_ne!(contents(&channels).run_key, contents(&maps).run_key);
+    // Recording into the output of a run without: other settings, refused unless --force.
+    let with = [
+        &RECORDED[..],
+        &["--record-mode", "maps", "--record-top-k", "4"],
+    ]
+    .concat();
+    let err = run_err(record_attribute_cmd(&data, &plain, &with));
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(
+        contents(&plain),
+        plain_contents,
+        "the refused run changed nothing"
+    );
+    run_ok(record_attribute_cmd(
+        &data,
+        &plain,
+        &[&with[..], &["--force"]].concat(),
+    ));
+    assert_eq!(file_record(&plain), (layout, rows));
+    assert_eq!(contents(&plain).run_key, contents(&maps).run_key);
+}
+
+#[test]
+fn recorded_runs_resume_and_merge_to_the_uninterrupted_record() {
+    let _guard = in_process();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = record_dataset(dir.path());
+    let flags = [
+        &RECORDED[..],
+        &["--record-mode", "maps", "--record-top-k", "3"],
+    ]
+    .concat();
+    let whole = dir.path().join("whole.h5");
+    run_ok(record_attribute_cmd(&data, &whole, &flags));
+    let want = (contents(&whole), file_record(&whole));
+    assert_eq!(want.0.index, (0..24).collect::<Vec<u32>>());
+
+    // Stopped after one of three parts (as a kill between parts), resumed by the CLI.
+    let resumed = dir.path().join("resumed.h5");
+    let job = prism_jobs::AttributeJob {
+        model: crp("crp_vgg.onnx"),
+        dataset: data.clone(),
+        dataset_options: Default::default(),
+        output: resumed.clone(),
+        target: "predicted".into(),
+        batch_size: 8,
+        shard: None,
+        limit: None,
+        compression: None,
+        prefetch: 2,
+        force: false,
+        allow_nonfinite: false,
+        record: Some(prism_store::RecordSettings {
+            patterns: vec![
+                "/features/*/Conv".into(),
+                "/classifier/classifier.0/Gemm".into(),
+            ],
+            mode: prism_attribution::RecordMode::Maps,
+            top_k: 3,
+        }),
+    };
+    let method = prism_jobs::demo::demo_method().expect("epsilon-plus-flat");
+    let stopped = prism_jobs::attribute_dataset(&job, &method, &mut StopAfter(1)).expect("run");
+    assert!(matches!(
+        stopped,
+        prism_jobs::AttributeOutcome::Stopped { parts: 1, .. }
+    ));
+    // the interrupted run is one with --record: resuming without it is refused
+    let err = run_err(record_attribute_cmd(&data, &resumed, &[]));
+    assert!(
+        err.contains("other settings") && err.contains("--record"),
+        "{err}"
+    );
+    let log = run_ok(record_attribute_cmd(&data, &resumed, &flags));
+    assert!(log.contains("resuming"), "{log}");
+    assert!(
+        (contents(&resumed), file_record(&resumed)) == want,
+        "the resumed file differs from the uninterrupted one"
+    );
+
+    // Shards (one batch and two) merged.
+    let pattern = dir.path().join("attr-{shard}.h5");
+    for s in ["0/2", "1/2"] {
+        run_ok(record_attribute_cmd(
+            &data,
+            &pattern,
+            &[&flags[..], &["--shard", s]].concat(),
+        ));
+    }
+    let s0 = dir.path().join("attr-000-of-002.h5");
+    let s1 = dir.path().join("attr-001-of-002.h5");
+    assert_eq!(file_record(&s0).1[0].top_channels.len(), 8 * 3);
+    let merged = dir.path().join("merged.h5");
+    let mut c = prism();
+    c.arg("merge")
+        .arg(&s1)
+        .arg(&s0)
+        .arg("--output")
+        .arg(&merged);
+    run_ok(c);
+    assert!(
+        (contents(&merged), file_record(&merged)) == want,
+        "merged shards differ from the unsharded run"
+    );
+}
+
+#[test]
+fn bad_record_flags_are_one_line_errors_before_any_work() {
+    let _guard = spawning();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = record_dataset(dir.path());
+    let out = dir.path().join("a.h5");
+    let partial = dir.path().join("a.h5.partial");
+    let err = run_err(record_attribute_cmd(
+        &data,
+        &out,
+        &["--record", "/features/*/Conv", "--record", "/nope/*"],
+    ));
+    assert!(
+        err.contains("record pattern '/nope/*' matches no node"),
+        "{err}"
+    );
+    assert!(
+        !partial.exists(),
+        "a refused record leaves no work directory"
+    );
+    let err = run_err(record_attribute_cmd(
+        &data,
+        &out,
+        &["--record", "/features/*/Conv", "--attributor", "smoothgrad"],
+    ));
+    assert!(
+        err.contains("takes the gradient or an LRP composite"),
+        "{err}"
+    );
+    let err = run_err(record_attribute_cmd(
+        &data,
+        &out,
+        &["--record", "/features/*/Conv", "--record-top-k", "0"],
+    ));
+    assert!(err.contains("--record-top-k must be at least 1"), "{err}");
+    assert!(!out.exists() && !partial.exists());
 }

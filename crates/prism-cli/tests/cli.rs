@@ -561,6 +561,63 @@ fn attribute_on_a_token_dataset_writes_the_relevance_per_token_of_explain() {
         assert!((a - e).abs() <= 1e-6 * e.abs().max(1e-6), "{a} vs {e}");
     }
 
+    // --record on a token dataset: what explain --record gives, bit for bit
+    let rec_h5 = dir.path().join("rec.h5");
+    let record = ["--record", "node_MatMul_4*", "--record-mode", "maps"];
+    let res = prism()
+        .args(["attribute", "--model", &m("bert.dynamo.onnx"), "--dataset"])
+        .arg(&data)
+        .args(["--composite", "attn-lrp", "--target", "predicted"])
+        .args(record)
+        .arg("--output")
+        .arg(&rec_h5)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let rec_npy = dir.path().join("rec.npy");
+    prism()
+        .args([
+            "explain",
+            &m("bert.dynamo.onnx"),
+            "--input",
+            &format!("input_ids={}", m("bert.in0.npy")),
+            "--input",
+            &format!("attention_mask={}", m("bert.in1.npy")),
+            "--composite",
+            "attn-lrp",
+        ])
+        .args(record)
+        .arg("--output")
+        .arg(&rec_npy)
+        .assert()
+        .success();
+    let f = prism_store::AttributionFile::open(&rec_h5).unwrap();
+    let layout = f.record().unwrap().unwrap();
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("rec.record/index.json")).unwrap(),
+    )
+    .unwrap();
+    let nodes = index["nodes"].as_array().unwrap();
+    assert_eq!(layout.nodes.len(), 2);
+    assert_eq!(nodes.len(), 2);
+    for (i, (l, n)) in layout.nodes.iter().zip(nodes).enumerate() {
+        assert_eq!(n["node"], l.node.as_str());
+        let rows = f.read_record_rows(i, 0, 2).unwrap();
+        let npy = |key: &str| dir.path().join("rec.record").join(n[key].as_str().unwrap());
+        let want: prism_model::Tensor<f32> =
+            prism_store::npy::read_float(&npy("relevance")).unwrap();
+        assert_eq!(want.shape()[0], 2);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&rows.relevance), bits(want.data()), "{}", l.node);
+        let top = prism_store::npy::read_i64(&npy("top_channels")).unwrap();
+        assert_eq!(rows.top_channels, top.data(), "{}", l.node);
+    }
+    drop(f);
+
     // an id beyond the vocabulary is an error naming it
     std::fs::write(data.join("vocab.txt"), "a\nb\n").unwrap();
     let e = fails(&[

@@ -9,12 +9,20 @@
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use prism_attribution::{AttributeAt, Explainer, MethodSpec, Target};
+use prism_attribution::{
+    AttributeAt, AttributionError, Attributor, Concepts, Explainer, MethodSpec, Parallel, Record,
+    Recorded, Target,
+};
 use prism_model::batch::InputValues;
 use prism_model::{Model, ModelError, NonFinite, NonFiniteReport, Tensor};
 use prism_store::dataset::{Dataset, DatasetError, DatasetOptions, TokenDataset};
-use prism_store::run::{hash_file, AttributionRun, PartData, Prepared, RunError, RunSpec};
-use prism_store::{LabelSource, RunSettings, Shard, TargetSpec};
+use prism_store::run::{
+    hash_file, AttributionRun, PartData, PartRecord, Prepared, RunError, RunSpec,
+};
+use prism_store::{
+    LabelSource, RecordLayout, RecordNodeLayout, RecordRows, RecordSettings, RunSettings, Shard,
+    TargetSpec,
+};
 
 /// The attribution method: its typed description (recorded in the file and hashed into the
 /// run key) and the parts built from it.
@@ -64,6 +72,11 @@ pub struct AttributeJob {
     /// Attribute samples holding NaN or ±Inf instead of refusing them (and accept non-finite
     /// results): see [`prism_model::NonFinite`].
     pub allow_nonfinite: bool,
+    /// Record the relevance and activation at these hidden nodes into the file's `/record`
+    /// group (`prism attribute --record`; see [`prism_store::RecordLayout`]), the quantities
+    /// of `prism explain --record`. Gradient-based methods only (the gradient and LRP
+    /// composites). Part of the run's settings.
+    pub record: Option<RecordSettings>,
 }
 
 /// The run as it starts, for progress displays.
@@ -174,6 +187,16 @@ pub enum JobError {
         path: PathBuf,
         report: prism_model::NonFiniteReport,
     },
+    /// The record settings ask for no top channel.
+    #[error("the record's top_k must be at least 1")]
+    RecordTopK,
+    /// The record settings do not fit the model or the method (a pattern matching no node, a
+    /// method that perturbs the input).
+    #[error("recording relevance at hidden nodes")]
+    Record {
+        #[source]
+        source: AttributionError,
+    },
     #[error("attributing samples {first}..={last}")]
     Attribute {
         first: usize,
@@ -255,6 +278,7 @@ fn prepare_run(
         batch_size: job.batch_size,
         limit: n,
         compression: job.compression,
+        record: job.record.clone(),
     };
     let prepared = AttributionRun::prepare(RunSpec {
         output: job.output.clone(),
@@ -269,6 +293,99 @@ fn prepare_run(
         Prepared::AlreadyComplete { output } => Err(AttributeOutcome::AlreadyComplete { output }),
         Prepared::Ready(run) => Ok((*run, label_source)),
     })
+}
+
+fn load_model(job: &AttributeJob) -> Result<Model, JobError> {
+    Model::load(&job.model).map_err(|source| JobError::LoadModel {
+        path: job.model.clone(),
+        source,
+    })
+}
+
+/// The explainer of `method` on `model`, recording `record`'s nodes.
+fn explainer<'m>(
+    model: &'m Model,
+    method: &Method,
+    record: Option<&RecordSettings>,
+) -> Explainer<'m> {
+    let mut explainer = Explainer::new(model).with_canonizers(method.built.canonize);
+    if let Some(c) = &method.built.composite {
+        explainer = explainer.with_composite(c.clone());
+    }
+    if let Some(r) = record {
+        explainer = explainer.with_concepts(Concepts {
+            conditions: Vec::new(),
+            parallel: Parallel::Include,
+            record: Some(Record {
+                patterns: r.patterns.clone(),
+                mode: r.mode,
+            }),
+        });
+    }
+    explainer
+}
+
+/// Checks `job.record` on the model before the run is set up (so that a pattern matching
+/// nothing leaves no work directory behind): the method is gradient-based and every pattern
+/// matches a node with a computed output, for inputs of `shapes` (one sample each).
+fn check_record(
+    job: &AttributeJob,
+    method: &Method,
+    model: &Model,
+    shapes: &[Vec<usize>],
+) -> Result<(), JobError> {
+    let Some(record) = &job.record else {
+        return Ok(());
+    };
+    if record.top_k == 0 {
+        return Err(JobError::RecordTopK);
+    }
+    let source = if !matches!(method.built.attributor, Attributor::Gradient) {
+        AttributionError::Invalid(format!(
+            "{} perturbs a float input; recording relevance at nodes takes the gradient or an \
+             LRP composite",
+            method.built.attributor.name()
+        ))
+    } else {
+        match explainer(model, method, Some(record)).rule_table_for(shapes) {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        }
+    };
+    Err(JobError::Record { source })
+}
+
+/// One batch's recorded nodes as the store lays them out: the quantities `prism explain
+/// --record` writes (`Recorded::top_channels` for the top tables).
+fn record_part(
+    recorded: &[Recorded<f32>],
+    settings: &RecordSettings,
+) -> (RecordLayout, Vec<RecordRows>) {
+    let layout = RecordLayout {
+        mode: settings.mode,
+        top_k: settings.top_k,
+        nodes: recorded
+            .iter()
+            .map(|r| RecordNodeLayout {
+                node: r.node.clone(),
+                tensor: r.tensor.clone(),
+                sample_shape: r.sample_shape.clone(),
+            })
+            .collect(),
+    };
+    let rows = recorded
+        .iter()
+        .map(|r| {
+            let (channels, share) = r.top_channels(settings.top_k);
+            RecordRows {
+                relevance: r.relevance.data().to_vec(),
+                activation: r.activation.data().to_vec(),
+                top_channels: channels.into_iter().map(i64::from).collect(),
+                top_share: share,
+            }
+        })
+        .collect();
+    (layout, rows)
 }
 
 /// Attributes every sample of `job.dataset` (or of its shard) with `method` and writes the
@@ -295,6 +412,19 @@ pub fn attribute_dataset(
         }
     })?;
     let labels = dataset.labels().map(|l| l.iter().all(Option::is_some));
+    let input_shape = dataset.input_shape().to_vec();
+    // Recording is checked on the model first; without it, the model is loaded only when
+    // there is work to do.
+    let early = match &job.record {
+        Some(_) => {
+            let model = load_model(job)?;
+            let mut one = vec![1];
+            one.extend_from_slice(&input_shape);
+            check_record(job, method, &model, &[one])?;
+            Some(model)
+        }
+        None => None,
+    };
     let (mut run, label_source) = match prepare_run(
         job,
         method,
@@ -309,15 +439,12 @@ pub fn attribute_dataset(
     let pending = run.pending();
     let todo_indices: Vec<usize> = pending.iter().flat_map(|b| b.samples.clone()).collect();
 
-    let model = Model::load(&job.model).map_err(|source| JobError::LoadModel {
-        path: job.model.clone(),
-        source,
-    })?;
+    let model = match early {
+        Some(m) => m,
+        None => load_model(job)?,
+    };
     model.set_nonfinite(NonFinite::allow_if(job.allow_nonfinite));
-    let mut explainer = Explainer::new(&model).with_canonizers(method.built.canonize);
-    if let Some(c) = &method.built.composite {
-        explainer = explainer.with_composite(c.clone());
-    }
+    let explainer = explainer(&model, method, job.record.as_ref());
     progress.started(&RunStarted {
         output: run.output().to_path_buf(),
         work_dir: run.work_dir().to_path_buf(),
@@ -325,7 +452,6 @@ pub fn attribute_dataset(
         samples: run.samples().len(),
         done: run.done_samples(),
     });
-    let input_shape = dataset.input_shape().to_vec();
     let stream = dataset.batches(todo_indices, job.batch_size, job.prefetch);
     for (done, (pending, batch)) in pending.iter().zip(stream).enumerate() {
         let batch = batch.map_err(|source| JobError::ReadBatch {
@@ -364,6 +490,7 @@ pub fn attribute_dataset(
             LabelSource::Dataset => batch.labels.iter().map(|l| l.unwrap_or(0)).collect(),
             LabelSource::Predicted => a.targets.iter().map(|&t| t as u32).collect(),
         };
+        let record = job.record.as_ref().map(|r| record_part(&a.recorded, r));
         run.write_part(
             pending.part,
             &PartData {
@@ -371,6 +498,9 @@ pub fn attribute_dataset(
                 relevance: a.relevance.data(),
                 prediction: a.output.data(),
                 labels: &labels,
+                record: record
+                    .as_ref()
+                    .map(|(layout, nodes)| PartRecord { layout, nodes }),
             },
         )?;
         if progress.part_written(k).is_break() {
@@ -402,6 +532,16 @@ fn attribute_tokens(
     };
     let dataset = TokenDataset::open(&job.dataset).map_err(open_error)?;
     let labels = dataset.labels().map(|l| l.iter().all(Option::is_some));
+    let positions = dataset.positions();
+    let early = match &job.record {
+        Some(_) => {
+            let model = load_model(job)?;
+            let shapes = vec![vec![1, positions]; model.graph().inputs.len()];
+            check_record(job, method, &model, &shapes)?;
+            Some(model)
+        }
+        None => None,
+    };
     let (mut run, label_source) = match prepare_run(
         job,
         method,
@@ -413,10 +553,10 @@ fn attribute_tokens(
         Ok(run) => run,
         Err(done) => return Ok(done),
     };
-    let model = Model::load(&job.model).map_err(|source| JobError::LoadModel {
-        path: job.model.clone(),
-        source,
-    })?;
+    let model = match early {
+        Some(m) => m,
+        None => load_model(job)?,
+    };
     // which dataset array feeds each graph input (extra arrays, e.g. a mask the model does
     // not take, are not fed)
     let held: Vec<String> = dataset
@@ -438,10 +578,7 @@ fn attribute_tokens(
         })
         .collect::<Result<_, _>>()?;
     model.set_nonfinite(NonFinite::allow_if(job.allow_nonfinite));
-    let mut explainer = Explainer::new(&model).with_canonizers(method.built.canonize);
-    if let Some(c) = &method.built.composite {
-        explainer = explainer.with_composite(c.clone());
-    }
+    let explainer = explainer(&model, method, job.record.as_ref());
     progress.started(&RunStarted {
         output: run.output().to_path_buf(),
         work_dir: run.work_dir().to_path_buf(),
@@ -449,7 +586,6 @@ fn attribute_tokens(
         samples: run.samples().len(),
         done: run.done_samples(),
     });
-    let positions = dataset.positions();
     let labels_all = dataset.labels().map(<[Option<u32>]>::to_vec);
     for (done, pending) in run.pending().iter().enumerate() {
         let indices: Vec<usize> = pending.samples.clone().collect();
@@ -502,6 +638,7 @@ fn attribute_tokens(
             LabelSource::Dataset => batch_labels.iter().map(|l| l.unwrap_or(0)).collect(),
             LabelSource::Predicted => a.targets.iter().map(|&t| t as u32).collect(),
         };
+        let record = job.record.as_ref().map(|r| record_part(&a.recorded, r));
         run.write_part(
             pending.part,
             &PartData {
@@ -509,6 +646,9 @@ fn attribute_tokens(
                 relevance: relevance.data(),
                 prediction: a.output.data(),
                 labels: &labels,
+                record: record
+                    .as_ref()
+                    .map(|(layout, nodes)| PartRecord { layout, nodes }),
             },
         )?;
         if progress.part_written(k).is_break() {

@@ -169,6 +169,7 @@ pub fn run_demo(
         prefetch: 2,
         force: opts.force,
         allow_nonfinite: false,
+        record: None,
     };
     let outcome = attribute_dataset(&job, &demo_method()?, progress.attribution())?;
     progress.attributed(&outcome);

@@ -40,6 +40,7 @@
 //!     prefetch: 2,
 //!     force: false,
 //!     allow_nonfinite: false,
+//!     record: None,
 //! };
 //! let outcome = attribute_dataset(&job, &demo_method()?, &mut NoProgress)?;
 //! println!("{outcome:?}");

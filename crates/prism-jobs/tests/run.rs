@@ -30,6 +30,7 @@ fn job(output: &Path, limit: usize, shard: Option<Shard>) -> AttributeJob {
         prefetch: 2,
         force: false,
         allow_nonfinite: false,
+        record: None,
     }
 }
 

@@ -216,6 +216,54 @@ def test_attribute_options_are_checked():
     assert not Path("x.h5").exists()
 
 
+CRP = ROOT / "tests" / "fixtures" / "crp"
+
+
+def test_attribute_records_what_explain_concepts_records(tmp_path):
+    """`attribute(record=...)`: the file's /record group holds `explain_concepts`'s recorded
+    relevance, activations and top tables for the same samples and batch size, bit for bit."""
+    import prism_xai
+
+    data = tmp_path / "images.npy"
+    shutil.copy(CRP / "crp_refsel.data.npy", data)
+    shutil.copy(CRP / "crp_refsel.labels.npy", tmp_path / "images.labels.npy")
+    model = CRP / "crp_vgg.onnx"
+    record = ["/features/*/Conv", "/classifier/classifier.0/Gemm"]
+    out = tmp_path / "attr.h5"
+    done = prism_xai.attribute(model, data, out, composite="epsilon-plus-flat",
+                               target="predicted", batch_size=8, record=record,
+                               record_mode="maps", top_k=4, progress=False)
+    assert done["status"] == "written" and done["samples"] == 24
+    want = prism_xai.Model(model).explain_concepts(
+        np.load(data), "predicted", composite="epsilon-plus-flat", batch_size=8,
+        record=record, record_mode="maps", top_k=4,
+    )["recorded"]
+    got = _prism.read_attribution(out).record()
+    assert list(got) == list(want)
+    for node, w in want.items():
+        g = got[node]
+        assert g["tensor"] == w["tensor"]
+        assert list(g["sample_shape"]) == list(w["sample_shape"])
+        for key in ["relevance", "activation", "top_channels", "top_share"]:
+            assert g[key].dtype == w[key].dtype and g[key].shape == w[key].shape, (node, key)
+            assert g[key].tobytes() == w[key].tobytes(), (node, key)
+        assert np.abs(g["relevance"]).sum() > 0
+
+    plain = tmp_path / "plain.h5"
+    prism_xai.attribute(model, data, plain, composite="epsilon-plus-flat", target="predicted",
+                        batch_size=8, progress=False)
+    assert _prism.read_attribution(plain).record() is None
+    with pytest.raises(InvalidArgumentError, match="matches no node"):
+        prism_xai.attribute(model, data, tmp_path / "a.h5", composite="epsilon-plus-flat",
+                            record="/nope/*", progress=False)
+    with pytest.raises(InvalidArgumentError, match="need `record`"):
+        prism_xai.attribute(model, data, tmp_path / "a.h5", top_k=3, progress=False)
+    with pytest.raises(InvalidArgumentError, match="maps"):
+        prism_xai.attribute(model, data, tmp_path / "a.h5", record=record,
+                            record_mode="pixels", progress=False)
+    assert not (tmp_path / "a.h5").exists() and not (tmp_path / "a.h5.partial").exists()
+
+
 def test_missing_files_raise_file_not_found(work):
     with pytest.raises(PrismFileNotFoundError) as e:
         _prism.attribute(work / "missing.onnx", DATA, work / "a.h5")

@@ -3,6 +3,9 @@
 //!
 //! The reader opens the file, checks that the datasets agree, and reads attribution rows on
 //! demand (per class, in blocks), so the whole file is never in memory.
+//!
+//! A file may also hold the relevance recorded at hidden nodes (`prism attribute --record`)
+//! in the group `/record`, which ViRelAy ignores: see [`RecordLayout`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +15,12 @@ use hdf5::types::TypeDescriptor;
 use crate::atomic::StagedFile;
 use crate::error::{Result, StoreError};
 use crate::h5util::{self, AttrValue};
+
+mod record;
+
+pub use record::{
+    RecordLayout, RecordNodeLayout, RecordRows, RECORD, RECORD_FORMAT, RECORD_VERSION,
+};
 
 /// Names of the datasets in an attribution file (ViRelAy's layout).
 pub const ATTRIBUTION: &str = "attribution";
@@ -484,6 +493,8 @@ pub struct AttributionWriter {
     label: hdf5::Dataset,
     index: Option<hdf5::Dataset>,
     written: Vec<bool>,
+    /// The `/record` group ([`AttributionWriter::add_record`]).
+    record: Option<record::RecordWriter>,
 }
 
 impl AttributionWriter {
@@ -558,6 +569,7 @@ impl AttributionWriter {
             prediction,
             label,
             index,
+            record: None,
         })
     }
 
@@ -686,6 +698,15 @@ impl AttributionWriter {
                 message: format!("row {row} was never written; the file is left unfinished"),
             });
         }
+        if let Some((node, row)) = self.record.as_ref().and_then(|r| r.unwritten()) {
+            return Err(StoreError::Usage {
+                path: self.target.final_path().to_path_buf(),
+                message: format!(
+                    "row {row} of recorded node {node} was never written; the file is left \
+                     unfinished"
+                ),
+            });
+        }
         let AttributionWriter {
             target,
             file,
@@ -693,6 +714,7 @@ impl AttributionWriter {
             prediction,
             label,
             index,
+            record,
             ..
         } = self;
         file.flush().map_err(|source| StoreError::Write {
@@ -700,7 +722,7 @@ impl AttributionWriter {
             dataset: "/".into(),
             source,
         })?;
-        drop((attribution, prediction, label, index));
+        drop((attribution, prediction, label, index, record));
         file.close().map_err(|source| StoreError::Write {
             path: target.final_path().to_path_buf(),
             dataset: "/".into(),

@@ -3,7 +3,8 @@
 //! This crate knows layouts, not algorithms. It reads ViRelAy attribution files
 //! (`attribution`, `prediction`, `label`, optional `index`) row block by row block, so a
 //! dataset never has to fit in memory; it writes attribution files (for `prism attribute`) and
-//! analysis files (one group per category with `index`, `embedding/<name>`, `cluster/<name>`),
+//! analysis files (one group per category with `index`, `embedding/<name>`, `cluster/<name>`;
+//! attribution files may also carry the relevance recorded at hidden nodes in `/record`),
 //! each under a temporary name that is renamed into place only when complete ([`atomic`], the
 //! crash-safe write every Prism output goes through). Prism's own
 //! metadata (parameters, versions, eigengap) goes into HDF5 attributes, which ViRelAy ignores.
@@ -37,6 +38,7 @@ pub use analysis::{
 pub use atomic::{write_atomic, write_bytes_atomic, StagedFile, WriteError};
 pub use attribution::{
     AttributionFile, AttributionLayout, AttributionWriter, BatchLabels, LabelLayout, Labels,
+    RecordLayout, RecordNodeLayout, RecordRows,
 };
 pub use concepts_run::{
     merge_concepts, ConceptRun, ConceptRunSpec, ConceptSettings, LayerInfo, LayerMaxima, Maxima,
@@ -52,10 +54,11 @@ pub use label_map::{read_label_map, LabelEntry};
 pub use npy::{NpyArray, NpyError};
 pub use project::Project;
 pub use provenance::{
-    AnalysisProvenance, LabelSource, Provenance, RunSettings, Shard, ShardParseError, TargetSpec,
+    AnalysisProvenance, LabelSource, Provenance, RecordSettings, RunSettings, Shard,
+    ShardParseError, TargetSpec,
 };
 pub use run::{
-    merge_shards, AttributionRun, MergeError, PendingBatch, Prepared, RunError, RunSpec,
+    merge_shards, AttributionRun, MergeError, PartRecord, PendingBatch, Prepared, RunError, RunSpec,
 };
 pub use tokens::{read_tokens, TokenFileError};
 

@@ -15,7 +15,7 @@
 
 use std::str::FromStr;
 
-use prism_attribution::MethodSpec;
+use prism_attribution::{MethodSpec, RecordMode};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::AnalysisWriter;
@@ -100,6 +100,33 @@ pub(crate) mod method_text {
     }
 }
 
+/// The record mode in the settings: its command-line spelling (`channels`, `maps`).
+mod record_mode {
+    use prism_attribution::RecordMode;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &RecordMode, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(m.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RecordMode, D::Error> {
+        RecordMode::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a run records at hidden nodes (`prism attribute --record`): part of the settings, so
+/// a run with other record settings is another run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordSettings {
+    /// Node-name globs (or tensor names), as given (`prism_attribution::Record::patterns`).
+    pub patterns: Vec<String>,
+    /// Per channel or whole.
+    #[serde(with = "record_mode")]
+    pub mode: RecordMode,
+    /// Channels per row in the top tables (at least 1).
+    pub top_k: usize,
+}
+
 /// The attribution target of a run: the dataset's labels, the predicted class or one class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetSpec {
@@ -172,6 +199,10 @@ pub struct RunSettings {
     pub limit: usize,
     /// gzip level of the final `attribution` dataset.
     pub compression: Option<u8>,
+    /// The hidden nodes recorded (`None`: none). Left out of the JSON when `None`, so the
+    /// settings and keys of runs without recording are those Prism always wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<RecordSettings>,
 }
 
 impl RunSettings {

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attribution::{
     AttributionFile, AttributionLayout, AttributionWriter, BatchLabels, LabelLayout, Labels,
+    RecordLayout, RecordRows,
 };
 use crate::error::StoreError;
 use crate::provenance::{
@@ -73,8 +74,8 @@ pub enum RunError {
     /// The work directory holds an interrupted run with other settings.
     #[error(
         "{} holds an interrupted run with other settings (model, dataset, method, target, \
-         batch size, limit, shard or compression differ); rerun it with the same settings, or \
-         start over (force) to discard it",
+         batch size, limit, shard, compression or recorded nodes differ); rerun it with the \
+         same settings, or start over (force) to discard it",
         dir.display()
     )]
     OtherSettings { dir: PathBuf },
@@ -197,6 +198,19 @@ pub struct PartData<'a> {
     pub prediction: &'a [f32],
     /// One label per sample (the dataset's, or the target attributed).
     pub labels: &'a [u32],
+    /// What was recorded at hidden nodes: required exactly when the run's settings record
+    /// ([`RunSettings::record`]).
+    pub record: Option<PartRecord<'a>>,
+}
+
+/// The relevance recorded at hidden nodes for one batch (see
+/// [`crate::attribution::RecordLayout`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PartRecord<'a> {
+    /// The nodes; its mode and `top_k` must be the run's.
+    pub layout: &'a RecordLayout,
+    /// One entry per node of `layout`, each with the batch's rows.
+    pub nodes: &'a [RecordRows],
 }
 
 /// What [`AttributionRun::prepare`] found.
@@ -340,6 +354,42 @@ impl AttributionRun {
             &BatchLabels::Single(data.labels),
             Some(&index),
         )?;
+        match (&self.spec.settings.record, data.record) {
+            (None, None) => {}
+            (Some(settings), Some(r)) => {
+                if r.layout.mode != settings.mode || r.layout.top_k != settings.top_k {
+                    return Err(bad(format!(
+                        "the record is in mode {} with top_k {}, the run's in mode {} with \
+                         top_k {}",
+                        r.layout.mode.name(),
+                        r.layout.top_k,
+                        settings.mode.name(),
+                        settings.top_k
+                    )));
+                }
+                if r.nodes.len() != r.layout.nodes.len() {
+                    return Err(bad(format!(
+                        "{} recorded nodes, but rows for {}",
+                        r.layout.nodes.len(),
+                        r.nodes.len()
+                    )));
+                }
+                w.add_record(r.layout.clone())?;
+                for (i, rows) in r.nodes.iter().enumerate() {
+                    w.write_record_rows(i, 0, rows)?;
+                }
+            }
+            (Some(_), None) => {
+                return Err(bad(
+                    "the run records hidden nodes, but the batch has no record".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "the batch has a record, but the run's settings record no nodes".into(),
+                ))
+            }
+        }
         w.finish()?;
         self.done.insert(part);
         Ok(())
@@ -360,10 +410,22 @@ impl AttributionRun {
     fn assemble(&self) -> Result<(), RunError> {
         let settings = &self.spec.settings;
         let n_samples = self.samples.len();
-        let first = AttributionFile::open(part_path(&self.dir, 0))?;
+        let first_path = part_path(&self.dir, 0);
+        let first = AttributionFile::open(&first_path)?;
         let n_outputs = first.prediction_shape().get(1).copied().unwrap_or(1);
         let sample_shape = first.sample_shape().to_vec();
+        let record = first.record()?;
         drop(first);
+        if record.is_some() != settings.record.is_some() {
+            return Err(RunError::NotAPart {
+                path: first_path,
+                why: if record.is_some() {
+                    "records hidden nodes, but the run does not"
+                } else {
+                    "records no hidden nodes, but the run does"
+                },
+            });
+        }
         let mut w = AttributionWriter::create(
             &self.output,
             AttributionLayout {
@@ -375,10 +437,26 @@ impl AttributionRun {
                 compression: settings.compression,
             },
         )?;
+        if let Some(layout) = &record {
+            w.add_record(layout.clone())?;
+        }
         let mut offset = 0;
         for j in 0..self.batches.len() {
             let p = part_path(&self.dir, j);
             let part = AttributionFile::open(&p)?;
+            if part.record()? != record {
+                return Err(RunError::NotAPart {
+                    path: p,
+                    why: "records other hidden nodes than the first part",
+                });
+            }
+            if let Some(layout) = &record {
+                for node in 0..layout.nodes.len() {
+                    let rows = part.read_record_rows(node, 0, part.n_samples())?;
+                    // Rows past the run's end are caught by the writer.
+                    w.write_record_rows(node, offset, &rows)?;
+                }
+            }
             let rows: Vec<usize> = (0..part.n_samples()).collect();
             let attribution = part.read_rows(&rows)?;
             let prediction = part.read_prediction_rows(0, part.n_samples())?;
@@ -534,6 +612,15 @@ pub fn merge_shards(shards: &[PathBuf], output: &Path, force: bool) -> Result<Me
     let Some(first_record) = records.first() else {
         return Err(MergeError::NoShards);
     };
+    let record_layout = files[0].record()?;
+    for (fi, f) in files.iter().enumerate().skip(1) {
+        if f.record()? != record_layout {
+            return Err(MergeError::OtherRun {
+                path: shards[fi].clone(),
+                first: shards[0].clone(),
+            });
+        }
+    }
     let total = first_record.total_samples;
     let mut owner: Vec<Option<usize>> = vec![None; total];
     for (fi, f) in files.iter().enumerate() {
@@ -593,6 +680,9 @@ pub fn merge_shards(shards: &[PathBuf], output: &Path, force: bool) -> Result<Me
             compression: records[order[0]].settings.compression.map(|c| c.min(9)),
         },
     )?;
+    if let Some(layout) = &record_layout {
+        w.add_record(layout.clone())?;
+    }
     let mut offset = 0;
     for &fi in &order {
         let f = &files[fi];
@@ -622,6 +712,17 @@ pub fn merge_shards(shards: &[PathBuf], output: &Path, force: bool) -> Result<Me
                 &BatchLabels::Single(&labels[a..b]),
                 Some(&index[a..b]),
             )?;
+        }
+        if let Some(layout) = &record_layout {
+            for (node, l) in layout.nodes.iter().enumerate() {
+                let row = 4 * (2 * l.row_len(layout.mode) + 3 * l.k(layout.top_k));
+                let block = ((64 << 20) / row.max(1)).max(1);
+                for a in (0..n).step_by(block) {
+                    let b = (a + block).min(n);
+                    let rows = f.read_record_rows(node, a, b)?;
+                    w.write_record_rows(node, offset + a, &rows)?;
+                }
+            }
         }
         offset += n;
     }

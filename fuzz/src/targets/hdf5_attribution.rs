@@ -1,5 +1,5 @@
 //! HDF5 attribution files (prism-store `attribution`): open and validate, read rows,
-//! predictions and attributes.
+//! predictions and attributes, and the recorded nodes of `/record`.
 use prism_store::AttributionFile;
 
 /// One fuzz input (see the module documentation).
@@ -17,5 +17,11 @@ pub fn run(data: &[u8]) {
     }
     for name in ["method", "composite", "model", "prism_version"] {
         let _ = file.attr(name);
+    }
+    if let Ok(Some(record)) = file.record() {
+        for node in 0..record.nodes.len() {
+            let _ = file.read_record_rows(node, 0, n.min(4));
+            let _ = file.read_record_rows(node, n.saturating_sub(1), n);
+        }
     }
 }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 use prism_jobs::{attribute_dataset, AttributeJob, AttributeOutcome, JobError, RunProgress};
-use prism_store::{RunError, Shard, TargetSpec};
+use prism_store::{RecordSettings, RunError, Shard, TargetSpec};
 
 use super::dataset::DatasetArgs;
 use super::method::MethodArgs;
@@ -34,6 +34,12 @@ use super::method::MethodArgs;
 /// --shards N or PRISM_SHARD_COUNT) are read. Each shard writes OUTPUT with `{shard}` replaced
 /// (or `.shard-I-of-N` inserted before the extension); `prism merge` joins them.
 ///
+/// Concepts (docs/concepts.md): --record NODE_GLOB keeps the relevance and activation at those
+/// nodes' outputs, per channel (--record-mode channels, N × C) or whole (maps), with each
+/// sample's --record-top-k most relevant channels and their shares, in the group /record of
+/// the output (ViRelAy ignores it; docs/formats.md): the values `prism explain --record` gives
+/// for the same samples and batch size. Gradient-based methods only.
+///
 /// Examples:
 ///
 ///   prism attribute --model vgg16.onnx --dataset imagenet-val/ --output attr.h5 \
@@ -43,6 +49,9 @@ use super::method::MethodArgs;
 ///
 ///   prism attribute --model m.onnx --dataset data.h5 --output attr-{shard}.h5 --shard 0/4
 ///   prism merge attr-*.h5 --output attr.h5
+///
+///   prism attribute --model vgg16.onnx --dataset images/ --output attr.h5 --resize 256 \
+///       --crop 224 --normalize imagenet --composite epsilon-plus-flat --record '/features/*/Conv'
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct AttributeArgs {
@@ -89,6 +98,8 @@ pub struct AttributeArgs {
     /// preprocessing), and accept non-finite relevance.
     #[arg(long)]
     pub allow_nonfinite: bool,
+    #[command(flatten)]
+    pub record: super::concepts::RecordArgs,
 }
 
 fn parse_shard(s: &str) -> anyhow::Result<Shard> {
@@ -164,6 +175,14 @@ pub fn run(args: &AttributeArgs) -> anyhow::Result<()> {
             args.target
         );
     }
+    if !args.record.record.is_empty() && args.record.record_top_k == 0 {
+        bail!("--record-top-k must be at least 1");
+    }
+    let record = args.record.build().map(|r| RecordSettings {
+        patterns: r.patterns,
+        mode: r.mode,
+        top_k: args.record.record_top_k,
+    });
     let shard = resolve_shard(args.shard.as_deref(), args.shards)?;
     if let Some((s, from)) = shard {
         eprintln!("shard {}/{} (from {from})", s.index, s.count);
@@ -181,6 +200,7 @@ pub fn run(args: &AttributeArgs) -> anyhow::Result<()> {
         prefetch: args.prefetch,
         force: args.force,
         allow_nonfinite: args.allow_nonfinite,
+        record,
     };
     match attribute_dataset(&job, &method, &mut Bar::default()).map_err(cli_error)? {
         AttributeOutcome::AlreadyComplete { output } => eprintln!(
@@ -221,8 +241,8 @@ pub fn cli_error(e: JobError) -> anyhow::Error {
         ),
         JobError::Run(RunError::OtherSettings { dir }) => anyhow::anyhow!(
             "{} holds an interrupted run with other settings (model, dataset, method, \
-             target, batch size, limit, shard or compression differ); rerun it with \
-             the same arguments, or pass --force to discard it",
+             target, batch size, limit, shard, compression or --record differ); rerun it \
+             with the same arguments, or pass --force to discard it",
             dir.display()
         ),
         JobError::Run(RunError::PartsMismatch {
@@ -233,6 +253,7 @@ pub fn cli_error(e: JobError) -> anyhow::Error {
             "the parts in {} hold {found} samples, expected {expected}; rerun with --force",
             dir.display()
         ),
+        JobError::RecordTopK => anyhow::anyhow!("--record-top-k must be at least 1"),
         e => e.into(),
     }
 }

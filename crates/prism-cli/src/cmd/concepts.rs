@@ -15,7 +15,8 @@ use super::method::MethodArgs;
 pub struct RecordArgs {
     /// Record the relevance and activation at the outputs of these nodes (ONNX node names as
     /// `prism inspect --shapes` prints them; globs: `*` matches any characters, `/` included,
-    /// e.g. '/features/*/Conv'; repeatable). Written beside the output (see --help).
+    /// e.g. '/features/*/Conv'; repeatable). `explain` writes them beside the output,
+    /// `attribute` into the output's /record group (see --help).
     #[arg(long, value_name = "NODE_GLOB")]
     pub record: Vec<String>,
     /// Keep recorded tensors per channel (summed over space: rows × C) or whole (maps).

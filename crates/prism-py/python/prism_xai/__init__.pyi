@@ -460,6 +460,9 @@ def attribute(
     output: PathLike,
     *,
     method: Optional[Mapping[str, Any]] = None,
+    record: Union[str, Sequence[str]] = (),
+    record_mode: Optional[str] = None,
+    top_k: Optional[int] = None,
     progress: Progress = True,
     **options: Any,
 ) -> Dict[str, Any]:
@@ -479,6 +482,16 @@ def attribute(
     method : dict, optional
         The attribution method as a dict of :data:`METHOD_KEYS`; the same keys may be given as
         keyword arguments instead (``composite="epsilon-plus-flat"``, ``gamma=0.5``).
+    record : str or sequence of str, optional
+        Node-name globs (``*`` matches any characters, ``/`` included) whose output's relevance
+        and activation to record into the file's ``/record`` group, as ``prism attribute
+        --record`` (docs/concepts.md, docs/formats.md): the values of
+        :meth:`Model.explain_concepts` for the same samples and batch size. A gradient-based
+        method only.
+    record_mode : {"channels", "maps"}, optional
+        Recorded tensors summed over space (``[N, C]``, default) or whole; needs ``record``.
+    top_k : int, optional
+        Channels per sample in the top tables (default 10); needs ``record``.
     progress : bool or callable, optional
         True (default): a progress bar (tqdm if installed, in notebooks and terminals) or
         ``logging`` lines on the "prism_xai" logger; False: nothing; a callable: called with
@@ -499,7 +512,10 @@ def attribute(
     KeyboardInterrupt
         Ctrl-C: the job stops after the current part; what is written stays and a new call
         resumes.
-    StoreError, AttributionError, InvalidArgumentError
+    InvalidArgumentError
+        Among others: a record pattern that matches no node, a method that is not
+        gradient-based with ``record``.
+    StoreError, AttributionError
     """
     ...
 

@@ -115,6 +115,9 @@ def attribute(
     normalize: Optional[str] = None,
     channels: Optional[int] = None,
     scale: Optional[float] = None,
+    record: Optional[List[str]] = None,
+    record_mode: Optional[str] = None,
+    top_k: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
 ) -> Dict[str, Any]:
     """``prism attribute``; progress events ``{"event": "started", "total", "done",
@@ -143,6 +146,7 @@ class AttributionFile:
     def indices(self, class_: Optional[int] = None) -> np.ndarray: ...
     def read(self, indices: Optional[Sequence[int]] = None,
              class_: Optional[int] = None) -> np.ndarray: ...
+    def record(self) -> Optional[Dict[str, Dict[str, Any]]]: ...
 
 class AnalysisFile:
     """An analysis file, read lazily."""

@@ -8,9 +8,11 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use prism_attribution::{AttributionError, Bound as Range, CompositeSource, MethodSpec, SeedMode};
+use prism_attribution::{
+    AttributionError, Bound as Range, CompositeSource, MethodSpec, RecordMode, SeedMode,
+};
 use prism_jobs::{attribute_dataset, AttributeJob, AttributeOutcome, JobError, RunProgress};
-use prism_store::{DatasetOptionsText, RunError, Shard};
+use prism_store::{DatasetOptionsText, RecordSettings, RunError, Shard};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
@@ -39,6 +41,9 @@ const ATTRIBUTE_OPTIONS: &[&str] = &[
     "normalize",
     "channels",
     "scale",
+    "record",
+    "record_mode",
+    "top_k",
     "progress",
 ];
 
@@ -295,9 +300,42 @@ impl RunProgress for Progress<'_> {
     }
 }
 
+/// `record`, `record_mode` and `top_k` (the CLI's `--record`, `--record-mode`,
+/// `--record-top-k`): `None` without `record`.
+fn record_settings(o: &Options<'_>) -> PyResult<Option<RecordSettings>> {
+    let patterns: Vec<String> = o
+        .list("record", "a node-name glob (str) or a list of them")?
+        .unwrap_or_default();
+    let mode: Option<String> = o.get("record_mode", "\"channels\" or \"maps\"")?;
+    let top_k: Option<usize> = o.get("top_k", "a positive int")?;
+    if patterns.is_empty() {
+        if mode.is_some() || top_k.is_some() {
+            return Err(invalid(
+                "attribute: `record_mode` and `top_k` need `record` (the nodes to record)",
+            ));
+        }
+        return Ok(None);
+    }
+    let mode = match mode.as_deref() {
+        None => RecordMode::Channels,
+        Some(m) => RecordMode::parse(m).map_err(|e| invalid(format!("attribute: {e}")))?,
+    };
+    let top_k = top_k.unwrap_or(10);
+    if top_k == 0 {
+        return Err(o.bad("top_k", "must be at least 1"));
+    }
+    Ok(Some(RecordSettings {
+        patterns,
+        mode,
+        top_k,
+    }))
+}
+
 fn job_error(e: JobError) -> PyErr {
     let kind = match &e {
         JobError::BatchSize
+        | JobError::RecordTopK
+        | JobError::Record { .. }
         | JobError::Compression(_)
         | JobError::Target(_)
         | JobError::NeedsLabels { .. }
@@ -354,6 +392,7 @@ fn attribute<'py>(
         ),
     };
     let compression: Option<u8> = o.get("compression", "a gzip level 0–9")?;
+    let record = record_settings(&o)?;
     let job = AttributeJob {
         model,
         dataset,
@@ -367,6 +406,7 @@ fn attribute<'py>(
         prefetch: o.get_or("prefetch", "a non-negative int", 2)?,
         force: o.flag("force")?,
         allow_nonfinite: o.flag("allow_nonfinite")?,
+        record,
     };
     let stop = AtomicBool::new(false);
     let mut progress = Progress {

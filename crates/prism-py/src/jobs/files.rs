@@ -233,6 +233,38 @@ impl AttributionFile {
         shaped(py, data, shape)
     }
 
+    /// What the file recorded at hidden nodes (`prism attribute --record`): None without a
+    /// record; else a dict node name → dict of `tensor`, `sample_shape`, `relevance` and
+    /// `activation` (float32 [N, C] or [N, …sample_shape]), `top_channels` (int64 [N, k]) and
+    /// `top_share` (float32 [N, k]), in graph order (the keys of `Model.explain_concepts`'s
+    /// `recorded`).
+    fn record<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let f = &self.file;
+        let Some(layout) = runtime::compute(py, || f.record()).map_err(store_error)? else {
+            return Ok(None);
+        };
+        let n = f.n_samples();
+        let out = PyDict::new(py);
+        for (i, node) in layout.nodes.iter().enumerate() {
+            let rows = runtime::compute(py, || f.read_record_rows(i, 0, n)).map_err(store_error)?;
+            let mut shape = vec![n];
+            shape.extend(node.row_shape(layout.mode));
+            let k = node.k(layout.top_k);
+            let d = PyDict::new(py);
+            d.set_item("tensor", &node.tensor)?;
+            d.set_item("sample_shape", node.sample_shape.clone())?;
+            d.set_item("relevance", shaped(py, rows.relevance, shape.clone())?)?;
+            d.set_item("activation", shaped(py, rows.activation, shape)?)?;
+            d.set_item(
+                "top_channels",
+                PyArray1::from_vec(py, rows.top_channels).reshape(vec![n, k])?,
+            )?;
+            d.set_item("top_share", shaped(py, rows.top_share, vec![n, k])?)?;
+            out.set_item(&node.node, d)?;
+        }
+        Ok(Some(out))
+    }
+
     /// The attribution method as recorded by Prism (`prism_method`), or None.
     #[getter]
     fn method(&self) -> PyResult<Option<String>> {
