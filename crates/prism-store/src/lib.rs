@@ -5,7 +5,8 @@
 //! dataset never has to fit in memory; it writes attribution files (for `prism attribute`) and
 //! analysis files (one group per category with `index`, `embedding/<name>`, `cluster/<name>`),
 //! each under a temporary name that is renamed into place only when complete ([`atomic`], the
-//! crash-safe write every Prism output goes through). Prism's own
+//! crash-safe write every Prism output goes through); it reads concepts files (`prism concepts`:
+//! per-layer channel relevance, reference samples, conditional heatmaps; [`concepts`]). Prism's own
 //! metadata (parameters, versions, eigengap) goes into HDF5 attributes, which ViRelAy ignores.
 //! It does not compute anything (see `prism-analysis`) nor serve files (see the viewer).
 //!
@@ -18,6 +19,7 @@
 pub mod analysis;
 pub mod atomic;
 pub mod attribution;
+pub mod concepts;
 pub mod dataset;
 pub mod error;
 mod h5util;
@@ -35,6 +37,10 @@ pub use analysis::{
 pub use atomic::{write_atomic, write_bytes_atomic, StagedFile, WriteError};
 pub use attribution::{
     AttributionFile, AttributionLayout, AttributionWriter, BatchLabels, LabelLayout, Labels,
+};
+pub use concepts::{
+    ChannelQuantity, ConceptHeatmaps, ConceptLayer, ConceptsFile, CropBox, Reference, ReferenceKind,
+    ReferenceTable,
 };
 pub use dataset::{
     Batch, Batches, DataLayout, Dataset, DatasetError, DatasetKind, DatasetOptions,
