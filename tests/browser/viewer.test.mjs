@@ -276,6 +276,17 @@ test('the concept panel: a cluster\'s and a sample\'s concepts, reference crops,
     return;
   }
   assert.equal(await page.isVisible('#conceptPanel'), true);
+  // The panel narrows the plot: the first fit uses the new width, every point is in view.
+  const fitted = await page.evaluate(() => {
+    const { scatter } = window.prism;
+    const w = document.getElementById('gl').getBoundingClientRect().width;
+    for (let i = 0; i < scatter.n; i++) {
+      const [x, y] = scatter.dataToScreen(scatter.xy[2 * i], scatter.xy[2 * i + 1]);
+      if (x < 0 || y < 0 || x > scatter.cssW || y > scatter.cssH) return `point ${i} at ${x}, ${y}`;
+    }
+    return Math.abs(scatter.cssW - w) < 1 ? 'ok' : `canvas ${w} px, plot ${scatter.cssW} px`;
+  });
+  assert.equal(fitted, 'ok');
   const conceptsShown = async () => {
     await page.evaluate(() => window.prism.concepts.ready);
     await page.waitForFunction(() => document.querySelectorAll('#conceptList li').length > 0 && !document.getElementById('conceptList').hidden);

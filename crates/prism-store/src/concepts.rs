@@ -416,11 +416,13 @@ impl ConceptsFile {
         h5util::check_declared(&prediction, &path, PREDICTION, false)?;
 
         let layers_group = v.group(&file, LAYERS)?;
-        let names = layers_group.member_names().map_err(|source| StoreError::Read {
-            path: path.clone(),
-            dataset: LAYERS.into(),
-            source,
-        })?;
+        let names = layers_group
+            .member_names()
+            .map_err(|source| StoreError::Read {
+                path: path.clone(),
+                dataset: LAYERS.into(),
+                source,
+            })?;
         if names.is_empty() {
             return Err(invalid(
                 LAYERS,
@@ -710,7 +712,11 @@ impl ConceptsFile {
         for c in 0..cs {
             let pick = |v: &[i64]| (0..k).map(|r| v[r * cs + c]).collect::<Vec<_>>();
             let column_boxes: Vec<i64> = (0..k)
-                .flat_map(|r| boxes[(r * cs + c) * 4..(r * cs + c) * 4 + 4].iter().copied())
+                .flat_map(|r| {
+                    boxes[(r * cs + c) * 4..(r * cs + c) * 4 + 4]
+                        .iter()
+                        .copied()
+                })
                 .collect();
             Column {
                 sample: &pick(&sample),
@@ -740,13 +746,12 @@ impl ConceptsFile {
             return Ok(None);
         };
         let channels = self.heatmap_channels(l, channel_ds, row)?;
-        let values = h5util::read_rows_f32(heatmap, row, row + 1).map_err(|source| {
-            StoreError::Read {
+        let values =
+            h5util::read_rows_f32(heatmap, row, row + 1).map_err(|source| StoreError::Read {
                 path: self.path.clone(),
                 dataset: format!("{LAYERS}/{}/{HEATMAP}[{row}]", l.group),
                 source,
-            }
-        })?;
+            })?;
         Ok(Some(ConceptHeatmaps {
             channels,
             height,
@@ -1003,7 +1008,13 @@ impl Validator<'_> {
         }
     }
 
-    fn expect_shape(&self, name: &str, ds: &hdf5::Dataset, want: &[usize], why: &str) -> Result<()> {
+    fn expect_shape(
+        &self,
+        name: &str,
+        ds: &hdf5::Dataset,
+        want: &[usize],
+        why: &str,
+    ) -> Result<()> {
         if ds.shape() != want {
             return Err(self.shape_error(name, ds, format!("it must be {want:?} ({why})")));
         }
@@ -1058,7 +1069,13 @@ impl Validator<'_> {
         }
     }
 
-    fn bad_attr(&self, owner: &str, name: &str, found: Option<AttrValue>, want: &str) -> StoreError {
+    fn bad_attr(
+        &self,
+        owner: &str,
+        name: &str,
+        found: Option<AttrValue>,
+        want: &str,
+    ) -> StoreError {
         StoreError::Invalid {
             path: self.path.to_path_buf(),
             dataset: format!("{owner}@{name}"),
@@ -1077,7 +1094,12 @@ impl Validator<'_> {
     }
 
     /// One layer group: attributes, datasets, shapes, types.
-    fn layer(&self, parent: &hdf5::Group, name: &str, n: usize) -> Result<(ConceptLayer, LayerHandles)> {
+    fn layer(
+        &self,
+        parent: &hdf5::Group,
+        name: &str,
+        n: usize,
+    ) -> Result<(ConceptLayer, LayerHandles)> {
         let owner = format!("{LAYERS}/{name}");
         let g = self.group_in(parent, name, &owner)?;
         let node = self.string_attr(&g, &owner, LAYER_NODE)?;
@@ -1176,9 +1198,8 @@ impl Validator<'_> {
                 });
             }
             crops[kind.slot()] = c;
-            let [a, b, c, d]: [hdf5::Dataset; 4] = four
-                .try_into()
-                .map_err(|_| self.missing(&gname))?;
+            let [a, b, c, d]: [hdf5::Dataset; 4] =
+                four.try_into().map_err(|_| self.missing(&gname))?;
             references.push([a, b, c, d]);
         }
         let (heatmaps, heatmap_size, heatmap) =
@@ -1216,9 +1237,8 @@ impl Validator<'_> {
                     (m, (m > 0).then_some((h, w)), (m > 0).then_some((hm, ch)))
                 }
             };
-        let [relevance, activation]: [hdf5::Dataset; 2] = channel_sums
-            .try_into()
-            .map_err(|_| self.missing(&owner))?;
+        let [relevance, activation]: [hdf5::Dataset; 2] =
+            channel_sums.try_into().map_err(|_| self.missing(&owner))?;
         let [relmax, actmax]: [[hdf5::Dataset; 4]; 2] =
             references.try_into().map_err(|_| self.missing(&owner))?;
         Ok((
@@ -1328,7 +1348,12 @@ pub fn write_concepts(path: impl AsRef<Path>, contents: &ConceptsContents) -> Re
         h5util::write_attr(loc, &fpath, owner, name, &v)
     };
     attr(&file, "/", ATTR_FORMAT, AttrValue::Str(FORMAT_NAME.into()))?;
-    attr(&file, "/", ATTR_FORMAT_VERSION, AttrValue::Int(FORMAT_VERSION))?;
+    attr(
+        &file,
+        "/",
+        ATTR_FORMAT_VERSION,
+        AttrValue::Int(FORMAT_VERSION),
+    )?;
     for (k, v) in &contents.attrs {
         attr(&file, "/", k, v.clone())?;
     }
@@ -1370,7 +1395,10 @@ pub fn write_concepts(path: impl AsRef<Path>, contents: &ConceptsContents) -> Re
                 .create(name)
                 .map_err(werr(&full))?;
         }
-        for (kind, t) in [(ReferenceKind::RelMax, &l.relmax), (ReferenceKind::ActMax, &l.actmax)] {
+        for (kind, t) in [
+            (ReferenceKind::RelMax, &l.relmax),
+            (ReferenceKind::ActMax, &l.actmax),
+        ] {
             let rname = format!("{owner}/{}", kind.name());
             let k = t.top_n;
             let bad = |e: ndarray::ShapeError| usage(format!("{rname}: {e}"));

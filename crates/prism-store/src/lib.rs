@@ -39,8 +39,8 @@ pub use attribution::{
     AttributionFile, AttributionLayout, AttributionWriter, BatchLabels, LabelLayout, Labels,
 };
 pub use concepts::{
-    ChannelQuantity, ConceptHeatmaps, ConceptLayer, ConceptsFile, CropBox, Reference, ReferenceKind,
-    ReferenceTable,
+    ChannelQuantity, ConceptHeatmaps, ConceptLayer, ConceptsFile, CropBox, Reference,
+    ReferenceKind, ReferenceTable,
 };
 pub use dataset::{
     Batch, Batches, DataLayout, Dataset, DatasetError, DatasetKind, DatasetOptions,

@@ -16,7 +16,13 @@ const K: usize = 4; // more references than rows: the last is NO_SAMPLE
 
 /// A reference table of `c` channels (maps of `locations` positions) whose column `ch` lists
 /// the rows by descending `scores`, with boxes for the first `crops`.
-fn table(c: usize, locations: usize, crops: usize, index: &[u32], scores: &[f32]) -> ReferenceTable {
+fn table(
+    c: usize,
+    locations: usize,
+    crops: usize,
+    index: &[u32],
+    scores: &[f32],
+) -> ReferenceTable {
     let mut t = ReferenceTable {
         top_n: K,
         channels: c,
@@ -28,7 +34,11 @@ fn table(c: usize, locations: usize, crops: usize, index: &[u32], scores: &[f32]
     };
     for ch in 0..c {
         let mut rows: Vec<usize> = (0..N).collect();
-        rows.sort_by(|&a, &b| scores[b * c + ch].total_cmp(&scores[a * c + ch]).then(a.cmp(&b)));
+        rows.sort_by(|&a, &b| {
+            scores[b * c + ch]
+                .total_cmp(&scores[a * c + ch])
+                .then(a.cmp(&b))
+        });
         for (k, &r) in rows.iter().enumerate() {
             t.sample[k * c + ch] = i64::from(index[r]);
             t.score[k * c + ch] = scores[r * c + ch];
@@ -132,17 +142,22 @@ fn a_file_written_to_the_spec_reads_back_value_for_value() {
     assert_eq!(f.relevance(0, 1).unwrap(), vec![0.0, 1.0, -1.0]);
     assert_eq!(f.activation(0, 2).unwrap(), vec![0.5, 0.5, 0.5]);
     assert_eq!(
-        f.channel_rows(1, ChannelQuantity::Relevance, &[0, 2]).unwrap(),
+        f.channel_rows(1, ChannelQuantity::Relevance, &[0, 2])
+            .unwrap(),
         vec![1.0, 0.0, 0.5, 0.5]
     );
-    assert!(f.channel_rows(0, ChannelQuantity::Relevance, &[2, 1]).is_err());
+    assert!(f
+        .channel_rows(0, ChannelQuantity::Relevance, &[2, 1])
+        .is_err());
     assert!(f.relevance(0, 3).is_err());
     assert!(f.relevance(2, 0).is_err());
 
     // channel 1 of the conv layer by relevance: rows 1 (1.0), 2 (0.3), 0 (-0.25); no 4th
     let refs = f.references(0, ReferenceKind::RelMax, 1).unwrap();
     assert_eq!(
-        refs.iter().map(|r| (r.rank, r.sample, r.score)).collect::<Vec<_>>(),
+        refs.iter()
+            .map(|r| (r.rank, r.sample, r.score))
+            .collect::<Vec<_>>(),
         vec![(0, 5, 1.0), (1, 9, 0.3), (2, 2, -0.25)]
     );
     assert_eq!(
@@ -157,9 +172,12 @@ fn a_file_written_to_the_spec_reads_back_value_for_value() {
     assert_eq!(refs[1].crop.map(CropBox::to_array), Some([1, 3, 1, 4]));
     assert_eq!(refs[2].crop, None, "beyond `crops`: no box");
     assert_eq!(refs[0].location, 2); // (row 1 + channel 1) % 4
-    // ActMax keeps one box
+                                     // ActMax keeps one box
     let act = f.references(0, ReferenceKind::ActMax, 0).unwrap();
-    assert_eq!(act.iter().map(|r| r.sample).collect::<Vec<_>>(), vec![5, 2, 9]);
+    assert_eq!(
+        act.iter().map(|r| r.sample).collect::<Vec<_>>(),
+        vec![5, 2, 9]
+    );
     assert!(act[0].crop.is_some() && act[1].crop.is_none());
     assert!(f.references(0, ReferenceKind::RelMax, 3).is_err());
 
@@ -182,7 +200,11 @@ fn a_file_written_to_the_spec_reads_back_value_for_value() {
     assert_eq!(f.heatmap_channels_of(0, 1).unwrap(), vec![0, 2]);
     let one = f.heatmap(0, 2, 1).unwrap().unwrap();
     assert_eq!(one, h.values[16..].to_vec());
-    assert_eq!(f.heatmap(0, 2, 0).unwrap(), None, "channel 0 has no heatmap in row 2");
+    assert_eq!(
+        f.heatmap(0, 2, 0).unwrap(),
+        None,
+        "channel 0 has no heatmap in row 2"
+    );
     assert_eq!(f.heatmaps(1, 0).unwrap(), None);
     assert!(f.heatmap_channels_of(1, 0).unwrap().is_empty());
 }
@@ -201,7 +223,10 @@ fn open_damaged(dir: &Path, damage: impl FnOnce(&hdf5::File)) -> (PathBuf, Store
 
 fn assert_names(path: &Path, e: &StoreError, words: &[&str]) {
     let msg = prism_store::error::chain(e);
-    assert!(msg.contains(&path.display().to_string()), "no file in: {msg}");
+    assert!(
+        msg.contains(&path.display().to_string()),
+        "no file in: {msg}"
+    );
     for w in words {
         assert!(msg.contains(w), "`{w}` not in: {msg}");
     }
@@ -209,12 +234,18 @@ fn assert_names(path: &Path, e: &StoreError, words: &[&str]) {
 
 #[test]
 fn a_missing_dataset_is_named() {
-    let (path, e) = open_damaged(tempfile::tempdir().unwrap().path(), |f| f.unlink("layers/000/relmax/score").unwrap());
+    let (path, e) = open_damaged(tempfile::tempdir().unwrap().path(), |f| {
+        f.unlink("layers/000/relmax/score").unwrap()
+    });
     assert!(matches!(e, StoreError::MissingDataset { .. }), "{e:?}");
     assert_names(&path, &e, &["layers/000/relmax/score", "missing"]);
-    let (path, e) = open_damaged(tempfile::tempdir().unwrap().path(), |f| f.unlink("layers/000/heatmap_channel").unwrap());
+    let (path, e) = open_damaged(tempfile::tempdir().unwrap().path(), |f| {
+        f.unlink("layers/000/heatmap_channel").unwrap()
+    });
     assert_names(&path, &e, &["layers/000/heatmap_channel", "missing"]);
-    let (path, e) = open_damaged(tempfile::tempdir().unwrap().path(), |f| f.unlink("target").unwrap());
+    let (path, e) = open_damaged(tempfile::tempdir().unwrap().path(), |f| {
+        f.unlink("target").unwrap()
+    });
     assert_names(&path, &e, &["`target`", "missing"]);
 }
 
@@ -266,7 +297,9 @@ fn a_wrong_type_is_named() {
 
 #[test]
 fn an_incomplete_file_is_refused_as_such() {
-    let (path, e) = open_damaged(tempfile::tempdir().unwrap().path(), |f| f.delete_attr(concepts::ATTR_COMPLETE).unwrap());
+    let (path, e) = open_damaged(tempfile::tempdir().unwrap().path(), |f| {
+        f.delete_attr(concepts::ATTR_COMPLETE).unwrap()
+    });
     assert_names(&path, &e, &["prism_complete", "not complete", "rerun"]);
 }
 
@@ -325,7 +358,11 @@ fn bad_reference_values_are_refused_when_read() {
     write_concepts(&path, &c).unwrap();
     let f = ConceptsFile::open(&path).unwrap();
     let e = f.references(1, ReferenceKind::RelMax, 0).unwrap_err();
-    assert_names(&path, &e, &["layers/001/relmax/sample", "channel 0, reference 3"]);
+    assert_names(
+        &path,
+        &e,
+        &["layers/001/relmax/sample", "channel 0, reference 3"],
+    );
     assert!(f.references(1, ReferenceKind::RelMax, 1).is_ok());
     let e = f.reference_table(1, ReferenceKind::RelMax).unwrap_err();
     assert_names(&path, &e, &["layers/001/relmax/sample"]);

@@ -94,7 +94,16 @@ pub fn heatmap_png(
     let values = file.read_rows(&[at.row])?;
     let [c, h, w] = file.sample_shape();
     let over = overlay && (index as usize) < project.dataset.len();
-    render_png(project, index as usize, &values, [c, h, w], map, normalization, over).map(Some)
+    render_png(
+        project,
+        index as usize,
+        &values,
+        [c, h, w],
+        map,
+        normalization,
+        over,
+    )
+    .map(Some)
 }
 
 /// A heatmap of shape `[c, h, w]` in a colour map as PNG, over dataset sample `index`'s picture
@@ -227,7 +236,9 @@ pub fn reference_png(
         ReferenceFrame::Crop => {
             let mut pixels = Vec::with_capacity((y1 - y0) * (x1 - x0) * 3);
             for y in y0..y1 {
-                pixels.extend_from_slice(&img.pixels[(y * img.width + x0) * 3..(y * img.width + x1) * 3]);
+                pixels.extend_from_slice(
+                    &img.pixels[(y * img.width + x0) * 3..(y * img.width + x1) * 3],
+                );
             }
             RgbImage {
                 width: x1 - x0,

@@ -70,7 +70,8 @@ pub struct SyntheticProject {
 }
 
 /// The node names of the generated concepts file's layers.
-pub const CONCEPT_LAYERS: [&str; 2] = ["/features/features.3/Conv", "/classifier/classifier.0/Gemm"];
+pub const CONCEPT_LAYERS: [&str; 2] =
+    ["/features/features.3/Conv", "/classifier/classifier.0/Gemm"];
 /// References per channel in the generated concepts file.
 pub const CONCEPT_TOP_N: usize = 8;
 /// Conditional heatmaps per sample of the generated convolution layer (the dense layer has none).
@@ -419,8 +420,9 @@ impl SyntheticProject {
                 } else {
                     class
                 };
-                prediction
-                    .extend((0..classes).map(|k| if k == predicted { 4.0 } else { 0.0 } + rng.normal()));
+                prediction.extend(
+                    (0..classes).map(|k| if k == predicted { 4.0 } else { 0.0 } + rng.normal()),
+                );
             }
             let spec = ConceptSpec {
                 n,
@@ -666,25 +668,44 @@ impl ConceptSpec<'_> {
                     concepts::ATTR_VERSION.into(),
                     AttrValue::Str(env!("CARGO_PKG_VERSION").into()),
                 ),
-                (concepts::ATTR_RUN_KEY.into(), AttrValue::Str("synthetic".into())),
-                (concepts::ATTR_BASE_KEY.into(), AttrValue::Str("synthetic".into())),
+                (
+                    concepts::ATTR_RUN_KEY.into(),
+                    AttrValue::Str("synthetic".into()),
+                ),
+                (
+                    concepts::ATTR_BASE_KEY.into(),
+                    AttrValue::Str("synthetic".into()),
+                ),
                 (
                     concepts::ATTR_SETTINGS.into(),
                     AttrValue::Str(format!(
                         "{{\"top_n\": {CONCEPT_TOP_N}, \"sample_heatmaps\": {CONCEPT_HEATMAPS}}}"
                     )),
                 ),
-                (concepts::ATTR_MODEL.into(), AttrValue::Str("synthetic.onnx".into())),
-                (concepts::ATTR_DATASET.into(), AttrValue::Str("dataset.h5".into())),
+                (
+                    concepts::ATTR_MODEL.into(),
+                    AttrValue::Str("synthetic.onnx".into()),
+                ),
+                (
+                    concepts::ATTR_DATASET.into(),
+                    AttrValue::Str("dataset.h5".into()),
+                ),
                 (concepts::ATTR_TARGET.into(), AttrValue::Str("label".into())),
-                (concepts::ATTR_TOTAL_SAMPLES.into(), AttrValue::Int(rows.len() as i64)),
+                (
+                    concepts::ATTR_TOTAL_SAMPLES.into(),
+                    AttrValue::Int(rows.len() as i64),
+                ),
             ],
             index: rows.iter().map(|&i| i as u32).collect(),
             target: rows.iter().map(|&i| (self.label_of)(i)).collect(),
             classes: self.classes,
             prediction: rows
                 .iter()
-                .flat_map(|&i| self.prediction[i * self.classes..(i + 1) * self.classes].iter().copied())
+                .flat_map(|&i| {
+                    self.prediction[i * self.classes..(i + 1) * self.classes]
+                        .iter()
+                        .copied()
+                })
                 .collect(),
             layers: vec![conv, dense],
         }
@@ -745,7 +766,11 @@ impl ConceptSpec<'_> {
             for ch in 0..c {
                 let mut order: Vec<usize> = (0..rows.len()).collect();
                 // Best first; ties by ascending sample number (= ascending row).
-                order.sort_by(|&a, &b| scores[b * c + ch].total_cmp(&scores[a * c + ch]).then(a.cmp(&b)));
+                order.sort_by(|&a, &b| {
+                    scores[b * c + ch]
+                        .total_cmp(&scores[a * c + ch])
+                        .then(a.cmp(&b))
+                });
                 for (rank, &r) in order.iter().take(k).enumerate() {
                     let i = rows[r];
                     let at = rank * c + ch;
@@ -763,8 +788,10 @@ impl ConceptSpec<'_> {
                     if rank < crops {
                         let b = if conv {
                             let half = (s as f32 * 0.25).max(1.0);
-                            let lo = |v: f32| ((v - half).floor().max(0.0) as i32).min(s as i32 - 1);
-                            let hi = |v: f32, l: i32| ((v + half).ceil() as i32).clamp(l + 1, s as i32);
+                            let lo =
+                                |v: f32| ((v - half).floor().max(0.0) as i32).min(s as i32 - 1);
+                            let hi =
+                                |v: f32, l: i32| ((v + half).ceil() as i32).clamp(l + 1, s as i32);
                             let (y0, x0) = (lo(fy), lo(fx));
                             [y0, hi(fy, y0), x0, hi(fx, x0)]
                         } else {

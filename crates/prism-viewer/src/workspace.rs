@@ -170,7 +170,10 @@ impl LoadedProject {
         }
         let mut concepts = Vec::new();
         let mut concept_layers = Vec::new();
-        let sources = project.concepts.as_ref().map_or(&[][..], |c| &c.sources[..]);
+        let sources = project
+            .concepts
+            .as_ref()
+            .map_or(&[][..], |c| &c.sources[..]);
         for (f, src) in sources.iter().enumerate() {
             let file = ConceptsFile::open(confined(src)?)?;
             if let Some(&last) = file.index().last() {

@@ -167,7 +167,10 @@ fn layers_are_listed_with_their_shapes_and_tables() {
     assert_eq!(layers[0]["index"], 0);
     assert_eq!(layers[0]["node"], CONCEPT_LAYERS[0]);
     assert_eq!(layers[0]["channels"], 6);
-    assert_eq!(layers[0]["shape"], serde_json::json!([6, SIZE / 4, SIZE / 4]));
+    assert_eq!(
+        layers[0]["shape"],
+        serde_json::json!([6, SIZE / 4, SIZE / 4])
+    );
     assert_eq!(layers[0]["samples"], covered);
     assert_eq!(layers[0]["topN"], CONCEPT_TOP_N);
     assert_eq!(layers[0]["heatmaps"], CONCEPT_HEATMAPS);
@@ -181,7 +184,10 @@ fn layers_are_listed_with_their_shapes_and_tables() {
     assert_eq!(get("/api/projects/0").ok_json()["conceptLayers"], 2);
     // a project without concepts files: no layers
     assert_eq!(get("/api/projects/1").ok_json()["conceptLayers"], 0);
-    assert_eq!(get("/api/projects/1/concepts").ok_json()["layers"], serde_json::json!([]));
+    assert_eq!(
+        get("/api/projects/1/concepts").ok_json()["layers"],
+        serde_json::json!([])
+    );
 }
 
 #[test]
@@ -242,7 +248,7 @@ fn a_selections_and_a_clusters_concepts_are_mean_shares() {
     assert_eq!(v["missing"], 1);
     assert_eq!(v["missingSamples"], serde_json::json!([24]));
     let rows: Vec<usize> = samples.iter().filter_map(|&s| f.row_of(s)).collect();
-    let mut mean = vec![0f64; 6];
+    let mut mean = [0f64; 6];
     for &row in &rows {
         for (m, s) in mean.iter_mut().zip(shares(&f.relevance(0, row).unwrap())) {
             *m += s / rows.len() as f64;
@@ -255,7 +261,10 @@ fn a_selections_and_a_clusters_concepts_are_mean_shares() {
     }
     for c in got {
         let ch = c["channel"].as_u64().unwrap() as usize;
-        assert!(close(c["share"].as_f64().unwrap(), mean[ch]), "channel {ch}");
+        assert!(
+            close(c["share"].as_f64().unwrap(), mean[ch]),
+            "channel {ch}"
+        );
     }
 
     // A cluster of the analysis: the same as the selection of its members.
@@ -266,11 +275,13 @@ fn a_selections_and_a_clusters_concepts_are_mean_shares() {
         .chunks(4)
         .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
         .collect();
-    let labels: Vec<i32> = get(&format!("{base}/clustering.i32?category={cat}&clustering=kmeans-02"))
-        .body
-        .chunks(4)
-        .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let labels: Vec<i32> = get(&format!(
+        "{base}/clustering.i32?category={cat}&clustering=kmeans-02"
+    ))
+    .body
+    .chunks(4)
+    .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+    .collect();
     for cluster in [0, 1] {
         let members: Vec<String> = index
             .iter()
@@ -282,7 +293,11 @@ fn a_selections_and_a_clusters_concepts_are_mean_shares() {
             "{P}/1/cluster?analysis=spectral_analysis&category={cat}&clustering=kmeans-02&cluster={cluster}&count=4"
         ))
         .ok_json();
-        let s = get(&format!("{P}/1/selection?samples={}&count=4", members.join(","))).ok_json();
+        let s = get(&format!(
+            "{P}/1/selection?samples={}&count=4",
+            members.join(",")
+        ))
+        .ok_json();
         assert_eq!(c["concepts"], s["concepts"], "cluster {cluster}");
         assert_eq!(c["cluster"]["size"], members.len());
         assert_eq!(
@@ -366,7 +381,8 @@ fn reference_crops_are_the_pictures_cut_to_their_boxes() {
     for r in refs.iter().take(3) {
         let b = r.crop.unwrap();
         let whole = get(&format!("/api/projects/0/dataset/{}/image", r.sample)).png();
-        let url = |frame: &str| format!("{P}/0/channels/1/references/{}/image?frame={frame}", r.rank);
+        let url =
+            |frame: &str| format!("{P}/0/channels/1/references/{}/image?frame={frame}", r.rank);
         let crop = get(&url("crop")).png();
         assert_eq!(
             (crop.width(), crop.height()),
@@ -379,10 +395,17 @@ fn reference_crops_are_the_pictures_cut_to_their_boxes() {
             }
         }
         // the default frame is the crop
-        assert_eq!(get(&format!("{P}/0/channels/1/references/{}/image", r.rank)).body, get(&url("crop")).body);
+        assert_eq!(
+            get(&format!("{P}/0/channels/1/references/{}/image", r.rank)).body,
+            get(&url("crop")).body
+        );
         let boxed = get(&url("box")).png();
         assert_eq!(boxed.dimensions(), whole.dimensions());
-        assert_eq!(boxed.get_pixel(b.x0, b.y0).0, [255, 214, 0], "the box is drawn");
+        assert_eq!(
+            boxed.get_pixel(b.x0, b.y0).0,
+            [255, 214, 0],
+            "the box is drawn"
+        );
         assert_eq!(boxed.get_pixel(b.x1 - 1, b.y1 - 1).0, [255, 214, 0]);
         assert_eq!(get(&url("whole")).png(), whole);
     }
@@ -392,13 +415,26 @@ fn reference_crops_are_the_pictures_cut_to_their_boxes() {
     let crop = get(&format!("{P}/0/channels/2/references/0/image?mode=actmax")).png();
     assert_eq!((crop.width(), crop.height()), (b.x1 - b.x0, b.y1 - b.y0));
     // a dense-layer reference beyond the computed boxes: whole only
-    let r = get(&format!("{P}/1/channels/0/references/{CONCEPT_DENSE_CROPS}/image"));
+    let r = get(&format!(
+        "{P}/1/channels/0/references/{CONCEPT_DENSE_CROPS}/image"
+    ));
     assert_eq!(r.status, 404);
-    assert!(r.error_message().contains("frame=whole"), "{}", r.error_message());
+    assert!(
+        r.error_message().contains("frame=whole"),
+        "{}",
+        r.error_message()
+    );
     let dense = f.references(1, ReferenceKind::RelMax, 0).unwrap();
-    let whole = get(&format!("/api/projects/0/dataset/{}/image", dense[CONCEPT_DENSE_CROPS].sample)).png();
+    let whole = get(&format!(
+        "/api/projects/0/dataset/{}/image",
+        dense[CONCEPT_DENSE_CROPS].sample
+    ))
+    .png();
     assert_eq!(
-        get(&format!("{P}/1/channels/0/references/{CONCEPT_DENSE_CROPS}/image?frame=whole")).png(),
+        get(&format!(
+            "{P}/1/channels/0/references/{CONCEPT_DENSE_CROPS}/image?frame=whole"
+        ))
+        .png(),
         whole
     );
 }
@@ -420,7 +456,10 @@ fn conditional_heatmaps_are_rendered_like_attribution_heatmaps() {
         .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
         .unwrap();
     let px = a.get_pixel((at % SIZE) as u32, (at / SIZE) as u32).0;
-    assert!(px[0] > 200 && px[2] < 60, "the strongest pixel is red: {px:?}");
+    assert!(
+        px[0] > 200 && px[2] < 60,
+        "the strongest pixel is red: {px:?}"
+    );
     let overlay = get(&url(channels[0], "?mode=overlay&colorMap=coldnhot")).png();
     assert_eq!(overlay.dimensions(), a.dimensions());
     assert_ne!(overlay, a);
@@ -430,15 +469,25 @@ fn conditional_heatmaps_are_rendered_like_attribution_heatmaps() {
     assert_eq!(c0[0], 5);
     let h = |ch: u32| get(&format!("{P}/0/samples/0/heatmaps/{ch}/image")).png();
     let corner = h(c0[0]);
-    assert!(corner.get_pixel(0, 0).0[0] > 200, "the watermark concept is red at the corner");
+    assert!(
+        corner.get_pixel(0, 0).0[0] > 200,
+        "the watermark concept is red at the corner"
+    );
     assert_ne!(h(c0[1]), corner, "another concept, another heatmap");
     // a channel without a heatmap in this sample names those it has
     let other = (0..6).find(|c| !channels.contains(c)).unwrap();
     let r = get(&url(other, ""));
     assert_eq!(r.status, 404);
-    assert!(r.error_message().contains(&format!("{channels:?}")), "{}", r.error_message());
+    assert!(
+        r.error_message().contains(&format!("{channels:?}")),
+        "{}",
+        r.error_message()
+    );
     // the dense layer has none
-    assert_eq!(get(&format!("{P}/1/samples/3/heatmaps/0/image")).status, 404);
+    assert_eq!(
+        get(&format!("{P}/1/samples/3/heatmaps/0/image")).status,
+        404
+    );
 }
 
 #[test]
@@ -475,7 +524,12 @@ fn bad_concept_parameters_get_4xx_naming_the_valid_range() {
     ];
     for (target, status, words) in cases {
         let r = get(target);
-        assert_eq!(r.status, status, "{target}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            status,
+            "{target}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         assert!(r.content_type.starts_with("application/json"), "{target}");
         let m = r.error_message();
         assert!(m.contains(words), "{target}: `{words}` not in {m}");
@@ -486,7 +540,11 @@ fn bad_concept_parameters_get_4xx_naming_the_valid_range() {
     assert!(r.error_message().contains("at most 1000"));
     // the server is read-only here too
     let mut s = TcpStream::connect(server().addr).unwrap();
-    write!(s, "POST {P} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").unwrap();
+    write!(
+        s,
+        "POST {P} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     assert!(raw.starts_with("HTTP/1.1 405"), "{raw}");

@@ -453,7 +453,13 @@ async function loadConceptLayers() {
   const has = concepts.layers.length > 0;
   $('conceptPanel').hidden = !has;
   $('focusHint').hidden = !has;
-  document.querySelector('main')?.classList.toggle('with-concepts', has);
+  const main = /** @type {HTMLElement} */ (document.querySelector('main'));
+  if (main.classList.contains('with-concepts') !== has) {
+    main.classList.toggle('with-concepts', has);
+    // The plot's width changed: size the canvas now (its observer reports it only later), so
+    // the coming fit uses the new size.
+    scatter.resize();
+  }
   if (!has) return;
   if (!concepts.layers.some((l) => l.index === concepts.layer)) concepts.layer = concepts.layers[0].index;
   fillSelect($('conceptLayer'), concepts.layers.map((l) => [l.index, `${l.node} (${l.channels})`]), concepts.layer);

@@ -33,7 +33,11 @@ fn malformed(e: PathRejection) -> ApiError {
 }
 
 /// The project's concept layer `layer` (a number), or a 4xx naming the valid range.
-fn layer_of<'a>(p: &'a LoadedProject, id: usize, layer: &str) -> Result<ConceptLayerRef<'a>, ApiError> {
+fn layer_of<'a>(
+    p: &'a LoadedProject,
+    id: usize,
+    layer: &str,
+) -> Result<ConceptLayerRef<'a>, ApiError> {
     let n = p.concept_layer_count();
     let range = if n == 0 {
         format!("project {id} has no concepts files")
@@ -109,7 +113,10 @@ fn ranked(score: &[f64], count: usize) -> Vec<usize> {
 fn shares(relevance: &[f32]) -> (f64, Vec<f64>) {
     let total: f64 = relevance.iter().map(|r| f64::from(r.abs())).sum();
     let denom = total + f64::from(SCORE_EPSILON);
-    (total, relevance.iter().map(|&r| f64::from(r) / denom).collect())
+    (
+        total,
+        relevance.iter().map(|&r| f64::from(r) / denom).collect(),
+    )
 }
 
 fn layer_json(l: &ConceptLayerRef<'_>) -> Value {
@@ -162,7 +169,10 @@ pub(super) async fn sample_concepts(State(s): State<Shared>, p: Path3, q: Params
         let relevance = l.file.relevance(l.layer, row).map_err(store)?;
         let with_heatmap = l.file.heatmap_channels_of(l.layer, row).map_err(store)?;
         let (total, share) = shares(&relevance);
-        let order = ranked(&relevance.iter().map(|&r| f64::from(r)).collect::<Vec<_>>(), count);
+        let order = ranked(
+            &relevance.iter().map(|&r| f64::from(r)).collect::<Vec<_>>(),
+            count,
+        );
         let target = l.file.target().get(row).copied();
         Ok(json!({
             "layer": l.number,
@@ -302,9 +312,9 @@ pub(super) async fn cluster_concepts(
     })?;
     let v = blocking(&s, move |ws| {
         let p = &ws.projects[id];
-        let an = p.analysis(&method).ok_or_else(|| {
-            not_found(format!("project {id} has no analysis `{method}`"))
-        })?;
+        let an = p
+            .analysis(&method)
+            .ok_or_else(|| not_found(format!("project {id} has no analysis `{method}`")))?;
         if !an.has_category(&category) {
             return Err(not_found(format!(
                 "analysis `{method}` has no category `{category}`"
@@ -342,11 +352,7 @@ pub(super) async fn cluster_concepts(
 
 /// A concept's reference samples: `{layer, node, channel, mode, topN, crops, references:
 /// [{rank, sample, score, location, box: [y0, y1, x0, x1] or null}]}` (`?mode=relmax|actmax`).
-pub(super) async fn channel_references(
-    State(s): State<Shared>,
-    p: Path3,
-    q: Params,
-) -> ApiResult {
+pub(super) async fn channel_references(State(s): State<Shared>, p: Path3, q: Params) -> ApiResult {
     let Path((id, layer, channel)) = p.map_err(malformed)?;
     let id = project_of(&s.ws, &id)?;
     let q = query(q)?;
@@ -396,9 +402,11 @@ pub(super) async fn reference_image(State(s): State<Shared>, p: Path4, q: Params
         let l = layer_of(&s.ws.projects[id], id, &layer)?;
         (l.number, channel_of(&l, &channel)?)
     };
-    let rank: usize = rank
-        .parse()
-        .map_err(|_| bad(format!("reference `{rank}` is not a number (a rank, 0 = best)")))?;
+    let rank: usize = rank.parse().map_err(|_| {
+        bad(format!(
+            "reference `{rank}` is not a number (a rank, 0 = best)"
+        ))
+    })?;
     if s.ws.projects[id].dataset.is_tokens() {
         return Err(not_found(format!(
             "project {id} has a token dataset: its samples are text, not pictures"
@@ -482,7 +490,11 @@ pub(super) async fn heatmap_image(State(s): State<Shared>, p: Path4, q: Params) 
             )));
         }
         render::concept_heatmap_png(p, number, sample, channel as u32, map, norm, overlay)?
-            .ok_or_else(|| not_found(format!("sample {sample} has no heatmap of channel {channel}")))
+            .ok_or_else(|| {
+                not_found(format!(
+                    "sample {sample} has no heatmap of channel {channel}"
+                ))
+            })
     })
     .await
 }
