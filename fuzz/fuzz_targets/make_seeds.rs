@@ -93,6 +93,9 @@ fn make_seeds() -> Result<(), Box<dyn std::error::Error>> {
             &fs::read(dir.join("attribution.h5"))?,
         )?;
         put("hdf5_analysis", name, &fs::read(dir.join("analysis.h5"))?)?;
+        if kind != DatasetKind::Tokens {
+            put("hdf5_concepts", name, &fs::read(dir.join("concepts.h5"))?)?;
+        }
         match kind {
             DatasetKind::Hdf5 => put("hdf5_dataset", name, &fs::read(dir.join("dataset.h5"))?)?,
             DatasetKind::ImageDirectory => {
