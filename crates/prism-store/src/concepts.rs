@@ -1375,7 +1375,15 @@ pub fn write_concepts(path: impl AsRef<Path>, contents: &ConceptsContents) -> Re
     for (i, l) in contents.layers.iter().enumerate() {
         let gname = layer_group_name(i);
         let owner = format!("{LAYERS}/{gname}");
-        let c = l.shape.first().copied().unwrap_or(0);
+        let c = match l.shape.first() {
+            Some(&c) if l.shape.iter().all(|&d| d > 0) => c,
+            _ => {
+                return Err(usage(format!(
+                    "{owner}: a layer's shape must be [C, …] of positive sizes, not {:?}",
+                    l.shape
+                )))
+            }
+        };
         let g = layers.create_group(&gname).map_err(werr(&owner))?;
         attr(&g, &owner, LAYER_NODE, AttrValue::Str(l.node.clone()))?;
         attr(&g, &owner, LAYER_TENSOR, AttrValue::Str(l.tensor.clone()))?;

@@ -71,12 +71,13 @@ fn channel_of(l: &ConceptLayerRef<'_>, c: &str) -> Result<usize, ApiError> {
 /// The row of dataset sample `sample` in the layer's concepts file, or a 404.
 fn row_of(l: &ConceptLayerRef<'_>, sample: u32) -> Result<usize, ApiError> {
     l.file.row_of(sample).ok_or_else(|| {
+        let covered = match (l.file.index().first(), l.file.index().last()) {
+            (Some(a), Some(b)) => format!("{} samples, {a}..={b}", l.file.n_rows()),
+            _ => "no samples".into(),
+        };
         not_found(format!(
-            "sample {sample} is not in the concepts run of layer {} ({} samples, {}..={})",
-            l.number,
-            l.file.n_rows(),
-            l.file.index().first().copied().unwrap_or(0),
-            l.file.index().last().copied().unwrap_or(0),
+            "sample {sample} is not in the concepts run of layer {} ({covered})",
+            l.number
         ))
     })
 }
