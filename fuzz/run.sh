@@ -19,7 +19,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 cd "$here"
 
-targets=(onnx npy hdf5_attribution hdf5_analysis hdf5_dataset image project_yaml composite_toml
+targets=(onnx npy hdf5_attribution hdf5_analysis hdf5_concepts hdf5_dataset image project_yaml composite_toml
   cmsl tokens label_map viewer_api)
 what="${1:-}"
 runs="${2:-1000000}"

@@ -98,6 +98,9 @@ fn make_seeds() -> Result<(), Box<dyn std::error::Error>> {
             &fs::read(dir.join("attribution.h5"))?,
         )?;
         put("hdf5_analysis", name, &fs::read(dir.join("analysis.h5"))?)?;
+        if kind != DatasetKind::Tokens {
+            put("hdf5_concepts", name, &fs::read(dir.join("concepts.h5"))?)?;
+        }
         match kind {
             DatasetKind::Hdf5 => put("hdf5_dataset", name, &fs::read(dir.join("dataset.h5"))?)?,
             DatasetKind::ImageDirectory => {
@@ -175,6 +178,13 @@ fn make_seeds() -> Result<(), Box<dyn std::error::Error>> {
         "/api/color-maps/bwr?width=64&height=8",
         "/api/projects/0/dataset/..%2f..%2fproject.yaml/image",
         "/index.html",
+        "/api/projects/0/concepts",
+        "/api/projects/0/concepts/0/samples/3?count=4",
+        "/api/projects/1/concepts/1/selection?samples=0,3,5&count=3",
+        "/api/projects/0/concepts/1/cluster?analysis=spectral_analysis&category=n00000001&clustering=kmeans-02&cluster=1",
+        "/api/projects/0/concepts/0/channels/5?mode=actmax",
+        "/api/projects/1/concepts/0/channels/1/references/0/image?mode=relmax&frame=box",
+        "/api/projects/0/concepts/0/samples/3/heatmaps/1/image?colorMap=bwr&mode=overlay",
     ];
     for (i, r) in requests.iter().enumerate() {
         put("viewer_api", &format!("request{i:02}"), r.as_bytes())?;

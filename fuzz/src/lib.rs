@@ -16,6 +16,7 @@ pub mod targets {
     pub mod composite_toml;
     pub mod hdf5_analysis;
     pub mod hdf5_attribution;
+    pub mod hdf5_concepts;
     pub mod hdf5_dataset;
     pub mod image;
     pub mod label_map;
@@ -30,11 +31,12 @@ pub mod targets {
 pub type Target = fn(&[u8]);
 
 /// Every target by name (the name of its libFuzzer binary and of its corpus folder).
-pub const TARGETS: [(&str, Target); 12] = [
+pub const TARGETS: [(&str, Target); 13] = [
     ("onnx", targets::onnx::run),
     ("npy", targets::npy::run),
     ("hdf5_attribution", targets::hdf5_attribution::run),
     ("hdf5_analysis", targets::hdf5_analysis::run),
+    ("hdf5_concepts", targets::hdf5_concepts::run),
     ("hdf5_dataset", targets::hdf5_dataset::run),
     ("image", targets::image::run),
     ("project_yaml", targets::project_yaml::run),

@@ -61,6 +61,10 @@ fn seeds_are_accepted_by_their_parsers() {
             .and_then(|f| f.categories())
             .is_ok_and(|c| !c.is_empty())
     });
+    accepted("hdf5_concepts", &|b| {
+        prism_store::ConceptsFile::open(prism_fuzz::file("seed.h5", b))
+            .is_ok_and(|f| !f.layers().is_empty())
+    });
     accepted("hdf5_dataset", &|b| {
         let p = prism_fuzz::file("seed.h5", b);
         prism_store::Dataset::open(&p, &Default::default()).is_ok()

@@ -266,6 +266,105 @@ test('rectangle with Shift adds, Alt removes, legend selects a cluster, export a
   await page.close();
 });
 
+test('the concept panel: a cluster\'s and a sample\'s concepts, reference crops, heatmaps, all references', async () => {
+  const { page, errors } = await openPage(server.url);
+  const layers = await page.evaluate(() => window.prism.concepts.layers.length);
+  if (process.env.GENERATED === '1') assert.ok(layers > 0, 'generated projects have a concepts file');
+  if (!layers) {
+    assert.equal(await page.isVisible('#conceptPanel'), false, 'no concepts files, no panel');
+    await page.close();
+    return;
+  }
+  assert.equal(await page.isVisible('#conceptPanel'), true);
+  // The panel narrows the plot: the first fit uses the new width, every point is in view.
+  const fitted = await page.evaluate(() => {
+    const { scatter } = window.prism;
+    const w = document.getElementById('gl').getBoundingClientRect().width;
+    for (let i = 0; i < scatter.n; i++) {
+      const [x, y] = scatter.dataToScreen(scatter.xy[2 * i], scatter.xy[2 * i + 1]);
+      if (x < 0 || y < 0 || x > scatter.cssW || y > scatter.cssH) return `point ${i} at ${x}, ${y}`;
+    }
+    return Math.abs(scatter.cssW - w) < 1 ? 'ok' : `canvas ${w} px, plot ${scatter.cssW} px`;
+  });
+  assert.equal(fitted, 'ok');
+  const conceptsShown = async () => {
+    await page.evaluate(() => window.prism.concepts.ready);
+    await page.waitForFunction(() => document.querySelectorAll('#conceptList li').length > 0 && !document.getElementById('conceptList').hidden);
+    return page.evaluate(() => [...document.querySelectorAll('#conceptList li')].map((li) => Number(/** @type {HTMLElement} */ (li).dataset.channel)));
+  };
+  const refsLoaded = (sel) => page.waitForFunction((s) => {
+    const imgs = [...document.querySelectorAll(s)];
+    return imgs.length > 0 && imgs.every((i) => /** @type {HTMLImageElement} */ (i).complete && /** @type {HTMLImageElement} */ (i).naturalWidth > 0);
+  }, sel, { timeout: 60000 });
+
+  // A whole cluster: its concepts by mean share, as the cluster route gives them.
+  await page.click('#legend li[data-cluster="0"]');
+  let channels = await conceptsShown();
+  const st = await page.evaluate(() => ({ ...window.prism.state, layer: window.prism.concepts.layer }));
+  const cluster = await page.evaluate(async (s) => (await fetch(`/api/projects/${s.project}/concepts/${s.layer}/cluster?analysis=${encodeURIComponent(s.analysis)}&category=${encodeURIComponent(s.category)}&clustering=${encodeURIComponent(s.clustering)}&cluster=0&count=8`)).json(), st);
+  assert.deepEqual(channels, cluster.concepts.map((c) => c.channel));
+  assert.match(await page.textContent('#conceptSubject'), /cluster 0/);
+  await refsLoaded('#conceptList img.ref');
+
+  // Click a sample (one the concepts run covers): its concepts, ranked as the API ranks them.
+  // (The generator leaves every 25th sample out of the run; asking for one would log a 404.)
+  const index = await page.evaluate((generated) => {
+    const cells = [...document.querySelectorAll('#sampleSpacer .sample')].map((e) => Number(/** @type {HTMLElement} */ (e).dataset.index));
+    return generated ? cells.find((i) => i % 25 !== 24) : cells[0];
+  }, process.env.GENERATED === '1');
+  assert.ok(index !== undefined, 'a sample is shown');
+  await page.click(`#sampleSpacer .sample[data-index="${index}"] img`);
+  await page.waitForFunction((i) => document.getElementById('conceptSubject').textContent.includes(`Sample #${i}`), index);
+  channels = await conceptsShown();
+  const api = await page.evaluate(async ([s, i]) => (await fetch(`/api/projects/${s.project}/concepts/${s.layer}/samples/${i}?count=8`)).json(), [st, index]);
+  assert.deepEqual(channels, api.concepts.map((c) => c.channel));
+  assert.equal(await page.locator(`#sampleSpacer .sample.focused[data-index="${index}"]`).count(), 1, 'the clicked sample is outlined');
+  const shares = await page.evaluate(() => [...document.querySelectorAll('#conceptList .concept-head .value')].map((e) => e.textContent));
+  assert.deepEqual(shares, api.concepts.map((c) => `${(100 * c.share).toFixed(1)}%`));
+  await refsLoaded('#conceptList img.ref');
+  const refSrcs = await page.evaluate(() => [...document.querySelectorAll('#conceptList img.ref')].map((i) => i.getAttribute('src')));
+  assert.ok(refSrcs.every((u) => u.includes('mode=relmax')), refSrcs[0]);
+  // Conditional heatmaps of the concepts that have one.
+  const withHeatmap = api.concepts.filter((c) => c.heatmap).length;
+  assert.equal(await page.locator('#conceptList img.chm').count(), withHeatmap);
+  if (withHeatmap) await refsLoaded('#conceptList img.chm');
+  await snap(page, '13-concepts-sample');
+
+  // ActMax references.
+  await page.check('input[name=refMode][value=actmax]');
+  await conceptsShown();
+  await page.waitForFunction(() => {
+    const imgs = [...document.querySelectorAll('#conceptList img.ref')];
+    return imgs.length > 0 && imgs.every((i) => i.getAttribute('src').includes('mode=actmax') && /** @type {HTMLImageElement} */ (i).complete && /** @type {HTMLImageElement} */ (i).naturalWidth > 0);
+  }, null, { timeout: 60000 });
+
+  // A concept's references, all of them; with boxes on whole pictures.
+  const first = channels[0];
+  await page.click('#conceptList li .concept-head');
+  await page.waitForFunction(() => !document.getElementById('conceptDetail').hidden);
+  const refs = await page.evaluate(async ([s, c]) => (await fetch(`/api/projects/${s.project}/concepts/${s.layer}/channels/${c}?mode=actmax`)).json(), [st, first]);
+  await refsLoaded('#conceptRefs img');
+  assert.equal(await page.locator('#conceptRefs img').count(), refs.references.length);
+  const captions = await page.evaluate(() => [...document.querySelectorAll('#conceptRefs figcaption')].map((e) => e.textContent));
+  assert.deepEqual(captions, refs.references.map((r) => `#${r.sample} · ${r.score.toFixed(3)}`));
+  await page.check('#conceptBoxes');
+  await page.waitForFunction(() => [...document.querySelectorAll('#conceptRefs img')].some((i) => i.getAttribute('src').includes('frame=box')));
+  await refsLoaded('#conceptRefs img');
+  await snap(page, '14-concept-references');
+  await page.click('#conceptBack');
+  await conceptsShown();
+
+  // Another layer.
+  const other = await page.evaluate(() => window.prism.concepts.layers.find((l) => l.index !== window.prism.concepts.layer)?.index);
+  if (other !== undefined) {
+    await page.selectOption('#conceptLayer', String(other));
+    await conceptsShown();
+    assert.equal(await page.evaluate(() => window.prism.concepts.layer), other);
+  }
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('a token project shows the selected samples as coloured text', { skip: !process.env.TOKEN_PROJECT }, async () => {
   const tokens = await serve(/** @type {string} */ (process.env.TOKEN_PROJECT));
   try {

@@ -113,6 +113,94 @@ fn serve_refuses_missing_and_escaping_projects() {
 }
 
 #[test]
+fn project_names_checked_concepts_files_and_serve_shows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p");
+    small().write(&p).unwrap();
+    let arg = |name: &str| p.join(name).to_str().unwrap().to_string();
+    let out = p.join("with-concepts.yaml");
+    let project = |concepts: &str, output: &std::path::Path| {
+        vec![
+            "project".to_string(),
+            "--dataset".into(),
+            arg("dataset.h5"),
+            "--attribution".into(),
+            arg("attribution.h5"),
+            "--analysis".into(),
+            arg("analysis.h5"),
+            "--label-map".into(),
+            arg("label-map.json"),
+            "--concepts".into(),
+            concepts.to_string(),
+            "--output".into(),
+            output.to_str().unwrap().to_string(),
+        ]
+    };
+    let res = Command::new(bin())
+        .args(project(&arg("concepts.h5"), &out))
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let written = prism_store::Project::read(&out).unwrap();
+    assert_eq!(
+        written.concepts.map(|c| c.sources),
+        Some(vec![std::path::PathBuf::from("concepts.h5")])
+    );
+
+    // Not a concepts file; a concepts file of another (larger) dataset.
+    let args = project(&arg("analysis.h5"), &p.join("bad.yaml"));
+    let e = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        e.contains("analysis.h5") && e.contains("not a concepts file"),
+        "{e}"
+    );
+    let big = SyntheticProject {
+        per_class: 20,
+        ..small()
+    }
+    .write(&p.join("big"))
+    .unwrap();
+    let other = big.with_file_name("concepts.h5");
+    let args = project(other.to_str().unwrap(), &p.join("bad.yaml"));
+    let e = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        e.contains("explains dataset sample 39") && e.contains("20 samples"),
+        "{e}"
+    );
+    assert!(!p.join("bad.yaml").exists());
+
+    // `prism serve` shows the written project's concepts.
+    let child = Command::new(bin())
+        .args(["serve", "--port", "0"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    let mut stdout = BufReader::new(server.0.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let (status, body) = get(&addr, "/api/projects/0/concepts");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["layers"].as_array().unwrap().len(), 2, "{body}");
+    let (status, body) = get(&addr, "/api/projects/0/concepts/1/samples/3");
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
 fn serve_help_has_an_example() {
     let out = Command::new(bin())
         .args(["serve", "--help"])

@@ -29,18 +29,15 @@ use prism_attribution::MethodSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::StagedFile;
+use crate::concepts::{
+    ATTR_FORMAT as FORMAT_ATTR, FORMAT_NAME as CONCEPTS_FORMAT,
+    FORMAT_VERSION as CONCEPTS_FORMAT_VERSION,
+};
 use crate::error::StoreError;
 use crate::h5util::{self, AttrValue};
 use crate::provenance::{name, Shard, PRISM_VERSION};
 use crate::run::{MergeError, PendingBatch, RunError};
 use crate::workdir::{io_err, part_path, Opened, WorkDir, WorkSpec};
-
-/// `prism_format` of a concepts file.
-pub const CONCEPTS_FORMAT: &str = "prism-concepts";
-/// `prism_format_version` of the layout written here.
-pub const CONCEPTS_FORMAT_VERSION: i64 = 1;
-/// The root attribute naming the format.
-pub const FORMAT_ATTR: &str = "prism_format";
 
 /// Everything that determines a concepts run's result: equal settings ⇒ the same file.
 /// Serialised as JSON into `run.json` and `prism_settings` and hashed into the run keys.

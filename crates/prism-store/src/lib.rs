@@ -6,7 +6,8 @@
 //! analysis files (one group per category with `index`, `embedding/<name>`, `cluster/<name>`;
 //! attribution files may also carry the relevance recorded at hidden nodes in `/record`),
 //! each under a temporary name that is renamed into place only when complete ([`atomic`], the
-//! crash-safe write every Prism output goes through). Prism's own
+//! crash-safe write every Prism output goes through); it reads concepts files (`prism concepts`:
+//! per-layer channel relevance, reference samples, conditional heatmaps; [`concepts`]). Prism's own
 //! metadata (parameters, versions, eigengap) goes into HDF5 attributes, which ViRelAy ignores.
 //! It does not compute anything (see `prism-analysis`) nor serve files (see the viewer).
 //!
@@ -19,6 +20,7 @@
 pub mod analysis;
 pub mod atomic;
 pub mod attribution;
+pub mod concepts;
 pub mod concepts_run;
 pub mod dataset;
 pub mod error;
@@ -39,6 +41,10 @@ pub use atomic::{write_atomic, write_bytes_atomic, StagedFile, WriteError};
 pub use attribution::{
     AttributionFile, AttributionLayout, AttributionWriter, BatchLabels, LabelLayout, Labels,
     RecordLayout, RecordNodeLayout, RecordRows,
+};
+pub use concepts::{
+    ChannelQuantity, ConceptHeatmaps, ConceptLayer, ConceptsFile, CropBox, Reference,
+    ReferenceKind, ReferenceTable,
 };
 pub use concepts_run::{
     merge_concepts, ConceptRun, ConceptRunSpec, ConceptSettings, LayerInfo, LayerMaxima, Maxima,

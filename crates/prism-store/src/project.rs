@@ -24,6 +24,8 @@
 //!   analyses:
 //!     - analysis_method: spectral_analysis
 //!       sources: [analysis.h5]
+//!   concepts:                          # optional, Prism only (ViRelAy ignores the key)
+//!     sources: [concepts.h5]           # `prism concepts` files
 //! ```
 //!
 //! Every path is relative to the YAML file's directory (ViRelAy's rule). [`Project`] keeps the
@@ -64,6 +66,10 @@ pub struct Project {
     /// Analyses; each has a method name and one or more analysis files.
     #[serde(default)]
     pub analyses: Vec<AnalysisSpec>,
+    /// Concepts files (`prism concepts`), Prism's own optional key: absent from the YAML when
+    /// `None`, so projects without concepts are written exactly as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concepts: Option<ConceptsSpec>,
 }
 
 /// The dataset of a project.
@@ -158,6 +164,14 @@ pub struct AnalysisSpec {
     pub sources: Vec<PathBuf>,
 }
 
+/// The concepts files of a project (`prism concepts`; see `docs/formats.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConceptsSpec {
+    /// Concepts files, relative to the YAML.
+    pub sources: Vec<PathBuf>,
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProjectYaml {
@@ -218,12 +232,16 @@ impl Project {
         Ok(())
     }
 
-    /// Every file path of the project, as written: label map, dataset, attributions, analyses.
+    /// Every file path of the project, as written: label map, dataset, attributions, analyses,
+    /// concepts files.
     pub fn paths(&self) -> Vec<&Path> {
         let mut out = vec![self.label_map.as_path(), self.dataset.path.as_path()];
         out.extend(self.attributions.sources.iter().map(PathBuf::as_path));
         for a in &self.analyses {
             out.extend(a.sources.iter().map(PathBuf::as_path));
+        }
+        if let Some(c) = &self.concepts {
+            out.extend(c.sources.iter().map(PathBuf::as_path));
         }
         out
     }
@@ -252,6 +270,11 @@ impl Project {
                     a.method
                 )));
             }
+        }
+        if self.concepts.as_ref().is_some_and(|c| c.sources.is_empty()) {
+            return Err(bad(
+                "`concepts.sources` lists no concepts file (leave `concepts` out instead)".into(),
+            ));
         }
         if self.dataset.input_width == 0 || self.dataset.input_height == 0 {
             return Err(bad(format!(
@@ -361,6 +384,7 @@ mod tests {
                     sources: vec!["a1.h5".into(), "a2.h5".into()],
                 },
             ],
+            concepts: None,
         }
     }
 
@@ -437,6 +461,34 @@ mod tests {
                 "{key} in {text}"
             );
         }
+    }
+
+    #[test]
+    fn concepts_key_is_optional_and_adds_only_its_own_lines() {
+        let without = sample().to_yaml().unwrap();
+        assert!(!without.contains("concepts"), "{without}");
+        let mut p = sample();
+        p.concepts = Some(ConceptsSpec {
+            sources: vec!["concepts.h5".into(), "more/c2.h5".into()],
+        });
+        let with = p.to_yaml().unwrap();
+        // The project without concepts is written byte for byte as before; the key follows.
+        let extra = with
+            .strip_prefix(without.as_str())
+            .unwrap_or_else(|| panic!("{with}"));
+        assert_eq!(
+            extra,
+            "  concepts:\n    sources:\n    - concepts.h5\n    - more/c2.h5\n"
+        );
+        let back = Project::from_yaml(&with, Path::new("p.yaml")).unwrap();
+        assert_eq!(back, p);
+        assert!(back.paths().contains(&Path::new("more/c2.h5")));
+        // An empty list and unknown keys under `concepts` are refused.
+        p.concepts = Some(ConceptsSpec { sources: vec![] });
+        let e = Project::from_yaml(&p.to_yaml().unwrap(), Path::new("p.yaml")).unwrap_err();
+        assert!(e.to_string().contains("concepts.sources"), "{e}");
+        let text = with.replace("  concepts:\n", "  concepts:\n    layers: 3\n");
+        assert!(Project::from_yaml(&text, Path::new("p.yaml")).is_err());
     }
 
     #[test]
@@ -571,6 +623,24 @@ pub enum ProjectError {
     },
     #[error("a project needs at least one attribution file")]
     NoAttribution,
+    #[error("opening concepts file {}", path.display())]
+    Concepts {
+        path: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error(
+        "{} explains dataset sample {sample}, but the dataset {} has {len} samples; was it \
+         computed on this dataset?",
+        path.display(),
+        dataset.display()
+    )]
+    ConceptsSamples {
+        path: PathBuf,
+        dataset: PathBuf,
+        sample: u32,
+        len: usize,
+    },
     #[error(
         "{} holds {found} value(s) per sample, but the token dataset {} has {positions} token \
          position(s); were the attributions computed on this dataset?",
@@ -594,6 +664,9 @@ pub struct ProjectInputs<'a> {
     /// Attribution files; the first one's provenance names the method, target and model.
     pub attributions: &'a [PathBuf],
     pub analyses: &'a [PathBuf],
+    /// Concepts files (`prism concepts`); each is opened and checked, and its samples must be
+    /// the dataset's. None: the project has no `concepts` key.
+    pub concepts: &'a [PathBuf],
     /// The label map; without one, one is written next to the project.
     pub label_map: Option<&'a Path>,
     /// The project file to write.
@@ -719,6 +792,24 @@ pub fn write_project(inp: &ProjectInputs<'_>) -> std::result::Result<ProjectWrit
         });
     }
     drop(first);
+    let dataset_len = match &opened {
+        Opened::Images(d) => d.len(),
+        Opened::Tokens(t) => t.len(),
+    };
+    for path in inp.concepts {
+        let file = crate::ConceptsFile::open(path).map_err(|source| ProjectError::Concepts {
+            path: path.clone(),
+            source,
+        })?;
+        if let Some(&sample) = file.index().last().filter(|&&s| s as usize >= dataset_len) {
+            return Err(ProjectError::ConceptsSamples {
+                path: path.clone(),
+                dataset: inp.dataset.to_path_buf(),
+                sample,
+                len: dataset_len,
+            });
+        }
+    }
 
     let mut label_map_written = None;
     let label_map = match inp.label_map {
@@ -808,6 +899,17 @@ pub fn write_project(inp: &ProjectInputs<'_>) -> std::result::Result<ProjectWrit
                     .map(|p| rel(p))
                     .collect::<std::result::Result<_, _>>()?,
             }]
+        },
+        concepts: if inp.concepts.is_empty() {
+            None
+        } else {
+            Some(ConceptsSpec {
+                sources: inp
+                    .concepts
+                    .iter()
+                    .map(|p| rel(p))
+                    .collect::<std::result::Result<_, _>>()?,
+            })
         },
     };
     project

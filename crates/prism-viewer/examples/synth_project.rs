@@ -4,6 +4,7 @@
 //! cargo run -p prism-viewer --example synth_project -- OUT_DIR            # small demo
 //! cargo run -p prism-viewer --example synth_project -- OUT_DIR --points 1000000
 //! cargo run -p prism-viewer --example synth_project -- OUT_DIR --tokens 12   # a token project
+//! cargo run -p prism-viewer --example synth_project -- OUT_DIR --classes 2 --per-class 3 --size 4
 //! ```
 //! Prints the path of the project YAML.
 
@@ -15,7 +16,7 @@ use prism_viewer::synthetic::SyntheticProject;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage =
-        "usage: synth_project OUT_DIR [--points N] [--classes C --per-class K] [--tokens T]";
+        "usage: synth_project OUT_DIR [--points N] [--classes C --per-class K] [--size S] [--tokens T]";
     let Some(out) = args.first().map(PathBuf::from) else {
         eprintln!("{usage}");
         return ExitCode::from(2);
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
             "--points" => spec = SyntheticProject::large(value),
             "--classes" => spec.classes = value,
             "--per-class" => spec.per_class = value,
+            "--size" => spec.size = value,
             "--tokens" => {
                 spec.dataset = prism_store::project::DatasetKind::Tokens;
                 spec.size = value;

@@ -1,7 +1,10 @@
 //! The HTTP API (GET only) and the embedded UI.
 //!
 //! JSON routes keep ViRelAy's paths and keys where they exist; the binary routes send typed
-//! arrays (little-endian) so a million points cost 8 MB, not a JSON object per point.
+//! arrays (little-endian) so a million points cost 8 MB, not a JSON object per point. The
+//! concept routes (`/api/projects/{id}/concepts…`) are in [`concepts`].
+
+mod concepts;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -115,6 +118,31 @@ pub(crate) fn routes(ws: Arc<Workspace>, cache_bytes: usize) -> Router {
         .route(
             "/api/projects/{id}/analyses/{method}/clustering.i32",
             get(category_clustering),
+        )
+        .route("/api/projects/{id}/concepts", get(concepts::layers))
+        .route(
+            "/api/projects/{id}/concepts/{layer}/samples/{sample}",
+            get(concepts::sample_concepts),
+        )
+        .route(
+            "/api/projects/{id}/concepts/{layer}/samples/{sample}/heatmaps/{channel}/image",
+            get(concepts::heatmap_image),
+        )
+        .route(
+            "/api/projects/{id}/concepts/{layer}/selection",
+            get(concepts::selection_concepts),
+        )
+        .route(
+            "/api/projects/{id}/concepts/{layer}/cluster",
+            get(concepts::cluster_concepts),
+        )
+        .route(
+            "/api/projects/{id}/concepts/{layer}/channels/{channel}",
+            get(concepts::channel_references),
+        )
+        .route(
+            "/api/projects/{id}/concepts/{layer}/channels/{channel}/references/{rank}/image",
+            get(concepts::reference_image),
         )
         .route("/api/color-maps", get(color_maps))
         .route("/api/color-maps/{name}", get(color_map_image))
@@ -350,6 +378,7 @@ async fn project(State(s): State<Shared>, id: Result<Path<String>, PathRejection
             "height": h,
             "labels": p.label_map.iter().map(|e| json!({"index": e.index, "wordNetId": e.word_net_id, "name": e.name})).collect::<Vec<_>>(),
             "analysisMethods": methods,
+            "conceptLayers": p.concept_layer_count(),
         }))
     })
     .await?;

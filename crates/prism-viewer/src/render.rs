@@ -93,16 +93,40 @@ pub fn heatmap_png(
     let file = &project.attributions[at.file];
     let values = file.read_rows(&[at.row])?;
     let [c, h, w] = file.sample_shape();
-    let batch = Batch::new(&values, &[1, c, h, w])?;
+    let over = overlay && (index as usize) < project.dataset.len();
+    render_png(
+        project,
+        index as usize,
+        &values,
+        [c, h, w],
+        map,
+        normalization,
+        over,
+    )
+    .map(Some)
+}
+
+/// A heatmap of shape `[c, h, w]` in a colour map as PNG, over dataset sample `index`'s picture
+/// (in grayscale) when `overlay`.
+fn render_png(
+    project: &LoadedProject,
+    index: usize,
+    values: &[f32],
+    [c, h, w]: [usize; 3],
+    map: &BuiltinColorMap,
+    normalization: Normalization,
+    overlay: bool,
+) -> Result<Vec<u8>, ViewerError> {
+    let batch = Batch::new(values, &[1, c, h, w])?;
     let renderer = Renderer::new(&HeatmapOptions {
         color_map: map.color_map(),
         normalization,
         ..Default::default()
     })?;
-    if !overlay || index as usize >= project.dataset.len() {
-        return Ok(Some(renderer.render(&batch, 0)?.encode_png()?));
+    if !overlay {
+        return Ok(renderer.render(&batch, 0)?.encode_png()?);
     }
-    let mut input = project.dataset.image(index as usize)?;
+    let mut input = project.dataset.image(index)?;
     if input.width != w || input.height != h {
         input = input.resized(w, h);
     }
@@ -116,7 +140,129 @@ pub fn heatmap_png(
     }
     let input_batch = Batch::new(&planar, &[1, 3, h, w])?;
     let img = renderer.overlay(&batch, &input_batch, 0, &OverlayOptions::default())?;
-    Ok(Some(img.encode_png()?))
+    Ok(img.encode_png()?)
+}
+
+/// The conditional (CRP) heatmap of concept `channel` in dataset sample `sample` at concept
+/// layer `layer`, rendered as the attribution heatmaps are (colour map, normalisation, optional
+/// overlay); `None` when the sample is not in the run or has no heatmap of that channel.
+pub fn concept_heatmap_png(
+    project: &LoadedProject,
+    layer: usize,
+    sample: u32,
+    channel: u32,
+    map: &BuiltinColorMap,
+    normalization: Normalization,
+    overlay: bool,
+) -> Result<Option<Vec<u8>>, ViewerError> {
+    let Some(l) = project.concept_layer(layer) else {
+        return Ok(None);
+    };
+    let (Some(row), Some((h, w))) = (l.file.row_of(sample), l.info.heatmap_size) else {
+        return Ok(None);
+    };
+    let Some(values) = l.file.heatmap(l.layer, row, channel)? else {
+        return Ok(None);
+    };
+    render_png(
+        project,
+        sample as usize,
+        &values,
+        [1, h, w],
+        map,
+        normalization,
+        overlay,
+    )
+    .map(Some)
+}
+
+/// How a reference sample is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReferenceFrame {
+    /// The picture cut to the crop box.
+    Crop,
+    /// The whole picture with the box drawn.
+    Box,
+    /// The whole picture.
+    Whole,
+}
+
+impl ReferenceFrame {
+    pub fn parse(s: &str) -> Option<ReferenceFrame> {
+        match s {
+            "crop" => Some(ReferenceFrame::Crop),
+            "box" => Some(ReferenceFrame::Box),
+            "whole" => Some(ReferenceFrame::Whole),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ReferenceFrame::Crop => "crop",
+            ReferenceFrame::Box => "box",
+            ReferenceFrame::Whole => "whole",
+        }
+    }
+}
+
+/// The colour of drawn crop boxes (a yellow that stands out on heatmap colours and photos).
+const BOX_COLOR: [u8; 3] = [255, 214, 0];
+
+/// Dataset sample `sample`'s picture cut to `crop` (`Crop`), with `crop` drawn (`Box`) or whole,
+/// as PNG. A box outside the picture is an error naming both sizes.
+pub fn reference_png(
+    project: &LoadedProject,
+    sample: u32,
+    crop: Option<prism_store::CropBox>,
+    frame: ReferenceFrame,
+) -> Result<Vec<u8>, ViewerError> {
+    let img = project.dataset.image(sample as usize)?;
+    let Some(b) = crop.filter(|_| frame != ReferenceFrame::Whole) else {
+        return Ok(rgb_png(&img)?);
+    };
+    let [y0, y1, x0, x1] = b.to_array().map(|v| v as usize);
+    if y1 > img.height || x1 > img.width {
+        return Err(ViewerError::Project {
+            path: project.yaml.clone(),
+            message: format!(
+                "the crop box y {y0}..{y1}, x {x0}..{x1} of sample {sample} lies outside its \
+                 {}×{} picture (were the concepts computed on inputs of another size?)",
+                img.width, img.height
+            ),
+        });
+    }
+    let out = match frame {
+        ReferenceFrame::Crop => {
+            let mut pixels = Vec::with_capacity((y1 - y0) * (x1 - x0) * 3);
+            for y in y0..y1 {
+                pixels.extend_from_slice(
+                    &img.pixels[(y * img.width + x0) * 3..(y * img.width + x1) * 3],
+                );
+            }
+            RgbImage {
+                width: x1 - x0,
+                height: y1 - y0,
+                pixels,
+            }
+        }
+        ReferenceFrame::Box | ReferenceFrame::Whole => {
+            let mut img = img;
+            // A line of about 1/64 of the picture, at least one pixel, inside the box.
+            let t = (img.width.min(img.height) / 64).max(1);
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    let edge = y < y0 + t || y + t >= y1 || x < x0 + t || x + t >= x1;
+                    if edge {
+                        let p = (y * img.width + x) * 3;
+                        img.pixels[p..p + 3].copy_from_slice(&BOX_COLOR);
+                    }
+                }
+            }
+            img
+        }
+    };
+    Ok(rgb_png(&out)?)
 }
 
 /// The tokens of dataset sample `index` coloured by their relevance, as the page `prism heatmap

@@ -8,13 +8,19 @@
 //! relevance on the class's word or, for the watermarked third, on a markup token
 //! (`<b>&amp;</b>`, there to test escaping).
 //! The analysis embeds the two groups as separate blobs and clusters them, so a lasso around one
-//! blob selects one strategy.
+//! blob selects one strategy. Image projects also get a concepts file (`concepts.h5`, the
+//! layout of `prism concepts`; see [`SyntheticProject::concepts`]).
 
 use std::f32::consts::PI;
 use std::path::{Path, PathBuf};
 
+use prism_store::concepts::{
+    self, ConceptsContents, HeatmapContents, LayerContents, ReferenceTable, NO_SAMPLE,
+    SCORE_EPSILON,
+};
 use prism_store::project::{
-    AnalysisSpec, AttributionsSpec, DatasetKind, DatasetSpec, DownSampling, UpSampling,
+    AnalysisSpec, AttributionsSpec, ConceptsSpec, DatasetKind, DatasetSpec, DownSampling,
+    UpSampling,
 };
 use prism_store::{
     AnalysisWriter, AttrValue, AttributionLayout, AttributionWriter, BatchLabels, Category,
@@ -56,6 +62,26 @@ pub struct SyntheticProject {
     pub dataset: DatasetKind,
     /// Blobs in the t-SNE embedding (and clusters of `kmeans-blobs`) per class.
     pub blobs: usize,
+    /// Write a concepts file (image datasets only; see [`CONCEPT_LAYERS`]): two layers, a
+    /// convolution with one concept per class (of four), a "watermark" concept and a background
+    /// one, and a dense layer with one concept per class and a watermark one; every 25th sample
+    /// (24, 49, …) is left out of the run.
+    pub concepts: bool,
+}
+
+/// The node names of the generated concepts file's layers.
+pub const CONCEPT_LAYERS: [&str; 2] =
+    ["/features/features.3/Conv", "/classifier/classifier.0/Gemm"];
+/// References per channel in the generated concepts file.
+pub const CONCEPT_TOP_N: usize = 8;
+/// Conditional heatmaps per sample of the generated convolution layer (the dense layer has none).
+pub const CONCEPT_HEATMAPS: usize = 2;
+/// References per channel of the dense layer that have a crop box (the convolution: all).
+pub const CONCEPT_DENSE_CROPS: usize = 3;
+
+/// Whether a generated concepts run covers dataset sample `i`.
+pub fn concept_run_covers(i: usize) -> bool {
+    i % 25 != 24
 }
 
 impl SyntheticProject {
@@ -70,6 +96,7 @@ impl SyntheticProject {
             u8_data: false,
             dataset: DatasetKind::Hdf5,
             blobs: 2,
+            concepts: true,
         }
     }
 
@@ -84,6 +111,7 @@ impl SyntheticProject {
             u8_data: true,
             dataset: DatasetKind::Hdf5,
             blobs: 20,
+            concepts: false,
         }
     }
 
@@ -130,7 +158,8 @@ impl SyntheticProject {
         std::fs::write(&lm, format!("[\n  {}\n]\n", entries.join(",\n  "))).map_err(io(&lm))?;
 
         // Pixels and relevance of one sample.
-        let sample = |i: usize| -> (Vec<f32>, Vec<f32>) {
+        // Pixels, relevance and the object's centre of one sample.
+        let sample = |i: usize| -> (Vec<f32>, Vec<f32>, (f32, f32)) {
             let mut rng = Rng(i as u64 * 7919 + 17);
             let class = label_of(i) as usize;
             let watermark = blob_of(i) == blobs - 1;
@@ -180,7 +209,7 @@ impl SyntheticProject {
                     }
                 }
             }
-            (img, rel)
+            (img, rel, (cx, cy))
         };
 
         // Dataset and attribution file, in batches.
@@ -234,7 +263,7 @@ impl SyntheticProject {
                 let mut preds = Vec::with_capacity((end - start) * classes);
                 let mut labels = Vec::with_capacity(end - start);
                 for i in start..end {
-                    let (img, rel) = sample(i);
+                    let (img, rel, _) = sample(i);
                     let class = label_of(i) as usize;
                     if self.dataset == DatasetKind::ImageDirectory {
                         write_png(&data_path, class, i, &img, c, s)?;
@@ -380,6 +409,33 @@ impl SyntheticProject {
         }
         w.finish()?;
 
+        let with_concepts = self.concepts && self.dataset != DatasetKind::Tokens;
+        if with_concepts {
+            let mut prediction = Vec::with_capacity(n * classes);
+            for i in 0..n {
+                let class = label_of(i) as usize;
+                let mut rng = Rng(i as u64 + 99);
+                let predicted = if i % 7 == 3 {
+                    (class + 1) % classes
+                } else {
+                    class
+                };
+                prediction.extend(
+                    (0..classes).map(|k| if k == predicted { 4.0 } else { 0.0 } + rng.normal()),
+                );
+            }
+            let spec = ConceptSpec {
+                n,
+                classes,
+                size: s,
+                label_of: &label_of,
+                watermarked: &|i| blob_of(i) == blobs - 1,
+                centre: &|i| sample(i).2,
+                prediction,
+            };
+            concepts::write_concepts(dir.join("concepts.h5"), &spec.contents())?;
+        }
+
         let project = Project {
             name: self.name.clone(),
             model: "synthetic".into(),
@@ -413,6 +469,9 @@ impl SyntheticProject {
                 method: "spectral_analysis".into(),
                 sources: vec!["analysis.h5".into()],
             }],
+            concepts: with_concepts.then(|| ConceptsSpec {
+                sources: vec!["concepts.h5".into()],
+            }),
         };
         let yaml = dir.join("project.yaml");
         project.write(&yaml)?;
@@ -556,6 +615,235 @@ fn write_tokens(
     prism_store::provenance::write_source(&mut aw, "synthetic")?;
     aw.finish()?;
     Ok(())
+}
+
+/// What the generated concepts file is made of.
+struct ConceptSpec<'a> {
+    n: usize,
+    classes: usize,
+    /// Image side.
+    size: usize,
+    label_of: &'a dyn Fn(usize) -> u32,
+    watermarked: &'a dyn Fn(usize) -> bool,
+    /// The object's centre (x, y) in pixels.
+    centre: &'a dyn Fn(usize) -> (f32, f32),
+    /// Row-major N × classes, as in the attribution file.
+    prediction: Vec<f32>,
+}
+
+impl ConceptSpec<'_> {
+    /// The concepts file: rows of the samples the run covers, two layers.
+    fn contents(&self) -> ConceptsContents {
+        let rows: Vec<usize> = (0..self.n).filter(|&i| concept_run_covers(i)).collect();
+        let s = self.size;
+        let side = (s / 4).max(1);
+        // Layer 0: channel 1 + class % 4 per class, 5 the watermark, 0 the background.
+        let conv = self.layer(&rows, 0, vec![6, side, side], |i| {
+            let mut v = vec![-0.2f32, 0.0, 0.0, 0.0, 0.0, 0.0];
+            let own = 1 + (self.label_of)(i) as usize % 4;
+            if (self.watermarked)(i) {
+                v[5] += 1.2;
+                v[own] += 0.3;
+            } else {
+                v[own] += 1.0;
+            }
+            v
+        });
+        // Layer 1: one channel per class, the last the watermark.
+        let classes = self.classes;
+        let dense = self.layer(&rows, 1, vec![classes + 1], |i| {
+            let mut v = vec![0f32; classes + 1];
+            let own = (self.label_of)(i) as usize;
+            if (self.watermarked)(i) {
+                v[classes] += 1.5;
+                v[own] += 0.4;
+            } else {
+                v[own] += 1.2;
+            }
+            v
+        });
+        ConceptsContents {
+            attrs: vec![
+                (
+                    concepts::ATTR_VERSION.into(),
+                    AttrValue::Str(env!("CARGO_PKG_VERSION").into()),
+                ),
+                (
+                    concepts::ATTR_RUN_KEY.into(),
+                    AttrValue::Str("synthetic".into()),
+                ),
+                (
+                    concepts::ATTR_BASE_KEY.into(),
+                    AttrValue::Str("synthetic".into()),
+                ),
+                (
+                    concepts::ATTR_SETTINGS.into(),
+                    AttrValue::Str(format!(
+                        "{{\"top_n\": {CONCEPT_TOP_N}, \"sample_heatmaps\": {CONCEPT_HEATMAPS}}}"
+                    )),
+                ),
+                (
+                    concepts::ATTR_MODEL.into(),
+                    AttrValue::Str("synthetic.onnx".into()),
+                ),
+                (
+                    concepts::ATTR_DATASET.into(),
+                    AttrValue::Str("dataset.h5".into()),
+                ),
+                (concepts::ATTR_TARGET.into(), AttrValue::Str("label".into())),
+                (
+                    concepts::ATTR_TOTAL_SAMPLES.into(),
+                    AttrValue::Int(rows.len() as i64),
+                ),
+            ],
+            index: rows.iter().map(|&i| i as u32).collect(),
+            target: rows.iter().map(|&i| (self.label_of)(i)).collect(),
+            classes: self.classes,
+            prediction: rows
+                .iter()
+                .flat_map(|&i| {
+                    self.prediction[i * self.classes..(i + 1) * self.classes]
+                        .iter()
+                        .copied()
+                })
+                .collect(),
+            layers: vec![conv, dense],
+        }
+    }
+
+    /// One layer: relevance `base(i)` plus noise per row, activations, both reference tables
+    /// and (for the convolution) the heatmaps of each row's two most relevant channels.
+    fn layer(
+        &self,
+        rows: &[usize],
+        number: usize,
+        shape: Vec<usize>,
+        base: impl Fn(usize) -> Vec<f32>,
+    ) -> LayerContents {
+        let c = shape[0];
+        let s = self.size;
+        let mut relevance = Vec::with_capacity(rows.len() * c);
+        let mut activation = Vec::with_capacity(rows.len() * c);
+        for &i in rows {
+            let mut rng = Rng(i as u64 * 31 + 7 + number as u64);
+            for v in base(i) {
+                let r = v + 0.05 * rng.normal();
+                relevance.push(r);
+                activation.push(r.abs() * 2.0 + 0.3 * rng.uniform());
+            }
+        }
+        let conv = shape.len() == 3;
+        // Where channel `ch` looks in sample `i`: the watermark corner, the object, the centre.
+        let focus = |i: usize, ch: usize| -> (f32, f32) {
+            let watermark_channel = if conv { 5 } else { c - 1 };
+            if ch == watermark_channel {
+                (0.5, 0.5)
+            } else if conv && ch == 0 {
+                (s as f32 / 2.0, s as f32 / 2.0)
+            } else {
+                (self.centre)(i)
+            }
+        };
+        let table = |values: &[f32]| -> ReferenceTable {
+            let k = CONCEPT_TOP_N;
+            let crops = if conv { k } else { CONCEPT_DENSE_CROPS };
+            let mut t = ReferenceTable {
+                top_n: k,
+                channels: c,
+                crops,
+                sample: vec![NO_SAMPLE; k * c],
+                score: vec![f32::NAN; k * c],
+                location: vec![0; k * c],
+                boxes: vec![0; k * c * 4],
+            };
+            let scores: Vec<f32> = values
+                .chunks(c)
+                .flat_map(|row| {
+                    let total: f32 = row.iter().map(|v| v.abs()).sum();
+                    row.iter().map(move |v| v / (total + SCORE_EPSILON))
+                })
+                .collect();
+            for ch in 0..c {
+                let mut order: Vec<usize> = (0..rows.len()).collect();
+                // Best first; ties by ascending sample number (= ascending row).
+                order.sort_by(|&a, &b| {
+                    scores[b * c + ch]
+                        .total_cmp(&scores[a * c + ch])
+                        .then(a.cmp(&b))
+                });
+                for (rank, &r) in order.iter().take(k).enumerate() {
+                    let i = rows[r];
+                    let at = rank * c + ch;
+                    t.sample[at] = i as i64;
+                    t.score[at] = scores[r * c + ch];
+                    let (fx, fy) = focus(i, ch);
+                    if conv {
+                        let side = shape[1];
+                        let (ly, lx) = (
+                            ((fy / s as f32 * side as f32) as usize).min(side - 1),
+                            ((fx / s as f32 * side as f32) as usize).min(side - 1),
+                        );
+                        t.location[at] = (ly * side + lx) as i64;
+                    }
+                    if rank < crops {
+                        let b = if conv {
+                            let half = (s as f32 * 0.25).max(1.0);
+                            let lo =
+                                |v: f32| ((v - half).floor().max(0.0) as i32).min(s as i32 - 1);
+                            let hi =
+                                |v: f32, l: i32| ((v + half).ceil() as i32).clamp(l + 1, s as i32);
+                            let (y0, x0) = (lo(fy), lo(fx));
+                            [y0, hi(fy, y0), x0, hi(fx, x0)]
+                        } else {
+                            [0, s as i32, 0, s as i32]
+                        };
+                        t.boxes[at * 4..at * 4 + 4].copy_from_slice(&b);
+                    }
+                }
+            }
+            t
+        };
+        let relmax = table(&relevance);
+        let actmax = table(&activation);
+        let heatmaps = conv.then(|| {
+            let m = CONCEPT_HEATMAPS.min(c);
+            let mut values = Vec::with_capacity(rows.len() * m * s * s);
+            let mut channels = Vec::with_capacity(rows.len() * m);
+            let sigma = (s as f32 * 0.2).max(1.0);
+            for (r, &i) in rows.iter().enumerate() {
+                let row = &relevance[r * c..(r + 1) * c];
+                let mut order: Vec<usize> = (0..c).collect();
+                order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+                for &ch in order.iter().take(m) {
+                    channels.push(ch as i32);
+                    let (fx, fy) = focus(i, ch);
+                    for y in 0..s {
+                        for x in 0..s {
+                            let d2 = (x as f32 + 0.5 - fx).powi(2) + (y as f32 + 0.5 - fy).powi(2);
+                            values.push(row[ch] * (-d2 / (sigma * sigma)).exp());
+                        }
+                    }
+                }
+            }
+            HeatmapContents {
+                per_row: m,
+                height: s,
+                width: s,
+                values,
+                channels,
+            }
+        });
+        LayerContents {
+            node: CONCEPT_LAYERS[number].into(),
+            tensor: format!("{}_output_0", CONCEPT_LAYERS[number]),
+            shape,
+            relevance,
+            activation,
+            relmax,
+            actmax,
+            heatmaps,
+        }
+    }
 }
 
 /// Blob centres on a spiral; the last blob (watermarks) sits apart.

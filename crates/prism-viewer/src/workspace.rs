@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use prism_store::{AnalysisFile, AttributionFile, CategoryReader, LabelEntry, Project};
+use prism_store::{
+    AnalysisFile, AttributionFile, CategoryReader, ConceptLayer, ConceptsFile, LabelEntry, Project,
+};
 
 use crate::dataset::Dataset;
 use crate::error::ViewerError;
@@ -65,6 +67,24 @@ pub struct LoadedProject {
     pub attributions: Vec<AttributionFile>,
     lookup: HashMap<u32, AttributionRow>,
     pub analyses: Vec<Analysis>,
+    /// The concepts files (`concepts.sources`), in the order given.
+    pub concepts: Vec<ConceptsFile>,
+    /// Every layer of every concepts file, numbered as the API addresses them: (file, layer in
+    /// that file).
+    concept_layers: Vec<(usize, usize)>,
+}
+
+/// One layer of a project's concepts files, as the API addresses it.
+#[derive(Clone, Copy)]
+pub struct ConceptLayerRef<'a> {
+    /// The layer's number in the project (across its concepts files).
+    pub number: usize,
+    /// Which concepts file holds it.
+    pub file_number: usize,
+    pub file: &'a ConceptsFile,
+    /// The layer's number in that file.
+    pub layer: usize,
+    pub info: &'a ConceptLayer,
 }
 
 impl LoadedProject {
@@ -148,6 +168,31 @@ impl LoadedProject {
                 meta: Mutex::new(HashMap::new()),
             });
         }
+        let mut concepts = Vec::new();
+        let mut concept_layers = Vec::new();
+        let sources = project
+            .concepts
+            .as_ref()
+            .map_or(&[][..], |c| &c.sources[..]);
+        for (f, src) in sources.iter().enumerate() {
+            let file = ConceptsFile::open(confined(src)?)?;
+            if let Some(&last) = file.index().last() {
+                if last as usize >= dataset.len() {
+                    return Err(ViewerError::Project {
+                        path: yaml.to_path_buf(),
+                        message: format!(
+                            "`{}` explains dataset sample {last}, but the dataset `{}` has {} \
+                             samples; was it computed on this dataset?",
+                            src.display(),
+                            project.dataset.path.display(),
+                            dataset.len()
+                        ),
+                    });
+                }
+            }
+            concept_layers.extend((0..file.layers().len()).map(|l| (f, l)));
+            concepts.push(file);
+        }
         Ok(LoadedProject {
             yaml: yaml.to_path_buf(),
             dir,
@@ -157,6 +202,26 @@ impl LoadedProject {
             attributions,
             lookup,
             analyses,
+            concepts,
+            concept_layers,
+        })
+    }
+
+    /// Number of concept layers (over all concepts files).
+    pub fn concept_layer_count(&self) -> usize {
+        self.concept_layers.len()
+    }
+
+    /// Concept layer `number` (over all concepts files, in order).
+    pub fn concept_layer(&self, number: usize) -> Option<ConceptLayerRef<'_>> {
+        let &(f, layer) = self.concept_layers.get(number)?;
+        let file = self.concepts.get(f)?;
+        Some(ConceptLayerRef {
+            number,
+            file_number: f,
+            file,
+            layer,
+            info: file.layers().get(layer)?,
         })
     }
 

@@ -113,6 +113,7 @@ fn bert_project(dir: &Path) -> PathBuf {
             sources: vec!["attribution.h5".into()],
         },
         analyses: vec![],
+        concepts: None,
     };
     let yaml = dir.join("project.yaml");
     project.write(&yaml).unwrap();

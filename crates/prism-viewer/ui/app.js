@@ -1,6 +1,7 @@
 // @ts-check
-// Prism viewer: pickers, the scatter plot, clusters, eigenvalues, the sample panel, and
-// import/export/share of the view. State lives here; the server is stateless and read-only.
+// Prism viewer: pickers, the scatter plot, clusters, eigenvalues, the sample panel, the concept
+// panel, and import/export/share of the view. State lives here; the server is stateless and
+// read-only.
 
 import { Scatter, clusterColor } from './scatter.js';
 import { drawEigenvalues } from './plots.js';
@@ -140,6 +141,7 @@ async function selectProject(id, want) {
   $('sampling').hidden = isTokens();
   $('sampleSpacer').replaceChildren();
   $('sampleSpacer').classList.toggle('token-samples', isTokens());
+  await loadConceptLayers();
   $('footer').textContent = `Project: ${p.name} · Dataset: ${p.dataset} (${p.datasetSize} samples) · Model: ${p.model} · Attribution: ${p.attributionMethod} (${p.attributionStrategy})`;
   const methods = p.analysisMethods;
   if (!methods.length) { showMessage('This project has no analyses.'); return; }
@@ -260,6 +262,7 @@ function applySelection(mask, op) {
   $('selCount').textContent = String(rows.length);
   updateStatus();
   renderSamples(true);
+  selectionChangedForConcepts();
 }
 
 /** Marks the legend entries of clusters that are selected whole. */
@@ -336,6 +339,11 @@ function sampleCell(k, cols, cellW, cellH) {
   el.dataset.index = String(index);
   el.style.left = `${(k % cols) * cellW}px`;
   el.style.top = `${Math.floor(k / cols) * cellH}px`;
+  if (concepts.layers.length) {
+    el.classList.toggle('focused', concepts.focus === index);
+    el.title = 'click: this sample\'s concepts';
+    el.addEventListener('click', () => focusSample(concepts.focus === index ? null : index));
+  }
   let img;
   if (isTokens()) {
     el.style.width = `${cellW}px`;
@@ -407,6 +415,216 @@ function refreshImages() {
   }
   const p = $('colorMapPreview');
   p.src = `/api/color-maps/${q(state.colorMap)}?width=160&height=12`;
+  for (const img of document.querySelectorAll('#conceptList img.chm')) {
+    const el = /** @type {HTMLImageElement} */ (img);
+    el.src = conceptHeatmapUrl(Number(el.dataset.sample), Number(el.dataset.channel));
+  }
+}
+
+// ------------------------------------------------------------------ concept panel
+
+/** The concept panel's state: the project's concept layers, the shown layer, the reference
+ * kind, the sample whose concepts are shown (a click on a sample; else the selection's), and
+ * the concept whose references are shown whole. */
+const concepts = {
+  layers: /** @type {any[]} */ ([]),
+  layer: 0,
+  mode: 'relmax',
+  focus: /** @type {number|null} */ (null),
+  detail: /** @type {number|null} */ (null),
+  generation: 0,
+  timer: 0,
+  refs: new Map(), // `${project}/${layer}/${channel}/${mode}` → references JSON
+  /** Resolves when the panel shows what the state asks for (tests wait on it). */
+  ready: Promise.resolve(),
+  settle: () => {},
+};
+/** Concepts listed per sample or selection, and reference crops shown per concept. */
+const CONCEPT_COUNT = 8, STRIP_REFS = 5;
+/** Most samples of a selection the concepts route takes (the server's limit). */
+const MAX_CONCEPT_SAMPLES = 1000;
+const conceptApi = () => `${api()}/concepts/${concepts.layer}`;
+
+async function loadConceptLayers() {
+  concepts.refs.clear();
+  concepts.focus = null;
+  concepts.detail = null;
+  concepts.layers = data.projectInfo?.conceptLayers ? (await getJSON(`${api()}/concepts`)).layers : [];
+  const has = concepts.layers.length > 0;
+  $('conceptPanel').hidden = !has;
+  $('focusHint').hidden = !has;
+  const main = /** @type {HTMLElement} */ (document.querySelector('main'));
+  if (main.classList.contains('with-concepts') !== has) {
+    main.classList.toggle('with-concepts', has);
+    // The plot's width changed: size the canvas now (its observer reports it only later), so
+    // the coming fit uses the new size.
+    scatter.resize();
+  }
+  if (!has) return;
+  if (!concepts.layers.some((l) => l.index === concepts.layer)) concepts.layer = concepts.layers[0].index;
+  fillSelect($('conceptLayer'), concepts.layers.map((l) => [l.index, `${l.node} (${l.channels})`]), concepts.layer);
+  scheduleConcepts();
+}
+
+function focusSample(index) {
+  concepts.focus = index;
+  concepts.detail = null;
+  for (const el of $('sampleSpacer').children) el.classList.toggle('focused', index !== null && Number(el.dataset.index) === index);
+  scheduleConcepts();
+}
+
+function selectionChangedForConcepts() {
+  if (!concepts.layers.length) return;
+  if (concepts.focus !== null && !data.selectedRows.some((r) => data.index[r] === concepts.focus)) concepts.focus = null;
+  concepts.detail = null;
+  scheduleConcepts();
+}
+
+/** The one cluster the selection is exactly, or null. */
+function selectedCluster() {
+  const rows = data.selectedRows;
+  if (!rows.length) return null;
+  const c = data.clusters[rows[0]];
+  let size = 0;
+  for (const x of data.clusters) if (x === c) size++;
+  return size === rows.length && rows.every((r) => data.clusters[r] === c) ? c : null;
+}
+
+function scheduleConcepts() {
+  if (!concepts.layers.length) return;
+  clearTimeout(concepts.timer);
+  concepts.settle(); // the previous wait ends: its work is superseded
+  const gen = ++concepts.generation;
+  concepts.ready = new Promise((resolve) => {
+    concepts.settle = resolve;
+    concepts.timer = setTimeout(() => renderConcepts(gen).catch((e) => {
+      if (gen === concepts.generation) $('conceptSubject').textContent = String(e.message || e);
+    }).finally(resolve), 80);
+  });
+}
+
+function conceptHeatmapUrl(sample, channel) {
+  const mode = state.mode === 'overlay' ? 'overlay' : 'attribution';
+  return `${conceptApi()}/samples/${sample}/heatmaps/${channel}/image?colorMap=${q(state.colorMap)}&mode=${mode}`;
+}
+
+function referenceUrl(channel, ref, frame) {
+  const f = ref.box ? frame : 'whole';
+  return `${conceptApi()}/channels/${channel}/references/${ref.rank}/image?mode=${concepts.mode}&frame=${f}`;
+}
+
+async function references(channel) {
+  const key = `${state.project}/${concepts.layer}/${channel}/${concepts.mode}`;
+  if (!concepts.refs.has(key)) concepts.refs.set(key, await getJSON(`${conceptApi()}/channels/${channel}?mode=${concepts.mode}`));
+  return concepts.refs.get(key);
+}
+
+/** Crops are small: drawn pixelated unless the sampling control says smooth. */
+const pixelatedCrops = () => state.sampling !== 'smooth';
+
+function refImage(channel, ref, frame) {
+  const img = document.createElement('img');
+  img.className = `ref${pixelatedCrops() ? ' pixelated' : ''}`;
+  img.alt = `reference ${ref.rank} of concept ${channel}`;
+  img.title = `sample #${ref.sample} · score ${ref.score.toFixed(3)}${ref.box ? '' : ' · no crop box'}`;
+  img.src = referenceUrl(channel, ref, frame);
+  return img;
+}
+
+function percent(x) {
+  return `${(100 * x).toFixed(1)}%`;
+}
+
+async function renderConcepts(gen) {
+  const stale = () => gen !== concepts.generation;
+  const list = $('conceptList'), subject = $('conceptSubject');
+  $('conceptDetail').hidden = concepts.detail === null;
+  list.hidden = concepts.detail !== null;
+  if (concepts.detail !== null) { await renderConceptDetail(gen); return; }
+  let answer, sample = null;
+  if (concepts.focus !== null) {
+    sample = concepts.focus;
+    answer = await getJSON(`${conceptApi()}/samples/${sample}?count=${CONCEPT_COUNT}`);
+    if (stale()) return;
+    subject.textContent = `Sample #${sample} · explains ${answer.target?.name ?? '–'} · share of Σ|R| at the layer`;
+  } else if (data.selectedRows.length) {
+    const cluster = selectedCluster();
+    if (cluster !== null) {
+      answer = await getJSON(`${conceptApi()}/cluster?analysis=${q(state.analysis)}&category=${q(state.category)}&clustering=${q(state.clustering)}&cluster=${cluster}&count=${CONCEPT_COUNT}`);
+    } else if (data.selectedRows.length <= MAX_CONCEPT_SAMPLES) {
+      answer = await getJSON(`${conceptApi()}/selection?samples=${data.selectedRows.map((r) => data.index[r]).join(',')}&count=${CONCEPT_COUNT}`);
+    } else {
+      subject.textContent = `Select at most ${MAX_CONCEPT_SAMPLES} samples or one whole cluster (or click a sample) to see their concepts.`;
+      list.replaceChildren();
+      return;
+    }
+    if (stale()) return;
+    const what = cluster !== null ? `cluster ${cluster < 0 ? 'noise' : cluster}` : 'the selection';
+    const missing = answer.missing ? ` (${answer.missing} not in the concepts run)` : '';
+    subject.textContent = `${what}: ${answer.samples} samples${missing} · mean share of Σ|R|`;
+  } else {
+    subject.textContent = 'Select samples, or click one, to see their most relevant concepts.';
+    list.replaceChildren();
+    return;
+  }
+  const items = answer.concepts.map((c) => {
+    const li = document.createElement('li');
+    li.dataset.channel = String(c.channel);
+    const head = document.createElement('div');
+    head.className = 'concept-head';
+    head.title = `concept ${c.channel}: relevance ${c.relevance.toFixed(4)}, share ${percent(c.share)}; click: all its references`;
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = `ch ${c.channel}`;
+    const bar = document.createElement('span');
+    bar.className = 'bar';
+    const fill = document.createElement('span');
+    fill.className = `fill${c.share < 0 ? ' negative' : ''}`;
+    fill.style.width = `${Math.min(100, Math.abs(c.share) * 100)}%`;
+    bar.append(fill);
+    const value = document.createElement('span');
+    value.className = 'value';
+    value.textContent = percent(c.share);
+    head.append(name, bar, value);
+    head.addEventListener('click', () => { concepts.detail = c.channel; scheduleConcepts(); });
+    const strip = document.createElement('div');
+    strip.className = 'concept-strip';
+    if (sample !== null && c.heatmap) {
+      const hm = document.createElement('img');
+      hm.className = 'chm';
+      hm.dataset.sample = String(sample);
+      hm.dataset.channel = String(c.channel);
+      hm.alt = `conditional heatmap of concept ${c.channel} in sample ${sample}`;
+      hm.title = `sample #${sample} conditioned on concept ${c.channel}`;
+      hm.src = conceptHeatmapUrl(sample, c.channel);
+      strip.append(hm);
+    }
+    li.append(head, strip);
+    return li;
+  });
+  list.replaceChildren(...items);
+  // Reference crops, one request per concept (cached).
+  await Promise.all(answer.concepts.map(async (c, k) => {
+    const refs = await references(c.channel);
+    if (stale()) return;
+    items[k].querySelector('.concept-strip').append(...refs.references.slice(0, STRIP_REFS).map((r) => refImage(c.channel, r, 'crop')));
+  }));
+}
+
+async function renderConceptDetail(gen) {
+  const channel = /** @type {number} */ (concepts.detail);
+  const refs = await references(channel);
+  if (gen !== concepts.generation) return;
+  const layer = concepts.layers.find((l) => l.index === concepts.layer);
+  $('conceptDetailTitle').textContent = `concept ${channel} of ${layer?.node ?? concepts.layer}: ${refs.references.length} ${concepts.mode === 'relmax' ? 'RelMax' : 'ActMax'} references`;
+  const frame = $('conceptBoxes').checked ? 'box' : 'crop';
+  $('conceptRefs').replaceChildren(...refs.references.map((r) => {
+    const fig = document.createElement('figure');
+    const cap = document.createElement('figcaption');
+    cap.textContent = `#${r.sample} · ${r.score.toFixed(3)}`;
+    fig.append(refImage(channel, r, frame), cap);
+    return fig;
+  }));
 }
 
 // ------------------------------------------------------------------ hover preview
@@ -654,6 +872,10 @@ async function main() {
   });
   $('copyLink').addEventListener('click', () => navigator.clipboard?.writeText($('shareLink').value));
   window.addEventListener('hashchange', () => run(restoreFromHash));
+  $('conceptLayer').addEventListener('change', (e) => { concepts.layer = Number(e.target.value); concepts.detail = null; scheduleConcepts(); });
+  for (const r of document.querySelectorAll('input[name=refMode]')) r.addEventListener('change', (e) => { concepts.mode = /** @type {any} */ (e.target).value; scheduleConcepts(); });
+  $('conceptBack').addEventListener('click', () => { concepts.detail = null; scheduleConcepts(); });
+  $('conceptBoxes').addEventListener('change', () => scheduleConcepts());
 
   data.colorMaps = await getJSON('/api/color-maps');
   fillSelect($('colorMap'), data.colorMaps.map((m) => [m.name, m.name]), state.colorMap);
@@ -703,6 +925,7 @@ window.prism = {
   state, data, ready: loading,
   get scatter() { return scatter; },
   shareLink, exportSelection, importSelection, applySelection, encodeSelection, decodeSelection, isTokens,
+  concepts, focusSample,
   selectedIndices: () => data.selectedRows.map((r) => data.index[r]),
 };
 main().catch((e) => { console.error(e); showMessage(String(e.message || e)); });

@@ -21,6 +21,9 @@ use prism_store::project::{default_project_name, write_project, ProjectInputs};
 ///   prism project --dataset data.h5 --attribution attr.h5 --analysis analysis.h5 \
 ///       --label-map label-map.json --output project.yaml --name "MNIST demo"
 ///
+///   prism project --dataset data.h5 --attribution attr.h5 --analysis analysis.h5 \
+///       --concepts concepts.h5 --output project.yaml
+///
 ///   prism project --dataset tokens/ --attribution attr.h5 --analysis analysis.h5 \
 ///       --output project.yaml --name "BERT sentiment"
 #[derive(clap::Args, Debug)]
@@ -36,6 +39,11 @@ pub struct ProjectArgs {
     /// Analysis file(s) (`prism analyze`).
     #[arg(long = "analysis")]
     pub analyses: Vec<PathBuf>,
+    /// Concepts file(s) (`prism concepts`), shown in the viewer's concept panel; repeatable.
+    /// Each is checked (complete, format version, samples within the dataset). ViRelAy ignores
+    /// them.
+    #[arg(long = "concepts", value_name = "FILE")]
+    pub concepts: Vec<PathBuf>,
     /// ViRelAy label map (JSON list of {index, word_net_id, name}).
     #[arg(long)]
     pub label_map: Option<PathBuf>,
@@ -72,6 +80,7 @@ pub fn run(args: &ProjectArgs) -> anyhow::Result<()> {
         dataset: &args.dataset,
         attributions: &args.attributions,
         analyses: &args.analyses,
+        concepts: &args.concepts,
         label_map: args.label_map.as_deref(),
         output: &args.output,
         name,

@@ -306,6 +306,7 @@ fn project<'py>(
             dataset: &dataset,
             attributions: &attributions,
             analyses: &analyses,
+            concepts: &[],
             label_map: label_map.as_deref(),
             output: &output,
             name: name.clone(),
