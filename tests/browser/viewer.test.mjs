@@ -480,6 +480,35 @@ test('prism demo --serve opens the viewer on its finding, the planted cluster se
     assert.deepEqual(cats, [...Array(10).keys()].map((k) => `digit-${k}`));
     await samplesLoaded(page);
     await snap(page, '11-demo-finding');
+
+    // The concept the demo names (prism concepts): in the cluster's concepts at its layer, and
+    // its most activating references are the marked sevens, cropped at the corner.
+    const named = /channel (\d+) of (\S+)\. /.exec(demo.out);
+    assert.ok(named, `the demo names a concept:\n${demo.out}`);
+    const [channel, node] = [Number(named[1]), named[2]];
+    const layer = await page.evaluate((n) => window.prism.concepts.layers.find((l) => l.node === n)?.index, node);
+    assert.ok(layer !== undefined, `the concepts file has layer ${node}`);
+    await page.selectOption('#conceptLayer', String(layer));
+    await page.check('input[name=refMode][value=actmax]');
+    await page.waitForFunction((c) => !document.getElementById('conceptList').hidden
+      && document.querySelector(`#conceptList li[data-channel="${c}"]`) !== null, channel, { timeout: 60000 });
+    await page.waitForFunction(() => {
+      const imgs = [...document.querySelectorAll('#conceptList img.ref')];
+      return imgs.length > 0 && imgs.every((i) => i.getAttribute('src').includes('mode=actmax') && /** @type {HTMLImageElement} */ (i).complete && /** @type {HTMLImageElement} */ (i).naturalWidth > 0);
+    }, null, { timeout: 60000 });
+    await snap(page, '15-demo-concepts-of-the-cluster');
+    await page.click(`#conceptList li[data-channel="${channel}"] .concept-head`);
+    await page.waitForFunction(() => !document.getElementById('conceptDetail').hidden);
+    await page.check('#conceptBoxes');
+    await page.waitForFunction(() => {
+      const imgs = [...document.querySelectorAll('#conceptRefs img')];
+      return imgs.length > 0 && imgs.every((i) => i.getAttribute('src').includes('frame=box') && /** @type {HTMLImageElement} */ (i).complete && /** @type {HTMLImageElement} */ (i).naturalWidth > 0);
+    }, null, { timeout: 60000 });
+    const refs = await page.evaluate(async ([p, l, c]) => (await fetch(`/api/projects/${p}/concepts/${l}/channels/${c}?mode=actmax`)).json(), [await page.evaluate(() => window.prism.state.project), layer, channel]);
+    // the first references' crops lie in the top-left third of the 28×28 digit
+    const boxes = refs.references.slice(0, 8).map((r) => r.box);
+    assert.ok(boxes.every((b) => (b[0] + b[1]) / 2 < 28 / 3 && (b[2] + b[3]) / 2 < 28 / 3), JSON.stringify(boxes));
+    await snap(page, '16-demo-concept-references');
     assert.deepEqual(errors, []);
     await page.close();
   } finally {

@@ -234,7 +234,7 @@ pub fn run_demo(
         dataset: &dataset,
         attributions: std::slice::from_ref(&attribution),
         analyses: std::slice::from_ref(&analysis),
-        concepts: &[],
+        concepts: std::slice::from_ref(&concepts),
         label_map: Some(&label_map),
         output: &project,
         name: "Prism demo: MNIST with a planted shortcut".into(),
