@@ -342,6 +342,7 @@ fn job_error(e: JobError) -> PyErr {
         | JobError::TokenInput { .. }
         | JobError::NonFiniteSamples { .. } => Kind::InvalidArgument,
         JobError::LoadModel { .. } | JobError::Tensor(_) => Kind::Model,
+        JobError::Layers { .. } => Kind::InvalidArgument,
         JobError::Attribute { .. } => Kind::Attribution,
         JobError::Run(RunError::OutputExists { path }) => {
             return crate::errors::error(
