@@ -197,6 +197,12 @@ pub enum JobError {
         #[source]
         source: AttributionError,
     },
+    /// The layers of a concepts run do not fit the model (a glob that matches no node).
+    #[error("finding the layers to analyse")]
+    Layers {
+        #[source]
+        source: AttributionError,
+    },
     #[error("attributing samples {first}..={last}")]
     Attribute {
         first: usize,

@@ -466,6 +466,34 @@ pub fn concepts_dataset(
             path: job.dataset.clone(),
         });
     }
+    // The model and the layers are checked before the run's work directory is made: a layer
+    // glob that matches nothing leaves nothing behind that a corrected run would refuse.
+    let model = Model::load(&job.model).map_err(|source| JobError::LoadModel {
+        path: job.model.clone(),
+        source,
+    })?;
+    model.set_nonfinite(NonFinite::allow_if(job.allow_nonfinite));
+    let explainer = concepts_explainer(&model, method, &job.layers);
+    let input_shape = dataset.input_shape().to_vec();
+    let mut batch_shape = vec![job.batch_size];
+    batch_shape.extend_from_slice(&input_shape);
+    let recorded = explainer
+        .recorded_layers::<f32>(&batch_shape)
+        .map_err(|source| JobError::Layers { source })?;
+    let infos: Vec<LayerInfo> = recorded
+        .iter()
+        .map(|l| LayerInfo {
+            node: l.node.clone(),
+            tensor: l.tensor.clone(),
+            shape: l.sample_shape.clone(),
+        })
+        .collect();
+    if let Some(bad) = infos.iter().find(|i| i.shape.is_empty()) {
+        return Err(JobError::Target(format!(
+            "layer '{}' has a scalar output per sample: concepts need a channel axis",
+            bad.node
+        )));
+    }
     let settings = ConceptSettings {
         format: ConceptSettings::FORMAT,
         model_blake3: hash_file(&job.model)?,
@@ -493,36 +521,6 @@ pub fn concepts_dataset(
         }
         ConceptPrepared::Ready(run) => *run,
     };
-    let model = Model::load(&job.model).map_err(|source| JobError::LoadModel {
-        path: job.model.clone(),
-        source,
-    })?;
-    model.set_nonfinite(NonFinite::allow_if(job.allow_nonfinite));
-    let explainer = concepts_explainer(&model, method, &job.layers);
-    let input_shape = dataset.input_shape().to_vec();
-    let mut batch_shape = vec![job.batch_size];
-    batch_shape.extend_from_slice(&input_shape);
-    let recorded = explainer
-        .recorded_layers::<f32>(&batch_shape)
-        .map_err(|source| JobError::Attribute {
-            first: 0,
-            last: 0,
-            source,
-        })?;
-    let infos: Vec<LayerInfo> = recorded
-        .iter()
-        .map(|l| LayerInfo {
-            node: l.node.clone(),
-            tensor: l.tensor.clone(),
-            shape: l.sample_shape.clone(),
-        })
-        .collect();
-    if let Some(bad) = infos.iter().find(|i| i.shape.is_empty()) {
-        return Err(JobError::Target(format!(
-            "layer '{}' has a scalar output per sample: concepts need a channel axis",
-            bad.node
-        )));
-    }
     let input_hw = match input_shape[..] {
         [_, h, w] | [h, w] => [h, w],
         [f] => [1, f],

@@ -12,7 +12,7 @@ use prism_jobs::concepts::{concept_batch, concepts_explainer};
 use prism_jobs::demo::demo_method;
 use prism_jobs::{concepts_dataset, ConceptsJob, ConceptsOutcome, RunProgress};
 use prism_model::{Model, Tensor};
-use prism_store::concepts_run::{abs_norm_scores, read_concepts};
+use prism_store::concepts_run::{abs_norm_scores, read_concept_rows, read_concepts};
 use prism_store::{merge_concepts, npy, Maxima, Shard};
 use serde_json::Value;
 
@@ -350,4 +350,55 @@ fn layers_that_do_not_exist_are_a_clear_error() {
             .unwrap_or_default()
     );
     assert!(msg.contains("matches no node"), "{msg}");
+    assert!(msg.starts_with("finding the layers"), "{msg}");
+    // nothing is left behind that the corrected run would refuse
+    assert!(!tmp.path().join("x.h5.partial").exists());
+    j.layers = vec!["/*/Conv".into()];
+    j.top_n = 2;
+    j.crops = 0;
+    j.sample_heatmaps = 0;
+    let done = concepts_dataset(&j, &demo_method().unwrap(), &mut prism_jobs::NoProgress);
+    assert!(
+        matches!(done, Ok(ConceptsOutcome::Written { .. })),
+        "{done:?}"
+    );
+}
+
+#[test]
+fn the_rows_read_back_hold_the_targets_and_the_heatmaps_of_the_most_relevant_channels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("c.h5");
+    concepts_dataset(
+        &job(&out, 24, None),
+        &demo_method().unwrap(),
+        &mut prism_jobs::NoProgress,
+    )
+    .unwrap();
+    let (tables, _) = read_concepts(&out).unwrap();
+    let rows = read_concept_rows(&out).unwrap();
+    let data = prism_store::Dataset::open(assets().join("mnist.h5"), &Default::default()).unwrap();
+    let labels = data.labels().unwrap();
+    let want: Vec<u32> = labels[..24].iter().map(|l| l.unwrap()).collect();
+    assert_eq!(rows.target, want, "target = the labels");
+    assert_eq!(rows.classes, 10);
+    assert_eq!(rows.prediction.len(), 24 * 10);
+    assert_eq!(rows.heatmaps.len(), tables.layers.len());
+    for (lt, hm) in tables.layers.iter().zip(&rows.heatmaps) {
+        let hm = hm.as_ref().expect("sample_heatmaps 2 keeps heatmaps");
+        assert_eq!(hm.shape, [24, 2, 28, 28]);
+        let c = lt.info.channels();
+        for r in 0..24 {
+            // the two most relevant channels, largest first
+            let row = &lt.relevance[r * c..(r + 1) * c];
+            let mut order: Vec<usize> = (0..c).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            let got: Vec<usize> = hm.channel[r * 2..r * 2 + 2]
+                .iter()
+                .map(|&ch| ch as usize)
+                .collect();
+            assert_eq!(got, order[..2], "{} row {r}", lt.info.node);
+            let map = &hm.heatmap[r * 2 * 784..(r * 2 + 1) * 784];
+            assert!(map.iter().all(|v| v.is_finite()) && map.iter().any(|&v| v != 0.0));
+        }
+    }
 }

@@ -1,20 +1,21 @@
-//! The dataset jobs: `attribute`, `analyze`, `project`, `evaluate`, the lazy readers
-//! `read_attribution` and `read_analysis`, and `serve`.
+//! The dataset jobs: `attribute`, `concepts`, `analyze`, `project`, `evaluate`, the readers
+//! `read_attribution`, `read_analysis` (lazy) and `read_concepts`, and `serve`.
 //!
 //! Each job is the library call the `prism` binary makes (`prism_jobs::attribute_dataset`,
-//! `prism_analysis::analyze_file`, `prism_store::project::write_project`, `prism_eval::evaluate`,
-//! `prism_viewer::spawn`), with the options built by the same library parsers, so the package
-//! and the CLI write the same bytes. Options are keyword arguments named like the CLI's flags
-//! in snake case, with its defaults; an unknown or ill-typed option raises
-//! `InvalidArgumentError` naming the valid ones.
+//! `prism_jobs::concepts_dataset`, `prism_analysis::analyze_file`,
+//! `prism_store::project::write_project`, `prism_eval::evaluate`, `prism_viewer::spawn`), with
+//! the options built by the same library parsers, so the package and the CLI write the same
+//! bytes. Options are keyword arguments named like the CLI's flags in snake case, with its
+//! defaults; an unknown or ill-typed option raises `InvalidArgumentError` naming the valid ones.
 //!
 //! Long jobs run on a helper thread with the GIL released while the calling thread watches for
-//! Ctrl-C ([`watch_signals`]): an attribution run then stops after its current part (resumable,
-//! as after a kill) and the call raises `KeyboardInterrupt`. Progress goes to an optional
-//! Python callable as small dicts (`{"event": "part", "done": k, "total": n}`).
+//! Ctrl-C ([`watch_signals`]): an attribution or concepts run then stops after its current part
+//! (resumable, as after a kill) and the call raises `KeyboardInterrupt`. Progress goes to an
+//! optional Python callable as small dicts (`{"event": "part", "done": k, "total": n}`).
 
 mod analyze;
 pub(crate) mod attribute;
+mod concepts;
 mod evaluate;
 mod files;
 mod serve;
@@ -29,6 +30,7 @@ use crate::errors::invalid;
 /// Registers the jobs' functions and classes in `_prism`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     attribute::register(m)?;
+    concepts::register(m)?;
     analyze::register(m)?;
     evaluate::register(m)?;
     files::register(m)?;

@@ -56,11 +56,17 @@ pub fn model_error(e: &ModelError) -> PyErr {
 
 /// A library error of the attribution crate as a Python exception, classed by its root cause.
 pub fn attribution_error(e: &AttributionError) -> PyErr {
+    from_lib(attribution_kind(e), e)
+}
+
+/// The exception class for an attribution error, by its root cause: a bad parameter, target
+/// or layer name is a `ValueError`.
+pub(crate) fn attribution_kind(e: &AttributionError) -> Kind {
     let mut inner = e;
     while let AttributionError::Batch { error, .. } = inner {
         inner = error;
     }
-    let kind = match inner {
+    match inner {
         AttributionError::Model(m) => model_kind(m),
         AttributionError::Parameter { .. }
         | AttributionError::Target(_)
@@ -68,8 +74,7 @@ pub fn attribution_error(e: &AttributionError) -> PyErr {
         | AttributionError::UnknownComposite { .. }
         | AttributionError::UnknownAttributor { .. } => Kind::InvalidArgument,
         _ => Kind::Attribution,
-    };
-    from_lib(kind, e)
+    }
 }
 
 /// An object as a numpy array (`numpy.asarray` for lists, torch CPU tensors, …).

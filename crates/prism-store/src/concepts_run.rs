@@ -1077,16 +1077,7 @@ fn assemble(
 /// The tables and maxima of a complete concepts file (heatmaps are not read): what tests and
 /// tools compare. The viewer reads files row by row instead.
 pub fn read_concepts(path: &Path) -> Result<(ConceptTables, Vec<LayerMaxima>), StoreError> {
-    let file = h5util::open_file(path)?;
-    if ConceptProvenance::read(&file, path)?.is_none() {
-        return Err(StoreError::Invalid {
-            path: path.to_path_buf(),
-            dataset: "/".into(),
-            message: "not a complete Prism concepts file (an interrupted `prism concepts`? \
-                      rerun it with the same arguments)"
-                .into(),
-        });
-    }
+    let file = open_complete(path)?;
     let index = read_all::<u32>(&file, path, "index")?.0;
     let mut layers = Vec::new();
     let mut maxima = Vec::new();
@@ -1106,6 +1097,131 @@ pub fn read_concepts(path: &Path) -> Result<(ConceptTables, Vec<LayerMaxima>), S
         });
     }
     Ok((ConceptTables { index, layers }, maxima))
+}
+
+/// Opens a concepts file, refusing one that is not complete.
+fn open_complete(path: &Path) -> Result<hdf5::File, StoreError> {
+    let file = h5util::open_file(path)?;
+    if ConceptProvenance::read(&file, path)?.is_none() {
+        return Err(StoreError::Invalid {
+            path: path.to_path_buf(),
+            dataset: "/".into(),
+            message: "not a complete Prism concepts file (an interrupted `prism concepts`? \
+                      rerun it with the same arguments)"
+                .into(),
+        });
+    }
+    Ok(file)
+}
+
+/// The rows and layers of a complete concepts file, read without its tables.
+pub fn concepts_summary(path: &Path) -> Result<(usize, Vec<LayerInfo>), StoreError> {
+    let file = open_complete(path)?;
+    let rows = file
+        .dataset("index")
+        .map_err(|source| StoreError::Read {
+            path: path.to_path_buf(),
+            dataset: "index".into(),
+            source,
+        })?
+        .size();
+    let layers = read_layer_infos(&file, path)?
+        .into_iter()
+        .map(|(_, info)| info)
+        .collect();
+    Ok((rows, layers))
+}
+
+/// One layer's conditional heatmaps (`prism concepts --sample-heatmaps M`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleHeatmaps {
+    /// `[N, M, H, W]`.
+    pub shape: [usize; 4],
+    /// Row-major, `shape`'s product values.
+    pub heatmap: Vec<f32>,
+    /// `N × M`: the channel of each heatmap (-1 for padding, where the layer has fewer than
+    /// M channels).
+    pub channel: Vec<i32>,
+}
+
+/// What [`read_concepts`] leaves out of a concepts file: per row the class explained and the
+/// model output, per layer the conditional heatmaps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConceptRows {
+    /// `N`.
+    pub target: Vec<u32>,
+    /// `N × classes`.
+    pub prediction: Vec<f32>,
+    pub classes: usize,
+    /// One per layer, in file order; `None` for a run without heatmaps.
+    pub heatmaps: Vec<Option<SampleHeatmaps>>,
+}
+
+/// The targets, model outputs and conditional heatmaps of a complete concepts file (each
+/// dataset checked against the rows of `index`).
+pub fn read_concept_rows(path: &Path) -> Result<ConceptRows, StoreError> {
+    let file = open_complete(path)?;
+    let n = read_all::<u32>(&file, path, "index")?.0.len();
+    let shape_err = |dataset: String, found: Vec<usize>, expected: String| StoreError::Shape {
+        path: path.to_path_buf(),
+        dataset,
+        found,
+        expected,
+    };
+    let (target, shape) = read_all::<u32>(&file, path, "target")?;
+    if shape != [n] {
+        return Err(shape_err(
+            "target".into(),
+            shape,
+            format!("[{n}] (one per row)"),
+        ));
+    }
+    let (prediction, shape) = read_all::<f32>(&file, path, "prediction")?;
+    let classes = match shape[..] {
+        [rows, classes] if rows == n => classes,
+        _ => {
+            return Err(shape_err(
+                "prediction".into(),
+                shape,
+                format!("[{n}, classes]"),
+            ))
+        }
+    };
+    let mut heatmaps = Vec::new();
+    for (g, _) in read_layer_infos(&file, path)? {
+        let grp = group(&file, path, &g)?;
+        let at = |name: &str| format!("{g}/{name}");
+        if !grp.link_exists("heatmap") {
+            heatmaps.push(None);
+            continue;
+        }
+        let (heatmap, shape) = read_all::<f32>(&grp, path, &at("heatmap"))?;
+        let [rows, m, h, w] = shape[..] else {
+            return Err(shape_err(at("heatmap"), shape, format!("[{n}, M, H, W]")));
+        };
+        if rows != n {
+            return Err(shape_err(at("heatmap"), shape, format!("[{n}, M, H, W]")));
+        }
+        let (channel, cshape) = read_all::<i32>(&grp, path, &at("heatmap_channel"))?;
+        if cshape != [n, m] {
+            return Err(shape_err(
+                at("heatmap_channel"),
+                cshape,
+                format!("[{n}, {m}] (as `heatmap`)"),
+            ));
+        }
+        heatmaps.push(Some(SampleHeatmaps {
+            shape: [rows, m, h, w],
+            heatmap,
+            channel,
+        }));
+    }
+    Ok(ConceptRows {
+        target,
+        prediction,
+        classes,
+        heatmaps,
+    })
 }
 
 /// What [`merge_concepts`] wrote.

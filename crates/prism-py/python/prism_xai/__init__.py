@@ -31,11 +31,13 @@ __all__ = [
     "grid",
     "colormaps",
     "attribute",
+    "concepts",
     "analyze",
     "project",
     "evaluate",
     "read_attribution",
     "read_analysis",
+    "read_concepts",
     "serve",
     "stop",
     "set_num_threads",
@@ -821,6 +823,104 @@ def attribute(model: Any, dataset: PathLike, output: PathLike, *,
                                 method=spec, progress=bar, **_options(options))
 
 
+def concepts(model: Any, dataset: PathLike, output: PathLike, *,
+             layers: Union[str, Sequence[str]],
+             method: Optional[Mapping[str, Any]] = None,
+             target: Union[str, int] = "label",
+             top_n: int = 40,
+             crops: int = 8,
+             sample_heatmaps: int = 0,
+             batch_size: int = 16,
+             shard: Optional[str] = None,
+             limit: Optional[int] = None,
+             prefetch: int = 2,
+             force: bool = False,
+             allow_nonfinite: bool = False,
+             progress: Union[bool, Callable[[Dict[str, Any]], None]] = True,
+             **options: Any) -> Dict[str, Any]:
+    """Finds each concept's reference samples over a dataset, as ``prism concepts``.
+
+    For every channel ("concept") of the chosen layers: the samples that make it most relevant
+    (relevance maximisation) and most active (activation maximisation), with receptive-field
+    crops, as zennit-crp's ``FeatureVisualization``; each sample's channel relevance and
+    activation; optionally each sample's conditional heatmaps (docs/concepts.md). Resumable and
+    shardable like :func:`attribute`; :func:`read_concepts` reads the file.
+
+    Parameters
+    ----------
+    model : Model, str or os.PathLike
+        The model (a :class:`Model` or the ONNX file).
+    dataset : str or os.PathLike
+        An HDF5 dataset, an image folder or a ``.npy`` file (docs/datasets.md).
+    output : str or os.PathLike
+        The concepts file (``.h5``) to write; ``{shard}`` is replaced for a shard.
+    layers : str or sequence of str
+        Node names as ``prism inspect --shapes`` prints them, or globs (``*`` matches any
+        characters, ``/`` included), e.g. ``"/features/*/Conv"``. Their outputs need a channel
+        axis.
+    method : dict, optional
+        The attribution method as a dict of :data:`METHOD_KEYS` (or the same keys as keyword
+        arguments); the composite is "epsilon-plus-flat" when none is named.
+    target : str or int, optional
+        "label" (default: the dataset's labels), "predicted" or a class number.
+    top_n : int, optional
+        Reference samples kept per channel and mode (default 40, as zennit-crp).
+    crops : int, optional
+        Receptive-field crops per channel and mode (the best ``crops`` references; default 8,
+        at most ``top_n``); 0: none.
+    sample_heatmaps : int, optional
+        Conditional heatmaps stored per sample and layer, of its most relevant channels
+        (default 0: none).
+    batch_size : int, optional
+        Samples per batch (default 16; also the unit of resumption).
+    shard : str, optional
+        ``"I/N"``: process shard I of N (0-based); ``prism merge`` joins the shards.
+    limit : int, optional
+        Only the first ``limit`` samples of the dataset (before sharding).
+    prefetch : int, optional
+        Batches decoded ahead of the model (default 2).
+    force : bool, optional
+        Start over: discard an interrupted run and overwrite an existing output.
+    allow_nonfinite : bool, optional
+        Accept samples holding NaN or ±Inf (refused by default).
+    progress : bool or callable, optional
+        As for :func:`attribute`; besides ``"started"`` and ``"part"``, the events
+        ``{"event": "computed"}`` and ``{"event": "step", "what": ...}`` (each layer's
+        selection and crops).
+    **options
+        The method's keys (``composite="epsilon-gamma-box"``, ``gamma=0.5``) and the dataset
+        options of :func:`attribute`: ``dataset_kind``, ``labels``, ``resize``, ``crop``,
+        ``normalize``, ``channels``, ``scale``.
+
+    Returns
+    -------
+    dict
+        ``{"status": "written" | "complete" | "stopped", "output": str, "samples": int,
+        "layers": [node names], "method": str}`` (and ``"shard": (I, N)`` for a shard).
+
+    Raises
+    ------
+    KeyboardInterrupt
+        Ctrl-C: the job stops after the current part (during the selection and crops: when
+        they end); a new call resumes.
+    InvalidArgumentError
+        Among others: a layer glob that matches no node, ``crops`` above ``top_n``.
+    StoreError, AttributionError
+    """
+    method_params = {k: options.pop(k) for k in list(options) if k in METHOD_KEYS
+                     or k == "no_canonize"}
+    spec = _method(method, method_params, "concepts")
+    if isinstance(layers, str):
+        layers = [layers]
+    with _make_progress("concepts", progress) as bar:
+        return _prism.concepts(_model_path(model), _fspath(dataset), _fspath(output),
+                               layers=list(layers), method=spec, target=target, top_n=top_n,
+                               crops=crops, sample_heatmaps=sample_heatmaps,
+                               batch_size=batch_size, shard=shard, limit=limit,
+                               prefetch=prefetch, force=force, allow_nonfinite=allow_nonfinite,
+                               progress=bar, **_options(options))
+
+
 def analyze(attribution: PathLike, output: PathLike, *,
             progress: Union[bool, Callable[[Dict[str, Any]], None]] = True,
             **options: Any) -> Dict[str, Any]:
@@ -943,6 +1043,33 @@ def read_analysis(path: PathLike):
         (``"index"``, the embeddings and the clusterings by name).
     """
     return _prism.read_analysis(_fspath(path))
+
+
+def read_concepts(path: PathLike) -> Dict[str, Any]:
+    """Reads a concepts file (:func:`concepts`' output, or ``prism concepts``').
+
+    Returns
+    -------
+    dict
+        ``"index"`` (int64 ``[N]``: the dataset sample of each row), ``"target"`` (int64
+        ``[N]``: the class explained), ``"prediction"`` (float32 ``[N, classes]``) and
+        ``"layers"``: one dict per layer, in graph order, with ``"node"``, ``"tensor"``,
+        ``"shape"`` (one sample's output shape), ``"relevance"`` and ``"activation"``
+        (float32 ``[N, C]``: summed over space), ``"relevance_location"`` and
+        ``"activation_location"`` (int64 ``[N, C]``: the flat position of each map's
+        maximum), ``"relmax"`` and ``"actmax"`` (dicts of ``"sample"`` int64 ``[K, C]``,
+        -1 where the run has fewer than K rows; ``"score"`` float32 ``[K, C]``;
+        ``"location"`` int64 ``[K, C]``; ``"box"`` int32 ``[K, C, 4]``: y0, y1, x0, x1 of
+        the crop, end exclusive; ``"crops"``: boxes computed per channel), and with
+        ``sample_heatmaps`` M > 0 ``"heatmap"`` (float32 ``[N, M, H, W]``) and
+        ``"heatmap_channel"`` (int32 ``[N, M]``). Layout: docs/formats.md.
+
+    Raises
+    ------
+    StoreError
+        Not a complete concepts file.
+    """
+    return _prism.read_concepts(_fspath(path))
 
 
 # ------------------------------------------------------------------------------------------------

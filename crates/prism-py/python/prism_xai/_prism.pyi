@@ -123,6 +123,36 @@ def attribute(
     """``prism attribute``; progress events ``{"event": "started", "total", "done",
     "resumed", "output"}`` then ``{"event": "part", "done", "total"}`` per batch."""
 
+def concepts(
+    model: str,
+    dataset: str,
+    output: str,
+    *,
+    layers: Union[str, List[str]],
+    method: Optional[Dict[str, Any]] = None,
+    target: Union[str, int] = "label",
+    top_n: int = 40,
+    crops: int = 8,
+    sample_heatmaps: int = 0,
+    batch_size: int = 16,
+    shard: Optional[str] = None,
+    limit: Optional[int] = None,
+    prefetch: int = 2,
+    force: bool = False,
+    allow_nonfinite: bool = False,
+    dataset_kind: Optional[str] = None,
+    labels: Optional[str] = None,
+    resize: Optional[int] = None,
+    crop: Optional[int] = None,
+    normalize: Optional[str] = None,
+    channels: Optional[int] = None,
+    scale: Optional[float] = None,
+    progress: Optional[ProgressFn] = None,
+) -> Dict[str, Any]:
+    """``prism concepts`` (the composite is epsilon-plus-flat when ``method`` names none);
+    progress events as ``attribute``'s, then ``{"event": "computed"}`` and ``{"event":
+    "step", "what"}`` per layer's selection and crops."""
+
 def analyze(attribution: str, output: str, *, progress: Optional[ProgressFn] = None,
             **options: Any) -> Dict[str, Any]:
     """``prism analyze``, every option in snake case."""
@@ -156,6 +186,8 @@ class AnalysisFile:
 
 def read_attribution(path: str) -> AttributionFile: ...
 def read_analysis(path: str) -> AnalysisFile: ...
+def read_concepts(path: str) -> Dict[str, Any]:
+    """A concepts file as numpy arrays (see ``prism_xai.read_concepts``)."""
 
 class Server:
     """The viewer, running on a background thread."""

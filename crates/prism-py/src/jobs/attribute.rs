@@ -195,6 +195,15 @@ pub(crate) fn read_composite_file(path: &std::path::Path) -> PyResult<(Composite
 pub(crate) fn method_spec(
     method: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<(MethodSpec, Option<String>)> {
+    method_spec_or(method, None)
+}
+
+/// [`method_spec`], with the built-in composite `default_composite` when the dict names
+/// neither `composite` nor `composite_file` (`prism concepts`' epsilon-plus-flat).
+pub(crate) fn method_spec_or(
+    method: Option<&Bound<'_, PyAny>>,
+    default_composite: Option<&str>,
+) -> PyResult<(MethodSpec, Option<String>)> {
     let dict = match method {
         None => None,
         Some(m) if m.is_none() => None,
@@ -225,7 +234,12 @@ pub(crate) fn method_spec(
             spec.composite = source;
             Some(text)
         }
-        (None, None) => None,
+        (None, None) => {
+            if let Some(name) = default_composite {
+                spec.composite = CompositeSource::Builtin { name: name.into() };
+            }
+            None
+        }
     };
     spec.attributor = o.get_or("attributor", "a str", spec.attributor)?;
     spec.seed_mode = match o
@@ -253,21 +267,45 @@ pub(crate) fn method_spec(
     Ok((spec, text))
 }
 
-/// Progress of an attribution run, to the Python callback; stops the run on Ctrl-C (seen by
-/// [`watch_signals`]) or when the callback raises.
-struct Progress<'a> {
+/// Progress of a dataset run (`attribute`, `concepts`), to the Python callback; stops the run
+/// on Ctrl-C (seen by [`watch_signals`]) or when the callback raises.
+pub(crate) struct Progress<'a> {
     callback: Option<Py<PyAny>>,
     stop: &'a AtomicBool,
-    error: Option<PyErr>,
+    /// The callback's first exception, raised when the run returns.
+    pub error: Option<PyErr>,
     total: usize,
     done: usize,
+}
+
+impl<'a> Progress<'a> {
+    /// Progress to `callback` (none: only Ctrl-C is watched), stopping when `stop` is set.
+    pub fn new(callback: Option<Py<PyAny>>, stop: &'a AtomicBool) -> Self {
+        Progress {
+            callback,
+            stop,
+            error: None,
+            total: 0,
+            done: 0,
+        }
+    }
+
+    /// Reports an event without a stopping point (the run goes on; an exception of the
+    /// callback is raised when it returns).
+    fn event(&mut self, event: impl FnOnce(&Bound<'_, PyDict>) -> PyResult<()>) {
+        if self.error.is_none() {
+            if let Err(e) = report(&self.callback, event) {
+                self.error = Some(e);
+            }
+        }
+    }
 }
 
 impl RunProgress for Progress<'_> {
     fn started(&mut self, run: &prism_jobs::RunStarted) {
         self.total = run.samples;
         self.done = run.done;
-        let r = report(&self.callback, |d| {
+        self.event(|d| {
             d.set_item("event", "started")?;
             d.set_item("total", run.samples)?;
             d.set_item("done", run.done)?;
@@ -275,9 +313,6 @@ impl RunProgress for Progress<'_> {
             d.set_item("output", run.output.display().to_string())?;
             d.set_item("work_dir", run.work_dir.display().to_string())
         });
-        if let Err(e) = r {
-            self.error.get_or_insert(e);
-        }
     }
 
     fn part_written(&mut self, samples: usize) -> ControlFlow<()> {
@@ -297,6 +332,17 @@ impl RunProgress for Progress<'_> {
         } else {
             ControlFlow::Continue(())
         }
+    }
+
+    fn computed(&mut self) {
+        self.event(|d| d.set_item("event", "computed"));
+    }
+
+    fn step(&mut self, what: &str) {
+        self.event(|d| {
+            d.set_item("event", "step")?;
+            d.set_item("what", what)
+        });
     }
 }
 
@@ -331,7 +377,8 @@ fn record_settings(o: &Options<'_>) -> PyResult<Option<RecordSettings>> {
     }))
 }
 
-fn job_error(e: JobError) -> PyErr {
+/// A job's error as the Python exception of its kind.
+pub(crate) fn job_error(e: JobError) -> PyErr {
     let kind = match &e {
         JobError::BatchSize
         | JobError::RecordTopK
@@ -342,6 +389,7 @@ fn job_error(e: JobError) -> PyErr {
         | JobError::TokenInput { .. }
         | JobError::NonFiniteSamples { .. } => Kind::InvalidArgument,
         JobError::LoadModel { .. } | JobError::Tensor(_) => Kind::Model,
+        JobError::Layers { source } => crate::model::attribution_kind(source),
         JobError::Attribute { .. } => Kind::Attribution,
         JobError::Run(RunError::OutputExists { path }) => {
             return crate::errors::error(
@@ -361,6 +409,32 @@ fn job_error(e: JobError) -> PyErr {
     from_lib(kind, &e)
 }
 
+/// `target` of a dataset job: `label` (default), `predicted` or a class number, as the CLI's
+/// `--target` spells it.
+pub(crate) fn dataset_target(o: &Options<'_>) -> PyResult<String> {
+    let target = o
+        .text("target", "`label`, `predicted` or a class number")?
+        .unwrap_or_else(|| "label".into());
+    if target.parse::<prism_store::TargetSpec>().is_err() {
+        return Err(invalid(format!(
+            "{}: `target` must be `label`, `predicted` or a class number, got `{target}`",
+            o.job
+        )));
+    }
+    Ok(target)
+}
+
+/// `shard`: `"I/N"` (0-based), or none.
+pub(crate) fn shard(o: &Options<'_>) -> PyResult<Option<Shard>> {
+    match o.get::<String>("shard", "a str `I/N`")? {
+        None => Ok(None),
+        Some(s) => Ok(Some(
+            s.parse::<Shard>()
+                .map_err(|e| invalid(format!("{}: {e}", o.job)))?,
+        )),
+    }
+}
+
 /// Attributes every sample of a dataset and writes a ViRelAy attribution file, like
 /// `prism attribute` (resumable: an interrupted call continues where it stopped).
 #[pyfunction]
@@ -376,21 +450,8 @@ fn attribute<'py>(
     let model = model_path(model)?;
     let (spec, text) = method_spec(o.raw("method")?.as_ref())?;
     let method = prism_jobs::Method::new(spec, text.as_deref()).map_err(method_error)?;
-    let target = o
-        .text("target", "`label`, `predicted` or a class number")?
-        .unwrap_or_else(|| "label".into());
-    if target.parse::<prism_store::TargetSpec>().is_err() {
-        return Err(invalid(format!(
-            "attribute: `target` must be `label`, `predicted` or a class number, got `{target}`"
-        )));
-    }
-    let shard = match o.get::<String>("shard", "a str `I/N`")? {
-        None => None,
-        Some(s) => Some(
-            s.parse::<Shard>()
-                .map_err(|e| invalid(format!("attribute: {e}")))?,
-        ),
-    };
+    let target = dataset_target(&o)?;
+    let shard = shard(&o)?;
     let compression: Option<u8> = o.get("compression", "a gzip level 0–9")?;
     let record = record_settings(&o)?;
     let job = AttributeJob {
@@ -409,13 +470,7 @@ fn attribute<'py>(
         record,
     };
     let stop = AtomicBool::new(false);
-    let mut progress = Progress {
-        callback: o.callback("progress")?,
-        stop: &stop,
-        error: None,
-        total: 0,
-        done: 0,
-    };
+    let mut progress = Progress::new(o.callback("progress")?, &stop);
     let (outcome, interrupt) = watch_signals(py, &stop, || {
         attribute_dataset(&job, &method, &mut progress)
     });
