@@ -12,8 +12,9 @@ boxes for the 8 best references of every channel, both modes).
     /root/anchors/bin/python bench/concepts/bench.py [--n 2000] [--threads 2] [--batch 8]
         [--no-crops-run]
 
-Needs torch, torchvision, zennit 1.0, zennit-crp 0.6 (`pip install --no-deps zennit-crp`: it
-pins zennit<=0.4.6 but works with 1.0), onnx, numpy (see scripts/README.md). The ONNX export
+Needs torch, torchvision, zennit 1.0, zennit-crp 0.6 (`pip install --no-deps zennit-crp` plus
+`pip install tqdm matplotlib`, its other imports: it pins zennit<=0.4.6 but works with 1.0),
+onnx, numpy (see scripts/README.md). The ONNX export
 comes from scripts/export_torchvision.py (run when missing); data go to target/bench-concepts/.
 """
 import argparse
@@ -95,10 +96,10 @@ def main():
     if a.worker:
         crp_worker(a.worker[0], a.worker[1], a.n, a.batch, a.threads)
         return
+    from importlib.metadata import version
+
     import numpy as np
-    import crp
     import torch
-    import zennit
 
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "prism-cli"], cwd=ROOT, check=True)
@@ -122,8 +123,8 @@ def main():
     for name in LAYERS:
         layers += ["--layers", f"/features/{name}/Conv"]
     load = os.getloadavg()
-    print(f"load before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; torch {torch.__version__}, zennit {zennit.__version__}, "
-          f"zennit-crp {getattr(crp, '__version__', '0.6.0')}; N={a.n}, batch {a.batch}, {a.threads} threads", flush=True)
+    print(f"load before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; torch {torch.__version__}, zennit {version('zennit')}, "
+          f"zennit-crp {version('zennit-crp')}; N={a.n}, batch {a.batch}, {a.threads} threads", flush=True)
     rows = []
     for crops in ([0] if a.no_crops_run else [0, 8]):
         out = work / f"concepts-{crops}.h5"

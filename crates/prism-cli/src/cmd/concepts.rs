@@ -101,9 +101,9 @@ impl ConditionArgs {
 /// zennit-crp) with the composite (default epsilon-plus-flat); the relevance and activation at
 /// the layers' outputs are summed over space per channel. A channel's best samples are those
 /// with the largest share R_c / (Σ|R_c'| + 1e-10) (zennit-crp's abs_norm), ties by sample
-/// number. For the first --crops of them, the single neuron at the channel map's maximum is
-/// explained down to the input (its activation as relevance), and the crop is the bounding box
-/// of that heatmap, blurred and thresholded as zennit-crp draws it.
+/// number. With --crops N, for the first N of them the single neuron at the channel map's
+/// maximum is explained down to the input (its activation as relevance), and the crop is the
+/// bounding box of that heatmap, blurred and thresholded as zennit-crp draws it.
 ///
 /// The output (HDF5, see docs/formats.md "concepts.h5"): per layer, every sample's channel
 /// relevance and activation, the RelMax and ActMax tables (samples, scores, positions, crop
@@ -119,7 +119,7 @@ impl ConditionArgs {
 ///       --normalize imagenet --layers '/features/features.2[468]/Conv' --output concepts.h5
 ///
 ///   prism concepts --model m.onnx --dataset data.h5 --layers '*/conv2/Conv' \
-///       --sample-heatmaps 3 --output concepts.h5
+///       --crops 8 --sample-heatmaps 3 --output concepts.h5
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ConceptsArgs {
@@ -147,9 +147,11 @@ pub struct ConceptsArgs {
     /// 40).
     #[arg(long, default_value_t = 40, value_name = "N")]
     pub top_n: usize,
-    /// Receptive-field crops computed per channel and mode (the best N references); each
-    /// costs one partial backward pass. 0: none.
-    #[arg(long, default_value_t = 8, value_name = "N")]
+    /// Receptive-field crops computed per channel and mode (the best N references; zennit-crp
+    /// shows 8). Each is a forward and a backward pass of its own: layers × channels × 2 × N
+    /// passes (VGG16's last three convolutions, N = 8: 24 576), far more than the dataset's
+    /// own pass for a large model. 0 (default): none; the viewer then shows whole references.
+    #[arg(long, default_value_t = 0, value_name = "N")]
     pub crops: usize,
     /// Conditional heatmaps stored per sample and layer, for its M most relevant channels
     /// (what the viewer's concept panel shows); each costs a full backward pass. 0: none.

@@ -529,7 +529,7 @@ def concepts(
     method: Optional[Mapping[str, Any]] = None,
     target: Union[str, int] = "label",
     top_n: int = 40,
-    crops: int = 8,
+    crops: int = 0,
     sample_heatmaps: int = 0,
     batch_size: int = 16,
     shard: Optional[str] = None,
@@ -568,8 +568,8 @@ def concepts(
     top_n : int, optional
         Reference samples kept per channel and mode (default 40, as zennit-crp).
     crops : int, optional
-        Receptive-field crops per channel and mode (the best ``crops`` references; default 8,
-        at most ``top_n``); 0: none.
+        Receptive-field crops per channel and mode (the best ``crops`` references, at most
+        ``top_n``; each a forward and backward pass of its own); default 0: none.
     sample_heatmaps : int, optional
         Conditional heatmaps stored per sample and layer, of its most relevant channels
         (default 0: none).

@@ -106,7 +106,7 @@ fn concepts<'py>(
     if top_n == 0 {
         return Err(o.bad("top_n", "must be at least 1 (samples kept per concept)"));
     }
-    let crops: usize = o.get_or("crops", "a non-negative int", 8)?;
+    let crops: usize = o.get_or("crops", "a non-negative int", 0)?;
     if crops > top_n {
         return Err(o.bad(
             "crops",
