@@ -10,6 +10,15 @@ use prism_viewer::synthetic::SyntheticProject;
 mod common;
 use common::fails;
 
+/// libhdf5 opens files without close-on-exec: a server spawned while another test thread has an
+/// HDF5 file open for writing inherits that descriptor and its lock, and the other test's own
+/// server then cannot open the file ("unable to lock file, errno = 11"). The tests of this file
+/// run one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_prism")
 }
@@ -50,6 +59,7 @@ fn get(addr: &str, target: &str) -> (u16, String) {
 
 #[test]
 fn serve_answers_the_api_of_its_projects() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let a = small().write(&dir.path().join("a")).unwrap();
     let b = SyntheticProject {
@@ -94,6 +104,7 @@ fn serve_answers_the_api_of_its_projects() {
 
 #[test]
 fn serve_refuses_missing_and_escaping_projects() {
+    let _serial = serial();
     let e = fails(&["serve", "/nonexistent/project.yaml", "--port", "0"]);
     assert!(e.contains("/nonexistent/project.yaml"), "{e}");
 
@@ -114,6 +125,7 @@ fn serve_refuses_missing_and_escaping_projects() {
 
 #[test]
 fn project_names_checked_concepts_files_and_serve_shows_them() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p");
     small().write(&p).unwrap();
@@ -202,6 +214,7 @@ fn project_names_checked_concepts_files_and_serve_shows_them() {
 
 #[test]
 fn serve_help_has_an_example() {
+    let _serial = serial();
     let out = Command::new(bin())
         .args(["serve", "--help"])
         .output()
@@ -213,6 +226,7 @@ fn serve_help_has_an_example() {
 
 #[test]
 fn serve_refuses_a_network_address_without_allow_remote() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let yaml = small().write(&dir.path().join("p")).unwrap();
     let y = yaml.to_str().unwrap();
@@ -249,6 +263,7 @@ fn start(args: &[&str]) -> (Server, String, String) {
 
 #[test]
 fn serve_on_all_interfaces_warns_and_answers_with_its_token() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let yaml = small().write(&dir.path().join("p")).unwrap();
     let (_server, line, warning) = start(&[
