@@ -1131,7 +1131,7 @@ impl<'m> Explainer<'m> {
 
 /// Each row of `x` repeated `k` times in place (`[a, b]` → `[a, a, b, b]` for `k = 2`):
 /// zennit-crp's `repeat_interleave` of samples over conditions.
-fn repeat_rows<T: Float>(x: &Tensor<T>, k: usize) -> Result<Tensor<T>> {
+pub fn repeat_rows<T: Float>(x: &Tensor<T>, k: usize) -> Result<Tensor<T>> {
     let n = x.shape().first().copied().unwrap_or(0);
     let row = x.len() / n.max(1);
     let mut data = Vec::with_capacity(x.len() * k);

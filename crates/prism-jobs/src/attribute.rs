@@ -214,7 +214,7 @@ pub enum JobError {
 
 /// The error of attributing the batch of dataset samples `indices` (run samples
 /// `first..=last`): a non-finite report numbers its samples as in the dataset.
-fn attribute_error(
+pub(crate) fn attribute_error(
     first: usize,
     last: usize,
     indices: &[usize],
@@ -244,6 +244,43 @@ fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// A batch read from the dataset (`path`) as the model's input (`[k, …input_shape]`) and the
+/// target of its samples, with the batch's indices and labels; samples holding NaN or ±Inf are
+/// refused unless allowed (numbered as in the dataset). With `TargetSpec::Label` every sample
+/// must have a label (the callers check before the run).
+pub(crate) fn batch_input(
+    path: &Path,
+    batch: prism_store::Batch,
+    input_shape: &[usize],
+    target: TargetSpec,
+    allow_nonfinite: bool,
+) -> Result<(Tensor<f32>, Target, prism_store::Batch), JobError> {
+    let mut shape = vec![batch.indices.len()];
+    shape.extend_from_slice(input_shape);
+    let mut batch = batch;
+    let x = Tensor::new(shape, std::mem::take(&mut batch.data))?;
+    if !allow_nonfinite {
+        if let Some(report) = NonFiniteReport::scan(&x, 0) {
+            return Err(JobError::NonFiniteSamples {
+                path: path.to_path_buf(),
+                report: report.renumbered(|s| batch.indices.get(s).copied().unwrap_or(s)),
+            });
+        }
+    }
+    let t = match target {
+        TargetSpec::Predicted => Target::Predicted,
+        TargetSpec::Class(c) => Target::Class(c),
+        TargetSpec::Label => Target::PerSample(
+            batch
+                .labels
+                .iter()
+                .map(|l| l.map_or(0, |v| v as usize))
+                .collect(),
+        ),
+    };
+    Ok((x, t, batch))
 }
 
 /// The run of `job` over a dataset of `n_all` samples (`labels`: whether it has labels, and
@@ -465,29 +502,13 @@ pub fn attribute_dataset(
             source,
         })?;
         let k = batch.indices.len();
-        let mut shape = vec![k];
-        shape.extend_from_slice(&input_shape);
-        let x = Tensor::new(shape, batch.data)?;
-        if !job.allow_nonfinite {
-            if let Some(report) = NonFiniteReport::scan(&x, 0) {
-                return Err(JobError::NonFiniteSamples {
-                    path: job.dataset.clone(),
-                    report: report.renumbered(|s| batch.indices.get(s).copied().unwrap_or(s)),
-                });
-            }
-        }
-        let t = match target {
-            TargetSpec::Predicted => Target::Predicted,
-            TargetSpec::Class(c) => Target::Class(c),
-            // Every sample has a label (checked above).
-            TargetSpec::Label => Target::PerSample(
-                batch
-                    .labels
-                    .iter()
-                    .map(|l| l.map_or(0, |v| v as usize))
-                    .collect(),
-            ),
-        };
+        let (x, t, batch) = batch_input(
+            &job.dataset,
+            batch,
+            &input_shape,
+            target,
+            job.allow_nonfinite,
+        )?;
         let (first, last) = (pending.samples.start, pending.samples.end - 1);
         let a = explainer
             .attribute(&x, &t, method.built.seed, &method.built.attributor)

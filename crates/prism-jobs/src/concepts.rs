@@ -28,7 +28,7 @@ use prism_attribution::{
     AttributeAt, Attributor, Concepts, Explainer, Neuron, Record, RecordMode, RecordedLayer,
     SeedMode, Target,
 };
-use prism_model::{Float, Model, NonFinite, NonFiniteReport, Tensor};
+use prism_model::{Float, Model, NonFinite, Tensor};
 use prism_store::concepts_run::{
     abs_norm_scores, ConceptPart, ConceptPrepared, ConceptRun, ConceptRunSpec, ConceptSettings,
     LayerInfo, LayerMaxima, LayerRows, Maxima,
@@ -37,7 +37,7 @@ use prism_store::dataset::{Dataset, DatasetOptions};
 use prism_store::run::hash_file;
 use prism_store::{Shard, TargetSpec};
 
-use crate::attribute::{JobError, Method, RunProgress, RunStarted};
+use crate::attribute::{attribute_error, batch_input, JobError, Method, RunProgress, RunStarted};
 
 /// One relevance-maximisation run.
 #[derive(Debug, Clone)]
@@ -185,7 +185,7 @@ pub fn concept_batch<T: Float>(
         if sample_heatmaps > 0 {
             let (top, _) = rec.top_channels(sample_heatmaps);
             let m = top.len() / rows.max(1);
-            let x_rep = repeat_rows(x, m)?;
+            let x_rep = prism_attribution::repeat_rows(x, m)?;
             let t_rep: Vec<usize> = targets
                 .iter()
                 .flat_map(|&t| std::iter::repeat_n(t, m))
@@ -225,24 +225,6 @@ pub fn concept_batch<T: Float>(
         });
     }
     Ok(out)
-}
-
-/// Each row of `x` `k` times (`[a, b]` → `[a, a, b, b]`).
-fn repeat_rows<T: Float>(
-    x: &Tensor<T>,
-    k: usize,
-) -> Result<Tensor<T>, prism_attribution::AttributionError> {
-    let n = x.shape()[0];
-    let row = x.len() / n.max(1);
-    let mut data = Vec::with_capacity(x.len() * k);
-    for r in x.data().chunks(row.max(1)) {
-        for _ in 0..k {
-            data.extend_from_slice(r);
-        }
-    }
-    let mut shape = x.shape().to_vec();
-    shape[0] = n * k;
-    Ok(Tensor::new(shape, data)?)
 }
 
 /// `[rows, C, H, W]` summed over `C`: `rows × H × W` (zennit-crp's heatmap).
@@ -542,36 +524,16 @@ pub fn concepts_dataset(
             source,
         })?;
         let k = batch.indices.len();
-        let mut shape = vec![k];
-        shape.extend_from_slice(&input_shape);
-        let x = Tensor::new(shape, batch.data)?;
-        if !job.allow_nonfinite {
-            if let Some(report) = NonFiniteReport::scan(&x, 0) {
-                return Err(JobError::NonFiniteSamples {
-                    path: job.dataset.clone(),
-                    report: report.renumbered(|s| batch.indices.get(s).copied().unwrap_or(s)),
-                });
-            }
-        }
-        let t = match target {
-            TargetSpec::Predicted => Target::Predicted,
-            TargetSpec::Class(c) => Target::Class(c),
-            TargetSpec::Label => Target::PerSample(
-                batch
-                    .labels
-                    .iter()
-                    .map(|l| l.map_or(0, |v| v as usize))
-                    .collect(),
-            ),
-        };
-        let (first, last) = (p.samples.start, p.samples.end - 1);
-        let tables = concept_batch(&explainer, &recorded, &x, &t, job.sample_heatmaps).map_err(
-            |source| JobError::Attribute {
-                first,
-                last,
-                source,
-            },
+        let (x, t, batch) = batch_input(
+            &job.dataset,
+            batch,
+            &input_shape,
+            target,
+            job.allow_nonfinite,
         )?;
+        let (first, last) = (p.samples.start, p.samples.end - 1);
+        let tables = concept_batch(&explainer, &recorded, &x, &t, job.sample_heatmaps)
+            .map_err(|source| attribute_error(first, last, &batch.indices, source))?;
         let layers: Vec<LayerRows<'_>> = infos
             .iter()
             .zip(&tables.layers)
