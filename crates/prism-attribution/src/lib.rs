@@ -60,7 +60,7 @@ pub use composite::{
 };
 pub use concept::{Concepts, Condition, Parallel, Record, RecordMode, Recorded};
 pub use error::{AttributionError, Result};
-pub use method::{CompositeSource, Method, MethodSpec, METHOD_FIELDS};
+pub use method::{CompositeSource, Method, MethodSpec, METHOD_FIELDS, OPTIONAL_METHOD_FIELDS};
 pub use rule::{
     Bound, Rule, Stabilizer, DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_BETA_SMOOTH, DEFAULT_EPSILON,
     DEFAULT_GAMMA, DEFAULT_STABILIZER,

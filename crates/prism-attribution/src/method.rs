@@ -157,6 +157,11 @@ pub struct MethodSpec {
     pub stride: Vec<usize>,
     pub invert_occlusion: bool,
     pub seed: u64,
+    /// The layer (an ONNX node or tensor name) a class-activation-map attributor reads its
+    /// activations and gradients at (`grad-cam`, …); `None`: the last convolution.
+    /// An optional field ([`OPTIONAL_METHOD_FIELDS`]): written in the description only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
 }
 
 impl Default for MethodSpec {
@@ -182,6 +187,7 @@ impl Default for MethodSpec {
             stride: vec![DEFAULT_STRIDE],
             invert_occlusion: false,
             seed: DEFAULT_SEED,
+            layer: None,
         }
     }
 }
@@ -298,7 +304,13 @@ impl fmt::Display for MethodSpec {
             self.stride,
             self.invert_occlusion,
             self.seed,
-        )
+        )?;
+        // fields added later: written only when they differ from their default, so that every
+        // description (and resume key) of a method without them stays what it was
+        if let Some(layer) = &self.layer {
+            write!(f, " layer={layer}")?;
+        }
+        Ok(())
     }
 }
 
@@ -326,6 +338,12 @@ pub const METHOD_FIELDS: [&str; 20] = [
     "invert_occlusion",
     "seed",
 ];
+
+/// Fields added after [`METHOD_FIELDS`], in the order of the description's tail: each is
+/// written (` name=value`) only when it differs from its default, so descriptions and resume
+/// keys of methods without them never changed. A new field goes at the end of this list, in
+/// `Display` and in `FromStr`.
+pub const OPTIONAL_METHOD_FIELDS: [&str; 1] = ["layer"];
 
 fn bad(detail: String) -> AttributionError {
     AttributionError::MethodDescription(detail)
@@ -381,6 +399,17 @@ impl FromStr for MethodSpec {
         let mut rest = s
             .strip_prefix("composite=")
             .ok_or_else(|| bad(format!("'{s}' does not start with composite=")))?;
+        // the optional tail, split off from the right (each only when it follows `seed=`)
+        let mut optional = [None::<&str>; OPTIONAL_METHOD_FIELDS.len()];
+        for i in (0..OPTIONAL_METHOD_FIELDS.len()).rev() {
+            let key = format!(" {}=", OPTIONAL_METHOD_FIELDS[i]);
+            if let Some(at) = rest.rfind(&key) {
+                if rest[..at].contains(" seed=") {
+                    optional[i] = Some(&rest[at + key.len()..]);
+                    rest = &rest[..at];
+                }
+            }
+        }
         let mut values = [""; METHOD_FIELDS.len()];
         for i in (1..METHOD_FIELDS.len()).rev() {
             let (head, value) = rest
@@ -419,6 +448,7 @@ impl FromStr for MethodSpec {
             stride: list("stride", v("stride"))?,
             invert_occlusion: num("invert_occlusion", v("invert_occlusion"))?,
             seed: num("seed", v("seed"))?,
+            layer: optional[0].map(str::to_string),
         })
     }
 }
@@ -463,6 +493,24 @@ mod tests {
         assert!(s.contains(" n_iter=Some(50) "), "{s}");
         assert!(s.contains(" window=[4, 4] "), "{s}");
         assert_eq!(s.parse::<MethodSpec>().unwrap(), m);
+    }
+
+    #[test]
+    fn optional_fields_are_written_only_when_set_and_read_back() {
+        let plain = MethodSpec::default().to_string();
+        assert!(!plain.contains("layer="), "{plain}");
+        let m = MethodSpec {
+            attributor: "grad-cam".into(),
+            layer: Some("/features/features.28/Conv".into()),
+            ..MethodSpec::default()
+        };
+        let s = m.to_string();
+        assert!(
+            s.ends_with(" seed=0 layer=/features/features.28/Conv"),
+            "{s}"
+        );
+        assert_eq!(s.parse::<MethodSpec>().unwrap(), m);
+        assert_eq!(plain.parse::<MethodSpec>().unwrap(), MethodSpec::default());
     }
 
     #[test]

@@ -161,6 +161,7 @@ mod description {
             window in prop::collection::vec(0usize..64, 0..4),
             stride in prop::collection::vec(0usize..64, 0..4),
             seed in any::<u64>(),
+            layer in prop::option::of("/[a-z_.0-9/]{1,20}"),
         ) -> MethodSpec {
             MethodSpec {
                 composite,
@@ -183,6 +184,7 @@ mod description {
                 stride,
                 invert_occlusion: flags.2,
                 seed,
+                layer,
             }
         }
     }
