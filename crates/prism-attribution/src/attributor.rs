@@ -6,6 +6,7 @@ use rand_distr::{Distribution, Normal};
 
 use prism_model::{Float, Tensor};
 
+use crate::cam::{CamKind, CAM_ATTRIBUTORS};
 use crate::error::{AttributionError, Result};
 
 /// An attribution method wrapping the (modified) gradient.
@@ -30,6 +31,13 @@ pub enum Attributor {
         stride: Vec<usize>,
         invert: bool,
     },
+    /// A class activation map at a layer (pytorch-grad-cam's definitions, see
+    /// [`crate::cam`]): `N × 1 × H × W`, in `[0, 1]`. `layer`: an ONNX node or tensor name;
+    /// `None`: the deepest convolution ([`crate::cam::default_layer`]).
+    Cam {
+        kind: CamKind,
+        layer: Option<String>,
+    },
 }
 
 /// Zennit's iterations of SmoothGrad and Integrated Gradients.
@@ -51,6 +59,13 @@ pub const ATTRIBUTORS: &[&str] = &[
     "smoothgrad",
     "integrated-gradients",
     "occlusion",
+    "grad-cam",
+    "grad-cam-plus-plus",
+    "xgrad-cam",
+    "layer-cam",
+    "eigen-cam",
+    "score-cam",
+    "ablation-cam",
 ];
 
 /// Attributor parameters (Zennit's defaults).
@@ -63,6 +78,8 @@ pub struct AttributorParams {
     pub invert: bool,
     pub seed: u64,
     pub baseline: f64,
+    /// The layer of a class activation map (`None`: the deepest convolution).
+    pub layer: Option<String>,
 }
 
 impl Default for AttributorParams {
@@ -75,6 +92,7 @@ impl Default for AttributorParams {
             invert: false,
             seed: DEFAULT_SEED,
             baseline: DEFAULT_BASELINE,
+            layer: None,
         }
     }
 }
@@ -87,6 +105,7 @@ impl Attributor {
             Attributor::SmoothGrad { .. } => "smoothgrad",
             Attributor::IntegratedGradients { .. } => "integrated-gradients",
             Attributor::Occlusion { .. } => "occlusion",
+            Attributor::Cam { kind, .. } => kind.name(),
         }
     }
 
@@ -96,6 +115,21 @@ impl Attributor {
             return Err(AttributionError::Parameter {
                 names: &["n_iter"],
                 detail: "must be at least 1".into(),
+            });
+        }
+        if let Some(kind) = CamKind::by_name(name) {
+            return Ok(Attributor::Cam {
+                kind,
+                layer: p.layer.clone(),
+            });
+        }
+        if let Some(layer) = &p.layer {
+            return Err(AttributionError::Parameter {
+                names: &["layer"],
+                detail: format!(
+                    "'{layer}' is for the class activation maps ({}); {name} takes no layer",
+                    CAM_ATTRIBUTORS.map(|(n, _)| n).join(", ")
+                ),
             });
         }
         Ok(match name.replace('_', "-").as_str() {

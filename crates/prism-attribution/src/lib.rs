@@ -30,6 +30,7 @@
 
 pub mod attributor;
 pub mod batched;
+pub mod cam;
 pub mod canonize;
 pub mod composite;
 pub mod concept;
@@ -55,6 +56,7 @@ pub use attributor::{
     DEFAULT_N_ITER, DEFAULT_SEED, DEFAULT_STRIDE, DEFAULT_WINDOW,
 };
 pub use batched::{Explained, ExplainedBatch};
+pub use cam::{default_layer, CamKind, CAM_ATTRIBUTORS};
 pub use composite::{
     default_epsilon, Composite, CompositeParams, Group, Matcher, COMPOSITES, TRANSFORMER_COMPOSITES,
 };
@@ -328,6 +330,8 @@ pub struct Explainer<'m> {
     hidden_sum: bool,
     concepts: Concepts,
     cache: Mutex<HashMap<PreparedKey, Arc<dyn Any + Send + Sync>>>,
+    /// The explainers of class activation maps, one per layer ([`cam`]).
+    cams: cam::CamExplainers<'m>,
 }
 
 impl<'m> Explainer<'m> {
@@ -340,6 +344,7 @@ impl<'m> Explainer<'m> {
             hidden_sum: false,
             concepts: Concepts::default(),
             cache: Mutex::new(HashMap::new()),
+            cams: cam::CamExplainers::default(),
         }
     }
 
@@ -490,6 +495,16 @@ impl<'m> Explainer<'m> {
                 x.shape()
             )));
         }
+        if let Attributor::Cam { kind, layer } = attributor {
+            if self.concepts.is_active() {
+                return Err(AttributionError::Invalid(format!(
+                    "{} is a class activation map; recording relevance at nodes or \
+                     conditioning it (CRP) takes the gradient or an LRP composite",
+                    kind.name()
+                )));
+            }
+            return self.cam(x, target, seed, *kind, layer.as_deref());
+        }
         if self.concepts.is_active() {
             let a = self.attribute_at(vec![x.clone()], None, target, seed, attributor)?;
             return Ok(Attribution {
@@ -585,6 +600,11 @@ impl<'m> Explainer<'m> {
                     b.add_masked(&mut acc, m, &scores)?;
                 }
                 acc
+            }
+            Attributor::Cam { .. } => {
+                return Err(AttributionError::Invalid(
+                    "class activation maps are dispatched before (internal)".into(),
+                ))
             }
         };
         Ok(Attribution {

@@ -227,6 +227,7 @@ impl MethodSpec {
             invert: self.invert_occlusion,
             seed: self.seed,
             baseline: self.baseline,
+            layer: self.layer.clone(),
         }
     }
 

@@ -1155,6 +1155,135 @@ impl<T: Float> Executor<T> {
         self.check_outputs(trace, &watch)
     }
 
+    /// The values that the nodes downstream of `from` read without depending on it: with
+    /// `from` itself, what [`run_from`](Self::run_from) needs to compute the outputs again after
+    /// `from` changed (a skip connection's other branch, say). In graph order, constants left
+    /// out.
+    pub fn frontier(&self, from: ValueId) -> Vec<ValueId> {
+        let g = &*self.graph;
+        let mut downstream = vec![false; g.values.len()];
+        downstream[from.0] = true;
+        let mut read = vec![false; g.values.len()];
+        for node in &g.nodes {
+            if node.inputs.iter().flatten().any(|v| downstream[v.0]) {
+                for v in node.inputs.iter().flatten() {
+                    read[v.0] = true;
+                }
+                for o in &node.outputs {
+                    downstream[o.0] = true;
+                }
+            }
+        }
+        (0..g.values.len())
+            .filter(|&i| read[i] && !downstream[i] && self.consts[i].is_none())
+            .map(ValueId)
+            .collect()
+    }
+
+    /// The graph outputs computed from `given` values (each with its shape in the graph) and
+    /// the constants alone: only the nodes between them and the outputs run, node by node.
+    /// Used to run the rest of a model again after a hidden tensor was changed (Ablation-CAM),
+    /// with `given` = the changed tensor and its [`frontier`](Self::frontier).
+    pub fn run_from(
+        &self,
+        given: Vec<(ValueId, Arc<Tensor<T>>)>,
+        policy: NonFinite,
+    ) -> Result<Vec<Arc<Tensor<T>>>> {
+        let g = &*self.graph;
+        let mut vals: Vec<Option<Arc<Tensor<T>>>> = vec![None; g.values.len()];
+        for (id, t) in given {
+            let want = g.shape(id).unwrap_or_default();
+            if t.shape() != want {
+                return Err(ModelError::Invalid(format!(
+                    "value '{}' given with shape {:?}, the graph has {want:?}",
+                    g.value(id).name,
+                    t.shape()
+                )));
+            }
+            vals[id.0] = Some(t);
+        }
+        // the nodes the outputs need, from the outputs back to given values and constants
+        let mut needed = vec![false; g.nodes.len()];
+        let mut wanted: Vec<ValueId> = g.outputs.clone();
+        let mut seen = vec![false; g.values.len()];
+        while let Some(v) = wanted.pop() {
+            if std::mem::replace(&mut seen[v.0], true)
+                || vals[v.0].is_some()
+                || self.consts[v.0].is_some()
+            {
+                continue;
+            }
+            let Some(n) = g.producer(v) else {
+                return Err(ModelError::Invalid(format!(
+                    "value '{}' is needed but neither given nor computed by a node",
+                    g.value(v).name
+                )));
+            };
+            if !std::mem::replace(&mut needed[n.0], true) {
+                wanted.extend(g.node(n).inputs.iter().flatten().copied());
+            }
+        }
+        for (ni, node) in g.nodes.iter().enumerate() {
+            if !needed[ni] {
+                continue;
+            }
+            let outs: Vec<Vec<usize>> = node
+                .outputs
+                .iter()
+                .map(|o| g.shape(*o).unwrap_or_default().to_vec())
+                .collect();
+            let ins: Vec<&Tensor<T>> = node
+                .inputs
+                .iter()
+                .flatten()
+                .map(|v| {
+                    self.consts[v.0]
+                        .as_deref()
+                        .or(vals[v.0].as_deref())
+                        .ok_or_else(|| {
+                            ModelError::node(
+                                &node.name,
+                                node.op.type_name(),
+                                format!("input '{}' was not computed", g.value(*v).name),
+                            )
+                        })
+                })
+                .collect::<Result<_>>()?;
+            let ys = run_node(node, &node.op, &ins, &outs)?;
+            drop(ins);
+            for (o, y) in node.outputs.iter().zip(ys) {
+                vals[o.0] = Some(Arc::new(y));
+            }
+        }
+        let outputs: Vec<Arc<Tensor<T>>> = g
+            .outputs
+            .iter()
+            .map(|o| {
+                self.consts[o.0]
+                    .clone()
+                    .or_else(|| vals[o.0].clone())
+                    .ok_or_else(|| {
+                        ModelError::Invalid(format!(
+                            "output '{}' was not computed",
+                            g.value(*o).name
+                        ))
+                    })
+            })
+            .collect::<Result<_>>()?;
+        if policy.checks() {
+            for (o, y) in g.outputs.iter().zip(&outputs) {
+                if let Some(report) = NonFiniteReport::scan(y, 0) {
+                    return Err(ModelError::NonFiniteResult {
+                        what: format!("the model's output '{}'", g.value(*o).name),
+                        report,
+                        origin: "a run from a hidden tensor (not watched node by node)".into(),
+                    });
+                }
+            }
+        }
+        Ok(outputs)
+    }
+
     /// `trace` if its outputs are finite, else the error naming where they stopped being so.
     fn check_outputs(&self, trace: Trace<T>, watch: &Watch) -> Result<Trace<T>> {
         let g = &*self.graph;
