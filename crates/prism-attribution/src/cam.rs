@@ -247,6 +247,14 @@ impl<'m> Explainer<'m> {
             Some(l) => l.to_string(),
             None => default_layer(self.model.graph())?,
         };
+        let g = self.model.graph();
+        if g.find_node(&layer).is_none() && g.find_value(&layer).is_none() {
+            return Err(AttributionError::Invalid(format!(
+                "{}: the model has no node or tensor named '{layer}'; `prism inspect --shapes` \
+                 lists them",
+                kind.name()
+            )));
+        }
         let inner = self.cams.get(self.model, &layer);
         let (maps, output, resolved) = if kind.uses_gradients() {
             let a = inner.attribute_inputs(
@@ -331,9 +339,11 @@ impl<'m> Explainer<'m> {
     ) -> Result<(Tensor<T>, Tensor<T>)> {
         let p = self.prepared::<T>(x.shape())?;
         let (v, _) = AttributeAt::Named(layer.to_string()).resolve(self.model.graph(), &p.graph)?;
-        let t = p
-            .exec
-            .run_with(vec![x.clone()], &Keep::Values(vec![v]), self.model.nonfinite())?;
+        let t = p.exec.run_with(
+            vec![x.clone()],
+            &Keep::Values(vec![v]),
+            self.model.nonfinite(),
+        )?;
         let act = t.get(v).ok_or_else(|| {
             AttributionError::Invalid(format!("layer '{layer}' was not kept (internal)"))
         })?;
@@ -365,7 +375,7 @@ impl<'m> Explainer<'m> {
         let mut zero_rows: Vec<(usize, usize)> = Vec::new();
         let batch_shape = |rows: usize| vec![rows, c_in, hh, ww];
         let flush = |pending: &mut Vec<(usize, usize, Vec<f64>)>,
-                         scores: &mut Vec<Vec<f64>>|
+                     scores: &mut Vec<Vec<f64>>|
          -> Result<()> {
             if pending.is_empty() {
                 return Ok(());
@@ -402,7 +412,8 @@ impl<'m> Explainer<'m> {
                     zero_rows.push((s, c));
                     continue;
                 }
-                up.iter_mut().for_each(|v| *v = (*v - lo) / (hi - lo + 1e-8));
+                up.iter_mut()
+                    .for_each(|v| *v = (*v - lo) / (hi - lo + 1e-8));
                 pending.push((s, c, up));
                 if pending.len() == SCORE_CAM_BATCH {
                     flush(&mut pending, &mut scores)?;
@@ -556,11 +567,7 @@ fn gradient_weights(kind: CamKind, m: &LayerMaps) -> Vec<Vec<f64>> {
                                 g.max(0.0) * aij
                             })
                             .sum(),
-                        _ => a
-                            .iter()
-                            .zip(g)
-                            .map(|(&a, &g)| g * a / (sum_a + 1e-7))
-                            .sum(),
+                        _ => a.iter().zip(g).map(|(&a, &g)| g * a / (sum_a + 1e-7)).sum(),
                     }
                 })
                 .collect()
@@ -745,7 +752,10 @@ mod tests {
             assert_eq!(CamKind::by_name(&name.replace('-', "_")), Some(kind));
         }
         assert_eq!(CamKind::by_name("gradcam++"), None);
-        assert_eq!(CamKind::by_name("gradcampp"), Some(CamKind::GradCamPlusPlus));
+        assert_eq!(
+            CamKind::by_name("gradcampp"),
+            Some(CamKind::GradCamPlusPlus)
+        );
     }
 
     #[test]

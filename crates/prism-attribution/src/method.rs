@@ -258,6 +258,16 @@ impl MethodSpec {
             }
         };
         let attributor = Attributor::by_name(&self.attributor, &self.attributor_params())?;
+        if let (Attributor::Cam { kind, .. }, Some(_)) = (&attributor, &composite) {
+            return Err(AttributionError::Parameter {
+                names: &["composite"],
+                detail: format!(
+                    "does not apply to {}: a class activation map weighs a layer's activations \
+                     by plain gradients or scores",
+                    kind.name()
+                ),
+            });
+        }
         Ok(Method {
             composite,
             attributor,

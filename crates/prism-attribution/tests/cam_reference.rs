@@ -51,7 +51,8 @@ fn compare_all<T: Float>() -> usize {
                     "labels" => Target::PerSample(labels(&m)),
                     _ => Target::Predicted,
                 };
-                let want: Tensor<f32> = npy::read_float(&dir().join(file.as_str().unwrap())).unwrap();
+                let want: Tensor<f32> =
+                    npy::read_float(&dir().join(file.as_str().unwrap())).unwrap();
                 // the default layer when the manifest marks it so, else by name
                 let at = if layer["default"].as_bool().unwrap() {
                     None

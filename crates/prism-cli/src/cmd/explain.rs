@@ -21,6 +21,17 @@ use super::predict::{sample_progress, DTypeArg};
 /// pass: gradient (default), smoothgrad, integrated-gradients or occlusion. Canonizers (merging
 /// BatchNorm into the layer before it, explicit residual sums) are on unless --no-canonize.
 ///
+/// Class activation maps (pytorch-grad-cam 1.5's definitions, docs/methods.md) weigh the
+/// activation maps of a layer (--layer NODE; default: the deepest convolution) and upsample
+/// the sum to the input (N × 1 × H × W, min-max normalised to [0, 1]):
+///   grad-cam            channel weights = mean gradient (Selvaraju et al. 2017)
+///   grad-cam-plus-plus  weights from second- and third-order gradient terms (Chattopadhay et al. 2018)
+///   xgrad-cam           weights = Σ gradient · activation / Σ activation (Fu et al. 2020)
+///   layer-cam           ReLU(gradient) ⊙ activation, per position (Jiang et al. 2021)
+///   eigen-cam           first principal component of the activations (Muhammad & Yeasin 2020)
+///   score-cam           softmax of the scores of the input masked by each map (Wang et al. 2020)
+///   ablation-cam        score drop when a channel is ablated (Desai & Ramaswamy 2020)
+///
 /// INPUT is a float32/float64 .npy array, already preprocessed, first axis = samples. The
 /// relevance is written with the input's shape.
 ///
@@ -60,6 +71,8 @@ use super::predict::{sample_progress, DTypeArg};
 ///   prism explain vit.onnx images.npy -o r.npy --composite attn-lrp --conv-composite epsilon-gamma-box --low -1 --high 1
 ///
 ///   prism explain vgg16.onnx x.npy -o r.npy --composite epsilon-plus-flat --record '/features/*/Conv'
+///
+///   prism explain resnet50.onnx x.npy -o cam.npy --attributor grad-cam --layer /layer4/layer4.2/relu_2/Relu
 ///
 ///   prism explain vgg16.onnx x.npy -o r.npy --composite epsilon-plus-flat --target 3 --condition '/features/features.28/Conv:12' --condition '/features/features.28/Conv:40,41'
 #[derive(clap::Args, Debug)]

@@ -28,9 +28,15 @@ pub struct MethodArgs {
     /// Your own composite as TOML (see docs/composites.md).
     #[arg(long, value_name = "FILE.toml")]
     pub composite_file: Option<PathBuf>,
-    /// gradient, smoothgrad, integrated-gradients or occlusion.
+    /// gradient, smoothgrad, integrated-gradients or occlusion; or a class activation map at
+    /// --layer (pytorch-grad-cam's): grad-cam, grad-cam-plus-plus, xgrad-cam, layer-cam,
+    /// eigen-cam, score-cam, ablation-cam (N × 1 × H × W, in [0, 1]).
     #[arg(long, default_value = "gradient")]
     pub attributor: String,
+    /// The layer of a class activation map: an ONNX node or tensor name as `prism inspect
+    /// --shapes` prints them [default: the deepest convolution].
+    #[arg(long, value_name = "NODE")]
+    pub layer: Option<String>,
     /// Initial relevance: one-hot at the target (Zennit's convention; the default) or the
     /// target's logit (the default with --condition, as zennit-crp initialises it).
     #[arg(long, value_enum)]
@@ -196,6 +202,7 @@ impl MethodArgs {
             canonize: !self.no_canonize,
             baseline: self.baseline,
             seed: self.seed,
+            layer: self.layer.clone(),
             ..MethodSpec::default()
         };
         self.rules.apply(&mut spec, text.as_deref());

@@ -127,6 +127,7 @@ pub(crate) static METHOD_KEYS: std::sync::LazyLock<Vec<&'static str>> =
     std::sync::LazyLock::new(|| {
         let mut keys = prism_attribution::METHOD_FIELDS.to_vec();
         keys.insert(1, "composite_file");
+        keys.extend(prism_attribution::OPTIONAL_METHOD_FIELDS);
         keys
     });
 
@@ -170,6 +171,9 @@ pub(crate) fn apply_parameters(
     }
     spec.invert_occlusion = o.flag("invert_occlusion")?;
     spec.seed = o.get_or("seed", "a non-negative int", spec.seed)?;
+    if let Some(layer) = o.text("layer", "a node or tensor name (str)")? {
+        spec.layer = Some(layer);
+    }
     Ok(())
 }
 
