@@ -13,8 +13,8 @@ use prism_eval::{
     evaluate_chunks, zbox_bounds_from_inputs, Baseline, Chunk, EvalError, FaithfulnessCorrelation,
     FeatureBaseline, Irof, Method, Metrics, Mode, Progress, RegionPerturbation, Road, Settings,
 };
-use prism_store::TargetSpec;
 use prism_model::{Float, Model, Tensor};
+use prism_store::TargetSpec;
 
 use super::method::{read_composite_file, OcclusionArgs, RuleArgs, SamplingArgs};
 use super::predict::{read_batch, DTypeArg};
@@ -285,7 +285,12 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
 /// The faithfulness metrics of --metrics with their flags.
 fn metrics(args: &EvaluateArgs) -> anyhow::Result<Metrics> {
     let mut m = Metrics::default();
-    for name in args.metrics.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    for name in args
+        .metrics
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
         match name {
             "faithfulness-correlation" | "fc" => {
                 m.faithfulness_correlation = Some(FaithfulnessCorrelation {
@@ -367,7 +372,9 @@ fn source_range(source: &Source, batch: usize, prefetch: usize) -> anyhow::Resul
         }
     }
     if range.0 > range.1 {
-        bail!("the dataset holds no finite value, so it gives no ZBox bounds; give --low and --high");
+        bail!(
+            "the dataset holds no finite value, so it gives no ZBox bounds; give --low and --high"
+        );
     }
     Ok(range)
 }
@@ -432,8 +439,14 @@ fn run_typed<T: Float>(args: &EvaluateArgs) -> anyhow::Result<()> {
             (Some(x), _) => zbox_bounds_from_inputs(&mut base, x).map_err(in_flag_words)?,
             (None, Some(s)) => {
                 let (lo, hi) = source_range(s, args.attribution_batch, args.prefetch)?;
-                base.low = base.low.take().or(Some(prism_attribution::Bound::Scalar(lo)));
-                base.high = base.high.take().or(Some(prism_attribution::Bound::Scalar(hi)));
+                base.low = base
+                    .low
+                    .take()
+                    .or(Some(prism_attribution::Bound::Scalar(lo)));
+                base.high = base
+                    .high
+                    .take()
+                    .or(Some(prism_attribution::Bound::Scalar(hi)));
                 (lo, hi)
             }
             (None, None) => unreachable!("inputs resolved above"),
