@@ -258,7 +258,7 @@ impl Progress for Bars {
             Bars::Plain(m) => {
                 if let Ok(mut s) = m.lock() {
                     s.2 += n;
-                    let tenth = if s.1 == 0 { 0 } else { s.2 * 10 / s.1 };
+                    let tenth = (s.2 * 10).checked_div(s.1).unwrap_or(0); // no total: no tenths
                     if tenth > s.3 {
                         s.3 = tenth;
                         eprintln!("{}: {}/{}", s.0, s.2, s.1);
