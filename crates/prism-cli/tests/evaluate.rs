@@ -125,3 +125,106 @@ fn evaluate_bad_arguments_are_one_line_errors() {
     let e = fails(&["evaluate", &m, &fixture("missing.npy"), "-o", &o]);
     assert!(e.contains("missing.npy"), "{e}");
 }
+
+fn run_ok(args: &[&str]) -> String {
+    let out = prism().args(args).output().expect("run");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn morf_curves(report: &Path, method: usize) -> Vec<Vec<f64>> {
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).expect("report")).expect("json");
+    serde_json::from_value(r["methods"][method]["morf"]["curves"].clone()).expect("curves")
+}
+
+#[test]
+fn evaluate_attribution_file_equals_computing_the_method() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let h5 = d.join("attr.h5");
+    let (m, x) = (fixture("eval_cnn.onnx"), fixture("eval_cnn.input.npy"));
+    run_ok(&[
+        "attribute",
+        "--model",
+        &m,
+        "--dataset",
+        &x,
+        "--output",
+        &s(&h5),
+        "--target",
+        "predicted",
+        "--composite",
+        "epsilon-plus-flat",
+        "--batch-size",
+        "3",
+    ]);
+    let common = [
+        "--patch-size",
+        "4",
+        "--steps",
+        "8",
+        "--randomisation",
+        "none",
+    ];
+    let mut a = vec!["evaluate", "--model", &m, "--attributions"];
+    let h5s = s(&h5);
+    let oa = s(&d.join("a"));
+    a.extend([h5s.as_str(), "-o", oa.as_str(), "--attribution-batch", "5"]);
+    a.extend(common);
+    // the file names its dataset by file name only: not beside it, it must be given
+    let e = fails(&a);
+    assert!(
+        e.contains("eval_cnn.input.npy") && e.contains("give the dataset"),
+        "{e}"
+    );
+    a.extend(["--dataset", x.as_str()]);
+    run_ok(&a);
+    let ob = s(&d.join("b"));
+    let mut b = vec![
+        "evaluate",
+        &m,
+        &x,
+        "-o",
+        &ob,
+        "--methods",
+        "epsilon-plus-flat",
+    ];
+    b.extend(common);
+    run_ok(&b);
+    let (ga, gb) = (
+        morf_curves(&d.join("a/report.json"), 0),
+        morf_curves(&d.join("b/report.json"), 0),
+    );
+    assert_eq!(ga.len(), 8);
+    for (ca, cb) in ga.iter().zip(&gb) {
+        for (u, v) in ca.iter().zip(cb) {
+            assert!((u - v).abs() <= 1e-5 * v.abs().max(1.0), "{u} {v}");
+        }
+    }
+    // another dataset than the file's is refused, naming both
+    let other = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/eval/quantus/input.npy")
+        .to_string_lossy()
+        .into_owned();
+    let e = fails(&[
+        "evaluate",
+        "--model",
+        &m,
+        "--attributions",
+        &h5s,
+        "--dataset",
+        &other,
+        "-o",
+        &oa,
+    ]);
+    assert!(
+        e.contains("is not the dataset") && e.contains("attr.h5"),
+        "{e}"
+    );
+}

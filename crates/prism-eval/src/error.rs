@@ -16,6 +16,13 @@ pub enum EvalError {
     /// Bad configuration or inputs of the wrong shape.
     #[error("{0}")]
     Invalid(String),
+    /// Reading a dataset, an attribution file or a segments file failed (what is named).
+    #[error("{what}")]
+    Read {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Writing a report or a plot failed.
     #[error("{path}: {detail}")]
     Io { path: String, detail: String },

@@ -1,6 +1,12 @@
-//! All evaluations for several methods in one run: attribute once per method, perturb all
-//! methods' MoRF/LeRF orders and the random order in shared forward batches, randomise layers,
-//! check completeness, rank.
+//! All evaluations for several methods in one run: attribute once per method (or read the
+//! attributions given), perturb all methods' MoRF/LeRF orders and the random order in shared
+//! forward batches, run the faithfulness metrics asked for, randomise layers, check
+//! completeness, rank.
+//!
+//! A run streams over chunks of samples ([`evaluate_chunks`]): everything but the
+//! randomisation test is computed chunk by chunk and only per-sample numbers are kept, so the
+//! memory is bounded by the chunk (and the `randomisation_samples` first samples, which the
+//! randomisation test re-attributes at the end). [`evaluate`] is the one-chunk form.
 
 use std::time::Instant;
 
@@ -9,15 +15,63 @@ use prism_model::{Float, Model, Tensor};
 
 use crate::completeness;
 use crate::error::{EvalError, Result};
+use crate::faithfulness::{grid_segments, FaithfulnessCorrelation, Irof, Road};
 use crate::method::Method;
-use crate::perturbation::{Job, Order, RegionPerturbation};
+use crate::perturbation::{Job, Order, RegionPerturbation, Samples};
 use crate::randomisation::{parameter_layers, randomised_models, Mode};
 use crate::report::{
-    CurveSummary, MethodReport, RandomisationCurve, RandomisationSettings, RandomisationStep,
-    Report,
+    CurveSummary, FaithfulnessCorrelationSummary, IrofSummary, MethodReport, RandomisationCurve,
+    RandomisationSettings, RandomisationStep, Report, RoadSummary,
 };
 use crate::similarity::{finite_mean, plane, spearman, ssim, top_k_intersection};
-use crate::{forward_batched, target_scores, Progress};
+use crate::{forward_batched, relevance_sample_len, target_scores, Progress, Quiet};
+
+/// The faithfulness metrics of Quantus to run besides region perturbation (none by default).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Metrics {
+    pub faithfulness_correlation: Option<FaithfulnessCorrelation>,
+    pub road: Option<Road>,
+    pub irof: Option<Irof>,
+}
+
+/// Attributions computed elsewhere (an attribution file), evaluated like a method.
+#[derive(Clone, Debug)]
+pub struct Given {
+    /// The name in the report.
+    pub name: String,
+    /// The method that made them, when known: it is what the completeness check holds them to
+    /// and what the randomisation test re-attributes with. Without it both are skipped.
+    pub method: Option<Method>,
+}
+
+/// One chunk of the samples of a run.
+#[derive(Clone, Debug)]
+pub struct Chunk<T> {
+    /// The inputs, N × ….
+    pub x: Tensor<T>,
+    /// Their targets.
+    pub target: Target,
+    /// The given attributions of these samples, one tensor per [`Given`] (the inputs' shape, or
+    /// one channel).
+    pub relevance: Vec<Tensor<T>>,
+    /// IROF's segments, one `h × w` label map per sample (default: [`grid_segments`]).
+    pub segments: Option<Vec<Vec<usize>>>,
+}
+
+/// What a streamed run evaluates.
+#[derive(Clone, Copy, Debug)]
+pub struct Evaluation<'a> {
+    pub model: &'a Model,
+    /// Recorded in the report.
+    pub model_name: &'a str,
+    /// Methods whose attributions are computed.
+    pub methods: &'a [Method],
+    /// Attributions that come with the chunks.
+    pub given: &'a [Given],
+    pub settings: &'a Settings,
+    /// Samples in the whole run (for progress).
+    pub samples: usize,
+}
 
 /// What to evaluate and how.
 #[derive(Clone, Debug)]
@@ -37,6 +91,8 @@ pub struct Settings {
     pub attribution_batch: usize,
     /// Canonizers on (BatchNorm merging, explicit residual sums).
     pub canonize: bool,
+    /// Quantus' faithfulness metrics to run.
+    pub metrics: Metrics,
 }
 
 impl Settings {
@@ -88,16 +144,9 @@ impl Default for Settings {
             tolerance: 0.05,
             attribution_batch: 16,
             canonize: true,
+            metrics: Metrics::default(),
         }
     }
-}
-
-fn take<T: Float>(x: &Tensor<T>, k: usize) -> Result<Tensor<T>> {
-    let n = x.shape()[0];
-    let per = x.len() / n.max(1);
-    let mut shape = x.shape().to_vec();
-    shape[0] = k.min(n);
-    Ok(Tensor::new(shape, x.data()[..k.min(n) * per].to_vec())?)
 }
 
 /// Evaluates `methods` on inputs `x` of `model`; `model_name` is recorded in the report.
@@ -110,70 +159,299 @@ pub fn evaluate<T: Float>(
     settings: &Settings,
     progress: &dyn Progress,
 ) -> Result<Report> {
-    if methods.is_empty() {
+    let run = Evaluation {
+        model,
+        model_name,
+        methods,
+        given: &[],
+        settings,
+        samples: x.shape().first().copied().unwrap_or(0),
+    };
+    let chunk = Chunk {
+        x: x.clone(),
+        target: target.clone(),
+        relevance: Vec::new(),
+        segments: None,
+    };
+    evaluate_chunks(&run, std::iter::once(Ok(chunk)), progress)
+}
+
+/// One method under evaluation: computed or given.
+struct Entry<'a> {
+    name: &'a str,
+    method: Option<&'a Method>,
+    given: bool,
+}
+
+/// What is kept of every sample while the chunks stream past.
+#[derive(Default)]
+struct PerMethod {
+    morf: Vec<Vec<f64>>,
+    lerf: Vec<Vec<f64>>,
+    sums: Vec<f64>,
+    expected: Vec<f64>,
+    property: &'static str,
+    seconds: f64,
+    fc: Vec<f64>,
+    road: Vec<Vec<f64>>,
+    irof: Vec<f64>,
+    irof_curves: Vec<Vec<f64>>,
+    /// The first `randomisation_samples` samples' maps.
+    kept: Vec<f64>,
+}
+
+fn append<T: Float>(dst: &mut Vec<T>, src: &Tensor<T>, k: usize) {
+    let n = src.shape()[0].max(1);
+    let per = src.len() / n;
+    dst.extend_from_slice(&src.data()[..k * per]);
+}
+
+/// Evaluates a run streamed as chunks of samples (a dataset read batch by batch): region
+/// perturbation, the faithfulness metrics of `settings.metrics` and completeness per chunk,
+/// the randomisation test at the end on the first `randomisation_samples` samples. Random
+/// draws depend on a sample's number in the run, not on the chunking. With one chunk the
+/// progress is reported stage by stage, otherwise in samples.
+pub fn evaluate_chunks<T: Float, I>(
+    run: &Evaluation<'_>,
+    chunks: I,
+    progress: &dyn Progress,
+) -> Result<Report>
+where
+    I: IntoIterator<Item = Result<Chunk<T>>>,
+{
+    let Evaluation {
+        model,
+        model_name,
+        methods,
+        given,
+        settings,
+        samples: total,
+    } = *run;
+    if methods.is_empty() && given.is_empty() {
         return Err(EvalError::Invalid("no methods to evaluate".into()));
     }
-    model.check_inputs(std::slice::from_ref(x))?;
+    let entries: Vec<Entry> = methods
+        .iter()
+        .map(|m| Entry {
+            name: &m.name,
+            method: Some(m),
+            given: false,
+        })
+        .chain(given.iter().map(|g| Entry {
+            name: &g.name,
+            method: g.method.as_ref(),
+            given: true,
+        }))
+        .collect();
     let pert = &settings.perturbation;
-    let grid = pert.grid(x.shape())?;
-    let steps = pert.steps_for(x.shape())?;
-    let n = x.shape()[0];
-    let out = forward_batched(model, x, pert.batch_size)?;
-    let targets = resolve_targets(&out, target)?;
-    let original = target_scores(&out, &targets)?;
+    let metrics = &settings.metrics;
+    let mut acc: Vec<PerMethod> = entries.iter().map(|_| PerMethod::default()).collect();
+    let mut random_curves: Vec<Vec<f64>> = Vec::new();
+    let mut all_targets: Vec<usize> = Vec::new();
+    let mut all_original: Vec<f64> = Vec::new();
+    let mut shape: Option<Vec<usize>> = None;
+    let mut first = 0usize;
+    let keep = if settings.randomisation.is_empty() {
+        0
+    } else {
+        settings.randomisation_samples
+    };
+    let mut kept_x: Vec<T> = Vec::new();
+    let mut perturbation_seconds = 0.0;
+    let mut chunks = chunks.into_iter().peekable();
+    let mut detailed = true;
+    let quiet = Quiet;
 
-    // Attribute once per method; check completeness.
-    let mut maps = Vec::with_capacity(methods.len());
-    let mut partial = Vec::with_capacity(methods.len());
-    for m in methods {
-        progress.stage(&format!("attributing ({})", m.name), n as u64);
-        let t0 = Instant::now();
-        let r = m.attribute(
-            model,
-            x,
-            &targets,
-            settings.attribution_batch,
-            settings.canonize,
-            progress,
-        )?;
-        let secs = t0.elapsed().as_secs_f64();
-        let (expected, property) = match (&m.composite, &m.attributor) {
-            (None, Attributor::IntegratedGradients { baseline, .. }) => {
-                let b = Tensor::new(x.shape().to_vec(), vec![T::of(*baseline); x.len()])?;
-                let fb = target_scores(&forward_batched(model, &b, pert.batch_size)?, &targets)?;
-                let e = original.iter().zip(&fb).map(|(a, b)| a - b).collect();
-                (e, "completeness")
+    while let Some(chunk) = chunks.next() {
+        let chunk = chunk?;
+        let x = &chunk.x;
+        let n = x.shape().first().copied().unwrap_or(0);
+        if n == 0 {
+            continue;
+        }
+        if first == 0 {
+            detailed = chunks.peek().is_none();
+            if !detailed {
+                progress.stage("evaluating", total as u64);
             }
-            _ if m.conserves() => (vec![1.0; n], "conservation"),
-            _ => (vec![1.0; n], "none"),
-        };
-        partial.push((
-            secs,
-            completeness::check(&r, &expected, settings.tolerance, property),
-        ));
-        maps.push(r);
-    }
+        }
+        let inner: &dyn Progress = if detailed { progress } else { &quiet };
+        match &shape {
+            None => shape = Some(x.shape().to_vec()),
+            Some(s) if s[1..] != x.shape()[1..] => {
+                return Err(EvalError::Invalid(format!(
+                    "samples {first}..: shape {:?}, but the earlier samples have {:?}",
+                    &x.shape()[1..],
+                    &s[1..]
+                )))
+            }
+            Some(_) => {}
+        }
+        if chunk.relevance.len() != given.len() {
+            return Err(EvalError::Invalid(format!(
+                "samples {first}..: {} attributions for {} given methods",
+                chunk.relevance.len(),
+                given.len()
+            )));
+        }
+        model.check_inputs(std::slice::from_ref(x))?;
+        let grid = pert.grid(x.shape())?;
+        let out = forward_batched(model, x, pert.batch_size)?;
+        let targets = resolve_targets(&out, &chunk.target)?;
+        let original = target_scores(&out, &targets)?;
 
-    // Region perturbation: every method's MoRF and LeRF jobs and the random order, batched.
-    let mut jobs: Vec<Job> = Vec::new();
-    for r in &maps {
-        jobs.extend(pert.jobs(x, Some(r), Order::Morf)?);
-        jobs.extend(pert.jobs(x, Some(r), Order::Lerf)?);
+        // Attribute (or take the given attributions); completeness.
+        let mut maps: Vec<Tensor<T>> = Vec::with_capacity(entries.len());
+        let mut given_maps = chunk.relevance.into_iter();
+        for (e, a) in entries.iter().zip(acc.iter_mut()) {
+            let r = match (e.given, e.method) {
+                (false, Some(m)) => {
+                    inner.stage(&format!("attributing ({})", m.name), n as u64);
+                    let t0 = Instant::now();
+                    let r = m.attribute(
+                        model,
+                        x,
+                        &targets,
+                        settings.attribution_batch,
+                        settings.canonize,
+                        inner,
+                    )?;
+                    a.seconds += t0.elapsed().as_secs_f64();
+                    r
+                }
+                _ => {
+                    let r = given_maps.next().ok_or_else(|| {
+                        EvalError::Invalid("fewer attributions than given methods".into())
+                    })?;
+                    if r.shape().first() != Some(&n) {
+                        return Err(EvalError::Invalid(format!(
+                            "samples {first}..{}: the attributions of {} hold {:?} rows for {n} \
+                             samples",
+                            first + n,
+                            e.name,
+                            r.shape().first()
+                        )));
+                    }
+                    relevance_sample_len(r.shape(), x.shape()).map_err(|err| {
+                        EvalError::Invalid(format!("the attributions of {}: {err}", e.name))
+                    })?;
+                    r
+                }
+            };
+            let (expected, property) = match e.method {
+                Some(m) => match (&m.composite, &m.attributor) {
+                    (None, Attributor::IntegratedGradients { baseline, .. }) => {
+                        let b = Tensor::new(x.shape().to_vec(), vec![T::of(*baseline); x.len()])?;
+                        let fb =
+                            target_scores(&forward_batched(model, &b, pert.batch_size)?, &targets)?;
+                        let e = original.iter().zip(&fb).map(|(a, b)| a - b).collect();
+                        (e, "completeness")
+                    }
+                    _ if m.conserves() => (vec![1.0; n], "conservation"),
+                    _ => (vec![1.0; n], "none"),
+                },
+                None => (vec![1.0; n], "none"),
+            };
+            let per = r.len() / n;
+            a.sums.extend(
+                r.data()
+                    .chunks(per.max(1))
+                    .map(|s| s.iter().map(|v| v.f64()).sum::<f64>()),
+            );
+            a.expected.extend(expected);
+            a.property = property;
+            maps.push(r);
+        }
+
+        // Region perturbation: every method's MoRF and LeRF jobs and the random order, batched.
+        let mut jobs: Vec<Job> = Vec::new();
+        for r in &maps {
+            jobs.extend(pert.jobs_from(x, Some(r), Order::Morf, first)?);
+            jobs.extend(pert.jobs_from(x, Some(r), Order::Lerf, first)?);
+        }
+        jobs.extend(pert.jobs_from(x, None, Order::Random, first)?);
+        let steps = pert.steps.min(grid.len());
+        inner.stage("perturbing", (jobs.len() * steps) as u64);
+        let t0 = Instant::now();
+        let samples = Samples {
+            x,
+            targets: &targets,
+            original: &original,
+            first,
+        };
+        let mut curves = pert.curves_from(model, &samples, &jobs, inner)?;
+        perturbation_seconds += t0.elapsed().as_secs_f64();
+        random_curves.extend(curves.split_off(2 * n * entries.len()));
+        let mut curves = curves.into_iter();
+        for a in acc.iter_mut() {
+            a.morf.extend(curves.by_ref().take(n));
+            a.lerf.extend(curves.by_ref().take(n));
+        }
+
+        // Quantus' faithfulness metrics.
+        let segments = match (&metrics.irof, chunk.segments) {
+            (None, _) => None,
+            (Some(_), Some(s)) => Some(s),
+            (Some(_), None) => {
+                let (_, h, w) = crate::perturbation::sample_layout(x.shape())?;
+                Some(vec![grid_segments(h, w); n])
+            }
+        };
+        for ((e, a), r) in entries.iter().zip(acc.iter_mut()).zip(&maps) {
+            if let Some(fc) = &metrics.faithfulness_correlation {
+                inner.stage(
+                    &format!("faithfulness correlation ({})", e.name),
+                    (n * fc.nr_runs) as u64,
+                );
+                a.fc.extend(fc.scores(model, &samples, r, inner)?);
+            }
+            if let Some(road) = &metrics.road {
+                inner.stage(
+                    &format!("ROAD ({})", e.name),
+                    (n * road.percentages.len()) as u64,
+                );
+                a.road.extend(road.curves(model, &samples, r, inner)?);
+            }
+            if let (Some(irof), Some(seg)) = (&metrics.irof, &segments) {
+                inner.stage(&format!("IROF ({})", e.name), 0);
+                for (aoc, curve) in irof.scores(model, &samples, r, seg, inner)? {
+                    a.irof.push(aoc);
+                    a.irof_curves.push(curve);
+                }
+            }
+        }
+
+        // The first samples, for the randomisation test.
+        let k = keep.saturating_sub(first).min(n);
+        if k > 0 {
+            append(&mut kept_x, x, k);
+            for (a, r) in acc.iter_mut().zip(&maps) {
+                let per = r.len() / n;
+                a.kept.extend(r.data()[..k * per].iter().map(|v| v.f64()));
+            }
+        }
+        all_targets.extend(targets);
+        all_original.extend(original);
+        first += n;
+        if !detailed {
+            progress.inc(n as u64);
+        }
     }
-    jobs.extend(pert.jobs(x, None, Order::Random)?);
-    progress.stage("perturbing", (jobs.len() * steps) as u64);
-    let t0 = Instant::now();
-    let mut curves = pert.curves(model, x, &targets, &original, &jobs, progress)?;
-    let perturbation_seconds = t0.elapsed().as_secs_f64();
-    let random_order = CurveSummary::new(curves.split_off(2 * n * methods.len()));
+    let Some(mut input_shape) = shape else {
+        return Err(EvalError::Invalid("no samples to evaluate".into()));
+    };
+    input_shape[0] = first;
+    let n = first;
+    let grid = pert.grid(&input_shape)?;
+    let steps = pert.steps.min(grid.len());
 
     // Randomisation.
     let t0 = Instant::now();
     let layers = parameter_layers(model.graph());
-    let k = settings.randomisation_samples.min(n);
-    let mut rand_curves: Vec<Vec<RandomisationCurve>> = vec![Vec::new(); methods.len()];
+    let k = keep.min(n);
+    let mut rand_curves: Vec<Vec<RandomisationCurve>> = vec![Vec::new(); entries.len()];
     let mut rand_settings = None;
-    if !settings.randomisation.is_empty() && k > 0 {
+    if k > 0 {
         if layers.is_empty() {
             return Err(EvalError::Invalid(
                 "the randomisation test found no convolution or dense layer with constant \
@@ -181,27 +459,41 @@ pub fn evaluate<T: Float>(
                     .into(),
             ));
         }
-        let (_, h, w) = crate::perturbation::sample_layout(x.shape())?;
+        let (_, h, w) = crate::perturbation::sample_layout(&input_shape)?;
         let top_k = ((settings.top_k_fraction * (h * w) as f64).round() as usize).max(1);
-        let xs = take(x, k)?;
-        let ts = &targets[..k];
-        let per = x.len() / n;
-        let original_planes: Vec<Vec<Vec<f64>>> = maps
+        let mut xs_shape = input_shape.clone();
+        xs_shape[0] = k;
+        let xs = Tensor::new(xs_shape, kept_x)?;
+        let ts = &all_targets[..k];
+        for e in entries.iter().filter(|e| e.method.is_none()) {
+            progress.note(&format!(
+                "note: {} has no method to re-attribute with; the randomisation test skips it",
+                e.name
+            ));
+        }
+        let original_planes: Vec<Vec<Vec<f64>>> = acc
             .iter()
-            .map(|r| {
+            .map(|a| {
+                let per = a.kept.len() / k;
                 (0..k)
-                    .map(|i| plane(&r.data()[i * per..(i + 1) * per], h * w, settings.abs))
+                    .map(|i| plane(&a.kept[i * per..(i + 1) * per], h * w, settings.abs))
                     .collect()
             })
+            .collect();
+        let with_method: Vec<usize> = (0..entries.len())
+            .filter(|&i| entries[i].method.is_some())
             .collect();
         for &mode in &settings.randomisation {
             progress.stage(
                 &format!("randomising layers ({})", mode.name()),
-                (layers.len() * methods.len() * k) as u64,
+                (layers.len() * with_method.len() * k) as u64,
             );
-            let mut per_method: Vec<Vec<RandomisationStep>> = vec![Vec::new(); methods.len()];
+            let mut per_method: Vec<Vec<RandomisationStep>> = vec![Vec::new(); entries.len()];
             for (li, rm) in randomised_models(model, &layers, mode, pert.seed) {
-                for (mi, m) in methods.iter().enumerate() {
+                for &mi in &with_method {
+                    let Some(m) = entries[mi].method else {
+                        continue;
+                    };
                     let r = m.attribute(
                         &rm,
                         &xs,
@@ -210,6 +502,7 @@ pub fn evaluate<T: Float>(
                         settings.canonize,
                         progress,
                     )?;
+                    let per = r.len() / k;
                     let (mut sp, mut ss, mut tk) = (Vec::new(), Vec::new(), Vec::new());
                     for (i, orig) in original_planes[mi].iter().enumerate() {
                         let p = plane(&r.data()[i * per..(i + 1) * per], h * w, settings.abs);
@@ -226,8 +519,11 @@ pub fn evaluate<T: Float>(
                     });
                 }
             }
-            for (mi, steps) in per_method.into_iter().enumerate() {
-                rand_curves[mi].push(RandomisationCurve { mode, steps });
+            for &mi in &with_method {
+                rand_curves[mi].push(RandomisationCurve {
+                    mode,
+                    steps: std::mem::take(&mut per_method[mi]),
+                });
             }
         }
         rand_settings = Some(RandomisationSettings {
@@ -241,21 +537,37 @@ pub fn evaluate<T: Float>(
     }
     let randomisation_seconds = t0.elapsed().as_secs_f64();
 
-    let mut curves = curves.into_iter();
-    let mut reports = Vec::with_capacity(methods.len());
-    for ((m, (secs, comp)), rc) in methods.iter().zip(partial).zip(rand_curves) {
-        let morf = CurveSummary::new(curves.by_ref().take(n).collect());
-        let lerf = CurveSummary::new(curves.by_ref().take(n).collect());
+    let mut reports = Vec::with_capacity(entries.len());
+    for ((e, a), rc) in entries.iter().zip(acc).zip(rand_curves) {
+        let morf = CurveSummary::new(a.morf);
+        let lerf = CurveSummary::new(a.lerf);
+        let sums = Tensor::new(vec![n, 1], a.sums)?;
+        let comp = completeness::check(&sums, &a.expected, settings.tolerance, a.property);
         reports.push(MethodReport {
-            name: m.name.clone(),
-            composite: m.composite.is_some(),
-            attributor: format!("{:?}", m.attributor),
+            name: e.name.to_string(),
+            precomputed: e.given,
+            composite: e.method.is_some_and(|m| m.composite.is_some()),
+            attributor: e
+                .method
+                .map_or_else(|| "unknown".to_string(), |m| format!("{:?}", m.attributor)),
             abpc: morf.aopc - lerf.aopc,
             morf,
             lerf,
             randomisation: rc,
             completeness: comp,
-            attribution_seconds: secs,
+            attribution_seconds: a.seconds,
+            faithfulness_correlation: metrics
+                .faithfulness_correlation
+                .as_ref()
+                .map(|_| FaithfulnessCorrelationSummary::new(a.fc)),
+            road: metrics
+                .road
+                .as_ref()
+                .map(|r| RoadSummary::new(&r.percentages, a.road)),
+            irof: metrics
+                .irof
+                .as_ref()
+                .map(|_| IrofSummary::new(a.irof, a.irof_curves)),
         });
     }
     let mut ranking: Vec<(String, f64)> = reports
@@ -266,16 +578,19 @@ pub fn evaluate<T: Float>(
     Ok(Report {
         prism_version: env!("CARGO_PKG_VERSION"),
         model: model_name.to_string(),
-        input_shape: x.shape().to_vec(),
+        input_shape,
         dtype: T::DTYPE.to_string(),
-        targets,
-        original_scores: original,
+        targets: all_targets,
+        original_scores: all_original,
         perturbation: pert.clone(),
         patches: grid.len(),
         steps,
-        random_order,
+        random_order: CurveSummary::new(random_curves),
         methods: reports,
         randomisation: rand_settings,
+        faithfulness_correlation: metrics.faithfulness_correlation.clone(),
+        road: metrics.road.clone(),
+        irof: metrics.irof.clone(),
         ranking: ranking.into_iter().map(|r| r.0).collect(),
         perturbation_seconds,
         randomisation_seconds,

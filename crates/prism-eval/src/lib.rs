@@ -21,20 +21,24 @@
 pub mod completeness;
 pub mod error;
 pub mod evaluate;
+pub mod faithfulness;
 pub mod method;
 pub mod perturbation;
 pub mod plot;
 pub mod randomisation;
 pub mod report;
 pub mod rng;
+pub mod scorer;
 pub mod similarity;
+pub mod source;
 
 use prism_model::{Float, Model, Tensor};
 
 pub use error::{EvalError, Result};
-pub use evaluate::{evaluate, Settings};
+pub use evaluate::{evaluate, evaluate_chunks, Chunk, Given, Metrics, Settings};
+pub use faithfulness::{FaithfulnessCorrelation, FeatureBaseline, Irof, Road};
 pub use method::{zbox_bounds_from_inputs, Method};
-pub use perturbation::{Baseline, Order, RegionPerturbation};
+pub use perturbation::{Baseline, Order, RegionPerturbation, Samples};
 pub use randomisation::Mode;
 pub use report::Report;
 
@@ -51,6 +55,22 @@ pub trait Progress: Sync {
 /// No progress reporting.
 pub struct Quiet;
 impl Progress for Quiet {}
+
+/// Values per sample of a relevance of shape `relevance` for inputs of shape `x`: the same
+/// shape, or one channel (N×1×… for N×C×… inputs) that stands for every channel.
+pub fn relevance_sample_len(relevance: &[usize], x: &[usize]) -> Result<usize> {
+    let one_channel = relevance.len() == x.len()
+        && x.len() >= 3
+        && relevance[0] == x[0]
+        && relevance[1] == 1
+        && relevance[2..] == x[2..];
+    if relevance != x && !one_channel {
+        return Err(EvalError::Invalid(format!(
+            "relevance of shape {relevance:?} for inputs of shape {x:?}: it must have the              inputs' shape, or one channel (N×1×…)"
+        )));
+    }
+    Ok(relevance.iter().skip(1).product())
+}
 
 /// Classes (axis 1) and positions per class (axes 2..) of an N × classes × … output.
 fn class_layout(shape: &[usize]) -> Result<(usize, usize, usize)> {

@@ -318,6 +318,19 @@ impl Default for RegionPerturbation {
     }
 }
 
+/// A chunk of the samples of a run, with what the perturbation curves start from.
+#[derive(Clone, Copy, Debug)]
+pub struct Samples<'a, T> {
+    /// The inputs (N × …).
+    pub x: &'a Tensor<T>,
+    /// Each sample's target class.
+    pub targets: &'a [usize],
+    /// Each sample's unperturbed target score (the curves' first point).
+    pub original: &'a [f64],
+    /// The run's number of the chunk's first sample (seeds random draws).
+    pub first: usize,
+}
+
 /// One perturbation curve to compute: a sample and the order of its patches.
 #[derive(Clone, Debug)]
 pub struct Job {
@@ -344,18 +357,27 @@ impl RegionPerturbation {
         relevance: Option<&Tensor<T>>,
         order: Order,
     ) -> Result<Vec<Job>> {
+        self.jobs_from(x, relevance, order, 0)
+    }
+
+    /// [`RegionPerturbation::jobs`] for a chunk of a larger run whose first sample is sample
+    /// `first` of the run: random orders are drawn for the run's sample numbers, so a dataset
+    /// gives the same curves however it is cut into chunks. The relevance has the inputs'
+    /// shape, or one channel (N×1×H×W, e.g. a class-activation map) that stands for every
+    /// channel.
+    pub fn jobs_from<T: Float>(
+        &self,
+        x: &Tensor<T>,
+        relevance: Option<&Tensor<T>>,
+        order: Order,
+        first: usize,
+    ) -> Result<Vec<Job>> {
         let grid = self.grid(x.shape())?;
         let n = x.shape()[0];
-        let per = x.len() / n.max(1);
-        if let Some(r) = relevance {
-            if r.shape() != x.shape() {
-                return Err(EvalError::Invalid(format!(
-                    "relevance of shape {:?} for inputs of shape {:?}",
-                    r.shape(),
-                    x.shape()
-                )));
-            }
-        }
+        let per = match relevance {
+            Some(r) => crate::relevance_sample_len(r.shape(), x.shape())?,
+            None => x.len() / n.max(1),
+        };
         (0..n)
             .map(|i| {
                 let sums = match relevance {
@@ -369,7 +391,7 @@ impl RegionPerturbation {
                 };
                 Ok(Job {
                     sample: i,
-                    order: patch_order(&sums, order, self.seed, i),
+                    order: patch_order(&sums, order, self.seed, first + i),
                 })
             })
             .collect()
@@ -386,6 +408,30 @@ impl RegionPerturbation {
         jobs: &[Job],
         progress: &dyn Progress,
     ) -> Result<Vec<Vec<f64>>> {
+        let samples = Samples {
+            x,
+            targets,
+            original,
+            first: 0,
+        };
+        self.curves_from(model, &samples, jobs, progress)
+    }
+
+    /// [`RegionPerturbation::curves`] for a chunk of a run (uniform-noise baselines are drawn
+    /// for the run's sample numbers, `samples.first + i`).
+    pub fn curves_from<T: Float>(
+        &self,
+        model: &Model,
+        samples: &Samples<'_, T>,
+        jobs: &[Job],
+        progress: &dyn Progress,
+    ) -> Result<Vec<Vec<f64>>> {
+        let Samples {
+            x,
+            targets,
+            original,
+            first,
+        } = *samples;
         let layout = sample_layout(x.shape())?;
         let grid = self.grid(x.shape())?;
         let steps = self.steps.min(grid.len());
@@ -427,8 +473,10 @@ impl RegionPerturbation {
                 )));
             }
             let sample = &x.data()[job.sample * per..(job.sample + 1) * per];
-            let base = bases[job.sample]
-                .get_or_insert_with(|| self.baseline.image(sample, layout, self.seed, job.sample));
+            let base = bases[job.sample].get_or_insert_with(|| {
+                self.baseline
+                    .image(sample, layout, self.seed, first + job.sample)
+            });
             if job.order.len() < steps || job.order.iter().any(|&k| k >= grid.len()) {
                 return Err(EvalError::Invalid(format!(
                     "job {j}: the order must list at least {steps} of the {} patches",

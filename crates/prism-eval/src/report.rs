@@ -6,8 +6,10 @@ use serde::Serialize;
 
 use crate::completeness::Completeness;
 use crate::error::{EvalError, Result};
+use crate::faithfulness::{trapezoid, FaithfulnessCorrelation, Irof, Road};
 use crate::perturbation::{aopc, RegionPerturbation};
 use crate::randomisation::{Layer, Mode};
+use crate::similarity::finite_mean;
 
 /// Perturbation curves of one method and order, with their AOPC.
 #[derive(Clone, Debug, Serialize)]
@@ -43,6 +45,71 @@ impl CurveSummary {
     }
 }
 
+/// Faithfulness correlation of one method (`quantus.FaithfulnessCorrelation`).
+#[derive(Clone, Debug, Serialize)]
+pub struct FaithfulnessCorrelationSummary {
+    /// Mean over the samples with a finite correlation (Quantus' aggregate is `np.mean`).
+    pub mean: f64,
+    /// Each sample's Pearson correlation (NaN, written `null`, when a side is constant).
+    pub per_sample: Vec<f64>,
+}
+
+impl FaithfulnessCorrelationSummary {
+    pub fn new(per_sample: Vec<f64>) -> Self {
+        FaithfulnessCorrelationSummary {
+            mean: finite_mean(&per_sample),
+            per_sample,
+        }
+    }
+}
+
+/// ROAD of one method (`quantus.ROAD`).
+#[derive(Clone, Debug, Serialize)]
+pub struct RoadSummary {
+    pub percentages: Vec<f64>,
+    /// Share of samples still classified as their target, per percentage (Quantus' result).
+    pub curve: Vec<f64>,
+    /// Trapezoid area under `curve` with unit spacing (Quantus' `calculate_auc`).
+    pub auc: f64,
+    /// Each sample's 1/0 per percentage.
+    pub per_sample: Vec<Vec<f64>>,
+}
+
+impl RoadSummary {
+    pub fn new(percentages: &[f64], per_sample: Vec<Vec<f64>>) -> Self {
+        let n = per_sample.len().max(1) as f64;
+        let curve: Vec<f64> = (0..percentages.len())
+            .map(|j| per_sample.iter().map(|c| c[j]).sum::<f64>() / n)
+            .collect();
+        RoadSummary {
+            percentages: percentages.to_vec(),
+            auc: trapezoid(&curve),
+            curve,
+            per_sample,
+        }
+    }
+}
+
+/// IROF of one method (`quantus.IROF`).
+#[derive(Clone, Debug, Serialize)]
+pub struct IrofSummary {
+    /// Mean area over the curve (Quantus' aggregate).
+    pub mean: f64,
+    pub per_sample: Vec<f64>,
+    /// Each sample's curve p_c(x⁽ᵏ⁾)/p_c(x), k = 1 … segments.
+    pub curves: Vec<Vec<f64>>,
+}
+
+impl IrofSummary {
+    pub fn new(per_sample: Vec<f64>, curves: Vec<Vec<f64>>) -> Self {
+        IrofSummary {
+            mean: finite_mean(&per_sample),
+            per_sample,
+            curves,
+        }
+    }
+}
+
 /// Similarity of randomised and original maps after one randomisation step.
 #[derive(Clone, Debug, Serialize)]
 pub struct RandomisationStep {
@@ -65,6 +132,8 @@ pub struct RandomisationCurve {
 #[derive(Clone, Debug, Serialize)]
 pub struct MethodReport {
     pub name: String,
+    /// Whether the attributions were given (read from a file) rather than computed.
+    pub precomputed: bool,
     pub composite: bool,
     pub attributor: String,
     pub morf: CurveSummary,
@@ -75,6 +144,12 @@ pub struct MethodReport {
     pub completeness: Completeness,
     /// Seconds spent attributing the inputs once.
     pub attribution_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faithfulness_correlation: Option<FaithfulnessCorrelationSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub road: Option<RoadSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub irof: Option<IrofSummary>,
 }
 
 /// Randomisation settings and the layers found.
@@ -106,6 +181,13 @@ pub struct Report {
     pub random_order: CurveSummary,
     pub methods: Vec<MethodReport>,
     pub randomisation: Option<RandomisationSettings>,
+    /// Settings of the faithfulness metrics run (absent: not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faithfulness_correlation: Option<FaithfulnessCorrelation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub road: Option<Road>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub irof: Option<Irof>,
     /// Method names, best first by MoRF AOPC.
     pub ranking: Vec<String>,
     pub perturbation_seconds: f64,
@@ -197,6 +279,25 @@ impl Report {
             "random order",
             fmt(self.random_order.aopc)
         ));
+        if self.faithfulness_correlation.is_some() || self.road.is_some() || self.irof.is_some() {
+            s.push_str(&format!(
+                "    {:<w$}  {:>10}  {:>10}  {:>10}\n",
+                "faithfulness", "FC ρ", "ROAD AUC", "IROF AOC"
+            ));
+            for name in &self.ranking {
+                let Some(m) = self.methods.iter().find(|m| &m.name == name) else {
+                    continue;
+                };
+                let or = |v: Option<f64>| v.map_or("-".to_string(), fmt);
+                s.push_str(&format!(
+                    "    {:<w$}  {:>10}  {:>10}  {:>10}\n",
+                    m.name,
+                    or(m.faithfulness_correlation.as_ref().map(|f| f.mean)),
+                    or(m.road.as_ref().map(|r| r.auc)),
+                    or(m.irof.as_ref().map(|r| r.mean)),
+                ));
+            }
+        }
         s.push_str(&format!(
             "AOPC over {} steps of {}×{} patches (baseline {}); MoRF higher is better, LeRF lower. \
              MPRT ρ: Spearman with the original maps, c = all layers randomised (cascading), \

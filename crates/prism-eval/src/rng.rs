@@ -35,6 +35,10 @@ pub mod purpose {
     pub const UNIFORM: u64 = 2;
     /// Re-drawn layer weights.
     pub const WEIGHTS: u64 = 3;
+    /// Faithfulness correlation's random feature subsets.
+    pub const SUBSETS: u64 = 4;
+    /// ROAD's imputation noise.
+    pub const ROAD_NOISE: u64 = 5;
 }
 
 impl SplitMix64 {
@@ -57,6 +61,27 @@ impl SplitMix64 {
     /// Uniform in [0, 1) with 53 random bits.
     pub fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Standard normal by Box–Muller: `√(−2 ln(1 − u₁)) · cos(2π u₂)` from two uniforms (one
+    /// draw per pair; the sine is not kept, so each value costs two uniforms).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.uniform();
+        let u2 = self.uniform();
+        (-2.0 * (1.0 - u1).ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+
+    /// `k` distinct values of `0..n` in draw order (a partial Fisher–Yates from the front:
+    /// step `j` swaps `j` with `j + next() mod (n − j)`). `k` is capped at `n`.
+    pub fn subset(&mut self, n: usize, k: usize) -> Vec<usize> {
+        let k = k.min(n);
+        let mut p: Vec<usize> = (0..n).collect();
+        for j in 0..k {
+            let r = j + (self.next_u64() % (n - j) as u64) as usize;
+            p.swap(j, r);
+        }
+        p.truncate(k);
+        p
     }
 
     /// A uniformly shuffled `0..n` (Fisher–Yates from the back, `next() mod (j + 1)`).
@@ -92,5 +117,22 @@ mod tests {
         assert_eq!(s, (0..50).collect::<Vec<_>>());
         assert_ne!(a, b);
         assert_eq!(a, SplitMix64::stream(7, 0, purpose::ORDER).permutation(50));
+    }
+
+    #[test]
+    fn subset_draws_distinct_values_and_normal_has_unit_variance() {
+        let mut r = SplitMix64::stream(3, 0, purpose::SUBSETS);
+        let s = r.subset(100, 30);
+        let mut u = s.clone();
+        u.sort_unstable();
+        u.dedup();
+        assert_eq!(u.len(), 30);
+        assert!(s.iter().all(|&v| v < 100));
+        assert_eq!(r.subset(5, 9).len(), 5);
+        let mut g = SplitMix64::stream(3, 0, purpose::ROAD_NOISE);
+        let v: Vec<f64> = (0..20000).map(|_| g.normal()).collect();
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64;
+        assert!(m.abs() < 0.03 && (var - 1.0).abs() < 0.05, "{m} {var}");
     }
 }

@@ -438,3 +438,33 @@ def test_evaluate_writes_a_report_like_the_cli(work):
 
     assert untimed(ours) == untimed(cli)
     assert untimed(report)["methods"] == untimed(cli)["methods"]
+
+
+def test_evaluate_quantus_metrics_equal_the_cli(work):
+    x = np.random.default_rng(1).random((2, 1, 28, 28)).astype(np.float32)
+    metrics = dict(metrics=["fc", "road", "irof"], fc_runs=5, fc_subset_size=40,
+                   road_percentages=[10.0, 50.0])
+    options = dict(methods=["gradient"], steps=4, patch_size=7, randomisation="none",
+                   no_plots=True, **metrics)
+    report = _prism.evaluate(MODEL, x, work / "evalq", **options)
+    method = report["methods"][0]
+    assert len(method["faithfulness_correlation"]["per_sample"]) == 2
+    assert method["road"]["percentages"] == [10.0, 50.0]
+    assert len(method["irof"]["per_sample"]) == 2
+    with pytest.raises(InvalidArgumentError, match="metrics"):
+        _prism.evaluate(MODEL, x, work / "evalq", **{**options, "metrics": ["magic"]})
+    binary = prism_binary()
+    if binary is None:
+        return
+    npy = work / "xq.npy"
+    np.save(npy, x)
+    subprocess.run(
+        [str(binary), "evaluate", str(MODEL), str(npy), "-o", str(work / "cli-evalq"),
+         "--methods", "gradient", "--steps", "4", "--patch-size", "7", "--randomisation",
+         "none", "--no-plots", "--metrics", "fc,road,irof", "--fc-runs", "5",
+         "--fc-subset-size", "40", "--road-percentages", "10,50"],
+        check=True, capture_output=True,
+    )
+    cli = json.loads((work / "cli-evalq" / "report.json").read_text())
+    for key in ("faithfulness_correlation", "road", "irof"):
+        assert report["methods"][0][key] == cli["methods"][0][key]

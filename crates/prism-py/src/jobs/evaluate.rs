@@ -18,6 +18,49 @@ use super::attribute::{apply_parameters, method_error, read_composite_file};
 use super::{model_path, report, watch_signals, Options};
 use crate::errors::{from_lib, invalid, Kind};
 
+/// Quantus' faithfulness metrics from `metrics=[...]` and their options (`prism evaluate
+/// --metrics`'s names and defaults).
+fn metrics(o: &Options<'_>, seed: u64) -> PyResult<prism_eval::Metrics> {
+    let names: Vec<String> = o
+        .list("metrics", "a str or a list of str")?
+        .unwrap_or_default();
+    let batch_size = o.get_or("batch_size", "a positive int", 32)?;
+    let mut m = prism_eval::Metrics::default();
+    for name in &names {
+        match name.trim() {
+            "faithfulness-correlation" | "faithfulness_correlation" | "fc" => {
+                let baseline: String = o.get_or("fc_baseline", "a str", "black".into())?;
+                m.faithfulness_correlation = Some(prism_eval::FaithfulnessCorrelation {
+                    nr_runs: o.get_or("fc_runs", "an int ≥ 2", 100)?,
+                    subset_size: o.get_or("fc_subset_size", "a positive int", 224)?,
+                    baseline: prism_eval::FeatureBaseline::parse(&baseline)
+                        .map_err(option_error("fc_baseline"))?,
+                    batch_size,
+                    seed,
+                })
+            }
+            "road" => {
+                m.road = Some(prism_eval::Road {
+                    percentages: o
+                        .list("road_percentages", "a list of floats")?
+                        .unwrap_or_else(|| prism_eval::Road::default().percentages),
+                    noise: o.get_or("road_noise", "a non-negative float", 0.01)?,
+                    batch_size,
+                    seed,
+                })
+            }
+            "irof" => m.irof = Some(prism_eval::Irof { batch_size }),
+            other => {
+                return Err(o.bad(
+                    "metrics",
+                    format!("unknown metric '{other}'; use faithfulness-correlation, road, irof"),
+                ))
+            }
+        }
+    }
+    Ok(m)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(evaluate, m)?)?;
     Ok(())
@@ -58,6 +101,12 @@ const EVALUATE_OPTIONS: &[&str] = &[
     "stride",
     "invert_occlusion",
     "progress",
+    "metrics",
+    "fc_runs",
+    "fc_subset_size",
+    "fc_baseline",
+    "road_percentages",
+    "road_noise",
 ];
 
 /// `prism evaluate`'s default methods.
@@ -277,6 +326,7 @@ fn run<'py, T: Float + numpy::Element>(
         tolerance: o.get_or("tolerance", "a non-negative float", 0.05)?,
         attribution_batch: o.get_or("attribution_batch", INT, 16)?,
         canonize: !o.flag("no_canonize")?,
+        metrics: metrics(o, seed)?,
     };
     settings.validate().map_err(eval_error)?;
     let baseline: String = o.get_or("baseline", "a str", "zero".into())?;
