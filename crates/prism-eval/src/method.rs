@@ -116,6 +116,8 @@ impl Method {
         let n = x.shape()[0];
         let per = x.len() / n.max(1);
         let mut out = Vec::with_capacity(x.len());
+        // the relevance's shape: the input's, or a class activation map's N × 1 × H × W
+        let mut shape_out: Option<Vec<usize>> = None;
         for s in (0..n).step_by(batch.max(1)) {
             let e = (s + batch.max(1)).min(n);
             let mut shape = x.shape().to_vec();
@@ -128,9 +130,17 @@ impl Method {
                 &self.attributor,
             )?;
             out.extend_from_slice(a.relevance.data());
+            shape_out.get_or_insert_with(|| {
+                let mut s = a.relevance.shape().to_vec();
+                s[0] = n;
+                s
+            });
             progress.inc((e - s) as u64);
         }
-        Ok(Tensor::new(x.shape().to_vec(), out)?)
+        Ok(Tensor::new(
+            shape_out.unwrap_or_else(|| x.shape().to_vec()),
+            out,
+        )?)
     }
 }
 
