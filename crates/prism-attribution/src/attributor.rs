@@ -559,9 +559,10 @@ pub fn uniform_baselines<T: Float>(x: &Tensor<T>, count: usize, seed: u64) -> Ve
         .data()
         .chunks(per)
         .map(|s| {
-            s.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v.f64()), b.max(v.f64()))
-            })
+            s.iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v.f64()), b.max(v.f64()))
+                })
         })
         .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

@@ -734,7 +734,8 @@ impl<'m> Explainer<'m> {
                 attributor::Baselines::Uniform { count, seed: s } => {
                     let mut acc = b.full(x.shape(), T::zero());
                     for base in attributor::uniform_baselines(x, *count, *s) {
-                        let ig = self.integrated_gradients(&p, x, &base, *n_iter, &resolved, seed)?;
+                        let ig =
+                            self.integrated_gradients(&p, x, &base, *n_iter, &resolved, seed)?;
                         b.zip_into(Zip::Add, &mut acc, &ig)?;
                     }
                     b.map(Map::Divide((*count).max(1) as f64), &acc)

@@ -122,7 +122,11 @@ impl FromStr for BaselineSource {
     type Err = AttributionError;
 
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || bad(format!("baseline_source={s} is not blur:S, uniform:K or file:PATH#HASH"));
+        let bad = || {
+            bad(format!(
+                "baseline_source={s} is not blur:S, uniform:K or file:PATH#HASH"
+            ))
+        };
         if let Some(rest) = s.strip_prefix("file:") {
             let (path, hash) = rest.rsplit_once('#').ok_or_else(bad)?;
             return Ok(BaselineSource::File {
@@ -172,9 +176,7 @@ impl BaselineArg {
     pub fn parse(s: &str) -> Result<BaselineArg> {
         let bad = || AttributionError::Parameter {
             names: &["baseline"],
-            detail: format!(
-                "'{s}' is not a number, blur[:SIGMA], uniform[:K] or a .npy file"
-            ),
+            detail: format!("'{s}' is not a number, blur[:SIGMA], uniform[:K] or a .npy file"),
         };
         if let Ok(v) = s.parse::<f64>() {
             return Ok(BaselineArg::Constant(v));
@@ -339,7 +341,10 @@ impl MethodSpec {
 
     /// The parameters of the attributors; `baseline_array` is the array of a
     /// [`BaselineSource::File`] (an error when it is missing).
-    pub fn attributor_params(&self, baseline_array: Option<Tensor<f64>>) -> Result<AttributorParams> {
+    pub fn attributor_params(
+        &self,
+        baseline_array: Option<Tensor<f64>>,
+    ) -> Result<AttributorParams> {
         let baselines = match (&self.baseline_source, baseline_array) {
             (None, None) => Baselines::Constant,
             (Some(BaselineSource::Blur { sigma }), None) => Baselines::Blur { sigma: *sigma },
@@ -514,8 +519,12 @@ pub const METHOD_FIELDS: [&str; 20] = [
 /// written (` name=value`) only when it differs from its default, so descriptions and resume
 /// keys of methods without them never changed. A new field goes at the end of this list, in
 /// `Display` and in `FromStr`.
-pub const OPTIONAL_METHOD_FIELDS: [&str; 4] =
-    ["layer", "absolute_noise", "baseline_source", "occlusion_fill"];
+pub const OPTIONAL_METHOD_FIELDS: [&str; 4] = [
+    "layer",
+    "absolute_noise",
+    "baseline_source",
+    "occlusion_fill",
+];
 
 fn bad(detail: String) -> AttributionError {
     AttributionError::MethodDescription(detail)

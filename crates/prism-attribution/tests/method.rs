@@ -110,8 +110,7 @@ fn builtin_composites_assign_the_recorded_rules() {
 
 mod description {
     use prism_attribution::{
-        BaselineSource, Bound, CompositeSource, Fill, MethodSpec, SeedMode, ATTRIBUTORS,
-        COMPOSITES,
+        BaselineSource, Bound, CompositeSource, Fill, MethodSpec, SeedMode, ATTRIBUTORS, COMPOSITES,
     };
     use proptest::prelude::*;
 

@@ -209,7 +209,7 @@ fn run_typed<T: Float>(args: &EvaluateArgs) -> anyhow::Result<()> {
     };
     args.rules.apply(&mut base, None);
     args.sampling.apply(&mut base);
-    args.occlusion.apply(&mut base);
+    args.occlusion.apply(&mut base)?;
     // ZBox (epsilon-gamma-box's first layer) needs the input domain; unless given, it is taken
     // from the inputs, which is what evaluation on this data set can know.
     let needs_box = args.methods.iter().any(|m| m.contains("box"));
