@@ -154,7 +154,7 @@ fn integrated_gradients_with_array_baselines_equals_captums() {
     }));
     let batched = e
         .explain_batched(
-            &[x.clone()],
+            std::slice::from_ref(&x),
             None,
             &targets(),
             SeedMode::OneHot,
@@ -285,7 +285,7 @@ fn contrastive_and_seed_array_targets_equal_autograd() {
     // in batches of one, the rows follow their samples
     let b = e
         .explain_batched(
-            &[x.clone()],
+            std::slice::from_ref(&x),
             None,
             &Target::Seeds(rows),
             SeedMode::OneHot,

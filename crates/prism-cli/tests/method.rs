@@ -169,9 +169,17 @@ mod inputs {
             "--baseline",
             &inputs("baseline_per_sample.npy"),
         ]);
-        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
         let ok = run(&["--seed-file", &inputs("seeds.npy")]);
-        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
 
         let wrong = dir.path().join("wrong.npy");
         std::fs::copy(inputs("seeds.npy"), &wrong).expect("copy");
@@ -196,20 +204,18 @@ mod inputs {
             "--seed-file",
             &inputs("baseline_per_sample.npy"),
         ]);
-        assert!(e.contains("seed array") && e.contains("[3, 1, 8, 8]"), "{e}");
+        assert!(
+            e.contains("seed array") && e.contains("[3, 1, 8, 8]"),
+            "{e}"
+        );
         let e = fails(&[base[0], base[1], base[2], "-o", &o, "--target", "negative"]);
         assert!(e.contains("single logit") && e.contains("[3, 4]"), "{e}");
         let e = fails(&[base[0], base[1], base[2], "-o", &o, "--baseline", "blurry"]);
         assert!(e.contains("--baseline") && e.contains("uniform[:K]"), "{e}");
-        let e = fails(&[
-            base[0],
-            base[1],
-            base[2],
-            "-o",
-            &o,
-            "--occlusion-fill",
-            "2",
-        ]);
-        assert!(e.contains("--occlusion-fill") && e.contains("occlusion"), "{e}");
+        let e = fails(&[base[0], base[1], base[2], "-o", &o, "--occlusion-fill", "2"]);
+        assert!(
+            e.contains("--occlusion-fill") && e.contains("occlusion"),
+            "{e}"
+        );
     }
 }
