@@ -68,12 +68,7 @@ impl Explainer<'_> {
     ) -> Result<Explained<T>> {
         let total = sample_count(inputs)?;
         self.model.check_inputs(inputs)?;
-        let labels = match target {
-            Target::PerSample(v) => Some(v.len()),
-            Target::PositionPerSample(v) => Some(v.len()),
-            _ => None,
-        };
-        if let Some(k) = labels.filter(|k| *k != total) {
+        if let Some(k) = target.rows().filter(|k| *k != total) {
             return Err(AttributionError::Target(format!(
                 "{k} labels for {total} samples"
             )));
@@ -91,13 +86,9 @@ impl Explainer<'_> {
         let mut offset = 0;
         for part in split_batches(inputs, batch_size)? {
             let count = part[0].shape()[0];
-            let t = match target {
-                Target::PerSample(v) => Target::PerSample(v[offset..offset + count].to_vec()),
-                Target::PositionPerSample(v) => {
-                    Target::PositionPerSample(v[offset..offset + count].to_vec())
-                }
-                other => other.clone(),
-            };
+            let t = target.slice(offset, count);
+            let batch_attributor = attributor.rows(offset, count)?;
+            let attributor = &batch_attributor;
             let in_batch = |e: AttributionError| match e {
                 // A non-finite report is renumbered to the run's samples instead.
                 AttributionError::Model(

@@ -180,11 +180,91 @@ pub const COMPOSITES: &[&str] = &[
     "beta-smooth",
     "attn-lrp",
     "cp-lrp",
+    "lrp-z",
+    "lrp-sequential-preset-a",
+    "lrp-sequential-preset-b",
+    "lrp-sequential-preset-a-flat",
+    "lrp-sequential-preset-b-flat",
+    "deep-taylor",
+    "deep-taylor-bounded",
+];
+
+/// One line per built-in composite: what it assigns and its reference (for `--help`).
+pub const COMPOSITE_HELP: &[(&str, &str)] = &[
+    (
+        "epsilon-gamma-box",
+        "z^B first layer, γ convolutions, ε dense (Zennit EpsilonGammaBox; Montavon et al. 2019)",
+    ),
+    (
+        "epsilon-plus",
+        "z⁺ convolutions, ε dense (Zennit EpsilonPlus; Kohlbrenner et al. 2020)",
+    ),
+    (
+        "epsilon-plus-flat",
+        "epsilon-plus with a flat first layer (Zennit EpsilonPlusFlat)",
+    ),
+    (
+        "epsilon-alpha2-beta1",
+        "α2β1 convolutions, ε dense (Zennit EpsilonAlpha2Beta1; Bach et al. 2015)",
+    ),
+    (
+        "epsilon-alpha2-beta1-flat",
+        "epsilon-alpha2-beta1 with a flat first layer (Zennit)",
+    ),
+    (
+        "excitation-backprop",
+        "z⁺ on every linear layer (Zennit ExcitationBackprop; Zhang et al. 2016)",
+    ),
+    (
+        "deconvnet",
+        "ReLUs pass positive relevance (Zennit DeconvNet; Zeiler & Fergus 2014)",
+    ),
+    (
+        "guided-backprop",
+        "ReLUs pass positive gradients (Zennit GuidedBackprop; Springenberg et al. 2015)",
+    ),
+    (
+        "beta-smooth",
+        "softplus gradient for ReLUs (Zennit BetaSmooth; Dombrowski et al. 2019)",
+    ),
+    (
+        "attn-lrp",
+        "AttnLRP for transformers (LXT; Achtibat et al. 2024)",
+    ),
+    ("cp-lrp", "CP-LRP for transformers (LXT; Ali et al. 2022)"),
+    (
+        "lrp-z",
+        "the z-rule (LRP-0) on every linear layer (iNNvestigate LRPZ; Bach et al. 2015)",
+    ),
+    (
+        "lrp-sequential-preset-a",
+        "ε = 0.1 dense, α1β0 convolutions (iNNvestigate LRPSequentialPresetA)",
+    ),
+    (
+        "lrp-sequential-preset-b",
+        "ε = 0.1 dense, α2β1 convolutions (iNNvestigate LRPSequentialPresetB)",
+    ),
+    (
+        "lrp-sequential-preset-a-flat",
+        "preset A with a flat first layer (iNNvestigate LRPSequentialPresetAFlat)",
+    ),
+    (
+        "lrp-sequential-preset-b-flat",
+        "preset B with a flat first layer (iNNvestigate LRPSequentialPresetBFlat)",
+    ),
+    (
+        "deep-taylor",
+        "z⁺ without bias on every linear layer (iNNvestigate DeepTaylor; Montavon et al. 2017)",
+    ),
+    (
+        "deep-taylor-bounded",
+        "deep-taylor with z^B on the first layer, --low/--high (iNNvestigate BoundedDeepTaylor)",
+    ),
 ];
 
 /// The built-in composites' TOML files (`composites/*.toml`), read by the same parser as user
 /// files; the parameters they leave out come from [`CompositeParams`].
-const BUILTIN_FILES: [(&str, &str); 11] = [
+const BUILTIN_FILES: [(&str, &str); 18] = [
     (
         "epsilon-gamma-box",
         include_str!("../composites/epsilon-gamma-box.toml"),
@@ -220,15 +300,54 @@ const BUILTIN_FILES: [(&str, &str); 11] = [
     ),
     ("attn-lrp", include_str!("../composites/attn-lrp.toml")),
     ("cp-lrp", include_str!("../composites/cp-lrp.toml")),
+    ("lrp-z", include_str!("../composites/lrp-z.toml")),
+    (
+        "lrp-sequential-preset-a",
+        include_str!("../composites/lrp-sequential-preset-a.toml"),
+    ),
+    (
+        "lrp-sequential-preset-b",
+        include_str!("../composites/lrp-sequential-preset-b.toml"),
+    ),
+    (
+        "lrp-sequential-preset-a-flat",
+        include_str!("../composites/lrp-sequential-preset-a-flat.toml"),
+    ),
+    (
+        "lrp-sequential-preset-b-flat",
+        include_str!("../composites/lrp-sequential-preset-b-flat.toml"),
+    ),
+    (
+        "deep-taylor",
+        include_str!("../composites/deep-taylor.toml"),
+    ),
+    (
+        "deep-taylor-bounded",
+        include_str!("../composites/deep-taylor-bounded.toml"),
+    ),
 ];
 
 /// The built-in composites for transformers, whose linear layers default to LXT's ε = 0
 /// ([`default_epsilon`]).
 pub const TRANSFORMER_COMPOSITES: &[&str] = &["attn-lrp", "cp-lrp"];
 
+/// The built-in composites whose dense layers default to iNNvestigate's ε = 0.1
+/// ([`default_epsilon`]).
+pub const INNVESTIGATE_EPSILON_COMPOSITES: &[&str] = &[
+    "lrp-sequential-preset-a",
+    "lrp-sequential-preset-b",
+    "lrp-sequential-preset-a-flat",
+    "lrp-sequential-preset-b-flat",
+];
+
+/// iNNvestigate's ε of its sequential presets.
+pub const INNVESTIGATE_PRESET_EPSILON: f64 = 0.1;
+
 /// The ε of the Epsilon rule when the user gives none: LXT's 0 for the transformer composites
 /// (also as the base of a mixed name `attn-lrp+epsilon-gamma-box`, or extended by a composite
-/// file: `toml` is the file's text), Zennit's [`DEFAULT_EPSILON`] otherwise.
+/// file: `toml` is the file's text), iNNvestigate's 0.1 for its sequential presets
+/// ([`INNVESTIGATE_EPSILON_COMPOSITES`], also when extended), Zennit's [`DEFAULT_EPSILON`]
+/// otherwise.
 pub fn default_epsilon(composite: Option<&str>, toml: Option<&str>) -> f64 {
     let transformer = |name: &str| {
         let base = name.split(':').next().unwrap_or(name).replace('_', "-");
@@ -237,8 +356,12 @@ pub fn default_epsilon(composite: Option<&str>, toml: Option<&str>) -> f64 {
     let extends = toml
         .and_then(|t| toml::from_str::<toml::Table>(t).ok())
         .and_then(|t| t.get("extends").and_then(|e| e.as_str().map(String::from)));
+    let preset =
+        |name: &str| INNVESTIGATE_EPSILON_COMPOSITES.contains(&name.replace('_', "-").as_str());
     if composite.is_some_and(transformer) || extends.as_deref().is_some_and(transformer) {
         0.0
+    } else if composite.is_some_and(preset) || extends.as_deref().is_some_and(preset) {
+        INNVESTIGATE_PRESET_EPSILON
     } else {
         DEFAULT_EPSILON
     }
@@ -588,6 +711,14 @@ impl FileEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_builtin_and_attributor_has_one_help_line() {
+        let names: Vec<&str> = COMPOSITE_HELP.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, COMPOSITES);
+        let names: Vec<&str> = crate::ATTRIBUTOR_HELP.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, crate::ATTRIBUTORS);
+    }
 
     #[test]
     fn every_builtin_name_has_its_toml_file() {

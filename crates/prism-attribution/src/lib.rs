@@ -52,17 +52,22 @@ use prism_model::backend::{Backend, Cpu, Map, Zip};
 use prism_model::{Executor, Float, Graph, Keep, Model, Tensor};
 
 pub use attributor::{
-    Attributor, AttributorParams, ATTRIBUTORS, DEFAULT_BASELINE, DEFAULT_NOISE_LEVEL,
-    DEFAULT_N_ITER, DEFAULT_SEED, DEFAULT_STRIDE, DEFAULT_WINDOW,
+    Attributor, AttributorParams, BaselineArray, Baselines, Fill, Noise, ATTRIBUTORS,
+    ATTRIBUTOR_HELP, DEFAULT_BASELINE, DEFAULT_BLUR_SIGMA, DEFAULT_NOISE_LEVEL, DEFAULT_N_ITER,
+    DEFAULT_SEED, DEFAULT_STRIDE, DEFAULT_UNIFORM_BASELINES, DEFAULT_WINDOW,
 };
 pub use batched::{Explained, ExplainedBatch};
 pub use cam::{default_layer, CamKind, CAM_ATTRIBUTORS};
 pub use composite::{
-    default_epsilon, Composite, CompositeParams, Group, Matcher, COMPOSITES, TRANSFORMER_COMPOSITES,
+    default_epsilon, Composite, CompositeParams, Group, Matcher, COMPOSITES, COMPOSITE_HELP,
+    INNVESTIGATE_EPSILON_COMPOSITES, INNVESTIGATE_PRESET_EPSILON, TRANSFORMER_COMPOSITES,
 };
 pub use concept::{Concepts, Condition, Parallel, Record, RecordMode, Recorded};
 pub use error::{AttributionError, Result};
-pub use method::{CompositeSource, Method, MethodSpec, METHOD_FIELDS, OPTIONAL_METHOD_FIELDS};
+pub use method::{
+    BaselineArg, BaselineSource, CompositeSource, Method, MethodSpec, METHOD_FIELDS,
+    OPTIONAL_METHOD_FIELDS,
+};
 pub use rule::{
     Bound, Rule, Stabilizer, DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_BETA_SMOOTH, DEFAULT_EPSILON,
     DEFAULT_GAMMA, DEFAULT_STABILIZER,
@@ -70,7 +75,7 @@ pub use rule::{
 pub use target::resolve_targets;
 
 /// Which output class receives the initial relevance.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Target {
     /// The same class for every sample.
     Class(usize),
@@ -85,19 +90,95 @@ pub enum Target {
     Position { position: i64, class: Option<usize> },
     /// One (position, class) per sample.
     PositionPerSample(Vec<(usize, usize)>),
+    /// Class `class` against class `against` (`None`: each sample's predicted class): the
+    /// seed is `one_hot(class) − one_hot(against)`, the gradient direction of
+    /// `y_class − y_against`. With [`SeedMode::Logit`] it is multiplied by the output
+    /// element-wise, `y_class` at `class` and `−y_against` at `against`, so the initial
+    /// relevance sums to `y_class − y_against`.
+    Contrast {
+        class: Option<usize>,
+        against: usize,
+    },
+    /// An arbitrary seed ([`SeedRows`]) in place of the one-hot, one row per sample.
+    Seeds(SeedRows),
+    /// A single-logit model (output `N × 1`): the seed is `−1`, explaining the evidence for
+    /// the negative class (`−y` with [`SeedMode::Logit`]).
+    Negative,
+    /// A single-logit model: the seed is `sign(y)` per sample (`+1` where `y ≥ 0`), explaining
+    /// each sample's decided class (`|y|` with [`SeedMode::Logit`]).
+    Sign,
+}
+
+/// Seed rows for [`Target::Seeds`]: finite values, `rows × outputs` with `shape[0]` the
+/// rows; checked against the model's output shape when the seed is formed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeedRows {
+    shape: Vec<usize>,
+    values: Vec<f64>,
+}
+
+impl SeedRows {
+    /// Seed rows from an `N × …` array (`shape`, C order). Refuses a rank below 2 and
+    /// non-finite values, naming the first.
+    pub fn new(shape: Vec<usize>, values: Vec<f64>) -> Result<SeedRows> {
+        if shape.len() < 2 || shape.iter().product::<usize>() != values.len() {
+            return Err(AttributionError::Target(format!(
+                "a seed array must have shape N × outputs (one row per sample); got shape \
+                 {shape:?} with {} values",
+                values.len()
+            )));
+        }
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            let per = values.len() / shape[0].max(1);
+            return Err(AttributionError::Target(format!(
+                "the seed array holds {} at row {}, column {}: seeds must be finite",
+                values[i],
+                i / per.max(1),
+                i % per.max(1)
+            )));
+        }
+        Ok(SeedRows { shape, values })
+    }
+
+    /// The array's shape (`[N, …]`).
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The values, C order.
+    pub fn values(&self) -> &[f64] {
+        &self.values
+    }
+
+    /// The rows `rows`, in that order.
+    pub(crate) fn take(&self, rows: &[usize]) -> SeedRows {
+        let per = self.values.len() / self.shape[0].max(1);
+        let mut shape = self.shape.clone();
+        shape[0] = rows.len();
+        SeedRows {
+            shape,
+            values: rows
+                .iter()
+                .flat_map(|&r| self.values[r * per..(r + 1) * per].iter().copied())
+                .collect(),
+        }
+    }
 }
 
 impl Target {
-    /// Reads a target as the command line spells it: `predicted`, a class index `K`, or for
-    /// outputs with a position axis `POS:K`, `POS:predicted`, `last:K`, `last` (=
-    /// `last:predicted`), with `POS` an index (negative from the end). Label files are the
-    /// caller's (see [`Target::PerSample`], [`Target::PositionPerSample`]).
+    /// Reads a target as the command line spells it: `predicted`, a class index `K`, a
+    /// contrast `A-B` or `predicted-B` ([`Target::Contrast`]), `negative` or `sign` for a
+    /// single-logit model, or for outputs with a position axis `POS:K`, `POS:predicted`,
+    /// `last:K`, `last` (= `last:predicted`), with `POS` an index (negative from the end).
+    /// Label and seed files are the caller's (see [`Target::PerSample`],
+    /// [`Target::PositionPerSample`], [`Target::Seeds`]).
     pub fn parse(spec: &str) -> Result<Target> {
         let bad = || {
             AttributionError::Target(format!(
-                "target '{spec}' is not one of: predicted, a class index K, POS:K, \
-                 POS:predicted, last:K, last (POS an index into the output's position axis, \
-                 negative from the end)"
+                "target '{spec}' is not one of: predicted, a class index K, a contrast A-B or \
+                 predicted-B, negative, sign (single-logit models), POS:K, POS:predicted, \
+                 last:K, last (POS an index into the output's position axis, negative from the \
+                 end)"
             ))
         };
         let class = |c: &str| -> Result<Option<usize>> {
@@ -108,11 +189,26 @@ impl Target {
         };
         match spec.split_once(':') {
             None if spec == "predicted" => Ok(Target::Predicted),
+            None if spec == "negative" => Ok(Target::Negative),
+            None if spec == "sign" => Ok(Target::Sign),
             None if spec == "last" => Ok(Target::Position {
                 position: -1,
                 class: None,
             }),
-            None => spec.parse().map(Target::Class).map_err(|_| bad()),
+            None => match spec.split_once('-') {
+                Some((a, b)) if !a.is_empty() => {
+                    let against: usize = b.parse().map_err(|_| bad())?;
+                    let class = class(a)?;
+                    if class == Some(against) {
+                        return Err(AttributionError::Target(format!(
+                            "target '{spec}' contrasts a class with itself: the seed would be \
+                             zero"
+                        )));
+                    }
+                    Ok(Target::Contrast { class, against })
+                }
+                _ => spec.parse().map(Target::Class).map_err(|_| bad()),
+            },
             Some((pos, c)) => {
                 let position = match pos {
                     "last" => -1,
@@ -123,6 +219,27 @@ impl Target {
                     class: class(c)?,
                 })
             }
+        }
+    }
+
+    /// The number of samples the target is for, when it holds one entry per sample.
+    pub fn rows(&self) -> Option<usize> {
+        match self {
+            Target::PerSample(v) => Some(v.len()),
+            Target::PositionPerSample(v) => Some(v.len()),
+            Target::Seeds(s) => Some(s.shape[0]),
+            _ => None,
+        }
+    }
+
+    /// The target for the rows `offset..offset + count` of a run.
+    pub fn slice(&self, offset: usize, count: usize) -> Target {
+        let rows: Vec<usize> = (offset..offset + count).collect();
+        match self {
+            Target::PerSample(_) | Target::PositionPerSample(_) | Target::Seeds(_) => {
+                target::take(self, &rows)
+            }
+            other => other.clone(),
         }
     }
 
@@ -533,20 +650,39 @@ impl<'m> Explainer<'m> {
         }
         let relevance = match attributor {
             Attributor::Gradient => self.sweep(&p, x.clone(), &resolved, seed)?,
+            Attributor::InputXGradient => {
+                let g = self.sweep(&p, x.clone(), &resolved, seed)?;
+                b.zip(Zip::Mul, x, &g)?
+            }
             Attributor::SmoothGrad {
                 noise_level,
                 n_iter,
                 seed: rng_seed,
+                noise: kind,
+            }
+            | Attributor::SmoothGradSquared {
+                noise_level,
+                n_iter,
+                seed: rng_seed,
+                noise: kind,
+            }
+            | Attributor::VarGrad {
+                noise_level,
+                n_iter,
+                seed: rng_seed,
+                noise: kind,
             } => {
                 let drawn;
                 let noise = match noise {
                     Some(n) => n,
                     None => {
-                        drawn = attributor::smoothgrad_noise(x, *noise_level, *n_iter, *rng_seed);
+                        drawn = attributor::draw_noise(x, *noise_level, *n_iter, *rng_seed, *kind);
                         &drawn
                     }
                 };
+                let squares = !matches!(attributor, Attributor::SmoothGrad { .. });
                 let mut acc = b.full(x.shape(), T::zero());
+                let mut acc_sq = squares.then(|| b.full(x.shape(), T::zero()));
                 for n in noise {
                     if n.shape() != x.shape() {
                         return Err(AttributionError::Invalid(format!(
@@ -557,46 +693,92 @@ impl<'m> Explainer<'m> {
                     }
                     let xn = b.zip(Zip::Add, x, n)?;
                     let g = self.sweep(&p, xn, &resolved, seed)?;
+                    if let Some(sq) = acc_sq.as_mut() {
+                        b.zip_into(Zip::Add, sq, &b.zip(Zip::Mul, &g, &g)?)?;
+                    }
                     b.zip_into(Zip::Add, &mut acc, &g)?;
                 }
-                b.map(Map::Divide(noise.len().max(1) as f64), &acc)
+                let count = noise.len().max(1) as f64;
+                let mean = b.map(Map::Divide(count), &acc);
+                match (attributor, acc_sq) {
+                    (Attributor::VarGrad { .. }, Some(sq)) => {
+                        // E[g²] − E[g]², Captum's order of operations
+                        let mean_sq = b.map(Map::Divide(count), &sq);
+                        b.zip(Zip::Sub, &mean_sq, &b.zip(Zip::Mul, &mean, &mean)?)?
+                    }
+                    (_, Some(sq)) => b.map(Map::Divide(count), &sq),
+                    (_, None) => mean,
+                }
             }
-            Attributor::IntegratedGradients { n_iter, baseline } => {
-                let mut acc = b.full(x.shape(), T::zero());
-                for k in 1..=*n_iter {
-                    let alpha = k as f64 / *n_iter as f64;
-                    let xk = b.map(
-                        Map::Interpolate {
+            Attributor::IntegratedGradients {
+                n_iter,
+                baseline,
+                baselines,
+            } => match baselines {
+                attributor::Baselines::Constant => {
+                    let mut acc = b.full(x.shape(), T::zero());
+                    for k in 1..=*n_iter {
+                        let alpha = k as f64 / *n_iter as f64;
+                        let xk = b.map(
+                            Map::Interpolate {
+                                baseline: *baseline,
+                                alpha,
+                            },
+                            x,
+                        );
+                        let g = self.sweep(&p, xk, &resolved, seed)?;
+                        b.zip_into(Zip::Add, &mut acc, &g)?;
+                    }
+                    b.zip(
+                        Zip::PathIntegral {
+                            steps: *n_iter as f64,
                             baseline: *baseline,
-                            alpha,
                         },
+                        &acc,
                         x,
-                    );
-                    let g = self.sweep(&p, xk, &resolved, seed)?;
-                    b.zip_into(Zip::Add, &mut acc, &g)?;
+                    )?
                 }
-                b.zip(
-                    Zip::PathIntegral {
-                        steps: *n_iter as f64,
-                        baseline: *baseline,
-                    },
-                    &acc,
-                    x,
-                )?
-            }
+                attributor::Baselines::Blur { sigma } => {
+                    let base = attributor::gaussian_blur(x, *sigma)?;
+                    self.integrated_gradients(&p, x, &base, *n_iter, &resolved, seed)?
+                }
+                attributor::Baselines::Array(a) => {
+                    let base = attributor::baseline_for(a, x)?;
+                    self.integrated_gradients(&p, x, &base, *n_iter, &resolved, seed)?
+                }
+                attributor::Baselines::Uniform { count, seed: s } => {
+                    let mut acc = b.full(x.shape(), T::zero());
+                    for base in attributor::uniform_baselines(x, *count, *s) {
+                        let ig =
+                            self.integrated_gradients(&p, x, &base, *n_iter, &resolved, seed)?;
+                        b.zip_into(Zip::Add, &mut acc, &ig)?;
+                    }
+                    b.map(Map::Divide((*count).max(1) as f64), &acc)
+                }
+            },
             Attributor::Occlusion {
                 window,
                 stride,
                 invert,
+                fill,
             } => {
                 let masks = attributor::occlusion_masks(x.shape(), window, stride)?;
+                let filler = match fill {
+                    attributor::Fill::Zero => None,
+                    attributor::Fill::Value(v) => Some(b.full(x.shape(), T::of(*v))),
+                    attributor::Fill::Blur { sigma } => Some(attributor::gaussian_blur(x, *sigma)?),
+                };
                 let mut acc = b.full(x.shape(), T::zero());
                 for m in &masks {
-                    let xm = b.occlude(x, m, *invert)?;
+                    let mut xm = b.occlude(x, m, *invert)?;
+                    if let Some(f) = &filler {
+                        // the removed part from the fill: occlude(fill) keeps the complement
+                        b.zip_into(Zip::Add, &mut xm, &b.occlude(f, m, !*invert)?)?;
+                    }
                     let out = p
                         .exec
                         .run_with(vec![xm], &Keep::Outputs, self.model.nonfinite())?;
-                    let scores = b.class_scores(&out.outputs[0], &targets)?;
+                    let scores = target::scores(&out.outputs[0], &resolved)?;
                     b.add_masked(&mut acc, m, &scores)?;
                 }
                 acc
@@ -606,6 +788,7 @@ impl<'m> Explainer<'m> {
                     "class activation maps are dispatched before (internal)".into(),
                 ))
             }
+            Attributor::Random { seed: s } => attributor::standard_normal(x.shape(), *s),
         };
         Ok(Attribution {
             relevance,
@@ -668,12 +851,7 @@ impl<'m> Explainer<'m> {
                 attributor.name()
             )));
         }
-        let labels = match target {
-            Target::PerSample(v) => Some(v.len()),
-            Target::PositionPerSample(v) => Some(v.len()),
-            _ => None,
-        };
-        if let Some(l) = labels.filter(|l| *l != n) {
+        if let Some(l) = target.rows().filter(|l| *l != n) {
             return Err(AttributionError::Target(format!(
                 "{l} labels for {n} samples"
             )));
@@ -1030,6 +1208,42 @@ impl<'m> Explainer<'m> {
             Ok((target::seed(out, targets, seed == SeedMode::Logit)?, ()))
         })?;
         Ok(relevance)
+    }
+
+    /// Integrated Gradients from the baseline tensor `base` (right Riemann sum, `n_iter`
+    /// steps): `(x − b) ⊙ (Σ_k ∇f(b + (x − b)·k/n)) / n`.
+    fn integrated_gradients<T: Float>(
+        &self,
+        p: &Prepared<T>,
+        x: &Tensor<T>,
+        base: &Tensor<T>,
+        n_iter: usize,
+        targets: &target::Resolved,
+        seed: SeedMode,
+    ) -> Result<Tensor<T>> {
+        let b = &Cpu;
+        let diff = b.zip(Zip::Sub, x, base)?;
+        let mut acc = b.full(x.shape(), T::zero());
+        for k in 1..=n_iter {
+            let alpha = T::of(k as f64 / n_iter as f64);
+            let data = base
+                .data()
+                .iter()
+                .zip(diff.data())
+                .map(|(&b0, &d)| b0 + d * alpha)
+                .collect();
+            let xk = Tensor::new(x.shape().to_vec(), data)?;
+            let g = self.sweep(p, xk, targets, seed)?;
+            b.zip_into(Zip::Add, &mut acc, &g)?;
+        }
+        let steps = T::of(n_iter as f64);
+        let data = acc
+            .data()
+            .iter()
+            .zip(diff.data())
+            .map(|(&a, &d)| a / steps * d)
+            .collect();
+        Ok(Tensor::new(x.shape().to_vec(), data)?)
     }
 
     /// One forward + backward sweep from `inputs` to the value `at`, seeded by `seed` from the

@@ -11,11 +11,13 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use prism_model::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::attributor::{
-    Attributor, AttributorParams, DEFAULT_BASELINE, DEFAULT_NOISE_LEVEL, DEFAULT_SEED,
-    DEFAULT_STRIDE, DEFAULT_WINDOW,
+    Attributor, AttributorParams, BaselineArray, Baselines, Fill, DEFAULT_BASELINE,
+    DEFAULT_BLUR_SIGMA, DEFAULT_NOISE_LEVEL, DEFAULT_SEED, DEFAULT_STRIDE,
+    DEFAULT_UNIFORM_BASELINES, DEFAULT_WINDOW,
 };
 use crate::composite::{Composite, CompositeParams};
 use crate::error::{AttributionError, Result};
@@ -93,6 +95,113 @@ impl FromStr for CompositeSource {
     }
 }
 
+/// Integrated Gradients' baselines other than a constant, as a method records them:
+/// `blur:SIGMA`, `uniform:K` (drawn with the method's seed) or `file:PATH#BLAKE3` (an array;
+/// the hash identifies the file's bytes, like a composite file's).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum BaselineSource {
+    Blur { sigma: f64 },
+    Uniform { count: usize },
+    File { path: PathBuf, blake3: String },
+}
+
+impl fmt::Display for BaselineSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BaselineSource::Blur { sigma } => write!(f, "blur:{sigma}"),
+            BaselineSource::Uniform { count } => write!(f, "uniform:{count}"),
+            BaselineSource::File { path, blake3 } => {
+                write!(f, "file:{}#{blake3}", path.display())
+            }
+        }
+    }
+}
+
+impl FromStr for BaselineSource {
+    type Err = AttributionError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            bad(format!(
+                "baseline_source={s} is not blur:S, uniform:K or file:PATH#HASH"
+            ))
+        };
+        if let Some(rest) = s.strip_prefix("file:") {
+            let (path, hash) = rest.rsplit_once('#').ok_or_else(bad)?;
+            return Ok(BaselineSource::File {
+                path: PathBuf::from(path),
+                blake3: hash.to_string(),
+            });
+        }
+        match s.split_once(':') {
+            Some(("blur", v)) => Ok(BaselineSource::Blur {
+                sigma: v.parse().map_err(|_| bad())?,
+            }),
+            Some(("uniform", v)) => Ok(BaselineSource::Uniform {
+                count: v.parse().map_err(|_| bad())?,
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl From<BaselineSource> for String {
+    fn from(b: BaselineSource) -> String {
+        b.to_string()
+    }
+}
+
+impl TryFrom<String> for BaselineSource {
+    type Error = AttributionError;
+
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+/// `--baseline` (the Python `baseline` key) as written: a number, `blur[:SIGMA]`,
+/// `uniform[:K]`, or a `.npy` file, which the caller reads (with its hash) into a
+/// [`BaselineSource::File`] and hands to [`MethodSpec::build_with`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum BaselineArg {
+    Constant(f64),
+    Source(BaselineSource),
+    File(PathBuf),
+}
+
+impl BaselineArg {
+    /// Reads the argument; `blur` and `uniform` alone take [`DEFAULT_BLUR_SIGMA`] and
+    /// [`DEFAULT_UNIFORM_BASELINES`].
+    pub fn parse(s: &str) -> Result<BaselineArg> {
+        let bad = || AttributionError::Parameter {
+            names: &["baseline"],
+            detail: format!("'{s}' is not a number, blur[:SIGMA], uniform[:K] or a .npy file"),
+        };
+        if let Ok(v) = s.parse::<f64>() {
+            return Ok(BaselineArg::Constant(v));
+        }
+        if s.ends_with(".npy") {
+            return Ok(BaselineArg::File(PathBuf::from(s)));
+        }
+        let (kind, value) = match s.split_once(':') {
+            Some((k, v)) => (k, Some(v)),
+            None => (s, None),
+        };
+        match kind {
+            "blur" => Ok(BaselineArg::Source(BaselineSource::Blur {
+                sigma: value.map_or(Ok(DEFAULT_BLUR_SIGMA), |v| v.parse().map_err(|_| bad()))?,
+            })),
+            "uniform" => Ok(BaselineArg::Source(BaselineSource::Uniform {
+                count: value.map_or(Ok(DEFAULT_UNIFORM_BASELINES), |v| {
+                    v.parse().map_err(|_| bad())
+                })?,
+            })),
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// How the initial relevance is formed, in a method description (`OneHot`, `Logit`).
 mod seed_mode_serde {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -162,6 +271,16 @@ pub struct MethodSpec {
     /// An optional field ([`OPTIONAL_METHOD_FIELDS`]): written in the description only when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<String>,
+    /// SmoothGrad, SmoothGrad² and VarGrad with Captum's noise (σ = `noise_level`, every copy
+    /// noisy) instead of Zennit's ([`crate::Noise`]). Optional field: written when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub absolute_noise: bool,
+    /// Integrated Gradients' baselines when not the constant `baseline`. Optional field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_source: Option<BaselineSource>,
+    /// Occlusion's fill when not Zennit's zero. Optional field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occlusion_fill: Option<Fill>,
 }
 
 impl Default for MethodSpec {
@@ -188,6 +307,9 @@ impl Default for MethodSpec {
             invert_occlusion: false,
             seed: DEFAULT_SEED,
             layer: None,
+            absolute_noise: false,
+            baseline_source: None,
+            occlusion_fill: None,
         }
     }
 }
@@ -217,9 +339,39 @@ impl MethodSpec {
         }
     }
 
-    /// The parameters of the attributors.
-    pub fn attributor_params(&self) -> AttributorParams {
-        AttributorParams {
+    /// The parameters of the attributors; `baseline_array` is the array of a
+    /// [`BaselineSource::File`] (an error when it is missing).
+    pub fn attributor_params(
+        &self,
+        baseline_array: Option<Tensor<f64>>,
+    ) -> Result<AttributorParams> {
+        let baselines = match (&self.baseline_source, baseline_array) {
+            (None, None) => Baselines::Constant,
+            (Some(BaselineSource::Blur { sigma }), None) => Baselines::Blur { sigma: *sigma },
+            (Some(BaselineSource::Uniform { count }), None) => Baselines::Uniform {
+                count: *count,
+                seed: self.seed,
+            },
+            (Some(BaselineSource::File { path, .. }), Some(values)) => {
+                Baselines::Array(std::sync::Arc::new(BaselineArray {
+                    name: path.display().to_string(),
+                    values,
+                }))
+            }
+            (Some(BaselineSource::File { path, .. }), None) => {
+                return Err(AttributionError::Invalid(format!(
+                    "the baseline array {} was not given to the method (the caller reads the \
+                     file: MethodSpec::build_with)",
+                    path.display()
+                )))
+            }
+            (_, Some(_)) => {
+                return Err(AttributionError::Invalid(
+                    "a baseline array was given but the method's baseline is not a file".into(),
+                ))
+            }
+        };
+        Ok(AttributorParams {
             n_iter: self.n_iter,
             noise_level: self.noise_level,
             window: self.window.clone(),
@@ -228,12 +380,26 @@ impl MethodSpec {
             seed: self.seed,
             baseline: self.baseline,
             layer: self.layer.clone(),
-        }
+            absolute_noise: self.absolute_noise,
+            baselines,
+            fill: self.occlusion_fill.unwrap_or_default(),
+        })
     }
 
     /// Builds the composite and the attributor. `composite_toml` is the text of the composite
     /// file when [`MethodSpec::composite`] is a [`CompositeSource::File`] (ignored otherwise).
+    /// A method with a baseline file takes [`build_with`](Self::build_with).
     pub fn build(&self, composite_toml: Option<&str>) -> Result<Method> {
+        self.build_with(composite_toml, None)
+    }
+
+    /// [`build`](Self::build), with the array of a [`BaselineSource::File`] baseline (read by
+    /// the caller, who also recorded its path and hash in [`MethodSpec::baseline_source`]).
+    pub fn build_with(
+        &self,
+        composite_toml: Option<&str>,
+        baseline_array: Option<Tensor<f64>>,
+    ) -> Result<Method> {
         let params = self.composite_params();
         let composite = match &self.composite {
             CompositeSource::None => None,
@@ -257,7 +423,8 @@ impl MethodSpec {
                 })
             }
         };
-        let attributor = Attributor::by_name(&self.attributor, &self.attributor_params())?;
+        let attributor =
+            Attributor::by_name(&self.attributor, &self.attributor_params(baseline_array)?)?;
         if let (Attributor::Cam { kind, .. }, Some(_)) = (&attributor, &composite) {
             return Err(AttributionError::Parameter {
                 names: &["composite"],
@@ -321,6 +488,15 @@ impl fmt::Display for MethodSpec {
         if let Some(layer) = &self.layer {
             write!(f, " layer={layer}")?;
         }
+        if self.absolute_noise {
+            write!(f, " absolute_noise=true")?;
+        }
+        if let Some(b) = &self.baseline_source {
+            write!(f, " baseline_source={b}")?;
+        }
+        if let Some(fill) = &self.occlusion_fill {
+            write!(f, " occlusion_fill={fill}")?;
+        }
         Ok(())
     }
 }
@@ -354,7 +530,12 @@ pub const METHOD_FIELDS: [&str; 20] = [
 /// written (` name=value`) only when it differs from its default, so descriptions and resume
 /// keys of methods without them never changed. A new field goes at the end of this list, in
 /// `Display` and in `FromStr`.
-pub const OPTIONAL_METHOD_FIELDS: [&str; 1] = ["layer"];
+pub const OPTIONAL_METHOD_FIELDS: [&str; 4] = [
+    "layer",
+    "absolute_noise",
+    "baseline_source",
+    "occlusion_fill",
+];
 
 fn bad(detail: String) -> AttributionError {
     AttributionError::MethodDescription(detail)
@@ -460,6 +641,17 @@ impl FromStr for MethodSpec {
             invert_occlusion: num("invert_occlusion", v("invert_occlusion"))?,
             seed: num("seed", v("seed"))?,
             layer: optional[0].map(str::to_string),
+            absolute_noise: optional[1]
+                .map(|v| num("absolute_noise", v))
+                .transpose()?
+                .unwrap_or(false),
+            baseline_source: optional[2].map(str::parse).transpose()?,
+            occlusion_fill: optional[3]
+                .map(|v| {
+                    v.parse::<Fill>()
+                        .map_err(|_| bad(format!("occlusion_fill={v} is not a valid value")))
+                })
+                .transpose()?,
         })
     }
 }

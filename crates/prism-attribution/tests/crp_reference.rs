@@ -445,6 +445,7 @@ fn conditions_on_missing_layers_or_channels_are_errors() {
                 noise_level: 0.1,
                 n_iter: 2,
                 seed: 0,
+                noise: prism_attribution::Noise::Relative,
             },
         )
         .unwrap_err()

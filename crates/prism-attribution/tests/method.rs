@@ -110,7 +110,7 @@ fn builtin_composites_assign_the_recorded_rules() {
 
 mod description {
     use prism_attribution::{
-        Bound, CompositeSource, MethodSpec, SeedMode, ATTRIBUTORS, COMPOSITES,
+        BaselineSource, Bound, CompositeSource, Fill, MethodSpec, SeedMode, ATTRIBUTORS, COMPOSITES,
     };
     use proptest::prelude::*;
 
@@ -146,6 +146,30 @@ mod description {
         ]
     }
 
+    fn baseline_source() -> impl Strategy<Value = Option<BaselineSource>> {
+        prop_oneof![
+            Just(None),
+            finite().prop_map(|sigma| Some(BaselineSource::Blur { sigma })),
+            (0usize..100).prop_map(|count| Some(BaselineSource::Uniform { count })),
+            ("[a-zA-Z0-9 /#=_.-]{0,30}", "[0-9a-f]{64}").prop_map(|(p, h)| {
+                Some(BaselineSource::File {
+                    path: format!("{p}.npy").into(),
+                    blake3: h,
+                })
+            }),
+        ]
+    }
+
+    fn fill() -> impl Strategy<Value = Option<Fill>> {
+        prop_oneof![
+            Just(None),
+            finite()
+                .prop_filter("not zero", |v| *v != 0.0)
+                .prop_map(|v| Some(Fill::Value(v))),
+            finite().prop_map(|sigma| Some(Fill::Blur { sigma })),
+        ]
+    }
+
     prop_compose! {
         fn spec()(
             composite in source(),
@@ -162,6 +186,9 @@ mod description {
             stride in prop::collection::vec(0usize..64, 0..4),
             seed in any::<u64>(),
             layer in prop::option::of("/[a-z_.0-9/]{1,20}"),
+            absolute_noise in any::<bool>(),
+            baseline_source in baseline_source(),
+            occlusion_fill in fill(),
         ) -> MethodSpec {
             MethodSpec {
                 composite,
@@ -185,6 +212,9 @@ mod description {
                 invert_occlusion: flags.2,
                 seed,
                 layer,
+                absolute_noise,
+                baseline_source,
+                occlusion_fill,
             }
         }
     }
@@ -218,10 +248,24 @@ mod description {
                 ..MethodSpec::default()
             },
             MethodSpec {
+                attributor: "integrated-gradients".into(),
+                baseline_source: Some(BaselineSource::File {
+                    path: "baselines/blurred images.npy".into(),
+                    blake3: "ab".repeat(32),
+                }),
+                ..MethodSpec::default()
+            },
+            MethodSpec {
+                attributor: "occlusion".into(),
+                occlusion_fill: Some(Fill::Blur { sigma: 2.5 }),
+                ..MethodSpec::default()
+            },
+            MethodSpec {
                 composite: CompositeSource::File {
                     path: "my composites/lrp.toml".into(),
                     blake3: "0f".repeat(32),
                 },
+                absolute_noise: true,
                 attributor: "smoothgrad".into(),
                 canonize: false,
                 zero_bias: true,

@@ -159,6 +159,7 @@ fn integrated_gradients_with_one_step_is_input_times_gradient() {
             &Attributor::IntegratedGradients {
                 n_iter: 1,
                 baseline: 0.0,
+                baselines: prism_attribution::Baselines::Constant,
             },
         )
         .unwrap();
@@ -181,6 +182,7 @@ fn smoothgrad_is_deterministic_per_seed_and_one_iteration_is_the_gradient() {
         noise_level: 0.1,
         n_iter: 4,
         seed,
+        noise: prism_attribution::Noise::Relative,
     };
     let a = e
         .attribute(&x, &Target::Predicted, SeedMode::OneHot, &sg(3))
@@ -202,6 +204,7 @@ fn smoothgrad_is_deterministic_per_seed_and_one_iteration_is_the_gradient() {
                 noise_level: 0.1,
                 n_iter: 1,
                 seed: 0,
+                noise: prism_attribution::Noise::Relative,
             },
         )
         .unwrap();
@@ -224,6 +227,7 @@ fn occlusion_with_a_full_window_gives_the_target_score_everywhere() {
         window: vec![64],
         stride: vec![64],
         invert: false,
+        fill: prism_attribution::Fill::Zero,
     };
     let a = e
         .attribute(&x, &Target::Predicted, SeedMode::OneHot, &occ)

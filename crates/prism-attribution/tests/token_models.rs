@@ -124,6 +124,7 @@ fn integer_inputs_cannot_be_attribution_targets_and_perturbing_attributors_are_r
             &Attributor::IntegratedGradients {
                 n_iter: 4,
                 baseline: 0.0,
+                baselines: prism_attribution::Baselines::Constant,
             },
         )
         .unwrap_err()

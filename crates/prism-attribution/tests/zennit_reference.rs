@@ -55,6 +55,7 @@ fn run_case<T: Float>(case: &Value, model: &Model) -> (Tensor<T>, Tensor<T>) {
             Attributor::IntegratedGradients {
                 n_iter,
                 baseline: 0.0,
+                baselines: prism_attribution::Baselines::Constant,
             },
             None,
         ),
@@ -66,6 +67,7 @@ fn run_case<T: Float>(case: &Value, model: &Model) -> (Tensor<T>, Tensor<T>) {
                     window: vec![w],
                     stride: vec![s],
                     invert: false,
+                    fill: prism_attribution::Fill::Zero,
                 },
                 None,
             )
@@ -99,6 +101,7 @@ fn run_case<T: Float>(case: &Value, model: &Model) -> (Tensor<T>, Tensor<T>) {
                     noise_level: 0.1,
                     n_iter,
                     seed: 0,
+                    noise: prism_attribution::Noise::Relative,
                 },
                 Some(noise),
             )

@@ -7,7 +7,7 @@ mod cmd;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Prism: explain ONNX classifiers, dataset-wide.
 ///
@@ -64,7 +64,17 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    // `prism explain --help` ends with every method and its reference (from the library's
+    // tables, so the list cannot drift from the names).
+    let matches = Cli::command()
+        .mut_subcommand("explain", |c| {
+            c.after_long_help(cmd::method::methods_help())
+        })
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",

@@ -121,3 +121,101 @@ fn evaluate_takes_a_composite_file_and_the_rule_flags() {
     let e = with(&["--methods", "gradient", "--composite-file", &bad]);
     assert!(e.contains("bad.toml") && e.contains("epsilon-magic"), "{e}");
 }
+
+/// The richer inputs at the command line: a baseline file (its hash in the description), a
+/// seed file, and their errors.
+mod inputs {
+    use super::*;
+
+    fn inputs(p: &str) -> String {
+        fixture(&format!("inputs/{p}"))
+    }
+
+    #[test]
+    fn explain_help_lists_every_method_with_its_reference() {
+        let out = prism().args(["explain", "--help"]).output().expect("run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for name in prism_attribution::COMPOSITES
+            .iter()
+            .chain(prism_attribution::ATTRIBUTORS)
+        {
+            assert!(text.contains(&format!("\n  {name}\n")), "{name} missing");
+        }
+        assert!(text.contains("iNNvestigate LRPSequentialPresetA"), "{text}");
+        assert!(text.contains("Captum NoiseTunnel vargrad"), "{text}");
+    }
+
+    #[test]
+    fn a_baseline_file_and_a_seed_file_run_and_bad_shapes_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = dir.path().join("r.npy").to_string_lossy().into_owned();
+        let base = [
+            "explain",
+            &inputs("cnn.onnx"),
+            &inputs("cnn.input.npy"),
+            "-o",
+            &o,
+            "--dtype",
+            "f64",
+        ];
+        let run = |extra: &[&str]| {
+            let mut args: Vec<&str> = base.to_vec();
+            args.extend_from_slice(extra);
+            prism().args(&args).output().expect("run")
+        };
+        let ok = run(&[
+            "--attributor",
+            "integrated-gradients",
+            "--baseline",
+            &inputs("baseline_per_sample.npy"),
+        ]);
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let ok = run(&["--seed-file", &inputs("seeds.npy")]);
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+
+        let wrong = dir.path().join("wrong.npy");
+        std::fs::copy(inputs("seeds.npy"), &wrong).expect("copy");
+        let e = fails(&[
+            base[0],
+            base[1],
+            base[2],
+            "-o",
+            &o,
+            "--attributor",
+            "integrated-gradients",
+            "--baseline",
+            &wrong.to_string_lossy(),
+        ]);
+        assert!(e.contains("[3, 4]") && e.contains("baseline"), "{e}");
+        let e = fails(&[
+            base[0],
+            base[1],
+            base[2],
+            "-o",
+            &o,
+            "--seed-file",
+            &inputs("baseline_per_sample.npy"),
+        ]);
+        assert!(
+            e.contains("seed array") && e.contains("[3, 1, 8, 8]"),
+            "{e}"
+        );
+        let e = fails(&[base[0], base[1], base[2], "-o", &o, "--target", "negative"]);
+        assert!(e.contains("single logit") && e.contains("[3, 4]"), "{e}");
+        let e = fails(&[base[0], base[1], base[2], "-o", &o, "--baseline", "blurry"]);
+        assert!(e.contains("--baseline") && e.contains("uniform[:K]"), "{e}");
+        let e = fails(&[base[0], base[1], base[2], "-o", &o, "--occlusion-fill", "2"]);
+        assert!(
+            e.contains("--occlusion-fill") && e.contains("occlusion"),
+            "{e}"
+        );
+    }
+}

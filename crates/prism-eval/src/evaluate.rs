@@ -340,7 +340,16 @@ where
             };
             let (expected, property) = match e.method {
                 Some(m) => match (&m.composite, &m.attributor) {
-                    (None, Attributor::IntegratedGradients { baseline, .. }) => {
+                    // f(x) − f(baseline) for a constant baseline; blurred, random and array
+                    // baselines are not checked
+                    (
+                        None,
+                        Attributor::IntegratedGradients {
+                            baseline,
+                            baselines: prism_attribution::Baselines::Constant,
+                            ..
+                        },
+                    ) => {
                         let b = Tensor::new(x.shape().to_vec(), vec![T::of(*baseline); x.len()])?;
                         let fb =
                             target_scores(&forward_batched(model, &b, pert.batch_size)?, &targets)?;

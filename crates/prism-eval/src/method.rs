@@ -47,6 +47,11 @@ impl Method {
                 name: c.to_string(),
             }),
             attributor: a.to_string(),
+            // the layer is the class activation maps' alone
+            layer: base
+                .layer
+                .clone()
+                .filter(|_| prism_attribution::CamKind::by_name(a).is_some()),
             ..base.clone()
         };
         Method::from_spec(spec.to_string(), method, None)
@@ -61,6 +66,7 @@ impl Method {
     ) -> Result<Method> {
         let spec = MethodSpec {
             composite: source,
+            layer: None,
             ..base.clone()
         };
         let m = Method::from_spec(String::new(), spec, Some(text))?;

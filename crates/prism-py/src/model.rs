@@ -227,8 +227,9 @@ fn to_numpy<'py, T: Float + numpy::Element>(
 /// The runnable method of `method` (a dict of `prism explain`'s method parameters).
 pub fn build_method(method: Option<&Bound<'_, PyAny>>) -> PyResult<(MethodSpec, Method)> {
     let (spec, text) = crate::jobs::attribute::method_spec(method)?;
+    let array = crate::jobs::attribute::baseline_array(&spec)?;
     let built = spec
-        .build(text.as_deref())
+        .build_with(text.as_deref(), array)
         .map_err(|e| attribution_error(&e))?;
     Ok((spec, built))
 }

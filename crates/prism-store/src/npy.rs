@@ -410,6 +410,17 @@ pub fn read_float<T: Float>(path: &Path) -> Result<Tensor<T>, NpyError> {
     )
 }
 
+/// [`read_float`], and the blake3 (hex) of the file's bytes: what a method records for an
+/// array it reads (an Integrated Gradients baseline), like a composite file's hash.
+pub fn read_float_hashed<T: Float>(path: &Path) -> Result<(Tensor<T>, String), NpyError> {
+    let bytes = std::fs::read(path).map_err(|e| NpyError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    Ok((read_float(path)?, hash))
+}
+
 /// Reads an integer array (or a float array holding integers) as i64.
 pub fn read_i64(path: &Path) -> Result<Tensor<i64>, NpyError> {
     let array = NpyArray::open(path)?;

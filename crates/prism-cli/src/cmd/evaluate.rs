@@ -184,6 +184,10 @@ pub struct EvaluateArgs {
     pub ig_baseline: f64,
     #[command(flatten)]
     pub occlusion: OcclusionArgs,
+    /// The layer of the class-activation-map methods (grad-cam, …): an ONNX node or tensor
+    /// name [default: the deepest convolution]. The other methods ignore it.
+    #[arg(long, value_name = "NODE")]
+    pub layer: Option<String>,
     #[command(flatten)]
     pub nonfinite: super::inputs::NonFiniteArgs,
 }
@@ -422,7 +426,8 @@ fn run_typed<T: Float>(args: &EvaluateArgs) -> anyhow::Result<()> {
     };
     args.rules.apply(&mut base, None);
     args.sampling.apply(&mut base);
-    args.occlusion.apply(&mut base);
+    base.layer = args.layer.clone();
+    args.occlusion.apply(&mut base)?;
     let names: Vec<String> = match (&args.methods, &args.attributions) {
         (Some(m), _) => m.clone(),
         (None, Some(_)) => Vec::new(),

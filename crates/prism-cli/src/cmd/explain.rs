@@ -17,9 +17,12 @@ use super::predict::{sample_progress, DTypeArg};
 /// epsilon-alpha2-beta1-flat, excitation-backprop, deconvnet, guided-backprop, beta-smooth), by
 /// a transformer composite (attn-lrp: AttnLRP; cp-lrp: CP-LRP; as LXT computes them, ε = 0;
 /// --conv-composite gives a convolutional stem a CNN composite; docs/transformers.md) or by
-/// your own (--composite-file, see docs/composites.md). The attributor drives the backward
-/// pass: gradient (default), smoothgrad, integrated-gradients or occlusion. Canonizers (merging
+/// your own (--composite-file, see docs/composites.md); iNNvestigate's analyzers are built-ins
+/// too (lrp-z, lrp-sequential-preset-a/-b[-flat], deep-taylor[-bounded]). The attributor drives
+/// the backward pass: gradient (default), input-x-gradient, smoothgrad, smoothgrad-squared,
+/// vargrad, integrated-gradients, occlusion, or random (a baseline). Canonizers (merging
 /// BatchNorm into the layer before it, explicit residual sums) are on unless --no-canonize.
+/// Every method is listed with its reference at the end of `prism explain --help`.
 ///
 /// Class activation maps (pytorch-grad-cam 1.5's definitions, docs/methods.md) weigh the
 /// activation maps of a layer (--layer NODE; default: the deepest convolution) and upsample
@@ -64,6 +67,12 @@ use super::predict::{sample_progress, DTypeArg};
 ///
 ///   prism explain model.onnx x.npy -o r.npy --composite epsilon-plus --show-rules
 ///
+///   prism explain model.onnx x.npy -o r.npy --attributor integrated-gradients --baseline blur:3 --target 3-5
+///
+///   prism explain model.onnx x.npy -o r.npy --attributor vargrad --absolute-noise --noise-level 0.2
+///
+///   prism explain model.onnx x.npy -o r.npy --composite lrp-sequential-preset-a-flat
+///
 ///   prism explain bert.onnx --input input_ids=ids.npy --input attention_mask=mask.npy -o r.npy --composite attn-lrp --seed-mode logit
 ///
 ///   prism explain gpt2.onnx --input input_ids=ids.npy -o r.npy --composite cp-lrp --target last --reduce-hidden sum
@@ -92,11 +101,19 @@ pub struct ExplainArgs {
     #[arg(short, long)]
     pub output: PathBuf,
     /// Target class: a class index, `predicted` (arg-max, default) or a .npy of per-sample
-    /// labels. For outputs with a position axis (N × positions × classes, a language model's
-    /// logits): `last` (the arg-max at the last position), `last:K`, `POS:K`, `POS:predicted`
-    /// (POS negative from the end), or a .npy of N × 2 (position, class) rows.
+    /// labels; a contrast `A-B` or `predicted-B` (seed one-hot(A) − one-hot(B); with
+    /// --seed-mode logit, y_A at A and −y_B at B, so the seed sums to y_A − y_B); for a
+    /// single-logit model (output N × 1), `negative` (seed −1: evidence for the negative
+    /// class) or `sign` (seed sign(y) per sample). For outputs with a position axis
+    /// (N × positions × classes, a language model's logits): `last` (the arg-max at the last
+    /// position), `last:K`, `POS:K`, `POS:predicted` (POS negative from the end), or a .npy of
+    /// N × 2 (position, class) rows.
     #[arg(long, default_value = "predicted", allow_hyphen_values = true)]
     pub target: String,
+    /// An N × outputs float array replacing the one-hot seed (any initial relevance; the
+    /// output's shape, finite values). Excludes --target.
+    #[arg(long, value_name = "SEEDS.npy", conflicts_with = "target")]
+    pub seed_file: Option<PathBuf>,
     /// A token model's relevance at its embedding lookup: `none` keeps N × tokens × hidden,
     /// `sum` sums over the hidden dimension (one value per token, N × tokens).
     #[arg(long, value_enum, default_value_t = ReduceHidden::None)]
@@ -147,7 +164,10 @@ fn run_typed<T: Float>(args: &ExplainArgs) -> anyhow::Result<()> {
     let inputs: Vec<Tensor<T>> =
         super::inputs::read_inputs(&model, args.input.as_deref(), &args.inputs)?;
     let n = inputs[0].shape()[0];
-    let target = super::method::parse_target(&args.target, n)?;
+    let target = match &args.seed_file {
+        Some(f) => super::method::read_seed_file(f, n)?,
+        None => super::method::parse_target(&args.target, n)?,
+    };
     let mut explainer = Explainer::new(&model)
         .with_canonizers(method.canonize)
         .with_hidden_sum(args.reduce_hidden == ReduceHidden::Sum);

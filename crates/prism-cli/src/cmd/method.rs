@@ -6,18 +6,22 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use prism_attribution::{
-    default_epsilon, AttributionError, Bound, CompositeSource, Method, MethodSpec, SeedMode,
-    Target, DEFAULT_ALPHA, DEFAULT_BASELINE, DEFAULT_BETA, DEFAULT_BETA_SMOOTH, DEFAULT_GAMMA,
-    DEFAULT_NOISE_LEVEL, DEFAULT_SEED, DEFAULT_STABILIZER, DEFAULT_STRIDE, DEFAULT_WINDOW,
+    default_epsilon, AttributionError, BaselineArg, BaselineSource, Bound, CompositeSource, Fill,
+    Method, MethodSpec, SeedMode, SeedRows, Target, ATTRIBUTOR_HELP, COMPOSITE_HELP, DEFAULT_ALPHA,
+    DEFAULT_BETA, DEFAULT_BETA_SMOOTH, DEFAULT_GAMMA, DEFAULT_NOISE_LEVEL, DEFAULT_SEED,
+    DEFAULT_STABILIZER, DEFAULT_STRIDE, DEFAULT_WINDOW,
 };
+use prism_model::Tensor;
 
 /// Flags choosing and parametrising the attribution method.
 #[derive(clap::Args, Debug, Clone)]
 pub struct MethodArgs {
     /// Built-in LRP composite: Zennit's (epsilon-gamma-box, epsilon-plus, epsilon-plus-flat,
     /// epsilon-alpha2-beta1, epsilon-alpha2-beta1-flat, excitation-backprop, deconvnet,
-    /// guided-backprop, beta-smooth) or, for transformers, attn-lrp and cp-lrp (LXT's AttnLRP
-    /// and CP-LRP). Without one: plain gradients.
+    /// guided-backprop, beta-smooth), for transformers attn-lrp and cp-lrp (LXT's AttnLRP
+    /// and CP-LRP), or iNNvestigate's analyzers (lrp-z, lrp-sequential-preset-a/-b and their
+    /// -flat variants, deep-taylor, deep-taylor-bounded); `prism explain --help` describes
+    /// each. Without one: plain gradients.
     #[arg(long, conflicts_with = "composite_file")]
     pub composite: Option<String>,
     /// With a transformer composite: the CNN composite whose rules the convolutions get (a
@@ -28,9 +32,10 @@ pub struct MethodArgs {
     /// Your own composite as TOML (see docs/composites.md).
     #[arg(long, value_name = "FILE.toml")]
     pub composite_file: Option<PathBuf>,
-    /// gradient, smoothgrad, integrated-gradients or occlusion; or a class activation map at
-    /// --layer (pytorch-grad-cam's): grad-cam, grad-cam-plus-plus, xgrad-cam, layer-cam,
-    /// eigen-cam, score-cam, ablation-cam (N × 1 × H × W, in [0, 1]).
+    /// gradient, input-x-gradient, smoothgrad, smoothgrad-squared, vargrad,
+    /// integrated-gradients, occlusion or random; or a class activation map at --layer
+    /// (pytorch-grad-cam's): grad-cam, grad-cam-plus-plus, xgrad-cam, layer-cam, eigen-cam,
+    /// score-cam, ablation-cam (N × 1 × H × W, in [0, 1]). `prism explain --help` describes each.
     #[arg(long, default_value = "gradient")]
     pub attributor: String,
     /// The layer of a class activation map: an ONNX node or tensor name as `prism inspect
@@ -48,12 +53,16 @@ pub struct MethodArgs {
     pub rules: RuleArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
-    /// Integrated-gradients baseline (a constant).
-    #[arg(long, default_value_t = DEFAULT_BASELINE, allow_negative_numbers = true)]
-    pub baseline: f64,
+    /// Integrated-gradients baseline: a number (a constant input; Zennit's 0), blur[:SIGMA] (a
+    /// Gaussian blur of each input, σ in pixels, default 5), uniform[:K] (K baselines drawn
+    /// uniformly in each sample's value range with --seed, the attributions averaged; default
+    /// 10) or FILE.npy (one sample's shape for all samples, or one row per sample; its path and
+    /// blake3 are recorded).
+    #[arg(long, default_value = "0", allow_hyphen_values = true)]
+    pub baseline: String,
     #[command(flatten)]
     pub occlusion: OcclusionArgs,
-    /// Random seed (smoothgrad).
+    /// Random seed (smoothgrad, smoothgrad-squared, vargrad, uniform baselines, random).
     #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
 }
@@ -97,9 +106,15 @@ pub struct SamplingArgs {
     /// Iterations of smoothgrad / integrated-gradients (default 20).
     #[arg(long)]
     pub n_iter: Option<usize>,
-    /// SmoothGrad noise σ as a fraction of each sample's value range.
+    /// SmoothGrad noise σ as a fraction of each sample's value range (with --absolute-noise:
+    /// σ itself).
     #[arg(long, default_value_t = DEFAULT_NOISE_LEVEL)]
     pub noise_level: f64,
+    /// Captum's noise for smoothgrad, smoothgrad-squared and vargrad: σ = --noise-level (its
+    /// NoiseTunnel `stdevs`) and every copy noisy, instead of Zennit's (σ relative to each
+    /// sample's range, the last copy noise-free).
+    #[arg(long)]
+    pub absolute_noise: bool,
 }
 
 /// Parameters of the occlusion attributor.
@@ -114,6 +129,10 @@ pub struct OcclusionArgs {
     /// Occlusion removes the window (classic) instead of keeping only it (Zennit's default).
     #[arg(long)]
     pub invert_occlusion: bool,
+    /// What occlusion puts in place of the removed input: a number (default 0, Zennit's) or
+    /// blur[:SIGMA] (a Gaussian blur of the input, σ default 5).
+    #[arg(long, value_name = "VALUE|blur[:SIGMA]", allow_hyphen_values = true)]
+    pub occlusion_fill: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,16 +176,52 @@ impl SamplingArgs {
     pub fn apply(&self, spec: &mut MethodSpec) {
         spec.n_iter = self.n_iter;
         spec.noise_level = self.noise_level;
+        spec.absolute_noise = self.absolute_noise;
     }
 }
 
 impl OcclusionArgs {
     /// Writes these flags into `spec`.
-    pub fn apply(&self, spec: &mut MethodSpec) {
+    pub fn apply(&self, spec: &mut MethodSpec) -> anyhow::Result<()> {
         spec.window = self.window.clone();
         spec.stride = self.stride.clone();
         spec.invert_occlusion = self.invert_occlusion;
+        spec.occlusion_fill = match &self.occlusion_fill {
+            None => None,
+            Some(v) => match v.parse::<Fill>().map_err(in_flag_words)? {
+                Fill::Zero => None,
+                fill => Some(fill),
+            },
+        };
+        Ok(())
     }
+}
+
+/// A baseline `.npy` file: its source (path + blake3 of its bytes) and its values.
+pub fn read_baseline_file(path: &Path) -> anyhow::Result<(BaselineSource, Tensor<f64>)> {
+    let (values, blake3) = prism_store::npy::read_float_hashed::<f64>(path)
+        .with_context(|| format!("reading the baseline {}", path.display()))?;
+    Ok((
+        BaselineSource::File {
+            path: path.to_path_buf(),
+            blake3,
+        },
+        values,
+    ))
+}
+
+/// The methods `prism explain --help` lists: every built-in composite and attributor with a
+/// line saying what it does and where it comes from.
+pub fn methods_help() -> String {
+    let mut out = String::from("Composites (--composite NAME):\n");
+    for (name, line) in COMPOSITE_HELP {
+        out.push_str(&format!("  {name}\n      {line}\n"));
+    }
+    out.push_str("\nAttributors (--attributor NAME):\n");
+    for (name, line) in ATTRIBUTOR_HELP {
+        out.push_str(&format!("  {name}\n      {line}\n"));
+    }
+    out
 }
 
 /// A composite file's path and text, and its source (path + blake3 of its bytes) for the spec.
@@ -200,30 +255,51 @@ impl MethodArgs {
                 SeedArg::Logit => SeedMode::Logit,
             },
             canonize: !self.no_canonize,
-            baseline: self.baseline,
             seed: self.seed,
             layer: self.layer.clone(),
             ..MethodSpec::default()
         };
+        match BaselineArg::parse(&self.baseline).map_err(in_flag_words)? {
+            BaselineArg::Constant(v) => spec.baseline = v,
+            BaselineArg::Source(source) => spec.baseline_source = Some(source),
+            BaselineArg::File(path) => spec.baseline_source = Some(read_baseline_file(&path)?.0),
+        }
         self.rules.apply(&mut spec, text.as_deref());
         self.sampling.apply(&mut spec);
-        self.occlusion.apply(&mut spec);
+        self.occlusion.apply(&mut spec)?;
         Ok((spec, text))
+    }
+
+    /// The baseline array of a `--baseline FILE.npy`, read again for the run (the spec
+    /// recorded its hash).
+    fn baseline_array(&self, spec: &MethodSpec) -> anyhow::Result<Option<Tensor<f64>>> {
+        match &spec.baseline_source {
+            Some(BaselineSource::File { path, blake3 }) => {
+                let (source, values) = read_baseline_file(path)?;
+                if !matches!(&source, BaselineSource::File { blake3: b, .. } if b == blake3) {
+                    bail!("the baseline {} changed while it was read", path.display());
+                }
+                Ok(Some(values))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The method's spec (for provenance: its `Display` is the description) and the runnable
     /// composite and attributor.
     pub fn build(&self) -> anyhow::Result<(MethodSpec, Method)> {
         let (spec, text) = self.spec()?;
-        let method = spec
-            .build(text.as_deref())
-            .map_err(|e| match (&spec.composite, e) {
-                (
-                    CompositeSource::File { path, .. },
-                    e @ AttributionError::CompositeFile { .. },
-                ) => anyhow::Error::new(e).context(format!("reading composite {}", path.display())),
-                (_, e) => in_flag_words(e),
-            })?;
+        let array = self.baseline_array(&spec)?;
+        let method =
+            spec.build_with(text.as_deref(), array)
+                .map_err(|e| match (&spec.composite, e) {
+                    (
+                        CompositeSource::File { path, .. },
+                        e @ AttributionError::CompositeFile { .. },
+                    ) => anyhow::Error::new(e)
+                        .context(format!("reading composite {}", path.display())),
+                    (_, e) => in_flag_words(e),
+                })?;
         Ok((spec, method))
     }
 }
@@ -241,6 +317,23 @@ pub fn in_flag_words(e: AttributionError) -> anyhow::Error {
         }
         other => other.into(),
     }
+}
+
+/// `--seed-file`: an `N × outputs` float array replacing the one-hot seed (shape checked
+/// against the output when attributing; non-finite values refused here).
+pub fn read_seed_file(path: &Path, n: usize) -> anyhow::Result<Target> {
+    let t: Tensor<f64> = prism_store::npy::read_float(path)
+        .with_context(|| format!("reading the seed array {}", path.display()))?;
+    if t.shape().first() != Some(&n) || t.rank() < 2 {
+        bail!(
+            "{} has shape {:?}: a seed array needs one row per sample, {n} × outputs",
+            path.display(),
+            t.shape()
+        );
+    }
+    let rows = SeedRows::new(t.shape().to_vec(), t.data().to_vec())
+        .with_context(|| format!("in {}", path.display()))?;
+    Ok(Target::Seeds(rows))
 }
 
 /// `--target` of `explain` and `evaluate`: a class index, `predicted`, a position and class

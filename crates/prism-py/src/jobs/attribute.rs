@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use prism_attribution::{
-    AttributionError, Bound as Range, CompositeSource, MethodSpec, RecordMode, SeedMode,
+    AttributionError, BaselineArg, BaselineSource, Bound as Range, CompositeSource, Fill,
+    MethodSpec, RecordMode, SeedMode,
 };
 use prism_jobs::{attribute_dataset, AttributeJob, AttributeOutcome, JobError, RunProgress};
 use prism_store::{DatasetOptionsText, RecordSettings, RunError, Shard};
@@ -127,7 +128,8 @@ pub(crate) static METHOD_KEYS: std::sync::LazyLock<Vec<&'static str>> =
     std::sync::LazyLock::new(|| {
         let mut keys = prism_attribution::METHOD_FIELDS.to_vec();
         keys.insert(1, "composite_file");
-        keys.extend(prism_attribution::OPTIONAL_METHOD_FIELDS);
+        // the optional fields a user sets (`baseline_source` is written through `baseline`)
+        keys.extend(["layer", "absolute_noise", "occlusion_fill"]);
         keys
     });
 
@@ -161,7 +163,47 @@ pub(crate) fn apply_parameters(
     spec.beta_smooth = o.get_or("beta_smooth", FLOAT, spec.beta_smooth)?;
     spec.n_iter = o.get("n_iter", "an int")?.or(spec.n_iter);
     spec.noise_level = o.get_or("noise_level", FLOAT, spec.noise_level)?;
-    spec.baseline = o.get_or(baseline_key, FLOAT, spec.baseline)?;
+    match o.raw(baseline_key)? {
+        None => {}
+        Some(v) => {
+            let arg = match v.extract::<f64>() {
+                Ok(x) => BaselineArg::Constant(x),
+                Err(_) => {
+                    let text: String = v.extract().map_err(|_| {
+                        o.ill_typed(
+                            baseline_key,
+                            "a float, \"blur[:SIGMA]\", \"uniform[:K]\" or a .npy path",
+                            &v,
+                        )
+                    })?;
+                    BaselineArg::parse(&text).map_err(|e| o.bad(baseline_key, e))?
+                }
+            };
+            match arg {
+                BaselineArg::Constant(x) => spec.baseline = x,
+                BaselineArg::Source(source) => spec.baseline_source = Some(source),
+                BaselineArg::File(path) => {
+                    spec.baseline_source = Some(read_baseline_file(&path)?.0);
+                }
+            }
+        }
+    }
+    spec.absolute_noise = o.flag("absolute_noise")?;
+    if let Some(fill) = o.raw("occlusion_fill")? {
+        let text = match fill.extract::<f64>() {
+            Ok(x) => x.to_string(),
+            Err(_) => fill
+                .extract::<String>()
+                .map_err(|_| o.ill_typed("occlusion_fill", "a float or \"blur[:SIGMA]\"", &fill))?,
+        };
+        spec.occlusion_fill = match text
+            .parse::<Fill>()
+            .map_err(|e| o.bad("occlusion_fill", e))?
+        {
+            Fill::Zero => None,
+            f => Some(f),
+        };
+    }
     const SIZES: &str = "an int or a list of ints";
     if let Some(w) = o.list::<usize>("window", SIZES)? {
         spec.window = w;
@@ -175,6 +217,44 @@ pub(crate) fn apply_parameters(
         spec.layer = Some(layer);
     }
     Ok(())
+}
+
+/// A baseline `.npy` file: its source (path + blake3 of its bytes) and its values.
+pub(crate) fn read_baseline_file(
+    path: &std::path::Path,
+) -> PyResult<(BaselineSource, prism_model::Tensor<f64>)> {
+    if !path.exists() {
+        return Err(crate::errors::error(
+            Kind::FileNotFound,
+            format!("baseline file {} does not exist", path.display()),
+        ));
+    }
+    let (values, blake3) = prism_store::npy::read_float_hashed::<f64>(path)
+        .map_err(|e| invalid(crate::errors::chain(&e)))?;
+    Ok((
+        BaselineSource::File {
+            path: path.to_path_buf(),
+            blake3,
+        },
+        values,
+    ))
+}
+
+/// The array of a method whose baseline is a file (read again; the spec holds its hash).
+pub(crate) fn baseline_array(spec: &MethodSpec) -> PyResult<Option<prism_model::Tensor<f64>>> {
+    match &spec.baseline_source {
+        Some(BaselineSource::File { path, blake3 }) => {
+            let (source, values) = read_baseline_file(path)?;
+            if !matches!(&source, BaselineSource::File { blake3: b, .. } if b == blake3) {
+                return Err(invalid(format!(
+                    "the baseline {} changed while it was read",
+                    path.display()
+                )));
+            }
+            Ok(Some(values))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// A library error about the method: bad parameters as `InvalidArgumentError`, others as
