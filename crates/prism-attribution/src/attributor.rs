@@ -147,7 +147,6 @@ pub const ATTRIBUTORS: &[&str] = &[
     "vargrad",
     "integrated-gradients",
     "occlusion",
-    "random",
     "grad-cam",
     "grad-cam-plus-plus",
     "xgrad-cam",
@@ -155,6 +154,7 @@ pub const ATTRIBUTORS: &[&str] = &[
     "eigen-cam",
     "score-cam",
     "ablation-cam",
+    "random",
 ];
 
 /// One line per attributor: what it computes and its reference (for `--help`).

@@ -161,6 +161,13 @@ fn run_typed<T: Float>(args: &ExplainArgs) -> anyhow::Result<()> {
     let model =
         Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
     args.nonfinite.apply(&model);
+    if let prism_attribution::Attributor::Cam { kind, layer } = &method.attributor {
+        let layer = match layer {
+            Some(l) => l.clone(),
+            None => prism_attribution::default_layer(model.graph())?,
+        };
+        eprintln!("{} at layer {layer}", kind.name());
+    }
     let inputs: Vec<Tensor<T>> =
         super::inputs::read_inputs(&model, args.input.as_deref(), &args.inputs)?;
     let n = inputs[0].shape()[0];
