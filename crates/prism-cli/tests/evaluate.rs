@@ -130,7 +130,10 @@ fn evaluate_bad_arguments_are_one_line_errors() {
     let e = with(&["--weight-noise", "0.1", "--weight-noise-draws", "0"]);
     assert!(e.contains("--weight-noise-draws must be between 1"), "{e}");
     let e = with(&["--weight-noise", "0.1", "--weight-noise-scale", "percent"]);
-    assert!(e.contains("--weight-noise-scale") && e.contains("percent"), "{e}");
+    assert!(
+        e.contains("--weight-noise-scale") && e.contains("percent"),
+        "{e}"
+    );
     let e = fails(&["evaluate", &m, &fixture("missing.npy"), "-o", &o]);
     assert!(e.contains("missing.npy"), "{e}");
 }
@@ -266,7 +269,15 @@ fn evaluate_weight_noise_streams_the_dataset_form_like_the_array_form() {
     let mut a = vec!["evaluate", m.as_str(), x.as_str(), "-o", oa.as_str()];
     a.extend(common);
     run_ok(&a);
-    let mut b = vec!["evaluate", "--model", &m, "--dataset", &x, "-o", ob.as_str()];
+    let mut b = vec![
+        "evaluate",
+        "--model",
+        &m,
+        "--dataset",
+        &x,
+        "-o",
+        ob.as_str(),
+    ];
     b.extend(common);
     run_ok(&b);
     let read = |dir: &str| -> serde_json::Value {

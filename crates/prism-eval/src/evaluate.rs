@@ -470,6 +470,7 @@ where
     // Randomisation.
     let t0 = Instant::now();
     let layers = parameter_layers(model.graph());
+    let params = parameter_tensors(&layers);
     let kept = keep.min(n);
     let (_, h, w) = crate::perturbation::sample_layout(&input_shape)?;
     let top_k = ((settings.top_k_fraction * (h * w) as f64).round() as usize).max(1);
@@ -572,7 +573,6 @@ where
     let mut noise_levels: Vec<Vec<WeightNoiseLevel>> = vec![Vec::new(); entries.len()];
     let mut noise_summary = None;
     if let Some(wn) = &settings.weight_noise {
-        let params = parameter_tensors(&layers);
         if params.is_empty() {
             return Err(EvalError::Invalid(
                 "the weight-noise check found no convolution or dense layer with constant \

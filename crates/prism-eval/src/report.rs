@@ -321,11 +321,7 @@ impl Report {
                 }
                 s.push('\n');
             };
-            row(
-                &mut s,
-                "same prediction",
-                wn.prediction_unchanged.clone(),
-            );
+            row(&mut s, "same prediction", wn.prediction_unchanged.clone());
             for name in &self.ranking {
                 let Some(m) = self.methods.iter().find(|m| &m.name == name) else {
                     continue;

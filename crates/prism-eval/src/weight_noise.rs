@@ -26,7 +26,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use prism_model::{Constant, Graph, Model, Source, Tensor, ValueId};
+use prism_model::{Constant, Graph, Model, Source, ValueId};
 use serde::Serialize;
 
 use crate::error::{EvalError, Result};
@@ -274,6 +274,40 @@ mod tests {
         assert_ne!(na, noise_of(m.graph(), other_seed.graph(), &params));
     }
 
+    /// Values from a numpy transcription of the documented draws (SplitMix64 `stream(seed,
+    /// d·2³² + p, 6)`, Box–Muller cosine), added in f64 to the fixture's weights read with
+    /// `onnx.numpy_helper` and rounded to float32.
+    #[test]
+    fn perturbed_weights_equal_a_numpy_reference() {
+        let m = fixture();
+        let params = parameter_tensors(&parameter_layers(m.graph()));
+        let value = |g: &Graph, v: ValueId| g.constant(v).expect("parameter").to_f64().into_data();
+        // first convolution's bias (p = 1), draw 1, seed 7, σ = 0.05, absolute
+        let a = perturbed_model(&m, &params, 0.05, NoiseScale::Absolute, 1, 7);
+        let expected = [
+            -0.18189087510108948,
+            -0.190138578414917,
+            0.25538864731788635,
+            -0.10026129335165024,
+            -0.006395732518285513,
+            0.3262789845466614,
+            0.13152645528316498,
+            -0.02554629184305668,
+        ];
+        assert_eq!(value(a.graph(), params[1]), expected);
+        // first convolution's weight (p = 0), draw 0, seed 3, σ = 0.2 × std(W), relative
+        let r = perturbed_model(&m, &params, 0.2, NoiseScale::Relative, 0, 3);
+        let expected = [
+            -0.13208451867103577,
+            -0.05638391152024269,
+            -0.23771776258945465,
+            -0.18663464486598969,
+        ];
+        for (got, want) in value(r.graph(), params[0]).iter().zip(expected) {
+            assert!((got - want).abs() <= 1e-7 * want.abs(), "{got} {want}");
+        }
+    }
+
     #[test]
     fn a_draw_uses_the_same_directions_for_every_sigma() {
         let m = fixture();
@@ -329,6 +363,9 @@ mod tests {
         .expect("K = 0");
         assert!(e.starts_with("weight_noise_draws "), "{e}");
         assert!(NoiseScale::parse("percent").is_err());
-        assert_eq!(NoiseScale::parse("relative").ok(), Some(NoiseScale::Relative));
+        assert_eq!(
+            NoiseScale::parse("relative").ok(),
+            Some(NoiseScale::Relative)
+        );
     }
 }

@@ -79,11 +79,23 @@ fn zero_sigma_reproduces_maps_and_predictions_and_large_sigma_does_not() {
     assert_eq!(wn.samples_used, 6);
     assert_eq!(wn.tensors, 8);
     assert_eq!(wn.prediction_unchanged[0], 1.0);
-    assert!(wn.prediction_unchanged[2] < 1.0, "{:?}", wn.prediction_unchanged);
+    assert!(
+        wn.prediction_unchanged[2] < 1.0,
+        "{:?}",
+        wn.prediction_unchanged
+    );
     for m in &r.methods {
         let l = &m.weight_noise;
-        assert_eq!(l.iter().map(|l| l.sigma).collect::<Vec<_>>(), [0.0, 0.02, 1.0]);
-        assert!((l[0].spearman - 1.0).abs() < 1e-9, "{}: {}", m.name, l[0].spearman);
+        assert_eq!(
+            l.iter().map(|l| l.sigma).collect::<Vec<_>>(),
+            [0.0, 0.02, 1.0]
+        );
+        assert!(
+            (l[0].spearman - 1.0).abs() < 1e-9,
+            "{}: {}",
+            m.name,
+            l[0].spearman
+        );
         assert!((l[0].ssim - 1.0).abs() < 1e-9, "{}: {}", m.name, l[0].ssim);
         assert_eq!(l[0].top_k_intersection, 1.0, "{}", m.name);
         assert_eq!(l[0].spearman_per_sample.len(), 6);
@@ -112,10 +124,7 @@ fn weight_noise_does_not_depend_on_the_chunking() {
     let per = x.len() / 8;
     let chunk = |a: usize, b: usize| {
         Ok(Chunk {
-            x: Tensor::new(
-                vec![b - a, 3, 32, 32],
-                x.data()[a * per..b * per].to_vec(),
-            )?,
+            x: Tensor::new(vec![b - a, 3, 32, 32], x.data()[a * per..b * per].to_vec())?,
             target: Target::Predicted,
             relevance: Vec::new(),
             segments: None,
@@ -129,8 +138,8 @@ fn weight_noise_does_not_depend_on_the_chunking() {
         settings: &s,
         samples: 8,
     };
-    let chunked = evaluate_chunks(&run, [chunk(0, 3), chunk(3, 5), chunk(5, 8)], &Quiet)
-        .expect("chunked");
+    let chunked =
+        evaluate_chunks(&run, [chunk(0, 3), chunk(3, 5), chunk(5, 8)], &Quiet).expect("chunked");
     let a = serde_json::to_value(&whole.weight_noise).expect("json");
     let b = serde_json::to_value(&chunked.weight_noise).expect("json");
     assert_eq!(a, b);

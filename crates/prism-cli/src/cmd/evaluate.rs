@@ -393,9 +393,7 @@ fn settings(args: &EvaluateArgs) -> anyhow::Result<Settings> {
             ..settings.perturbation
         },
         metrics: metrics(args)?,
-        weight_noise: settings
-            .weight_noise
-            .map(|wn| WeightNoise { scale, ..wn }),
+        weight_noise: settings.weight_noise.map(|wn| WeightNoise { scale, ..wn }),
         ..settings
     })
 }
