@@ -218,7 +218,8 @@ fn append<T: Float>(dst: &mut Vec<T>, src: &Tensor<T>, k: usize) {
 
 /// Evaluates a run streamed as chunks of samples (a dataset read batch by batch): region
 /// perturbation, the faithfulness metrics of `settings.metrics` and completeness per chunk,
-/// the randomisation test at the end on the first `randomisation_samples` samples. Random
+/// the randomisation test at the end on the first `randomisation_samples` samples, and the
+/// weight-noise check (`settings.weight_noise`) on its first `samples` samples. Random
 /// draws depend on a sample's number in the run, not on the chunking. With one chunk the
 /// progress is reported stage by stage, otherwise in samples.
 pub fn evaluate_chunks<T: Float, I>(
