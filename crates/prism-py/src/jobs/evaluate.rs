@@ -102,6 +102,11 @@ const EVALUATE_OPTIONS: &[&str] = &[
     "window",
     "stride",
     "invert_occlusion",
+    // read by `apply_parameters` since the method options were merged (absent before: a
+    // debug build panicked on the first evaluate call)
+    "absolute_noise",
+    "occlusion_fill",
+    "layer",
     "progress",
     "metrics",
     "fc_runs",
