@@ -122,6 +122,18 @@ fn evaluate_bad_arguments_are_one_line_errors() {
     assert!(e.contains("unknown randomisation 'sideways'"), "{e}");
     let e = with(&["--target", "99", "--methods", "gradient"]);
     assert!(e.contains("out of range"), "{e}");
+    let e = with(&["--weight-noise", "0.1,-0.5"]);
+    assert!(
+        e.contains("--weight-noise is a list of standard deviations σ ≥ 0, got -0.5"),
+        "{e}"
+    );
+    let e = with(&["--weight-noise", "0.1", "--weight-noise-draws", "0"]);
+    assert!(e.contains("--weight-noise-draws must be between 1"), "{e}");
+    let e = with(&["--weight-noise", "0.1", "--weight-noise-scale", "percent"]);
+    assert!(
+        e.contains("--weight-noise-scale") && e.contains("percent"),
+        "{e}"
+    );
     let e = fails(&["evaluate", &m, &fixture("missing.npy"), "-o", &o]);
     assert!(e.contains("missing.npy"), "{e}");
 }
@@ -227,4 +239,63 @@ fn evaluate_attribution_file_equals_computing_the_method() {
         e.contains("is not the dataset") && e.contains("attr.h5"),
         "{e}"
     );
+}
+
+#[test]
+fn evaluate_weight_noise_streams_the_dataset_form_like_the_array_form() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let (m, x) = (fixture("eval_cnn.onnx"), fixture("eval_cnn.input.npy"));
+    let common = [
+        "--methods",
+        "gradient",
+        "--patch-size",
+        "8",
+        "--steps",
+        "2",
+        "--randomisation",
+        "none",
+        "--weight-noise",
+        "0,0.5",
+        "--weight-noise-draws",
+        "2",
+        "--weight-noise-samples",
+        "5",
+        "--attribution-batch",
+        "2",
+    ];
+    let (oa, ob) = (s(&d.join("a")), s(&d.join("b")));
+    let mut a = vec!["evaluate", m.as_str(), x.as_str(), "-o", oa.as_str()];
+    a.extend(common);
+    run_ok(&a);
+    let mut b = vec![
+        "evaluate",
+        "--model",
+        &m,
+        "--dataset",
+        &x,
+        "-o",
+        ob.as_str(),
+    ];
+    b.extend(common);
+    run_ok(&b);
+    let read = |dir: &str| -> serde_json::Value {
+        let p = Path::new(dir).join("report.json");
+        serde_json::from_str(&std::fs::read_to_string(p).expect("report")).expect("json")
+    };
+    let (ra, rb) = (read(&oa), read(&ob));
+    assert_eq!(ra["weight_noise"], rb["weight_noise"]);
+    assert_eq!(ra["weight_noise"]["samples_used"], 5);
+    assert_eq!(ra["weight_noise"]["prediction_unchanged"][0], 1.0);
+    let (la, lb) = (
+        &ra["methods"][0]["weight_noise"],
+        &rb["methods"][0]["weight_noise"],
+    );
+    assert_eq!(la, lb);
+    let rho = |l: &serde_json::Value| l["spearman"].as_f64().expect("ρ");
+    assert!((rho(&la[0]) - 1.0).abs() < 1e-9, "{la}");
+    assert!(rho(&la[1]) < 0.99, "{la}");
+    let bytes = std::fs::read(Path::new(&oa).join("weight_noise.png")).expect("plot");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
 }

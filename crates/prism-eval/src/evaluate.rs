@@ -1,12 +1,13 @@
 //! All evaluations for several methods in one run: attribute once per method (or read the
 //! attributions given), perturb all methods' MoRF/LeRF orders and the random order in shared
-//! forward batches, run the faithfulness metrics asked for, randomise layers, check
-//! completeness, rank.
+//! forward batches, run the faithfulness metrics asked for, randomise layers, add noise to the
+//! weights, check completeness, rank.
 //!
 //! A run streams over chunks of samples ([`evaluate_chunks`]): everything but the
 //! randomisation test is computed chunk by chunk and only per-sample numbers are kept, so the
-//! memory is bounded by the chunk (and the `randomisation_samples` first samples, which the
-//! randomisation test re-attributes at the end). [`evaluate`] is the one-chunk form.
+//! memory is bounded by the chunk (and the `randomisation_samples` or weight-noise `samples`
+//! first samples, which the randomisation test and the weight-noise check re-attribute at the
+//! end). [`evaluate`] is the one-chunk form.
 
 use std::time::Instant;
 
@@ -24,6 +25,9 @@ use crate::report::{
     RandomisationSettings, RandomisationStep, Report, RoadSummary,
 };
 use crate::similarity::{finite_mean, plane, spearman, ssim, top_k_intersection};
+use crate::weight_noise::{
+    parameter_tensors, perturbed_model, WeightNoise, WeightNoiseLevel, WeightNoiseSummary,
+};
 use crate::{forward_batched, relevance_sample_len, target_scores, Progress, Quiet};
 
 /// The faithfulness metrics of Quantus to run besides region perturbation (none by default).
@@ -93,6 +97,8 @@ pub struct Settings {
     pub canonize: bool,
     /// Quantus' faithfulness metrics to run.
     pub metrics: Metrics,
+    /// The weight-noise check (none: skip it).
+    pub weight_noise: Option<WeightNoise>,
 }
 
 impl Settings {
@@ -129,6 +135,9 @@ impl Settings {
                 format!("must be a non-negative number, got {}", self.tolerance),
             );
         }
+        if let Some(wn) = &self.weight_noise {
+            wn.validate()?;
+        }
         Ok(())
     }
 }
@@ -145,6 +154,7 @@ impl Default for Settings {
             attribution_batch: 16,
             canonize: true,
             metrics: Metrics::default(),
+            weight_noise: None,
         }
     }
 }
@@ -196,7 +206,7 @@ struct PerMethod {
     road: Vec<Vec<f64>>,
     irof: Vec<f64>,
     irof_curves: Vec<Vec<f64>>,
-    /// The first `randomisation_samples` samples' maps.
+    /// The first samples' maps (for the randomisation test and the weight-noise check).
     kept: Vec<f64>,
 }
 
@@ -208,7 +218,8 @@ fn append<T: Float>(dst: &mut Vec<T>, src: &Tensor<T>, k: usize) {
 
 /// Evaluates a run streamed as chunks of samples (a dataset read batch by batch): region
 /// perturbation, the faithfulness metrics of `settings.metrics` and completeness per chunk,
-/// the randomisation test at the end on the first `randomisation_samples` samples. Random
+/// the randomisation test at the end on the first `randomisation_samples` samples, and the
+/// weight-noise check (`settings.weight_noise`) on its first `samples` samples. Random
 /// draws depend on a sample's number in the run, not on the chunking. With one chunk the
 /// progress is reported stage by stage, otherwise in samples.
 pub fn evaluate_chunks<T: Float, I>(
@@ -227,6 +238,7 @@ where
         settings,
         samples: total,
     } = *run;
+    settings.validate()?;
     if methods.is_empty() && given.is_empty() {
         return Err(EvalError::Invalid("no methods to evaluate".into()));
     }
@@ -251,11 +263,13 @@ where
     let mut all_original: Vec<f64> = Vec::new();
     let mut shape: Option<Vec<usize>> = None;
     let mut first = 0usize;
-    let keep = if settings.randomisation.is_empty() {
+    let keep_randomised = if settings.randomisation.is_empty() {
         0
     } else {
         settings.randomisation_samples
     };
+    let keep_noisy = settings.weight_noise.as_ref().map_or(0, |wn| wn.samples);
+    let keep = keep_randomised.max(keep_noisy);
     let mut kept_x: Vec<T> = Vec::new();
     let mut perturbation_seconds = 0.0;
     let mut chunks = chunks.into_iter().peekable();
@@ -430,7 +444,7 @@ where
             }
         }
 
-        // The first samples, for the randomisation test.
+        // The first samples, for the randomisation test and the weight-noise check.
         let k = keep.saturating_sub(first).min(n);
         if k > 0 {
             append(&mut kept_x, x, k);
@@ -457,7 +471,39 @@ where
     // Randomisation.
     let t0 = Instant::now();
     let layers = parameter_layers(model.graph());
-    let k = keep.min(n);
+    let params = parameter_tensors(&layers);
+    let kept = keep.min(n);
+    let (_, h, w) = crate::perturbation::sample_layout(&input_shape)?;
+    let top_k = ((settings.top_k_fraction * (h * w) as f64).round() as usize).max(1);
+    // The kept samples' inputs and each method's maps as planes.
+    let mut kept_shape = input_shape.clone();
+    kept_shape[0] = kept;
+    let kept_x = Tensor::new(kept_shape, kept_x)?;
+    let original_planes: Vec<Vec<Vec<f64>>> = acc
+        .iter()
+        .map(|a| {
+            let per = a.kept.len() / kept.max(1);
+            (0..kept)
+                .map(|i| plane(&a.kept[i * per..(i + 1) * per], h * w, settings.abs))
+                .collect()
+        })
+        .collect();
+    let with_method: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].method.is_some())
+        .collect();
+    let compare = |orig: &[Vec<f64>], r: &Tensor<T>| {
+        let k = orig.len();
+        let per = r.len() / k.max(1);
+        let (mut sp, mut ss, mut tk) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, o) in orig.iter().enumerate() {
+            let p = plane(&r.data()[i * per..(i + 1) * per], h * w, settings.abs);
+            sp.push(spearman(o, &p));
+            ss.push(ssim(o, &p, h, w));
+            tk.push(top_k_intersection(o, &p, top_k));
+        }
+        (sp, ss, tk)
+    };
+    let k = keep_randomised.min(n);
     let mut rand_curves: Vec<Vec<RandomisationCurve>> = vec![Vec::new(); entries.len()];
     let mut rand_settings = None;
     if k > 0 {
@@ -468,11 +514,7 @@ where
                     .into(),
             ));
         }
-        let (_, h, w) = crate::perturbation::sample_layout(&input_shape)?;
-        let top_k = ((settings.top_k_fraction * (h * w) as f64).round() as usize).max(1);
-        let mut xs_shape = input_shape.clone();
-        xs_shape[0] = k;
-        let xs = Tensor::new(xs_shape, kept_x)?;
+        let xs = first_samples(&kept_x, k)?;
         let ts = &all_targets[..k];
         for e in entries.iter().filter(|e| e.method.is_none()) {
             progress.note(&format!(
@@ -480,18 +522,6 @@ where
                 e.name
             ));
         }
-        let original_planes: Vec<Vec<Vec<f64>>> = acc
-            .iter()
-            .map(|a| {
-                let per = a.kept.len() / k;
-                (0..k)
-                    .map(|i| plane(&a.kept[i * per..(i + 1) * per], h * w, settings.abs))
-                    .collect()
-            })
-            .collect();
-        let with_method: Vec<usize> = (0..entries.len())
-            .filter(|&i| entries[i].method.is_some())
-            .collect();
         for &mode in &settings.randomisation {
             progress.stage(
                 &format!("randomising layers ({})", mode.name()),
@@ -511,14 +541,7 @@ where
                         settings.canonize,
                         progress,
                     )?;
-                    let per = r.len() / k;
-                    let (mut sp, mut ss, mut tk) = (Vec::new(), Vec::new(), Vec::new());
-                    for (i, orig) in original_planes[mi].iter().enumerate() {
-                        let p = plane(&r.data()[i * per..(i + 1) * per], h * w, settings.abs);
-                        sp.push(spearman(orig, &p));
-                        ss.push(ssim(orig, &p, h, w));
-                        tk.push(top_k_intersection(orig, &p, top_k));
-                    }
+                    let (sp, ss, tk) = compare(&original_planes[mi][..k], &r);
                     per_method[mi].push(RandomisationStep {
                         layer: layers[li].node.clone(),
                         spearman: finite_mean(&sp),
@@ -546,8 +569,99 @@ where
     }
     let randomisation_seconds = t0.elapsed().as_secs_f64();
 
+    // Weight noise.
+    let t0 = Instant::now();
+    let mut noise_levels: Vec<Vec<WeightNoiseLevel>> = vec![Vec::new(); entries.len()];
+    let mut noise_summary = None;
+    if let Some(wn) = &settings.weight_noise {
+        if params.is_empty() {
+            return Err(EvalError::Invalid(
+                "the weight-noise check found no convolution or dense layer with constant \
+                 weights to perturb; leave out --weight-noise"
+                    .into(),
+            ));
+        }
+        let k = wn.samples.min(n);
+        let xs = first_samples(&kept_x, k)?;
+        let ts = &all_targets[..k];
+        for e in entries.iter().filter(|e| e.method.is_none()) {
+            progress.note(&format!(
+                "note: {} has no method to re-attribute with; the weight-noise check skips it",
+                e.name
+            ));
+        }
+        let predicted = |m: &Model| -> Result<Vec<usize>> {
+            let out = forward_batched(m, &xs, pert.batch_size)?;
+            Ok(resolve_targets(&out, &Target::Predicted)?)
+        };
+        let original_predicted = predicted(model)?;
+        progress.stage(
+            "adding noise to the weights",
+            (wn.sigmas.len() * wn.draws * with_method.len() * k) as u64,
+        );
+        let mut unchanged = Vec::with_capacity(wn.sigmas.len());
+        for &sigma in &wn.sigmas {
+            // [method][sample][draw]
+            let mut sims = vec![vec![[Vec::new(), Vec::new(), Vec::new()]; k]; entries.len()];
+            let mut same = 0usize;
+            for draw in 0..wn.draws {
+                let noisy = perturbed_model(model, &params, sigma, wn.scale, draw, pert.seed);
+                same += predicted(&noisy)?
+                    .iter()
+                    .zip(&original_predicted)
+                    .filter(|(a, b)| a == b)
+                    .count();
+                for &mi in &with_method {
+                    let Some(m) = entries[mi].method else {
+                        continue;
+                    };
+                    let r = m.attribute(
+                        &noisy,
+                        &xs,
+                        ts,
+                        settings.attribution_batch,
+                        settings.canonize,
+                        progress,
+                    )?;
+                    let (sp, ss, tk) = compare(&original_planes[mi][..k], &r);
+                    for (i, s) in sims[mi].iter_mut().enumerate() {
+                        s[0].push(sp[i]);
+                        s[1].push(ss[i]);
+                        s[2].push(tk[i]);
+                    }
+                }
+            }
+            unchanged.push(same as f64 / (k * wn.draws) as f64);
+            for &mi in &with_method {
+                let per_sample = |j: usize| -> Vec<f64> {
+                    sims[mi].iter().map(|s| finite_mean(&s[j])).collect()
+                };
+                let all = |j: usize| -> Vec<f64> {
+                    sims[mi].iter().flat_map(|s| s[j].iter().copied()).collect()
+                };
+                noise_levels[mi].push(WeightNoiseLevel {
+                    sigma,
+                    spearman: finite_mean(&all(0)),
+                    ssim: finite_mean(&all(1)),
+                    top_k_intersection: finite_mean(&all(2)),
+                    spearman_per_sample: per_sample(0),
+                });
+            }
+        }
+        noise_summary = Some(WeightNoiseSummary {
+            settings: wn.clone(),
+            samples_used: k,
+            seed: pert.seed,
+            top_k,
+            abs: settings.abs,
+            tensors: params.len(),
+            prediction_unchanged: unchanged,
+        });
+    }
+    let weight_noise_seconds = t0.elapsed().as_secs_f64();
+
     let mut reports = Vec::with_capacity(entries.len());
-    for ((e, a), rc) in entries.iter().zip(acc).zip(rand_curves) {
+    for (((e, a), rc), wn) in entries.iter().zip(acc).zip(rand_curves).zip(noise_levels) {
         let morf = CurveSummary::new(a.morf);
         let lerf = CurveSummary::new(a.lerf);
         let sums = Tensor::new(vec![n, 1], a.sums)?;
@@ -563,6 +677,7 @@ where
             morf,
             lerf,
             randomisation: rc,
+            weight_noise: wn,
             completeness: comp,
             attribution_seconds: a.seconds,
             faithfulness_correlation: metrics
@@ -597,11 +712,22 @@ where
         random_order: CurveSummary::new(random_curves),
         methods: reports,
         randomisation: rand_settings,
+        weight_noise: noise_summary,
         faithfulness_correlation: metrics.faithfulness_correlation.clone(),
         road: metrics.road.clone(),
         irof: metrics.irof.clone(),
         ranking: ranking.into_iter().map(|r| r.0).collect(),
         perturbation_seconds,
         randomisation_seconds,
+        weight_noise_seconds,
     })
+}
+
+/// The first `k` samples of `x`.
+fn first_samples<T: Float>(x: &Tensor<T>, k: usize) -> Result<Tensor<T>> {
+    let n = x.shape().first().copied().unwrap_or(0).max(1);
+    let per = x.len() / n;
+    let mut shape = x.shape().to_vec();
+    shape[0] = k;
+    Ok(Tensor::new(shape, x.data()[..k * per].to_vec())?)
 }

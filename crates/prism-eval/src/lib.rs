@@ -9,6 +9,8 @@
 //!   inputs of all samples, orders and steps share forward batches.
 //! * [`randomisation`]: the model-parameter randomisation test (Adebayo et al. 2018), cascading,
 //!   independent or bottom-up, with Spearman, SSIM and top-k intersection ([`similarity`]).
+//! * [`weight_noise`]: Gaussian noise added to every parameter (Quantus' additive
+//!   `ModelInterface.sample`); how much the attributions and predictions change.
 //! * [`completeness`]: Σ R against the seed, per sample and method.
 //! * [`evaluate()`]: all of it for several methods in one run, ranked, as a [`report::Report`]
 //!   (serialisable to JSON, printable as a table) and PNG line plots ([`plot`]).
@@ -31,6 +33,7 @@ pub mod rng;
 pub mod scorer;
 pub mod similarity;
 pub mod source;
+pub mod weight_noise;
 
 use prism_model::{Float, Model, Tensor};
 
@@ -41,6 +44,7 @@ pub use method::{zbox_bounds_from_inputs, Method};
 pub use perturbation::{Baseline, Order, RegionPerturbation, Samples};
 pub use randomisation::Mode;
 pub use report::Report;
+pub use weight_noise::{NoiseScale, WeightNoise};
 
 /// Progress of a long evaluation, reported stage by stage (the CLI draws bars).
 pub trait Progress: Sync {

@@ -406,7 +406,8 @@ fn glyph(c: char) -> [u8; 7] {
 
 /// Writes the report's plots into `dir`: `perturbation_morf.png`, `perturbation_lerf.png` and,
 /// per randomisation mode, `randomisation_<mode>.png` (Spearman) and
-/// `randomisation_<mode>_ssim.png`. Returns the files written.
+/// `randomisation_<mode>_ssim.png`, and with the weight-noise check `weight_noise.png` (Spearman
+/// per σ, and the share of unchanged predictions). Returns the files written.
 pub fn write_report_plots(
     report: &crate::report::Report,
     dir: &Path,
@@ -494,6 +495,44 @@ pub fn write_report_plots(
             plot.save_png(&path)?;
             files.push(path);
         }
+    }
+    if let Some(wn) = &report.weight_noise {
+        let mut series: Vec<Series> = report
+            .methods
+            .iter()
+            .filter(|m| !m.weight_noise.is_empty())
+            .map(|m| Series {
+                label: m.name.clone(),
+                values: m.weight_noise.iter().map(|l| l.spearman).collect(),
+                reference: false,
+            })
+            .collect();
+        series.push(Series {
+            label: "same prediction".into(),
+            values: wn.prediction_unchanged.clone(),
+            reference: true,
+        });
+        let levels: Vec<String> = wn
+            .settings
+            .sigmas
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{} = {s}", i + 1))
+            .collect();
+        let plot = LinePlot {
+            title: format!(
+                "Weight noise ({}, {} draws): Spearman with the unperturbed maps",
+                wn.settings.scale.name(),
+                wn.settings.draws
+            ),
+            x_label: format!("noise level sigma ({})", levels.join(", ")),
+            y_label: "Spearman / share".into(),
+            x_start: 1,
+            series,
+        };
+        let path = dir.join("weight_noise.png");
+        plot.save_png(&path)?;
+        files.push(path);
     }
     Ok(files)
 }

@@ -10,6 +10,7 @@ use crate::faithfulness::{trapezoid, FaithfulnessCorrelation, Irof, Road};
 use crate::perturbation::{aopc, RegionPerturbation};
 use crate::randomisation::{Layer, Mode};
 use crate::similarity::finite_mean;
+use crate::weight_noise::{WeightNoiseLevel, WeightNoiseSummary};
 
 /// Perturbation curves of one method and order, with their AOPC.
 #[derive(Clone, Debug, Serialize)]
@@ -141,6 +142,10 @@ pub struct MethodReport {
     /// Area between the LeRF and MoRF curves (= AOPC_MoRF − AOPC_LeRF).
     pub abpc: f64,
     pub randomisation: Vec<RandomisationCurve>,
+    /// Similarity to the unperturbed maps per weight-noise level (absent: not run, or no
+    /// method to re-attribute with).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub weight_noise: Vec<WeightNoiseLevel>,
     pub completeness: Completeness,
     /// Seconds spent attributing the inputs once.
     pub attribution_seconds: f64,
@@ -181,6 +186,9 @@ pub struct Report {
     pub random_order: CurveSummary,
     pub methods: Vec<MethodReport>,
     pub randomisation: Option<RandomisationSettings>,
+    /// The weight-noise check's settings and prediction changes (absent: not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_noise: Option<WeightNoiseSummary>,
     /// Settings of the faithfulness metrics run (absent: not run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub faithfulness_correlation: Option<FaithfulnessCorrelation>,
@@ -192,6 +200,7 @@ pub struct Report {
     pub ranking: Vec<String>,
     pub perturbation_seconds: f64,
     pub randomisation_seconds: f64,
+    pub weight_noise_seconds: f64,
 }
 
 fn fmt(v: f64) -> String {
@@ -297,6 +306,46 @@ impl Report {
                     or(m.irof.as_ref().map(|r| r.mean)),
                 ));
             }
+        }
+        if let Some(wn) = &self.weight_noise {
+            let w = w.max("same prediction".len());
+            s.push_str(&format!("    {:<w$}", "weight noise ρ"));
+            for sigma in &wn.settings.sigmas {
+                s.push_str(&format!("  {:>10}", format!("σ={sigma}")));
+            }
+            s.push('\n');
+            let row = |s: &mut String, name: &str, values: Vec<f64>| {
+                s.push_str(&format!("    {name:<w$}"));
+                for v in values {
+                    s.push_str(&format!("  {:>10}", fmt(v)));
+                }
+                s.push('\n');
+            };
+            row(&mut s, "same prediction", wn.prediction_unchanged.clone());
+            for name in &self.ranking {
+                let Some(m) = self.methods.iter().find(|m| &m.name == name) else {
+                    continue;
+                };
+                if !m.weight_noise.is_empty() {
+                    row(
+                        &mut s,
+                        &m.name,
+                        m.weight_noise.iter().map(|l| l.spearman).collect(),
+                    );
+                }
+            }
+            s.push_str(&format!(
+                "Weight noise: N(0, σ{}) added to every weight and bias, {} draws; ρ: Spearman \
+                 with the unperturbed maps (mean over draws and {} samples), same prediction: \
+                 share of arg-max classes unchanged. Robust explanations stay high while the \
+                 predictions do.\n",
+                match wn.settings.scale {
+                    crate::weight_noise::NoiseScale::Absolute => "²",
+                    crate::weight_noise::NoiseScale::Relative => "² · var(W)",
+                },
+                wn.settings.draws,
+                wn.samples_used
+            ));
         }
         s.push_str(&format!(
             "AOPC over {} steps of {}×{} patches (baseline {}); MoRF higher is better, LeRF lower. \

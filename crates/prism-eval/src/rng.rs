@@ -1,5 +1,5 @@
 //! SplitMix64: the small, fully specified generator behind every random choice of the
-//! evaluation (random patch orders, uniform-noise baselines, re-drawn weights).
+//! evaluation (random patch orders, uniform-noise baselines, re-drawn weights, weight noise).
 //!
 //! It is used instead of a library generator so that `scripts/eval_reference.py` can reproduce
 //! the random orders and noise bit for bit in a few lines of Python:
@@ -39,6 +39,8 @@ pub mod purpose {
     pub const SUBSETS: u64 = 4;
     /// ROAD's imputation noise.
     pub const ROAD_NOISE: u64 = 5;
+    /// Gaussian noise added to the weights (`weight_noise`).
+    pub const WEIGHT_NOISE: u64 = 6;
 }
 
 impl SplitMix64 {

@@ -468,3 +468,42 @@ def test_evaluate_quantus_metrics_equal_the_cli(work):
     cli = json.loads((work / "cli-evalq" / "report.json").read_text())
     for key in ("faithfulness_correlation", "road", "irof"):
         assert report["methods"][0][key] == cli["methods"][0][key]
+
+
+def test_evaluate_weight_noise_equals_the_cli(work):
+    import prism_xai
+
+    x = np.random.default_rng(2).random((3, 1, 28, 28)).astype(np.float32)
+    options = dict(steps=2, patch_size=7, randomisation="none", no_plots=True,
+                   weight_noise_samples=2, seed=5)
+    report = prism_xai.evaluate(MODEL, x, work / "evalw", methods=["gradient"], progress=False,
+                                weight_noise=[0.0, 0.5], weight_noise_draws=2, **options)
+    wn = report["weight_noise"]
+    assert wn["sigmas"] == [0.0, 0.5] and wn["draws"] == 2 and wn["scale"] == "absolute"
+    assert wn["samples_used"] == 2
+    assert wn["prediction_unchanged"][0] == 1.0
+    levels = report["methods"][0]["weight_noise"]
+    assert levels[0]["spearman"] == pytest.approx(1.0, abs=1e-9)
+    assert levels[1]["spearman"] < levels[0]["spearman"]
+    assert "same prediction" in report["table"]
+    with pytest.raises(InvalidArgumentError, match="weight_noise"):
+        _prism.evaluate(MODEL, x, work / "evalw", methods=["gradient"], weight_noise=[0.1, -0.1],
+                        **options)
+    with pytest.raises(InvalidArgumentError, match="weight_noise_draws"):
+        _prism.evaluate(MODEL, x, work / "evalw", methods=["gradient"], weight_noise=0.1,
+                        weight_noise_draws=0, **options)
+    binary = prism_binary()
+    if binary is None:
+        return
+    npy = work / "xw.npy"
+    np.save(npy, x)
+    subprocess.run(
+        [str(binary), "evaluate", str(MODEL), str(npy), "-o", str(work / "cli-evalw"),
+         "--methods", "gradient", "--steps", "2", "--patch-size", "7", "--randomisation",
+         "none", "--no-plots", "--weight-noise", "0,0.5", "--weight-noise-draws", "2",
+         "--weight-noise-samples", "2", "--seed", "5"],
+        check=True, capture_output=True,
+    )
+    cli = json.loads((work / "cli-evalw" / "report.json").read_text())
+    assert cli["weight_noise"] == wn
+    assert cli["methods"][0]["weight_noise"] == levels

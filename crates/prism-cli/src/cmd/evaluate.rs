@@ -11,7 +11,8 @@ use prism_eval::evaluate::Evaluation;
 use prism_eval::source::{segments_from, Source, SourceSpec};
 use prism_eval::{
     evaluate_chunks, zbox_bounds_from_inputs, Baseline, Chunk, EvalError, FaithfulnessCorrelation,
-    FeatureBaseline, Irof, Method, Metrics, Mode, Progress, RegionPerturbation, Road, Settings,
+    FeatureBaseline, Irof, Method, Metrics, Mode, NoiseScale, Progress, RegionPerturbation, Road,
+    Settings, WeightNoise,
 };
 use prism_model::{Float, Model, Tensor};
 use prism_store::TargetSpec;
@@ -33,6 +34,10 @@ use super::predict::{read_batch, DTypeArg};
 ///     re-drawn (seeded), cascading from the output and/or independently, the attributions
 ///     recomputed and compared with the originals (Spearman, SSIM, top-k intersection).
 ///   * completeness: Σ R against the seed (LRP) or f(x) − f(baseline) (integrated gradients).
+///   * weight noise (with --weight-noise): Gaussian noise N(0, σ²) added to every weight and
+///     bias (Quantus' additive ModelInterface.sample), --weight-noise-draws times per σ; the
+///     share of unchanged predictions and the similarity of the recomputed attributions to the
+///     originals (Spearman, SSIM, top-k intersection).
 ///
 /// Rule and attributor flags are those of `prism explain`; without --low/--high, ZBox gets the
 /// inputs' minimum and maximum. --composite-file adds your own composite (named by its `name`).
@@ -63,6 +68,8 @@ use super::predict::{read_batch, DTypeArg};
 ///   prism evaluate model.onnx x.npy -o eval/ --baseline blur --steps 50 --randomisation cascading,independent
 ///
 ///   prism evaluate model.onnx x.npy -o eval/ --target labels.npy --randomisation none --patch-size 16
+///
+///   prism evaluate model.onnx x.npy -o eval/ --randomisation none --weight-noise 0.001,0.01,0.1
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct EvaluateArgs {
@@ -158,10 +165,29 @@ pub struct EvaluateArgs {
     /// Compare signed maps in the randomisation test (default: absolute values, as Quantus).
     #[arg(long)]
     pub signed: bool,
+    /// Weight noise: standard deviations σ of the Gaussian noise added to every weight and bias,
+    /// comma-separated (e.g. 0.001,0.01,0.1) [default: no weight-noise check].
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "SIGMA",
+        allow_negative_numbers = true
+    )]
+    pub weight_noise: Vec<f64>,
+    /// Weight noise: independent draws per σ (seeded by --seed); results are their mean.
+    #[arg(long, value_name = "K", default_value_t = prism_eval::weight_noise::DEFAULT_DRAWS)]
+    pub weight_noise_draws: usize,
+    /// Weight noise: samples re-attributed on each perturbed model (the first ones).
+    #[arg(long, value_name = "N", default_value_t = prism_eval::weight_noise::DEFAULT_SAMPLES)]
+    pub weight_noise_samples: usize,
+    /// Weight noise: σ is `absolute` (Quantus' additive noise) or `relative` to each weight
+    /// tensor's standard deviation.
+    #[arg(long, value_name = "SCALE", default_value = "absolute")]
+    pub weight_noise_scale: String,
     /// Relative tolerance of the completeness check.
     #[arg(long, default_value_t = 0.05)]
     pub tolerance: f64,
-    /// Seed of random orders, uniform noise and re-drawn weights.
+    /// Seed of random orders, uniform noise, re-drawn weights and weight noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Computation precision.
@@ -351,8 +377,15 @@ fn settings(args: &EvaluateArgs) -> anyhow::Result<Settings> {
         attribution_batch: args.attribution_batch,
         canonize: !args.no_canonize,
         metrics: Metrics::default(),
+        weight_noise: (!args.weight_noise.is_empty()).then(|| WeightNoise {
+            sigmas: args.weight_noise.clone(),
+            draws: args.weight_noise_draws,
+            scale: NoiseScale::Absolute,
+            samples: args.weight_noise_samples,
+        }),
     };
     settings.validate().map_err(in_flag_words)?;
+    let scale = NoiseScale::parse(&args.weight_noise_scale).context("--weight-noise-scale")?;
     Ok(Settings {
         randomisation: Mode::parse_list(&args.randomisation).context("--randomisation")?,
         perturbation: RegionPerturbation {
@@ -360,6 +393,7 @@ fn settings(args: &EvaluateArgs) -> anyhow::Result<Settings> {
             ..settings.perturbation
         },
         metrics: metrics(args)?,
+        weight_noise: settings.weight_noise.map(|wn| WeightNoise { scale, ..wn }),
         ..settings
     })
 }
@@ -565,8 +599,12 @@ fn run_typed<T: Float>(args: &EvaluateArgs) -> anyhow::Result<()> {
         .write_json(&json)
         .with_context(|| format!("writing {}", json.display()))?;
     print!("{}", report.table());
+    let noise_time = match &report.weight_noise {
+        Some(_) => format!(", weight noise {:.1} s", report.weight_noise_seconds),
+        None => String::new(),
+    };
     eprintln!(
-        "perturbation {:.1} s, randomisation {:.1} s; wrote {}",
+        "perturbation {:.1} s, randomisation {:.1} s{noise_time}; wrote {}",
         report.perturbation_seconds,
         report.randomisation_seconds,
         json.display()

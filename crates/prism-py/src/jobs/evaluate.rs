@@ -7,8 +7,10 @@ use std::sync::Mutex;
 
 use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use prism_attribution::{MethodSpec, Target};
+use prism_eval::weight_noise::{DEFAULT_DRAWS, DEFAULT_SAMPLES};
 use prism_eval::{
-    zbox_bounds_from_inputs, Baseline, EvalError, Method, Mode, RegionPerturbation, Settings,
+    zbox_bounds_from_inputs, Baseline, EvalError, Method, Mode, NoiseScale, RegionPerturbation,
+    Settings, WeightNoise,
 };
 use prism_model::{Float, Model, Tensor};
 use pyo3::prelude::*;
@@ -100,6 +102,11 @@ const EVALUATE_OPTIONS: &[&str] = &[
     "window",
     "stride",
     "invert_occlusion",
+    // read by `apply_parameters` since the method options were merged (absent before: a
+    // debug build panicked on the first evaluate call)
+    "absolute_noise",
+    "occlusion_fill",
+    "layer",
     "progress",
     "metrics",
     "fc_runs",
@@ -107,6 +114,10 @@ const EVALUATE_OPTIONS: &[&str] = &[
     "fc_baseline",
     "road_percentages",
     "road_noise",
+    "weight_noise",
+    "weight_noise_draws",
+    "weight_noise_samples",
+    "weight_noise_scale",
 ];
 
 /// `prism evaluate`'s default methods.
@@ -297,6 +308,21 @@ fn evaluate<'py>(
     }
 }
 
+/// The weight-noise check from `weight_noise=[σ, …]` and its options (`prism evaluate
+/// --weight-noise`'s names and defaults); none without `weight_noise`.
+fn weight_noise(o: &Options<'_>) -> PyResult<Option<WeightNoise>> {
+    let Some(sigmas) = o.list::<f64>("weight_noise", "a float or a list of floats")? else {
+        return Ok(None);
+    };
+    let scale: String = o.get_or("weight_noise_scale", "a str", "absolute".into())?;
+    Ok(Some(WeightNoise {
+        sigmas,
+        draws: o.get_or("weight_noise_draws", "a positive int", DEFAULT_DRAWS)?,
+        scale: NoiseScale::parse(&scale).map_err(option_error("weight_noise_scale"))?,
+        samples: o.get_or("weight_noise_samples", "a positive int", DEFAULT_SAMPLES)?,
+    }))
+}
+
 fn run<'py, T: Float + numpy::Element>(
     py: Python<'py>,
     model: &Bound<'py, PyAny>,
@@ -327,6 +353,7 @@ fn run<'py, T: Float + numpy::Element>(
         attribution_batch: o.get_or("attribution_batch", INT, 16)?,
         canonize: !o.flag("no_canonize")?,
         metrics: metrics(o, seed)?,
+        weight_noise: weight_noise(o)?,
     };
     settings.validate().map_err(eval_error)?;
     let baseline: String = o.get_or("baseline", "a str", "zero".into())?;
