@@ -35,7 +35,8 @@ What it writes (under --out; about 300 KB)
                      Captum's CAV (its weight row for the concept, float32) of every experiment
                      of the first seed.
     manifest.json    versions, layer names, target, the experiments, and per seed every
-                     experiment's sign_count, magnitude and CAV accuracy; the t-test cases with
+                     experiment's sign_count, magnitude, CAV accuracy and the CAV's Euclidean norm (Captum's
+                     magnitude / norm is the magnitude of its unit CAV, which Prism reports); the t-test cases with
                      scipy's statistic and p-value.
 
 Captum's settings: `TCAV(model, layers=["relu2"])` with its `DefaultClassifier` (sklearn's
@@ -243,6 +244,7 @@ def main():
                     "sign_count": float(scores[key][LAYER]["sign_count"][0]),
                     "magnitude": float(scores[key][LAYER]["magnitude"][0]),
                     "accuracy": float(cav.stats["accs"]),
+                    "cav_norm": float(np.linalg.norm(w.astype(np.float64))),
                 }
             runs.append(run)
 
