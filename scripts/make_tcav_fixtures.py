@@ -166,7 +166,7 @@ def onnx_node_of(proto, model, x):
     sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
     outs = sess.run([n.output[0] for n in cands], {"input": x})
     for n, o in zip(cands, outs):
-        if o.shape == want.shape and np.max(np.abs(o - want)) <= 1e-6:
+        if o.shape == want.shape and np.max(np.abs(o - want)) <= 1e-5 * max(1.0, np.abs(want).max()):
             return n.name
     raise SystemExit("no ONNX node matches relu2")
 
@@ -196,6 +196,11 @@ def main():
 
     torch.manual_seed(7)
     model = TinyCnn().eval()
+    # PyTorch's default initialisation leaves this net's activations at ~0.05, where no concept
+    # is linearly told from noise under the L2 penalty: scale them to order 1
+    with torch.no_grad():
+        model.conv1.weight.mul_(4.0)
+        model.conv2.weight.mul_(4.0)
     proto = export(model, data["inputs"])
     with open(os.path.join(args.out, "tcav_cnn.onnx"), "wb") as f:
         f.write(proto.SerializeToString())
