@@ -19,6 +19,9 @@
 //! `tests/tcav.rs`); `docs/tcav.md` lists where Prism differs (the classifier, the CAV's
 //! length, the random baseline).
 
+// The errors carry the model's and the dataset's errors unboxed, as the crate's other jobs.
+#![allow(clippy::result_large_err)]
+
 pub mod cav;
 pub mod stats;
 
@@ -220,13 +223,14 @@ impl LayerRows {
     }
 }
 
-/// Where a set's rows come from, for error messages.
+/// An open set and where it comes from (for error messages).
 #[derive(Clone, Copy, Debug)]
 pub struct SetRef<'a> {
     /// `concept`, `random` or `inputs`.
     pub what: &'static str,
     pub name: &'a str,
     pub path: &'a Path,
+    pub dataset: &'a Dataset,
 }
 
 /// Checks that `layer` names a node or tensor of `model`.
@@ -244,7 +248,6 @@ pub fn check_layer(model: &Model, layer: &str) -> Result<(), TcavError> {
 /// allowed), each handed to `each`.
 fn for_batches<T: Float>(
     set: SetRef<'_>,
-    dataset: &Dataset,
     batch_size: usize,
     allow_nonfinite: bool,
     progress: &mut dyn TcavProgress,
@@ -253,6 +256,7 @@ fn for_batches<T: Float>(
     if batch_size == 0 {
         return Err(TcavError::BatchSize);
     }
+    let dataset = set.dataset;
     let n = dataset.len();
     if n == 0 {
         return Err(TcavError::EmptySet {
@@ -300,7 +304,6 @@ pub fn layer_activations<T: Float>(
     model: &Model,
     layer: &str,
     set: SetRef<'_>,
-    dataset: &Dataset,
     batch_size: usize,
     allow_nonfinite: bool,
     progress: &mut dyn TcavProgress,
@@ -318,7 +321,7 @@ pub fn layer_activations<T: Float>(
         layer: layer.to_string(),
         source,
     };
-    for_batches::<T>(set, dataset, batch_size, allow_nonfinite, progress, |x| {
+    for_batches::<T>(set, batch_size, allow_nonfinite, progress, |x| {
         let shapes = vec![x.shape().to_vec()];
         let g = model.specialize(&shapes).map_err(|e| wrap(e.into()))?;
         let v = g
@@ -349,7 +352,6 @@ pub fn layer_gradients<T: Float>(
     layer: &str,
     target: usize,
     set: SetRef<'_>,
-    dataset: &Dataset,
     batch_size: usize,
     allow_nonfinite: bool,
     progress: &mut dyn TcavProgress,
@@ -369,7 +371,7 @@ pub fn layer_gradients<T: Float>(
         source,
     };
     let mut checked = false;
-    for_batches::<T>(set, dataset, batch_size, allow_nonfinite, progress, |x| {
+    for_batches::<T>(set, batch_size, allow_nonfinite, progress, |x| {
         if !checked {
             let output = explainer.forward(&x).map_err(wrap)?;
             let classes = output.shape().get(1).copied().unwrap_or(1);
@@ -551,7 +553,11 @@ pub fn tcav_scores(
         )));
     }
     let c = &settings.cav;
-    if !(c.test_fraction > 0.0 && c.test_fraction < 1.0) || !(c.l2 > 0.0) || c.tolerance <= 0.0 {
+    let valid = (c.test_fraction > 0.0 && c.test_fraction < 1.0)
+        && c.l2 > 0.0
+        && c.l2.is_finite()
+        && c.tolerance > 0.0;
+    if !valid {
         return Err(TcavError::Settings(format!(
             "the CAV settings need 0 < test fraction < 1 (got {}), an L2 penalty > 0 (got {}) \
              and a tolerance > 0 (got {})",
@@ -759,8 +765,8 @@ fn tcav_in<T: Float>(
             what: "inputs",
             name: "inputs",
             path: &job.inputs,
+            dataset: &inputs,
         },
-        &inputs,
         job.batch_size,
         job.allow_nonfinite,
         progress,
@@ -774,8 +780,8 @@ fn tcav_in<T: Float>(
                 what,
                 name: &set.name,
                 path: &set.path,
+                dataset: d,
             },
-            d,
             job.batch_size,
             job.allow_nonfinite,
             progress,

@@ -51,31 +51,25 @@ fn model() -> Model {
 }
 
 fn activations<T: Float>(model: &Model, layer: &str, name: &str) -> LayerRows {
+    let d = open(name);
     let r = SetRef {
         what: "concept",
         name,
         path: &set_path(name),
+        dataset: &d,
     };
-    layer_activations::<T>(model, layer, r, &open(name), 7, false, &mut NoTcavProgress).unwrap()
+    layer_activations::<T>(model, layer, r, 7, false, &mut NoTcavProgress).unwrap()
 }
 
 fn gradients<T: Float>(model: &Model, layer: &str, target: usize) -> LayerRows {
+    let d = open("inputs");
     let r = SetRef {
         what: "inputs",
         name: "inputs",
         path: &set_path("inputs"),
+        dataset: &d,
     };
-    layer_gradients::<T>(
-        model,
-        layer,
-        target,
-        r,
-        &open("inputs"),
-        5,
-        false,
-        &mut NoTcavProgress,
-    )
-    .unwrap()
+    layer_gradients::<T>(model, layer, target, r, 5, false, &mut NoTcavProgress).unwrap()
 }
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
