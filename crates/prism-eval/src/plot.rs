@@ -7,6 +7,9 @@ use std::path::Path;
 
 use crate::error::{EvalError, Result};
 
+pub mod bar;
+pub use bar::{Bar, BarPlot};
+
 /// One line of a plot.
 #[derive(Clone, Debug)]
 pub struct Series {

@@ -11,6 +11,8 @@
 //!   the run, which is how a kill is tested without a process.
 //! - [`concepts_dataset`]: `prism concepts`, relevance and activation maximisation over a
 //!   dataset (zennit-crp's `FeatureVisualization`) on the same run protocol.
+//! - [`tcav::tcav`]: `prism tcav`, testing with concept activation vectors (Captum's TCAV):
+//!   CAVs at a layer, TCAV scores of a class, t-tests against random sets.
 //! - [`demo::run_demo`]: `prism demo`'s steps (attribute → `prism_analysis::analyze_file` →
 //!   `prism_store::project::write_project` → findings), with its bundled data.
 //!
@@ -50,6 +52,7 @@
 pub mod attribute;
 pub mod concepts;
 pub mod demo;
+pub mod tcav;
 
 pub use attribute::{
     attribute_dataset, AttributeJob, AttributeOutcome, JobError, Method, NoProgress, RunProgress,
@@ -57,3 +60,4 @@ pub use attribute::{
 };
 pub use concepts::{concepts_dataset, ConceptsJob, ConceptsOutcome};
 pub use demo::{run_demo, DemoError, DemoOptions, DemoProgress, DemoReport};
+pub use tcav::{tcav, TcavError, TcavJob, TcavReport};

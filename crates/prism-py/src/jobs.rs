@@ -19,6 +19,7 @@ mod concepts;
 mod evaluate;
 mod files;
 mod serve;
+mod tcav;
 
 use std::path::PathBuf;
 
@@ -35,6 +36,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     evaluate::register(m)?;
     files::register(m)?;
     serve::register(m)?;
+    tcav::register(m)?;
     Ok(())
 }
 

@@ -15,3 +15,4 @@ pub mod method;
 pub mod predict;
 pub mod project;
 pub mod serve;
+pub mod tcav;

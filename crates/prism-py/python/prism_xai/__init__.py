@@ -38,6 +38,7 @@ __all__ = [
     "read_attribution",
     "read_analysis",
     "read_concepts",
+    "tcav",
     "serve",
     "stop",
     "set_num_threads",
@@ -923,6 +924,97 @@ def concepts(model: Any, dataset: PathLike, output: PathLike, *,
                                batch_size=batch_size, shard=shard, limit=limit,
                                prefetch=prefetch, force=force, allow_nonfinite=allow_nonfinite,
                                progress=bar, **_options(options))
+
+
+def tcav(model: Any, layer: str, target: int,
+         concepts: Union[Mapping[str, PathLike], Sequence[Any]],
+         randoms: Union[Mapping[str, PathLike], Sequence[Any]],
+         inputs: PathLike, *,
+         output: Optional[PathLike] = None,
+         plot: Optional[PathLike] = None,
+         seed: int = 0,
+         dtype: str = "f32",
+         alpha: float = 0.05,
+         l2: float = 0.01,
+         test_fraction: float = 0.33,
+         batch_size: int = 32,
+         allow_nonfinite: bool = False,
+         **options: Any) -> Dict[str, Any]:
+    """Tests concepts with concept activation vectors (TCAV), as ``prism tcav``.
+
+    For each concept and random set, a CAV is the unit normal of an L2-regularised logistic
+    regression telling the concept's activations at ``layer`` from the random set's (seeded
+    33% held-out split for its accuracy). The TCAV score is the share of ``inputs`` whose
+    ``target`` logit grows along the CAV (Captum's ``sign_count``); ``magnitude`` is the mean
+    directional derivative. A concept's scores over the random sets are t-tested against the
+    random baseline's (random set i against i+1), Bonferroni-corrected over the concepts
+    (docs/tcav.md).
+
+    Parameters
+    ----------
+    model : Model, str or os.PathLike
+        The model (a :class:`Model` or the ONNX file).
+    layer : str
+        An ONNX node (its first output) or tensor name, as ``prism inspect --shapes`` prints.
+    target : int
+        The class whose output is differentiated.
+    concepts : dict or sequence
+        ``{name: path}``, or ``(name, path)`` pairs: each a dataset (image folder
+        ``ROOT/<sub-folder>/<image>.png``, ``.h5`` or ``.npy``; labels ignored).
+    randoms : dict or sequence
+        The random sets, as ``concepts`` or bare paths (named after their last component); at
+        least 2 (the TCAV paper uses 10 or more).
+    inputs : str or os.PathLike
+        The samples of the target class.
+    output : str or os.PathLike, optional
+        Also write the report there as JSON.
+    plot : str or os.PathLike, optional
+        Also draw the bar chart there (PNG); needs ``output``.
+    seed : int, optional
+        Seed of the CAVs' train/test splits (default 0).
+    dtype : str, optional
+        "f32" (default) or "f64": the type of the model's passes.
+    alpha : float, optional
+        Significance level before the Bonferroni correction (default 0.05).
+    l2 : float, optional
+        L2 penalty of the CAV classifier (default 0.01).
+    test_fraction : float, optional
+        Share of each CAV's examples held out (default 0.33).
+    batch_size : int, optional
+        Samples per pass (default 32).
+    allow_nonfinite : bool, optional
+        Accept samples holding NaN or ±Inf (refused by default).
+    **options
+        The dataset options of :func:`attribute`, applied to every set: ``dataset_kind``,
+        ``resize``, ``crop``, ``normalize``, ``channels``, ``scale``.
+
+    Returns
+    -------
+    dict
+        The report (the JSON of ``prism tcav``): ``concepts`` (per concept its ``runs``,
+        ``sign_count``/``magnitude``/``cav_accuracy`` mean and std, ``test`` with
+        ``p_value`` and ``significant``), ``random_baseline``, ``alpha_corrected``,
+        ``warnings``, and the settings.
+
+    Raises
+    ------
+    InvalidArgumentError
+        An unknown layer or class, fewer than 2 random sets, a name used twice, sets of
+        different sample shapes.
+    StoreError, PrismFileNotFoundError
+        A set that cannot be read.
+    """
+    def named(sets: Any) -> Any:
+        if isinstance(sets, Mapping):
+            return {str(k): _fspath(v) for k, v in sets.items()}
+        return [tuple(_paths(list(s))) if isinstance(s, (tuple, list)) else _fspath(s)
+                for s in sets]
+
+    return _prism.tcav(_model_path(model), layer, target, named(concepts), named(randoms),
+                       _fspath(inputs), output=_fspath(output), plot=_fspath(plot), seed=seed,
+                       dtype=dtype, alpha=alpha, l2=l2, test_fraction=test_fraction,
+                       batch_size=batch_size, allow_nonfinite=allow_nonfinite,
+                       **_options(options))
 
 
 def analyze(attribution: PathLike, output: PathLike, *,

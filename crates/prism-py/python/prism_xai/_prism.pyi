@@ -153,6 +153,34 @@ def concepts(
     progress events as ``attribute``'s, then ``{"event": "computed"}`` and ``{"event":
     "step", "what"}`` per layer's selection and crops."""
 
+def tcav(
+    model: str,
+    layer: str,
+    target: int,
+    concepts: Union[Dict[str, str], List[Any]],
+    randoms: Union[Dict[str, str], List[Any]],
+    inputs: str,
+    *,
+    output: Optional[str] = None,
+    plot: Optional[str] = None,
+    seed: int = 0,
+    dtype: str = "f32",
+    alpha: float = 0.05,
+    l2: float = 0.01,
+    test_fraction: float = 0.33,
+    batch_size: int = 32,
+    allow_nonfinite: bool = False,
+    dataset_kind: Optional[str] = None,
+    labels: Optional[str] = None,
+    resize: Optional[int] = None,
+    crop: Optional[int] = None,
+    normalize: Optional[str] = None,
+    channels: Optional[int] = None,
+    scale: Optional[float] = None,
+) -> Dict[str, Any]:
+    """Tests concepts with concept activation vectors (TCAV), as ``prism tcav``; the report
+    as a dict."""
+
 def analyze(attribution: str, output: str, *, progress: Optional[ProgressFn] = None,
             **options: Any) -> Dict[str, Any]:
     """``prism analyze``, every option in snake case."""
