@@ -151,7 +151,11 @@ class Model:
             Your own composite as a TOML file (docs/composites.md). Not with ``composite``.
         attributor : str, optional
             "gradient" (default; with a composite this is LRP), "smoothgrad",
-            "integrated-gradients" or "occlusion".
+            "integrated-gradients" or "occlusion"; or a class activation map
+            (pytorch-grad-cam 1.5's definitions): "grad-cam", "grad-cam-plus-plus",
+            "xgrad-cam", "layer-cam", "eigen-cam", "score-cam", "ablation-cam", at ``layer``
+            (an ONNX node or tensor name; default: the deepest convolution), returned as
+            ``[N, 1, H, W]`` in [0, 1].
         dtype : {"float32", "float64"}, optional
             The precision of the computation; default "float32". Zennit parity to 1e-6 holds
             in float64.
@@ -170,7 +174,7 @@ class Model:
             ``gamma``, ``alpha``, ``beta``, ``low``, ``high`` (a float or one per channel; the
             ZBox bounds of epsilon-gamma-box), ``beta_smooth``, ``n_iter``, ``noise_level``,
             ``baseline``, ``window``, ``stride`` (int or one per trailing dimension),
-            ``invert_occlusion``, ``seed``. Defaults are Zennit's.
+            ``invert_occlusion``, ``seed``, ``layer``. Defaults are Zennit's.
 
         Returns
         -------
