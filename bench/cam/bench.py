@@ -7,7 +7,9 @@ torchvision ResNet50 (random weights, torch.manual_seed(0), eval), N seeded nois
 layer; 2048 channels of 7x7, so Score-CAM runs 2048 masked forward passes per image), the same
 thread count. pytorch-grad-cam's ScoreCAM uses batch_size 16 (its default); Prism runs its
 masked inputs in batches of 16 too. Each side runs in its own process: wall time and peak memory
-(max RSS, from wait4); the maps are compared (largest difference, maps in [0, 1]).
+(max RSS, from wait4; the parent imports no torch, whose footprint a child would inherit);
+the maps are compared (largest difference, maps in [0, 1]). Times are whole processes: for
+Grad-CAM they are mostly start-up (PyTorch's import and model construction, Prism's model load).
 
     /root/anchors/bin/python bench/cam/bench.py [--n 8] [--threads 2] [--methods score-cam,grad-cam]
 
@@ -64,6 +66,18 @@ def worker(method, data, out, threads):
     np.save(out, maps)
 
 
+def export(data, out):
+    import numpy as np
+    import torch
+
+    buf = io.BytesIO()
+    torch.onnx.export(model(), (torch.from_numpy(np.load(data)[:1]),), buf, dynamo=False,
+                      opset_version=17, do_constant_folding=True, input_names=["input"],
+                      output_names=["output"],
+                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+    Path(out).write_bytes(buf.getvalue())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,15 +86,19 @@ def main():
     ap.add_argument("--methods", default="score-cam,grad-cam")
     ap.add_argument("--worker", nargs=3, metavar=("METHOD", "DATA", "OUT"),
                     help=argparse.SUPPRESS)
+    ap.add_argument("--export", nargs=2, metavar=("DATA", "OUT"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
         worker(*a.worker, a.threads)
         return
+    if a.export:
+        export(*a.export)
+        return
     from importlib.metadata import version
 
+    # no torch in this process: a child's peak RSS (wait4) starts from its parent's at the fork
     import numpy as np
     import onnx
-    import torch
 
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads),
                MKL_NUM_THREADS=str(a.threads))
@@ -93,16 +111,12 @@ def main():
     data = work / f"data-{a.n}.npy"
     np.save(data, np.random.default_rng(0).standard_normal((a.n, 3, 224, 224), dtype=np.float32))
     if not onnx_path.exists():
-        buf = io.BytesIO()
-        torch.onnx.export(model(), (torch.from_numpy(np.load(data)[:1]),), buf, dynamo=False,
-                          opset_version=17, do_constant_folding=True, input_names=["input"],
-                          output_names=["output"],
-                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
-        onnx_path.write_bytes(buf.getvalue())
+        subprocess.run([sys.executable, __file__, "--export", str(data), str(onnx_path)],
+                       check=True)
     names = {n.name for n in onnx.load(str(onnx_path), load_external_data=False).graph.node}
     assert LAYER in names, f"{LAYER} not in the export"
     load = os.getloadavg()
-    print(f"load before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; torch {torch.__version__}, "
+    print(f"load before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; torch {version('torch')}, "
           f"grad-cam {version('grad-cam')}; ResNet50, N={a.n}, {a.threads} threads", flush=True)
     rows = []
     for method in a.methods.split(","):

@@ -1255,21 +1255,7 @@ impl<T: Float> Executor<T> {
                 vals[o.0] = Some(Arc::new(y));
             }
         }
-        let outputs: Vec<Arc<Tensor<T>>> = g
-            .outputs
-            .iter()
-            .map(|o| {
-                self.consts[o.0]
-                    .clone()
-                    .or_else(|| vals[o.0].clone())
-                    .ok_or_else(|| {
-                        ModelError::Invalid(format!(
-                            "output '{}' was not computed",
-                            g.value(*o).name
-                        ))
-                    })
-            })
-            .collect::<Result<_>>()?;
+        let outputs = self.outputs_of(&vals)?;
         if policy.checks() {
             for (o, y) in g.outputs.iter().zip(&outputs) {
                 if let Some(report) = NonFiniteReport::scan(y, 0) {
@@ -1282,6 +1268,25 @@ impl<T: Float> Executor<T> {
             }
         }
         Ok(outputs)
+    }
+
+    /// The graph outputs among computed values `vals` (or constants).
+    fn outputs_of(&self, vals: &[Option<Arc<Tensor<T>>>]) -> Result<Vec<Arc<Tensor<T>>>> {
+        let g = &*self.graph;
+        g.outputs
+            .iter()
+            .map(|o| {
+                self.consts[o.0]
+                    .clone()
+                    .or_else(|| vals[o.0].clone())
+                    .ok_or_else(|| {
+                        ModelError::Invalid(format!(
+                            "output '{}' was not computed",
+                            g.value(*o).name
+                        ))
+                    })
+            })
+            .collect()
     }
 
     /// `trace` if its outputs are finite, else the error naming where they stopped being so.
@@ -1432,21 +1437,7 @@ impl<T: Float> Executor<T> {
                 }
             }
         }
-        let outputs = g
-            .outputs
-            .iter()
-            .map(|o| {
-                self.consts[o.0]
-                    .clone()
-                    .or_else(|| vals[o.0].clone())
-                    .ok_or_else(|| {
-                        ModelError::Invalid(format!(
-                            "output '{}' was not computed",
-                            g.value(*o).name
-                        ))
-                    })
-            })
-            .collect::<Result<_>>()?;
+        let outputs = self.outputs_of(&vals)?;
         for (i, v) in vals.iter_mut().enumerate() {
             if !keep_mask[i] {
                 *v = None;
