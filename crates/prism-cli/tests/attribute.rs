@@ -898,3 +898,49 @@ fn bad_record_flags_are_one_line_errors_before_any_work() {
     assert!(err.contains("--record-top-k must be at least 1"), "{err}");
     assert!(!out.exists() && !partial.exists());
 }
+
+/// A class activation map over a dataset: the file holds N × 1 × H × W maps, the ones
+/// pytorch-grad-cam computes (tests/fixtures/cam), resumable parts and all.
+#[test]
+fn attribute_writes_class_activation_maps() {
+    let _guard = in_process();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/cam");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cam.h5");
+    let mut c = prism();
+    c.args(["attribute", "--model"])
+        .arg(fixtures.join("cam_vgg.onnx"))
+        .arg("--dataset")
+        .arg(fixtures.join("cam_vgg.input.npy"))
+        .arg("--output")
+        .arg(&out)
+        .args([
+            "--attributor",
+            "grad-cam",
+            "--layer",
+            "/features/features.5/Conv",
+        ])
+        .args([
+            "--target",
+            "predicted",
+            "--batch-size",
+            "2",
+            "--threads",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    run_ok(c);
+    let f = AttributionFile::open(&out).expect("attribution file");
+    assert_eq!(f.sample_shape(), [1, 20, 24]);
+    let got = contents(&out).attribution;
+    let want: prism_model::Tensor<f32> =
+        prism_store::npy::read_float(&fixtures.join("cam_vgg__conv3__grad-cam__predicted.npy"))
+            .unwrap();
+    assert_eq!(got.len(), want.len());
+    let diff = got
+        .iter()
+        .zip(want.data())
+        .fold(0f32, |d, (a, b)| d.max((a - b).abs()));
+    assert!(diff <= 5e-5, "largest difference {diff}");
+}

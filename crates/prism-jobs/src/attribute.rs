@@ -521,7 +521,8 @@ pub fn attribute_dataset(
         run.write_part(
             pending.part,
             &PartData {
-                sample_shape: &input_shape,
+                // the relevance's own shape: the input's, or a class activation map's 1 × H × W
+                sample_shape: &a.relevance.shape()[1..],
                 relevance: a.relevance.data(),
                 prediction: a.output.data(),
                 labels: &labels,
