@@ -38,7 +38,7 @@ use prism_model::{Float, Graph, Keep, Tensor, ValueId};
 use crate::concept::{Concepts, Record, RecordMode};
 use crate::error::{AttributionError, Result};
 use crate::target::{self, Resolved};
-use crate::{AttributeAt, Attribution, Attributor, Explainer, SeedMode, Target};
+use crate::{take_rows, AttributeAt, Attribution, Attributor, Explainer, SeedMode, Target};
 
 /// A class-activation-map method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -362,13 +362,7 @@ impl<'m> Explainer<'m> {
         let (n, k) = (maps.n, maps.k);
         let per = x.len() / n.max(1);
         let (c_in, hh, ww) = (x.shape()[1], x.shape()[2], x.shape()[3]);
-        let classes = seed.len() / n.max(1);
-        let score = |out: &[T], s: usize| -> f64 {
-            out.iter()
-                .zip(&seed.data()[s * classes..(s + 1) * classes])
-                .map(|(o, w)| o.f64() * w.f64())
-                .sum()
-        };
+        let score = |out: &[T], s: usize| seed_score(out, seed, s);
         let mut scores = vec![vec![f64::NAN; k]; n];
         // (sample, channel, mask) of the rows to run
         let mut pending: Vec<(usize, usize, Vec<f64>)> = Vec::new();
@@ -473,13 +467,7 @@ impl<'m> Explainer<'m> {
             .into_iter()
             .map(|id| value_of(id).map(|t| (id, t)))
             .collect::<Result<_>>()?;
-        let classes = seed.len() / n.max(1);
-        let score = |out: &[T], s: usize| -> f64 {
-            out.iter()
-                .zip(&seed.data()[s * classes..(s + 1) * classes])
-                .map(|(o, w)| o.f64() * w.f64())
-                .sum()
-        };
+        let score = |out: &[T], s: usize| seed_score(out, seed, s);
         let per_out = output.len() / n.max(1);
         let original: Vec<f64> = (0..n)
             .map(|s| score(&output.data()[s * per_out..(s + 1) * per_out], s))
@@ -491,15 +479,20 @@ impl<'m> Explainer<'m> {
         }
         // pytorch-grad-cam's ablation values, per sample and channel
         let per_act = act.len() / n;
+        let lowest: Vec<T> = act
+            .data()
+            .chunks(per_act.max(1))
+            .map(|sample| {
+                sample
+                    .iter()
+                    .fold(T::of(f64::INFINITY), |m, &v| if v < m { v } else { m })
+            })
+            .collect();
         let ablation = |s: usize, c: usize| -> T {
-            let sample = &act.data()[s * per_act..(s + 1) * per_act];
-            let lowest = sample
-                .iter()
-                .fold(T::of(f64::INFINITY), |m, &v| if v < m { v } else { m });
-            if lowest == T::zero() {
+            if lowest[s] == T::zero() {
                 return T::zero();
             }
-            let mut value = lowest;
+            let mut value = lowest[s];
             for _ in 0..=(c % ABLATION_GROUP) {
                 value = value - T::of(ABLATION_VALUE);
             }
@@ -507,14 +500,6 @@ impl<'m> Explainer<'m> {
         };
         let pairs: Vec<(usize, usize)> = (0..n).flat_map(|s| (0..k).map(move |c| (s, c))).collect();
         let mut weights = vec![vec![0.0; k]; n];
-        let take_rows = |t: &Tensor<T>, rows: &[usize]| -> Result<Tensor<T>> {
-            let per = t.len() / n;
-            let mut data = Vec::with_capacity(n * per);
-            for &r in rows {
-                data.extend_from_slice(&t.data()[r * per..(r + 1) * per]);
-            }
-            Ok(Tensor::new(t.shape().to_vec(), data)?)
-        };
         for chunk in pairs.chunks(n) {
             // rows of the chunk: the pairs, padded with the first pair (scores not used)
             let rows: Vec<(usize, usize)> = (0..n)
@@ -543,6 +528,16 @@ impl<'m> Explainer<'m> {
         }
         Ok(weights)
     }
+}
+
+/// The score of sample `s`'s output row `out` under its seed (`seed · out`: the target's logit
+/// for a one-hot seed, a difference of logits for a contrastive one).
+fn seed_score<T: Float>(out: &[T], seed: &Tensor<T>, s: usize) -> f64 {
+    let classes = seed.len() / seed.shape().first().copied().unwrap_or(1).max(1);
+    out.iter()
+        .zip(&seed.data()[s * classes..(s + 1) * classes])
+        .map(|(o, w)| o.f64() * w.f64())
+        .sum()
 }
 
 /// Grad-CAM, Grad-CAM++ and XGrad-CAM's channel weights, `N × K`.

@@ -1380,7 +1380,7 @@ pub fn repeat_rows<T: Float>(x: &Tensor<T>, k: usize) -> Result<Tensor<T>> {
 }
 
 /// The rows `rows` of `x`, in that order.
-fn take_rows<T: Float>(x: &Tensor<T>, rows: &[usize]) -> Result<Tensor<T>> {
+pub(crate) fn take_rows<T: Float>(x: &Tensor<T>, rows: &[usize]) -> Result<Tensor<T>> {
     let n = x.shape().first().copied().unwrap_or(0);
     let row = x.len() / n.max(1);
     let mut data = Vec::with_capacity(rows.len() * row);
