@@ -321,15 +321,26 @@ pub fn layer_activations<T: Float>(
         layer: layer.to_string(),
         source,
     };
+    // the layer's value in the graph specialised for the batch's shape: found once per shape
+    // (every batch but a shorter last one has the same)
+    let mut found: Option<(Vec<usize>, prism_model::ValueId)> = None;
     for_batches::<T>(set, batch_size, allow_nonfinite, progress, |x| {
-        let shapes = vec![x.shape().to_vec()];
-        let g = model.specialize(&shapes).map_err(|e| wrap(e.into()))?;
-        let v = g
-            .find_value(layer)
-            .or_else(|| g.find_node(layer).map(|n| g.node(n).outputs[0]))
-            .ok_or_else(|| TcavError::UnknownLayer {
-                layer: layer.to_string(),
-            })?;
+        let v = match &found {
+            Some((shape, v)) if shape.as_slice() == x.shape() => *v,
+            _ => {
+                let g = model
+                    .specialize(&[x.shape().to_vec()])
+                    .map_err(|e| wrap(e.into()))?;
+                let v = g
+                    .find_value(layer)
+                    .or_else(|| g.find_node(layer).map(|n| g.node(n).outputs[0]))
+                    .ok_or_else(|| TcavError::UnknownLayer {
+                        layer: layer.to_string(),
+                    })?;
+                found = Some((x.shape().to_vec(), v));
+                v
+            }
+        };
         let trace = model
             .trace(vec![x], &prism_model::Keep::Values(vec![v]))
             .map_err(|e| wrap(e.into()))?;
